@@ -1,0 +1,189 @@
+"""Experiment configs: YAML in ``include/configs/``, overrides applied, validated by pydantic."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from numa_ops import paths
+from numa_ops.overrides import ROOT, Override, OverrideError, expand_sweeps, parse_overrides
+
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+
+
+class ConfigError(ValueError):
+    """A config or override that cannot be used; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VitConfig(_Strict):
+    """One ViT model of the study (vit-pytorch ``ViT`` arguments)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    patch_size: Annotated[int, Field(strict=True, ge=1, le=1024)]
+    depth: Annotated[int, Field(strict=True, ge=1, le=256)]
+    heads: Annotated[int, Field(strict=True, ge=1, le=256)]
+    dim: Annotated[int, Field(strict=True, ge=1, le=65536)]
+    mlp_dim: Annotated[int, Field(strict=True, ge=1, le=262144)]
+    num_classes: Annotated[int, Field(strict=True, ge=1, le=100000)] = 1000
+
+
+class HardwareConfig(_Strict):
+    """Which GPUs and NUMA nodes to place runs on (``all`` = every one found)."""
+
+    gpu_ids: Literal["all"] | list[Annotated[int, Field(strict=True, ge=0, le=1023)]] = "all"
+    numa_nodes: Literal["all"] | list[Annotated[int, Field(strict=True, ge=0, le=1023)]] = "all"
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> HardwareConfig:
+        for key in ("gpu_ids", "numa_nodes"):
+            value = getattr(self, key)
+            if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+                raise ValueError(f"{key} must be 'all' or a non-empty list without repeats")
+        return self
+
+
+class TestConfig(_Strict):
+    """What one run measures."""
+
+    num_samples: Annotated[int, Field(strict=True, ge=1, le=10_000_000)]
+    batch_size: Annotated[int, Field(strict=True, ge=1, le=65536)]
+    tensor_shape: Annotated[list[Annotated[int, Field(strict=True, ge=1, le=16384)]], Field(min_length=3, max_length=3)]
+    memory_size_mb: Annotated[int, Field(strict=True, ge=1, le=1_048_576)]
+    compile_model: Annotated[bool, Field(strict=True)] = False
+    timeout_s: Annotated[int, Field(strict=True, ge=1, le=7 * 86400)] = 600
+    warmup_batches: Annotated[int, Field(strict=True, ge=0, le=10000)] = 3
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment: models x placements x test settings."""
+
+    name: str
+    description: str = ""
+    vit_configs: Annotated[list[VitConfig], Field(min_length=1, max_length=1000)]
+    hardware: HardwareConfig = HardwareConfig()
+    test: TestConfig
+    max_workers: Annotated[int, Field(strict=True, ge=1, le=256)] = 1
+
+    @model_validator(mode="after")
+    def _shapes_fit_models(self) -> ExperimentConfig:
+        _, height, width = self.test.tensor_shape
+        for i, vit in enumerate(self.vit_configs):
+            if height % vit.patch_size or width % vit.patch_size:
+                raise ValueError(
+                    f"vit_configs[{i}].patch_size={vit.patch_size} does not divide "
+                    f"test.tensor_shape {self.test.tensor_shape}"
+                )
+        names = [v.name for v in self.vit_configs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"vit_configs names must be unique, got {names}")
+        return self
+
+
+def available_experiments() -> list[str]:
+    """Names of the experiment YAML files in the configs folder."""
+    return sorted(p.stem for p in configs_folder().glob("*.yaml") if not p.stem.startswith("_") and p.stem != "phases")
+
+
+def configs_folder() -> Path:
+    """The configs folder (``NUMA_LAB_CONFIGS`` or ``include/configs``)."""
+    return paths.configs_dir()
+
+
+def _read_yaml(name: str) -> dict[str, Any]:
+    try:
+        paths.safe_name(name, "experiment")
+    except paths.UnsafePathError as exc:
+        raise ConfigError(f"{exc}; available: {', '.join(available_experiments())}") from None
+    path = configs_folder() / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(available_experiments())}")
+    with path.open() as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping")
+    data.setdefault("name", name)
+    return data
+
+
+def _set(data: dict[str, Any], override: Override) -> None:
+    node: Any = data
+    walked = ROOT
+    for part in override.path[:-1]:
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                size = len(node) if isinstance(node, list) else "no"
+                raise ConfigError(f"{override.key}: {walked} has {size} entries, no index {part}")
+            node = node[part]
+            walked += f"[{part}]"
+        else:
+            if not isinstance(node, dict):
+                raise ConfigError(f"{override.key}: {walked} is not a section")
+            node = node.setdefault(part, {})
+            walked += f".{part}"
+    last = override.path[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ConfigError(f"{override.key}: {walked} has no index {last}")
+        node[last] = override.value
+    else:
+        if not isinstance(node, dict):
+            raise ConfigError(f"{override.key}: {walked} is not a section")
+        node[last] = override.value
+
+
+def _format(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        loc = ROOT + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(err["input"], dict)
+        got = "" if quiet else f" (got {err['input']!r})"
+        lines.append(f"{loc}: {msg}{got}")
+    return "; ".join(lines)
+
+
+def build_config(data: dict[str, Any], overrides: list[Override]) -> ExperimentConfig:
+    """Apply non-sweep ``overrides`` to a raw config mapping and validate the result."""
+    data = copy.deepcopy(data)
+    for override in overrides:
+        if not override.path:
+            raise ConfigError(f"{override.text!r}: choose the experiment with the experiment parameter")
+        _set(data, override)
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc)) from None
+
+
+def split_experiment(texts: list[str], experiment: str | None = None) -> tuple[str, list[str]]:
+    """Take ``experiment=<name>`` out of a list of override strings."""
+    rest = []
+    for text in texts:
+        key = text.split("=", 1)[0].strip() if isinstance(text, str) else ""
+        if key == ROOT:
+            experiment = text.split("=", 1)[1].strip()
+        else:
+            rest.append(text)
+    if not experiment:
+        raise ConfigError(f"no experiment given; available: {', '.join(available_experiments())}")
+    return experiment, rest
+
+
+def load_experiment(name: str, overrides: list[str] | None = None) -> list[ExperimentConfig]:
+    """Load experiment ``name`` with ``overrides``; one config per sweep point (cartesian)."""
+    data = _read_yaml(name)
+    try:
+        parsed = parse_overrides(list(overrides or []))
+    except OverrideError as exc:
+        raise ConfigError(str(exc)) from None
+    return [build_config(data, point) for point in expand_sweeps(parsed)]

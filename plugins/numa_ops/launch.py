@@ -1,0 +1,59 @@
+"""A lane -> the argv and environment of its bound worker. Argv lists only, never a shell string."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from numa_ops import paths
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to execute for one worker: argv, extra environment, and how it is bound."""
+
+    argv: list[str]
+    env: dict[str, str]
+    binding: str
+
+
+def numactl_path() -> str | None:
+    """The ``numactl`` binary, or None if this host has none (``NUMA_LAB_NUMACTL`` overrides)."""
+    configured = os.environ.get("NUMA_LAB_NUMACTL")
+    if configured == "off":
+        return None
+    return configured or shutil.which("numactl")
+
+
+def worker_command(
+    runs_file: Path,
+    folder_path: Path,
+    gpu_id: int | None,
+    cpu_node: int,
+    mem_node: int,
+    python: str | None = None,
+) -> Launch:
+    """``numactl --cpunodebind=N --membind=M python -m numa_ops.worker ...`` for one lane."""
+    if not isinstance(cpu_node, int) or not isinstance(mem_node, int) or cpu_node < 0 or mem_node < 0:
+        raise ValueError(f"NUMA nodes must be non-negative integers, got {cpu_node!r}, {mem_node!r}")
+    if gpu_id is not None and (not isinstance(gpu_id, int) or gpu_id < 0):
+        raise ValueError(f"gpu_id must be a non-negative integer or None, got {gpu_id!r}")
+    worker = [python or sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)]
+    numactl = numactl_path()
+    if numactl:
+        argv = [numactl, f"--cpunodebind={cpu_node}", f"--membind={mem_node}", *worker]
+        binding = f"numactl --cpunodebind={cpu_node} --membind={mem_node}"
+    else:
+        argv = worker
+        binding = "none (numactl not found: the worker ran unbound)"
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.plugins_dir()), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": "" if gpu_id is None else str(gpu_id),
+        "NUMA_LAB_BINDING": binding,
+    }
+    return Launch(argv, env, binding)

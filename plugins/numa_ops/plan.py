@@ -1,0 +1,101 @@
+"""Config x sweep x topology -> run specs with deterministic ids, grouped into placement lanes.
+
+A lane is one bound worker process (a GPU, a CPU node and a memory node) that runs its runs
+one after another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from numa_ops.config import ExperimentConfig
+from numa_ops.topology import Topology, placement, resolve_gpus, resolve_nodes
+
+DEFAULT_MAX_RUNS = 5000
+
+
+class PlanError(ValueError):
+    """A plan that must not start (too many runs, nothing to run)."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One bound worker: where it runs, and the runs it does in order."""
+
+    name: str
+    folder: str
+    gpu_id: int | None
+    cpu_node: int
+    mem_node: int
+    max_workers: int
+    runs: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "folder": self.folder,
+            "gpu_id": self.gpu_id,
+            "cpu_node": self.cpu_node,
+            "mem_node": self.mem_node,
+            "max_workers": self.max_workers,
+            "runs": self.runs,
+        }
+
+
+def lane_name(gpu_id: int | None, cpu_node: int, mem_node: int) -> str:
+    """A lane's readable name, e.g. ``gpu0-cpu1-mem1`` or ``cpu-cpu0-mem0``."""
+    device = "cpu" if gpu_id is None else f"gpu{gpu_id}"
+    return f"{device}-cpu{cpu_node}-mem{mem_node}"
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def max_runs() -> int:
+    """The largest plan allowed to start (``NUMA_LAB_MAX_RUNS``)."""
+    return int(os.environ.get("NUMA_LAB_MAX_RUNS", DEFAULT_MAX_RUNS))
+
+
+def build_plan(folder: str, configs: list[ExperimentConfig], topo: Topology) -> list[Lane]:
+    """Every run of every sweep point, placed on lanes; placement errors raise before anything runs."""
+    lanes: dict[tuple[int | None, int, int], list[dict[str, Any]]] = {}
+    workers = 1
+    for point, cfg in enumerate(configs):
+        gpus = resolve_gpus(cfg.hardware.gpu_ids, topo)
+        nodes = resolve_nodes(cfg.hardware.numa_nodes, topo)
+        workers = max(workers, cfg.max_workers)
+        for gpu in gpus:
+            for node in nodes:
+                key = (gpu, node, node)
+                for vit in cfg.vit_configs:
+                    spec = {
+                        "folder": folder,
+                        "experiment": cfg.name,
+                        "sweep_point": point,
+                        "model": vit.model_dump(),
+                        "test": cfg.test.model_dump(),
+                        "gpu_id": gpu,
+                        "cpu_node": node,
+                        "mem_node": node,
+                        "placement": placement(gpu, node, topo),
+                        "lane": lane_name(*key),
+                    }
+                    spec["run_id"] = f"{folder}.{spec['lane']}.{vit.name}.{_digest(spec)}"
+                    lanes.setdefault(key, []).append(spec)
+    total = sum(len(r) for r in lanes.values())
+    if total == 0:
+        raise PlanError("the plan has no runs")
+    if total > max_runs():
+        raise PlanError(f"the plan has {total} runs, over the cap of {max_runs()} (NUMA_LAB_MAX_RUNS)")
+    ids = [r["run_id"] for runs in lanes.values() for r in runs]
+    if len(set(ids)) != len(ids):
+        raise PlanError("the plan repeats a run (same model, settings and placement twice)")
+    return [
+        Lane(lane_name(*key), folder, key[0], key[1], key[2], workers, runs)
+        for key, runs in sorted(lanes.items(), key=lambda kv: lane_name(*kv[0]))
+    ]

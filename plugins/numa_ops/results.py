@@ -1,0 +1,165 @@
+"""Run records: one JSON file per run, written atomically; ``results.json`` and the summary.
+
+Layout of a run folder ``outputs/<folder>/``::
+
+    plan.json                 the lanes and their run specs
+    runs/<run_id>.json        one record per run, written when the run ends
+    results.json              every record, as a list (the seed's jq commands read it)
+    experiment_summary.json   counts and the headline numbers
+    experiment.log            every lane's worker output, line by line
+    quarantine/               run files that could not be read, with the reason
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from numa_ops import paths
+
+RECORD_SCHEMA = 1
+
+
+def now() -> str:
+    """UTC time stamp in ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def run_folder(folder: str, base: Path | None = None) -> Path:
+    """The folder of one experiment invocation, inside the outputs folder."""
+    return paths.inside(base or paths.outputs_dir(), paths.safe_name(folder, "run folder"))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` so readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_path(folder_path: Path, run_id: str) -> Path:
+    """Where a run's record lives."""
+    return paths.inside(folder_path, "runs", paths.safe_name(run_id, "run_id") + ".json")
+
+
+def base_record(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fields every record has, successful or not, taken from its run spec."""
+    return {
+        "schema": RECORD_SCHEMA,
+        "run_id": spec["run_id"],
+        "folder": spec["folder"],
+        "experiment": spec["experiment"],
+        "sweep_point": spec.get("sweep_point", 0),
+        "lane": spec["lane"],
+        "gpu_id": spec["gpu_id"],
+        "numa_node": spec["cpu_node"],
+        "cpu_node": spec["cpu_node"],
+        "mem_node": spec["mem_node"],
+        "placement": spec.get("placement"),
+        "model": spec["model"],
+        "test": spec["test"],
+    }
+
+
+def failed_record(spec: dict[str, Any], reason: str, **extra: Any) -> dict[str, Any]:
+    """A record for a run that did not finish (crash, timeout, kill, error)."""
+    record = base_record(spec)
+    record.update(success=False, error=reason, duration=None, finished_at=now(), metrics=None, **extra)
+    return record
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A record, or None if the file is missing; raise ValueError if it is not a record."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"unreadable run file: {exc}") from None
+    if not isinstance(data, dict) or "run_id" not in data or "success" not in data:
+        raise ValueError("not a run record (no run_id or success)")
+    return data
+
+
+def successful(folder_path: Path, run_id: str) -> bool:
+    """Whether a run already has a successful record (it is never measured again)."""
+    try:
+        record = read_record(record_path(folder_path, run_id))
+    except ValueError:
+        return False
+    return bool(record and record.get("success"))
+
+
+def quarantine(path: Path, reason: str) -> Path:
+    """Move an unreadable run file aside with a note saying why."""
+    target_dir = path.parent.parent / "quarantine"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / path.name
+    os.replace(path, target)
+    (target_dir / (path.name + ".reason.txt")).write_text(reason + "\n")
+    return target
+
+
+def collect(folder_path: Path) -> list[dict[str, Any]]:
+    """All readable records of a run folder, by run_id; unreadable ones are quarantined."""
+    records = []
+    for path in sorted((folder_path / "runs").glob("*.json")):
+        try:
+            record = read_record(path)
+        except ValueError as exc:
+            quarantine(path, str(exc))
+            continue
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def summarize(folder: str, records: list[dict[str, Any]], planned: int | None = None) -> dict[str, Any]:
+    """The experiment summary: counts, failures and the headline throughput per run."""
+    ok = [r for r in records if r.get("success")]
+    return {
+        "folder": folder,
+        "experiment": records[0]["experiment"] if records else None,
+        "planned_runs": planned,
+        "recorded_runs": len(records),
+        "successful_runs": len(ok),
+        "failed_runs": len(records) - len(ok),
+        "missing_runs": None if planned is None else max(planned - len(records), 0),
+        "devices": sorted({str(r.get("device")) for r in ok}),
+        "failures": [{"run_id": r["run_id"], "error": r.get("error")} for r in records if not r.get("success")],
+        "throughput": [
+            {
+                "run_id": r["run_id"],
+                "model": r["model"]["name"],
+                "lane": r["lane"],
+                "samples_per_s": (r.get("metrics") or {}).get("samples_per_s"),
+            }
+            for r in ok
+        ],
+        "written_at": now(),
+    }
+
+
+def finalize(folder_path: Path) -> dict[str, Any]:
+    """Write ``results.json`` and ``experiment_summary.json`` from the run records."""
+    records = collect(folder_path)
+    planned = None
+    plan_file = folder_path / "plan.json"
+    if plan_file.is_file():
+        planned = sum(len(lane["runs"]) for lane in json.loads(plan_file.read_text())["lanes"])
+    summary = summarize(folder_path.name, records, planned)
+    write_json_atomic(folder_path / "results.json", records)
+    write_json_atomic(folder_path / "experiment_summary.json", summary)
+    return summary

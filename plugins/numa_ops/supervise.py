@@ -1,0 +1,232 @@
+"""Run one lane's bound worker to the end: stream its log, enforce each run's timeout, survive crashes.
+
+The worker runs in its own process session, so a timeout or a kill ends its whole process group
+(numactl, python, anything it started). A run that times out or dies is recorded as failed with
+the reason, and a fresh worker takes the lane's remaining runs. Runs that already have a
+successful record are never measured again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from numa_ops import results
+from numa_ops.launch import worker_command
+from numa_ops.paths import safe_name
+from numa_ops.worker.protocol import parse_event
+
+DEFAULT_STARTUP_TIMEOUT_S = 600
+KILL_GRACE_S = 5.0
+
+
+def startup_timeout_s() -> float:
+    """How long a worker may take to import and initialise (``NUMA_LAB_STARTUP_TIMEOUT_S``)."""
+    return float(os.environ.get("NUMA_LAB_STARTUP_TIMEOUT_S", DEFAULT_STARTUP_TIMEOUT_S))
+
+
+@dataclass
+class LaneOutcome:
+    """What happened to a lane's runs in this attempt."""
+
+    lane: str
+    planned: int
+    skipped: int = 0
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    workers_started: int = 0
+    startup_s: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float = KILL_GRACE_S) -> str:
+    """End the worker's whole process group: SIGTERM, then SIGKILL after ``grace_s``."""
+    if proc.poll() is not None:
+        return "already exited"
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "already exited"
+    try:
+        proc.wait(timeout=grace_s)
+        return "SIGTERM"
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        return "SIGKILL"
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"worker killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"worker killed by signal {-returncode}"
+    return f"worker exited with code {returncode}"
+
+
+class LaneSupervisor:
+    """Runs a lane (see :func:`numa_ops.plan.build_plan`) and records every run's fate."""
+
+    def __init__(self, lane: dict[str, Any], folder_path: Path, log: Callable[[str], None] = print):
+        self.lane = lane
+        self.name = safe_name(lane["name"], "lane")
+        self.folder_path = folder_path
+        self.log = log
+        self._proc: subprocess.Popen | None = None
+        self._current: dict[str, Any] | None = None
+        self._stopped: str | None = None
+        self._lock = threading.Lock()
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self) -> LaneOutcome:
+        """Measure every run of the lane that has no successful record yet."""
+        t0 = time.monotonic()
+        runs = self.lane["runs"]
+        todo = [r for r in runs if not results.successful(self.folder_path, r["run_id"])]
+        outcome = LaneOutcome(self.name, len(runs), skipped=len(runs) - len(todo))
+        if outcome.skipped:
+            self.log(f"[{self.name}] {outcome.skipped} of {len(runs)} runs already have a successful record: skipped")
+        done = outcome.skipped
+        while todo and not self._stopped:
+            finished = self._run_worker(todo, outcome, done, len(runs))
+            done += len(finished)
+            todo = [r for r in todo if r["run_id"] not in finished]
+        if self._stopped:
+            for spec in todo:
+                self._record_failure(spec, self._stopped, outcome)
+        outcome.wall_s = time.monotonic() - t0
+        return outcome
+
+    def stop(self, reason: str = "killed: the task was stopped") -> None:
+        """End the worker's process group now (Airflow's ``on_kill``); the current run is recorded as killed."""
+        with self._lock:
+            self._stopped = reason
+            proc = self._proc
+        if proc is not None:
+            _kill_group(proc)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _record_failure(self, spec: dict[str, Any], reason: str, outcome: LaneOutcome) -> None:
+        path = results.record_path(self.folder_path, spec["run_id"])
+        if not results.successful(self.folder_path, spec["run_id"]):
+            results.write_json_atomic(path, results.failed_record(spec, reason))
+        outcome.failed.append(spec["run_id"])
+        self.log(f"[{self.name}] run {spec['run_id']} FAILED: {reason}")
+
+    def _start(self, todo: list[dict[str, Any]]) -> subprocess.Popen:
+        lanes_dir = self.folder_path / "lanes"
+        runs_file = lanes_dir / f"{self.name}.{int(time.time() * 1000)}.json"
+        results.write_json_atomic(runs_file, todo)
+        launch = worker_command(
+            runs_file, self.folder_path, self.lane["gpu_id"], self.lane["cpu_node"], self.lane["mem_node"]
+        )
+        self.log(f"[{self.name}] starting worker for {len(todo)} runs: {launch.binding}, "
+                 f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}")
+        return subprocess.Popen(
+            launch.argv,
+            env={**os.environ, **launch.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+            bufsize=1,
+            cwd=self.folder_path,
+        )
+
+    def _run_worker(self, todo: list[dict[str, Any]], outcome: LaneOutcome, done: int, total: int) -> set[str]:
+        """One worker process over ``todo``; returns the run_ids it settled (measured or failed)."""
+        by_id = {r["run_id"]: r for r in todo}
+        settled: set[str] = set()
+        proc = self._start(todo)
+        with self._lock:
+            self._proc = proc
+        outcome.workers_started += 1
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=self._read, args=(proc, lines), daemon=True)
+        reader.start()
+        log_path = self.folder_path / "experiment.log"
+        current: dict[str, Any] | None = None
+        deadline = time.monotonic() + startup_timeout_s()
+        failure: str | None = None
+        ready = False
+        with log_path.open("a") as log_file:
+            while True:
+                try:
+                    line = lines.get(timeout=0.2)
+                except queue.Empty:
+                    line = ""
+                if line is None:  # worker's stdout closed
+                    break
+                if line:
+                    log_file.write(f"{results.now()} [{self.name}] {line}\n")
+                    log_file.flush()
+                    event = parse_event(line)
+                    if event is None:
+                        self.log(f"[{self.name}] {line}")
+                    elif event["event"] == "ready":
+                        ready = True
+                        outcome.startup_s.append(event["startup_s"])
+                        self.log(f"[{self.name}] worker ready after {event['startup_s']:.1f} s on {event['device']}")
+                        deadline = float("inf")
+                    elif event["event"] == "start":
+                        current = by_id.get(event["run_id"])
+                        timeout = current["test"]["timeout_s"] if current else startup_timeout_s()
+                        deadline = time.monotonic() + timeout
+                        self.log(f"[{self.name}] run {done + len(settled) + 1}/{total} started: {event['run_id']}")
+                    elif event["event"] == "end":
+                        settled.add(event["run_id"])
+                        (outcome.succeeded if event["success"] else outcome.failed).append(event["run_id"])
+                        rate = event.get("samples_per_s")
+                        status = f"ok, {rate:.1f} samples/s" if event["success"] else f"FAILED: {event.get('error')}"
+                        self.log(f"[{self.name}] run {done + len(settled)}/{total} {status} "
+                                 f"({event['duration']:.1f} s) {event['run_id']}")
+                        current, deadline = None, float("inf")
+                if time.monotonic() > deadline and failure is None:
+                    if current is not None:
+                        failure = f"timeout: run exceeded timeout_s={current['test']['timeout_s']}"
+                    else:
+                        failure = f"timeout: worker did not become ready within {startup_timeout_s():.0f} s"
+                    how = _kill_group(proc)
+                    self.log(f"[{self.name}] {failure}; worker process group ended ({how})")
+            returncode = proc.wait()
+        reader.join(timeout=5)
+        with self._lock:
+            self._proc = None
+        if returncode != 0 and failure is None:
+            failure = self._stopped or _exit_reason(returncode)
+        unsettled = [r for r in todo if r["run_id"] not in settled]
+        if failure is None and unsettled:
+            failure = "worker exited before measuring this run"
+        if current is not None and current["run_id"] not in settled:
+            self._record_failure(current, failure or "worker ended mid-run", outcome)
+            settled.add(current["run_id"])
+        elif unsettled and not ready and not self._stopped:
+            # The worker never became ready: every run it was given fails for the same reason,
+            # rather than restarting a worker that cannot start.
+            for spec in unsettled:
+                self._record_failure(spec, f"worker failed to start: {failure}", outcome)
+                settled.add(spec["run_id"])
+        return settled
+
+    @staticmethod
+    def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.put(raw.rstrip("\n"))
+        lines.put(None)

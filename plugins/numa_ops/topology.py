@@ -1,0 +1,216 @@
+"""The host as it is: NUMA nodes and their CPUs (sysfs), GPUs and their local node (NVML + sysfs).
+
+``sysfs_root`` lets tests read a fake tree. Nothing here imports torch: discovery must be cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+NVIDIA_VENDOR = "0x10de"
+DISPLAY_CLASSES = ("0x0300", "0x0302")
+
+
+class PlacementError(ValueError):
+    """A requested GPU or NUMA node that this host does not have."""
+
+
+@dataclass(frozen=True)
+class NumaNode:
+    """One NUMA node: its CPUs and memory."""
+
+    id: int
+    cpus: list[int]
+    mem_total_mb: int | None
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One NVIDIA GPU, indexed in PCI bus order (the order NVML uses)."""
+
+    index: int
+    name: str
+    pci_bus_id: str
+    numa_node: int | None  # None: the platform does not say (sysfs -1)
+    local_cpus: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A snapshot of the host's NUMA nodes and GPUs."""
+
+    host: str
+    nodes: list[NumaNode]
+    gpus: list[Gpu]
+    distances: dict[int, list[int]] = field(default_factory=dict)
+    gpu_source: str = "none"  # "nvml", "sysfs" or "none"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def node_ids(self) -> list[int]:
+        return [n.id for n in self.nodes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Topology:
+        return cls(
+            host=data["host"],
+            nodes=[NumaNode(**n) for n in data["nodes"]],
+            gpus=[Gpu(**g) for g in data["gpus"]],
+            distances={int(k): v for k, v in data.get("distances", {}).items()},
+            gpu_source=data.get("gpu_source", "none"),
+            notes=list(data.get("notes", [])),
+        )
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """Parse a kernel cpulist such as ``0-3,8,10-11``."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            cpus.extend(range(int(lo), int(hi) + 1))
+        else:
+            cpus.append(int(part))
+    return cpus
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _nodes(sysfs: Path) -> tuple[list[NumaNode], dict[int, list[int]]]:
+    base = sysfs / "devices/system/node"
+    nodes, distances = [], {}
+    for path in sorted(base.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
+        node_id = int(path.name[4:])
+        mem = None
+        meminfo = _read(path / "meminfo") or ""
+        match = re.search(r"MemTotal:\s+(\d+)\s*kB", meminfo)
+        if match:
+            mem = int(match.group(1)) // 1024
+        nodes.append(NumaNode(node_id, parse_cpulist(_read(path / "cpulist") or ""), mem))
+        dist = _read(path / "distance")
+        if dist:
+            distances[node_id] = [int(x) for x in dist.split()]
+    if not nodes:  # kernel without NUMA support: one node holding every CPU
+        nodes = [NumaNode(0, list(range(os.cpu_count() or 1)), None)]
+        distances = {0: [10]}
+    return nodes, distances
+
+
+def _pci_numa(sysfs: Path, bus_id: str) -> tuple[int | None, list[int] | None]:
+    dev = sysfs / "bus/pci/devices" / _sysfs_bus_id(bus_id)
+    raw = _read(dev / "numa_node")
+    node = int(raw) if raw not in (None, "") and int(raw) >= 0 else None
+    cpus = _read(dev / "local_cpulist")
+    return node, parse_cpulist(cpus) if cpus else None
+
+
+def _sysfs_bus_id(bus_id: str) -> str:
+    # NVML gives 00000000:3B:00.0, sysfs names 0000:3b:00.0
+    domain, rest = bus_id.split(":", 1)
+    return f"{int(domain, 16):04x}:{rest}".lower()
+
+
+def _gpus_from_nvml(sysfs: Path) -> list[Gpu] | None:
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - NVML absent or no driver: no GPUs from it
+        return None
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            bus = pynvml.nvmlDeviceGetPciInfo(handle).busId
+            name = name.decode() if isinstance(name, bytes) else name
+            bus = bus.decode() if isinstance(bus, bytes) else bus
+            node, cpus = _pci_numa(sysfs, bus)
+            gpus.append(Gpu(i, name, bus, node, cpus))
+        return gpus
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _gpus_from_sysfs(sysfs: Path) -> list[Gpu]:
+    found = []
+    for dev in sorted((sysfs / "bus/pci/devices").glob("*")):
+        if _read(dev / "vendor") == NVIDIA_VENDOR and (_read(dev / "class") or "").startswith(DISPLAY_CLASSES):
+            found.append(dev.name)
+    gpus = []
+    for i, bus in enumerate(found):
+        node, cpus = _pci_numa(sysfs, bus)
+        gpus.append(Gpu(i, "NVIDIA GPU (name unknown without NVML)", bus, node, cpus))
+    return gpus
+
+
+def discover(sysfs_root: str | Path = "/sys", use_nvml: bool = True) -> Topology:
+    """Read this host's NUMA nodes and GPUs; works with no GPU and with no NVML."""
+    sysfs = Path(sysfs_root)
+    nodes, distances = _nodes(sysfs)
+    notes = []
+    gpus = _gpus_from_nvml(sysfs) if use_nvml else None
+    source = "nvml"
+    if gpus is None:
+        gpus, source = _gpus_from_sysfs(sysfs), "sysfs"
+        if gpus:
+            notes.append("NVML unavailable: GPUs read from sysfs in PCI bus order")
+    if not gpus:
+        source = "none"
+        notes.append("no NVIDIA GPU found: runs use the CPU")
+    if len(nodes) == 1:
+        notes.append("one NUMA node: no remote placement exists on this host")
+    return Topology(socket.gethostname(), nodes, gpus, distances, source, notes)
+
+
+def resolve_gpus(requested: str | list[int], topo: Topology) -> list[int | None]:
+    """GPU indices to use; ``[None]`` means the CPU (only when the host has no GPU and ``all``)."""
+    have = [g.index for g in topo.gpus]
+    if requested == "all":
+        return list(have) if have else [None]
+    missing = [g for g in requested if g not in have]
+    if missing:
+        found = ", ".join(map(str, have)) if have else "none (this host has no NVIDIA GPU; gpu_ids=all runs on the CPU)"
+        raise PlacementError(f"experiment.hardware.gpu_ids: GPU {missing} not found; GPUs on {topo.host}: {found}")
+    return list(requested)
+
+
+def resolve_nodes(requested: str | list[int], topo: Topology) -> list[int]:
+    """NUMA node ids to use, checked against the host."""
+    have = topo.node_ids
+    if requested == "all":
+        return list(have)
+    missing = [n for n in requested if n not in have]
+    if missing:
+        raise PlacementError(
+            f"experiment.hardware.numa_nodes: NUMA node {missing} not found; nodes on {topo.host}: "
+            f"{', '.join(map(str, have))}"
+        )
+    return list(requested)
+
+
+def placement(gpu: int | None, node: int, topo: Topology) -> str:
+    """``local``, ``remote`` or ``unknown`` for a GPU run bound to ``node`` (``cpu`` on the CPU)."""
+    if gpu is None:
+        return "cpu"
+    g = next(g for g in topo.gpus if g.index == gpu)
+    if g.numa_node is None:
+        return "local" if len(topo.nodes) == 1 else "unknown"
+    return "local" if g.numa_node == node else "remote"

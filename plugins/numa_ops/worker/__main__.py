@@ -1,0 +1,84 @@
+"""``python -m numa_ops.worker --runs FILE --folder-path DIR``: measure runs one after another.
+
+Each run's record is written atomically as soon as the run ends. Progress goes to stdout as
+lines starting with ``@@numa_lab`` followed by JSON, which the launching side reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from numa_ops.worker.protocol import emit
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numa_ops.worker")
+    parser.add_argument("--runs", required=True, type=Path, help="JSON list of run specs to measure, in order")
+    parser.add_argument("--folder-path", required=True, type=Path, help="the run folder records go into")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    import torch  # heavy imports after argument parsing: a bad call fails fast
+
+    from numa_ops import results
+    from numa_ops.worker.environment import environment
+    from numa_ops.worker.measure import measure_run
+
+    specs = json.loads(args.runs.read_text())
+    allowed = os.sched_getaffinity(0)
+    torch.set_num_threads(max(1, len(allowed)))
+    gpu_id = specs[0]["gpu_id"] if specs else None
+    if gpu_id is not None and not torch.cuda.is_available():
+        device = None
+    else:
+        device = torch.device("cuda:0" if gpu_id is not None else "cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            torch.cuda.init()
+    env = environment(gpu_id)
+    startup_s = time.perf_counter() - started
+    emit("ready", startup_s=startup_s, pid=os.getpid(), device=str(device))
+
+    failures = 0
+    for spec in specs:
+        emit("start", run_id=spec["run_id"], model=spec["model"]["name"])
+        record = results.base_record(spec)
+        record["started_at"] = results.now()
+        t0 = time.perf_counter()
+        try:
+            if device is None:
+                raise RuntimeError(f"GPU {gpu_id} was requested but CUDA is not available in the worker")
+            metrics = measure_run(spec, device)
+            record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
+        except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
+            failures += 1
+            oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+            reason = f"{'out of memory' if oom else type(exc).__name__}: {exc}".strip()
+            record.update(success=False, error=reason[:2000], device=str(device), metrics=None)
+            record["traceback"] = traceback.format_exc(limit=8)
+            if device is not None and device.type == "cuda":
+                torch.cuda.empty_cache()
+        record["duration"] = time.perf_counter() - t0
+        record["finished_at"] = results.now()
+        record["environment"] = env
+        record["worker_startup_s"] = startup_s
+        results.write_json_atomic(results.record_path(args.folder_path, spec["run_id"]), record)
+        emit(
+            "end",
+            run_id=spec["run_id"],
+            success=record["success"],
+            duration=record["duration"],
+            samples_per_s=(record.get("metrics") or {}).get("samples_per_s"),
+            error=record.get("error"),
+        )
+    emit("done", failures=failures, total_s=time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

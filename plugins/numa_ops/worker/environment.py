@@ -1,0 +1,81 @@
+"""What a record says about where it ran: host, binding in effect, GPU, driver, versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+from typing import Any
+
+
+def binding() -> dict[str, Any]:
+    """The CPUs and memory nodes this process may use, as the kernel reports them."""
+    found: dict[str, Any] = {"cpus_allowed": None, "mems_allowed": None}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                found["cpus_allowed"] = line.split(":", 1)[1].strip()
+            elif line.startswith("Mems_allowed_list:"):
+                found["mems_allowed"] = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    found["numactl"] = os.environ.get("NUMA_LAB_BINDING", "unknown")
+    return found
+
+
+def _nvml(index: int | None) -> dict[str, Any]:
+    info: dict[str, Any] = {"driver": None, "gpu_name": None, "pci_bus_id": None}
+    if index is None:
+        return info
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no NVML: fields stay null
+        return info
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        info["driver"] = _text(pynvml.nvmlSystemGetDriverVersion())
+        info["gpu_name"] = _text(pynvml.nvmlDeviceGetName(handle))
+        info["pci_bus_id"] = _text(pynvml.nvmlDeviceGetPciInfo(handle).busId)
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        pynvml.nvmlShutdown()
+    return info
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def environment(gpu_id: int | None) -> dict[str, Any]:
+    """Host, Python, torch, CUDA and GPU facts for a record."""
+    import torch
+
+    env = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_runtime": torch.version.cuda,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "cpu_model": _cpu_model(),
+        "torch_threads": torch.get_num_threads(),
+        "binding": binding(),
+    }
+    env.update(_nvml(gpu_id))
+    if torch.cuda.is_available() and gpu_id is not None:
+        env["gpu_name"] = env["gpu_name"] or torch.cuda.get_device_name(0)
+    return env
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
