@@ -1,0 +1,75 @@
+"""The same plan without Airflow: ``python -m numa_ops run experiment=quick_test experiment.test.num_samples=500``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from numa_ops import paths, pipeline
+from numa_ops.config import ConfigError
+from numa_ops.plan import Lane, PlanError
+from numa_ops.supervise import LaneSupervisor, LaneOutcome
+from numa_ops.topology import PlacementError, discover
+
+
+def _run_gpu_group(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
+    # Lanes of one GPU run one after another: two timed runs never share a GPU.
+    return [LaneSupervisor(lane.to_dict(), folder_path).run() for lane in lanes]
+
+
+def run(overrides: list[str]) -> int:
+    """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded."""
+    try:
+        folder_path, lanes = pipeline.prepare("", overrides, discover())
+    except (ConfigError, PlacementError, PlanError, paths.UnsafePathError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"plan: {sum(len(lane.runs) for lane in lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
+    by_gpu: dict[int | None, list[Lane]] = defaultdict(list)
+    for lane in lanes:
+        by_gpu[lane.gpu_id].append(lane)
+    workers = max(1, min(lanes[0].max_workers, len(by_gpu)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = [o for group in pool.map(lambda g: _run_gpu_group(g, folder_path), by_gpu.values()) for o in group]
+    pipeline.load(folder_path)
+    where = pipeline.write_reports(folder_path)
+    print(json.dumps(where, indent=2))
+    return 1 if any(o.failed for o in outcomes) else 0
+
+
+def where(airflow_rc: int | None) -> int:
+    """Print where the last phase run's results are; non-zero if it did not complete cleanly."""
+    latest = paths.outputs_dir() / pipeline.LATEST
+    if not latest.is_file():
+        print(f"error: no results: {latest} was not written (see the Airflow output above)", file=sys.stderr)
+        return airflow_rc or 1
+    info = json.loads(latest.read_text())
+    summary = info["summary"]
+    print("\nnuma-lab results")
+    for key in ("results_json", "experiment_summary_json", "experiment_log", "duckdb", "report", "report_all_runs"):
+        print(f"  {key:24} {info[key]}")
+    print(f"  runs: {summary['successful_runs']} succeeded, {summary['failed_runs']} failed, "
+          f"{summary['missing_runs']} missing of {summary['planned_runs']} planned")
+    print("\nTry:")
+    print(f"  jq '.[] | {{run_id, duration, success, gpu_id, numa_node}}' {info['results_json']}")
+    print(f"  {sys.executable} -c \"import duckdb; print(duckdb.connect('{info['duckdb']}', read_only=True)"
+          ".sql('select model_name, lane, samples_per_s from runs order by finished_at desc limit 10'))\"")
+    failed = summary["failed_runs"] or summary["missing_runs"]
+    return 1 if failed or airflow_rc else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numa_ops")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run an experiment without Airflow")
+    p_run.add_argument("overrides", nargs="+", help="experiment=NAME and overrides, e.g. experiment.test.num_samples=500")
+    p_where = sub.add_parser("where", help="where the last phase run's results are")
+    p_where.add_argument("--airflow-rc", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(args.overrides)
+    return where(args.airflow_rc)

@@ -1,0 +1,91 @@
+"""The steps of a phase, shared by the Airflow DAGs and the command line.
+
+plan (config x topology -> lanes, written to ``plan.json``) -> lanes measured -> finish
+(``results.json``, summary, DuckDB load, reports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from numa_ops import paths, results
+from numa_ops.config import load_experiment, split_experiment
+from numa_ops.plan import Lane, build_plan
+from numa_ops.topology import Topology
+
+LATEST = "latest.json"
+
+
+def folder_name(experiment: str, when: datetime | None = None, token: str = "") -> str:
+    """``<experiment>_<UTC time>_<6 hex>``: one folder per invocation, stable for its retries."""
+    when = when or datetime.now(UTC)
+    digest = hashlib.sha1(f"{experiment}|{token or when.isoformat()}".encode()).hexdigest()[:6]
+    return paths.safe_name(f"{experiment}_{when.strftime('%Y%m%dT%H%M%S')}_{digest}", "run folder")
+
+
+def prepare(
+    experiment: str, overrides: list[str], topo: Topology, folder: str | None = None
+) -> tuple[Path, list[Lane]]:
+    """Validate the request and write the run folder's plan; raises before anything runs."""
+    experiment, overrides = split_experiment(list(overrides), experiment)
+    configs = load_experiment(experiment, overrides)
+    folder = folder or folder_name(experiment)
+    lanes = build_plan(folder, configs, topo)
+    folder_path = results.run_folder(folder)
+    (folder_path / "runs").mkdir(parents=True, exist_ok=True)
+    plan_file = folder_path / "plan.json"
+    if plan_file.is_file():  # a retried plan task: keep the plan the lanes already started on
+        old = json.loads(plan_file.read_text())
+        if [lane["name"] for lane in old["lanes"]] == [lane.name for lane in lanes]:
+            return folder_path, [Lane(**lane) for lane in old["lanes"]]
+    results.write_json_atomic(folder_path / "topology.json", topo.to_dict())
+    results.write_json_atomic(
+        plan_file,
+        {
+            "experiment": experiment,
+            "overrides": overrides,
+            "configs": [c.model_dump() for c in configs],
+            "lanes": [lane.to_dict() for lane in lanes],
+            "created_at": results.now(),
+        },
+    )
+    return folder_path, lanes
+
+
+def load(folder_path: Path) -> dict[str, Any]:
+    """Write results.json and the summary; load DuckDB from every run folder (so it catches up)."""
+    from numa_ops import store
+
+    summary = results.finalize(folder_path)
+    counts = store.load(store.run_folders())
+    return {"summary": {k: summary[k] for k in ("planned_runs", "successful_runs", "failed_runs", "missing_runs")},
+            "load": counts}
+
+
+def write_reports(folder_path: Path) -> dict[str, Any]:
+    """This folder's report and the cumulative one; returns (and saves to latest.json) where things are."""
+    from numa_ops import report, store
+
+    topo_file = folder_path / "topology.json"
+    topology = json.loads(topo_file.read_text()) if topo_file.is_file() else None
+    run_report = report.write_report(
+        folder_path / "report", f"numa-lab: {folder_path.name}", folder=folder_path.name, topology=topology
+    )
+    all_report = report.write_report(paths.outputs_dir() / "report", "numa-lab: all runs", topology=topology)
+    summary = json.loads((folder_path / "experiment_summary.json").read_text())
+    where = {
+        "folder": str(folder_path),
+        "results_json": str(folder_path / "results.json"),
+        "experiment_summary_json": str(folder_path / "experiment_summary.json"),
+        "experiment_log": str(folder_path / "experiment.log"),
+        "duckdb": str(store.db_path()),
+        "report": str(run_report),
+        "report_all_runs": str(all_report),
+        "summary": {k: summary[k] for k in ("planned_runs", "successful_runs", "failed_runs", "missing_runs")},
+    }
+    results.write_json_atomic(paths.outputs_dir() / LATEST, where)
+    return where

@@ -1,0 +1,148 @@
+"""Altair report: one offline HTML page (Vega inlined) plus a PNG per chart.
+
+Data is aggregated in DuckDB before it reaches Altair, so a page never carries raw rows.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import duckdb
+import pandas as pd
+
+from numa_ops import store
+
+AGGREGATE_SQL = """
+SELECT experiment, model_name, depth, dim, lane, device, placement,
+       any_value(gpu_name) AS gpu_name,
+       count(*) AS runs,
+       count(*) FILTER (WHERE success) AS ok_runs,
+       median(samples_per_s) FILTER (WHERE success) AS samples_per_s,
+       median(h2d_ms_median) FILTER (WHERE success) AS h2d_ms,
+       median(forward_ms_median) FILTER (WHERE success) AS forward_ms,
+       median(d2h_ms_median) FILTER (WHERE success) AS d2h_ms,
+       median(h2d_gbps) FILTER (WHERE success) AS h2d_gbps
+FROM runs
+WHERE {where}
+GROUP BY ALL
+ORDER BY experiment, depth, dim, model_name, lane
+"""
+
+
+def aggregate(database: Path, folder: str | None = None) -> pd.DataFrame:
+    """Per experiment x model x lane medians (one folder, or everything)."""
+    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(AGGREGATE_SQL.format(where=where), params).df()
+
+
+def failures(database: Path, folder: str | None = None) -> pd.DataFrame:
+    """Failed runs with their reasons."""
+    where, params = ("folder = ? AND NOT success", [folder]) if folder else ("NOT success", [])
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(f"SELECT run_id, lane, model_name, error FROM runs WHERE {where} ORDER BY run_id", params).df()
+
+
+def throughput_chart(df: pd.DataFrame) -> alt.Chart:
+    """Median samples/s per model, one bar per lane."""
+    return (
+        alt.Chart(df, title="Throughput per model (median samples/s)")
+        .mark_bar()
+        .encode(
+            x=alt.X("model_name:N", title="model", sort=None),
+            xOffset="lane:N",
+            y=alt.Y("samples_per_s:Q", title="samples/s"),
+            color=alt.Color("lane:N", title="lane (GPU-CPU node-memory node)"),
+            tooltip=["experiment", "model_name", "lane", "device", "placement",
+                     alt.Tooltip("samples_per_s:Q", format=".1f"), "ok_runs", "runs"],
+        )
+        .properties(width=520, height=260)
+    )
+
+
+def stage_chart(df: pd.DataFrame) -> alt.Chart:
+    """Stacked median per-batch time: H2D copy, forward, D2H copy."""
+    long = df.melt(
+        id_vars=["model_name", "lane", "device"],
+        value_vars=["h2d_ms", "forward_ms", "d2h_ms"],
+        var_name="stage",
+        value_name="ms",
+    ).dropna(subset=["ms"])
+    long["stage"] = long["stage"].map({"h2d_ms": "1 H2D copy", "forward_ms": "2 forward", "d2h_ms": "3 D2H copy"})
+    long["row"] = long["model_name"] + " @ " + long["lane"]
+    return (
+        alt.Chart(long, title="Stage breakdown per batch (median ms)")
+        .mark_bar()
+        .encode(
+            y=alt.Y("row:N", title="model @ lane", sort=None),
+            x=alt.X("ms:Q", title="ms per batch", stack="zero"),
+            color=alt.Color("stage:N", sort="ascending"),
+            order=alt.Order("stage:N"),
+            tooltip=["model_name", "lane", "stage", alt.Tooltip("ms:Q", format=".3f")],
+        )
+        .properties(width=520)
+    )
+
+
+def _notes(df: pd.DataFrame, topology: dict[str, Any] | None, failed: pd.DataFrame) -> list[str]:
+    notes = []
+    if topology:
+        nodes = topology.get("nodes", [])
+        gpus = topology.get("gpus", [])
+        notes.append(
+            f"Host {topology.get('host')}: {len(nodes)} NUMA node(s), {len(gpus)} GPU(s) "
+            f"({', '.join(sorted({g['name'] for g in gpus})) or 'none'})."
+        )
+        notes.extend(topology.get("notes", []))
+    if (df["device"] == "cpu").any():
+        notes.append("Runs on device cpu: there is no host-to-device copy, so H2D and D2H are not measured; "
+                     "the stage breakdown shows the forward pass only.")
+    if len(failed):
+        notes.append(f"{len(failed)} run(s) failed; see the table below and results.json.")
+    return notes
+
+
+def write_report(
+    out_dir: Path,
+    title: str,
+    database: Path | None = None,
+    folder: str | None = None,
+    topology: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``index.html`` (self-contained) and one PNG per chart into ``out_dir``."""
+    database = database or store.db_path()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = aggregate(database, folder)
+    failed = failures(database, folder)
+    ok = df[df["ok_runs"] > 0]
+    charts = {"throughput": throughput_chart(ok), "stages": stage_chart(ok)} if len(ok) else {}
+    for name, chart in charts.items():
+        chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(df, topology, failed))
+    fail_rows = "".join(
+        f"<tr><td>{html.escape(str(r.run_id))}</td><td>{html.escape(str(r.error))}</td></tr>" for r in failed.itertuples()
+    )
+    table = df.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-", classes="data")
+    header = f"""<style>body{{font-family:sans-serif;margin:1.5em}} table.data{{border-collapse:collapse;font-size:12px}}
+table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
+<h1>{html.escape(title)}</h1><ul class="notes">{notes}</ul>"""
+    footer = f"<h2>Medians per model and lane</h2>{table}"
+    if fail_rows:
+        footer += f'<h2>Failed runs</h2><table class="data"><tr><th>run_id</th><th>error</th></tr>{fail_rows}</table>'
+    if charts:
+        page = alt.vconcat(*charts.values()).resolve_scale(color="independent").to_html(inline=True)
+        # The inlined Vega bundle itself contains "<body>": the page's own tags are the last ones.
+        body_at, end_at = page.rindex("<body>") + len("<body>"), page.rindex("</body>")
+        doc = page[:body_at] + header + page[body_at:end_at] + footer + page[end_at:]
+        doc = doc.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
+    else:
+        doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+               f"<body>{header}<p>No successful runs to chart.</p>{footer}</body></html>")
+    index = out_dir / "index.html"
+    index.write_text(doc)
+    (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(df), "failed": len(failed)}))
+    return index

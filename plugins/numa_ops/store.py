@@ -1,0 +1,216 @@
+"""The DuckDB file: a ``runs`` table loaded idempotently from run records, one writer at a time.
+
+A run is stored once (primary key ``run_id``). A successful row is never replaced; a failed row
+is replaced when the run is measured again. Loads take a file lock beside the database, so two
+loads never race for DuckDB's single-writer lock: the second waits, then catches up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from filelock import FileLock, Timeout
+
+from numa_ops import paths, results
+
+DB_NAME = "numa_lab.duckdb"
+LOCK_TIMEOUT_S = 600
+
+# column name, SQL type, how to read it from a record
+COLUMNS: list[tuple[str, str]] = [
+    ("run_id", "VARCHAR PRIMARY KEY"),
+    ("folder", "VARCHAR"),
+    ("experiment", "VARCHAR"),
+    ("sweep_point", "INTEGER"),
+    ("lane", "VARCHAR"),
+    ("device", "VARCHAR"),
+    ("gpu_id", "INTEGER"),
+    ("cpu_node", "INTEGER"),
+    ("mem_node", "INTEGER"),
+    ("placement", "VARCHAR"),
+    ("model_name", "VARCHAR"),
+    ("patch_size", "INTEGER"),
+    ("depth", "INTEGER"),
+    ("heads", "INTEGER"),
+    ("dim", "INTEGER"),
+    ("mlp_dim", "INTEGER"),
+    ("parameters", "BIGINT"),
+    ("num_samples", "INTEGER"),
+    ("batch_size", "INTEGER"),
+    ("channels", "INTEGER"),
+    ("height", "INTEGER"),
+    ("width", "INTEGER"),
+    ("memory_size_mb", "INTEGER"),
+    ("compile_model", "BOOLEAN"),
+    ("success", "BOOLEAN"),
+    ("error", "VARCHAR"),
+    ("duration_s", "DOUBLE"),
+    ("started_at", "TIMESTAMPTZ"),
+    ("finished_at", "TIMESTAMPTZ"),
+    ("samples_per_s", "DOUBLE"),
+    ("h2d_ms_median", "DOUBLE"),
+    ("h2d_ms_p95", "DOUBLE"),
+    ("forward_ms_median", "DOUBLE"),
+    ("forward_ms_p95", "DOUBLE"),
+    ("d2h_ms_median", "DOUBLE"),
+    ("d2h_ms_p95", "DOUBLE"),
+    ("batch_ms_median", "DOUBLE"),
+    ("batch_ms_p95", "DOUBLE"),
+    ("batch_ms_p99", "DOUBLE"),
+    ("h2d_bytes_per_batch", "BIGINT"),
+    ("d2h_bytes_per_batch", "BIGINT"),
+    ("h2d_gbps", "DOUBLE"),
+    ("d2h_gbps", "DOUBLE"),
+    ("peak_gpu_mem_mb", "DOUBLE"),
+    ("compile_s", "DOUBLE"),
+    ("worker_startup_s", "DOUBLE"),
+    ("host", "VARCHAR"),
+    ("gpu_name", "VARCHAR"),
+    ("driver", "VARCHAR"),
+    ("torch_version", "VARCHAR"),
+    ("cuda_runtime", "VARCHAR"),
+    ("binding", "VARCHAR"),
+    ("cpus_allowed", "VARCHAR"),
+    ("mems_allowed", "VARCHAR"),
+    ("record", "JSON"),
+]
+NAMES = [name for name, _ in COLUMNS]
+
+
+class StoreBusyError(RuntimeError):
+    """Another load held the database for longer than the wait allowed."""
+
+
+def db_path(base: Path | None = None) -> Path:
+    """The DuckDB file (``outputs/numa_lab.duckdb``)."""
+    return (base or paths.outputs_dir()) / DB_NAME
+
+
+def _row(record: dict[str, Any]) -> list[Any]:
+    metrics = record.get("metrics") or {}
+    env = record.get("environment") or {}
+    bind = env.get("binding") or {}
+    model, test = record.get("model") or {}, record.get("test") or {}
+    shape = test.get("tensor_shape") or [None, None, None]
+
+    def stage(name: str, stat: str) -> Any:
+        return (metrics.get(name) or {}).get(stat)
+
+    values = {
+        "run_id": record["run_id"],
+        "folder": record.get("folder"),
+        "experiment": record.get("experiment"),
+        "sweep_point": record.get("sweep_point"),
+        "lane": record.get("lane"),
+        "device": record.get("device") or metrics.get("device"),
+        "gpu_id": record.get("gpu_id"),
+        "cpu_node": record.get("cpu_node"),
+        "mem_node": record.get("mem_node"),
+        "placement": record.get("placement"),
+        "model_name": model.get("name"),
+        "patch_size": model.get("patch_size"),
+        "depth": model.get("depth"),
+        "heads": model.get("heads"),
+        "dim": model.get("dim"),
+        "mlp_dim": model.get("mlp_dim"),
+        "parameters": metrics.get("parameters"),
+        "num_samples": test.get("num_samples"),
+        "batch_size": test.get("batch_size"),
+        "channels": shape[0],
+        "height": shape[1],
+        "width": shape[2],
+        "memory_size_mb": test.get("memory_size_mb"),
+        "compile_model": test.get("compile_model"),
+        "success": bool(record.get("success")),
+        "error": record.get("error"),
+        "duration_s": record.get("duration"),
+        "started_at": record.get("started_at"),
+        "finished_at": record.get("finished_at"),
+        "samples_per_s": metrics.get("samples_per_s"),
+        "h2d_ms_median": stage("h2d_ms", "median"),
+        "h2d_ms_p95": stage("h2d_ms", "p95"),
+        "forward_ms_median": stage("forward_ms", "median"),
+        "forward_ms_p95": stage("forward_ms", "p95"),
+        "d2h_ms_median": stage("d2h_ms", "median"),
+        "d2h_ms_p95": stage("d2h_ms", "p95"),
+        "batch_ms_median": stage("batch_ms", "median"),
+        "batch_ms_p95": stage("batch_ms", "p95"),
+        "batch_ms_p99": stage("batch_ms", "p99"),
+        "h2d_bytes_per_batch": metrics.get("h2d_bytes_per_batch"),
+        "d2h_bytes_per_batch": metrics.get("d2h_bytes_per_batch"),
+        "h2d_gbps": metrics.get("h2d_gbps"),
+        "d2h_gbps": metrics.get("d2h_gbps"),
+        "peak_gpu_mem_mb": metrics.get("peak_gpu_mem_mb"),
+        "compile_s": metrics.get("compile_s"),
+        "worker_startup_s": record.get("worker_startup_s"),
+        "host": env.get("host"),
+        "gpu_name": env.get("gpu_name"),
+        "driver": env.get("driver"),
+        "torch_version": env.get("torch"),
+        "cuda_runtime": env.get("cuda_runtime"),
+        "binding": bind.get("numactl"),
+        "cpus_allowed": bind.get("cpus_allowed"),
+        "mems_allowed": bind.get("mems_allowed"),
+        "record": json.dumps(record, default=str, sort_keys=True),
+    }
+    return [values[name] for name in NAMES]
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables if they are missing."""
+    cols = ",\n  ".join(f"{name} {sql}" for name, sql in COLUMNS)
+    con.execute(f"CREATE TABLE IF NOT EXISTS runs (\n  {cols}\n)")
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> dict[str, int]:
+    before = dict(con.execute("SELECT run_id, success FROM runs").fetchall())
+    fresh = [r for r in records if r["run_id"] not in before]
+    redo = [r for r in records if r["run_id"] in before and not before[r["run_id"]]]
+    placeholders = ", ".join("?" for _ in NAMES)
+    updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in NAMES if n != "run_id")
+    if fresh or redo:
+        con.executemany(
+            f"INSERT INTO runs ({', '.join(NAMES)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE NOT runs.success",
+            [_row(r) for r in fresh + redo],
+        )
+    return {"inserted": len(fresh), "rechecked_failed": len(redo), "unchanged": len(records) - len(fresh) - len(redo)}
+
+
+def load(folders: list[Path], database: Path | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S) -> dict[str, int]:
+    """Load the run records of ``folders`` into the database; safe to run again or at once."""
+    database = database or db_path()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        for record in results.collect(folder):
+            records[record["run_id"]] = record
+    try:
+        with FileLock(str(database) + ".lock", timeout=lock_timeout_s):
+            with duckdb.connect(str(database)) as con:
+                ensure_schema(con)
+                con.execute("BEGIN TRANSACTION")
+                counts = _upsert(con, list(records.values()))
+                con.execute("COMMIT")
+                counts["total_rows"] = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except Timeout:
+        raise StoreBusyError(
+            f"{database} is held by another load for over {lock_timeout_s:.0f} s; nothing was written, "
+            "run the load again later (it catches up on every run file)"
+        ) from None
+    return counts
+
+
+def run_folders(base: Path | None = None) -> list[Path]:
+    """Every run folder under the outputs folder (those with a ``runs/`` subfolder)."""
+    base = base or paths.outputs_dir()
+    return sorted(p.parent for p in base.glob("*/runs") if p.is_dir())
+
+
+def query(sql: str, params: list[Any] | None = None, database: Path | None = None) -> list[tuple]:
+    """Run a read-only query on the database."""
+    with duckdb.connect(str(database or db_path()), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
