@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny experiment config and private outputs/configs folders per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Subprocesses started by tests (``python -c``, ``python -m numa_ops``) import the package too.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO), os.environ.get("PYTHONPATH")]))
+TINY = """
+description: a model small enough to measure in a second on two CPU cores
+vit_configs:
+  - {name: tiny, patch_size: 8, depth: 1, heads: 2, dim: 32, mlp_dim: 64, num_classes: 10}
+  - {name: tiny2, patch_size: 8, depth: 2, heads: 2, dim: 48, mlp_dim: 96, num_classes: 10}
+hardware:
+  gpu_ids: all
+  numa_nodes: [0]
+test:
+  num_samples: 16
+  batch_size: 4
+  tensor_shape: [3, 32, 32]
+  memory_size_mb: 1
+  compile_model: false
+  timeout_s: 120
+  warmup_batches: 1
+max_workers: 1
+"""
+
+
+@pytest.fixture
+def configs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shipped configs plus ``tiny.yaml``, as ``NUMA_LAB_CONFIGS``."""
+    target = tmp_path / "configs"
+    shutil.copytree(REPO / "include" / "configs", target)
+    (target / "tiny.yaml").write_text(TINY)
+    monkeypatch.setenv("NUMA_LAB_CONFIGS", str(target))
+    return target
+
+
+@pytest.fixture
+def outputs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private outputs folder, as ``NUMA_LAB_OUTPUTS``."""
+    target = tmp_path / "outputs"
+    target.mkdir()
+    monkeypatch.setenv("NUMA_LAB_OUTPUTS", str(target))
+    return target

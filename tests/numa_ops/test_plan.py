@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from numa_ops.config import load_experiment
+from numa_ops.plan import PlanError, build_plan, lane_name
+from numa_ops.topology import PlacementError, discover
+from tests.numa_ops.fake_sysfs import make_sysfs
+
+
+@pytest.fixture
+def topo(tmp_path):
+    return discover(
+        make_sysfs(tmp_path / "s", {0: "0-7", 1: "8-15"}, {"0000:3b:00.0": 0, "0000:af:00.0": 1}), use_nvml=False
+    )
+
+
+def test_lanes_are_gpu_by_node(topo):
+    configs = load_experiment("numa_study", ["experiment.hardware.numa_nodes=[0,1]"])
+    lanes = build_plan("f1", configs, topo)
+    assert [lane.name for lane in lanes] == ["gpu0-cpu0-mem0", "gpu0-cpu1-mem1", "gpu1-cpu0-mem0", "gpu1-cpu1-mem1"]
+    assert all(len(lane.runs) == 5 for lane in lanes)
+    placements = {lane.name: lane.runs[0]["placement"] for lane in lanes}
+    assert placements == {
+        "gpu0-cpu0-mem0": "local",
+        "gpu0-cpu1-mem1": "remote",
+        "gpu1-cpu0-mem0": "remote",
+        "gpu1-cpu1-mem1": "local",
+    }
+
+
+def test_run_ids_deterministic_and_unique(topo):
+    configs = load_experiment("quick_test", ["experiment.test.batch_size=4,8"])
+    first = build_plan("f1", configs, topo)
+    again = build_plan("f1", configs, topo)
+    ids = [r["run_id"] for lane in first for r in lane.runs]
+    assert ids == [r["run_id"] for lane in again for r in lane.runs]
+    assert len(ids) == len(set(ids)) == 2 * 2 * 2  # batch sizes x models x GPUs
+    other = build_plan("f2", configs, topo)
+    assert not set(ids) & {r["run_id"] for lane in other for r in lane.runs}
+
+
+def test_placement_errors_before_any_run(topo):
+    with pytest.raises(PlacementError, match="GPU"):
+        build_plan("f", load_experiment("quick_test", ["experiment.hardware.gpu_ids=[7]"]), topo)
+    with pytest.raises(PlacementError, match="NUMA node"):
+        build_plan("f", load_experiment("quick_test", ["experiment.hardware.numa_nodes=[5]"]), topo)
+
+
+def test_plan_over_cap_is_refused(topo, monkeypatch):
+    monkeypatch.setenv("NUMA_LAB_MAX_RUNS", "3")
+    with pytest.raises(PlanError, match="the plan has 4 runs, over the cap of 3"):
+        build_plan("f", load_experiment("quick_test"), topo)
+
+
+def test_lane_name():
+    assert lane_name(None, 0, 0) == "cpu-cpu0-mem0"
+    assert lane_name(3, 1, 2) == "gpu3-cpu1-mem2"

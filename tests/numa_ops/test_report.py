@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import re
+
+from numa_ops import report, results, store
+from tests.numa_ops.records import record
+
+
+def test_report_is_offline_and_has_charts(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for name, rate in (("tiny", 100.0), ("tiny2", 60.0)):
+        results.write_json_atomic(folder / "runs" / f"f1.{name}.json", record(f"f1.{name}", samples_per_s=rate))
+    results.write_json_atomic(folder / "runs" / "f1.bad.json", record("f1.bad", success=False))
+    store.load([folder], db)
+    topo = {"host": "h", "nodes": [{}], "gpus": [], "notes": ["one NUMA node: no remote placement exists on this host"]}
+    index = report.write_report(tmp_path / "rep", "title <x>", database=db, folder="f1", topology=topo)
+    page = index.read_text()
+    assert not re.search(r"<script[^>]+src=", page), "the page must not load scripts from the network"
+    assert "vegaEmbed" in page and "Throughput per model" in page and "Stage breakdown" in page
+    assert "title &lt;x&gt;" in page  # escaped
+    assert "no remote placement exists" in page
+    assert "H2D and D2H are not measured" in page
+    assert "Failed runs" in page and "boom" in page
+    for png in ("throughput.png", "stages.png"):
+        assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_successful_runs(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    results.write_json_atomic(folder / "runs" / "f1.bad.json", record("f1.bad", success=False))
+    store.load([folder], db)
+    page = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+    assert "No successful runs to chart" in page

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import duckdb
+
+from numa_ops import results, store
+from tests.numa_ops.records import record
+
+
+def _write(folder, rec):
+    results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+
+
+def _rows(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT run_id, success, samples_per_s FROM runs ORDER BY run_id").fetchall()
+
+
+def test_load_is_idempotent(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, record("f1.a"))
+    _write(folder, record("f1.b"))
+    assert store.load([folder], db)["inserted"] == 2
+    again = store.load([folder], db)
+    assert again["inserted"] == 0 and again["unchanged"] == 2 and again["total_rows"] == 2
+    _write(folder, record("f1.c"))
+    assert store.load([folder], db)["inserted"] == 1
+    assert [r[0] for r in _rows(db)] == ["f1.a", "f1.b", "f1.c"]
+
+
+def test_failed_row_is_replaced_but_success_never_is(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, record("f1.a", success=False))
+    _write(folder, record("f1.b", samples_per_s=100.0))
+    store.load([folder], db)
+    _write(folder, record("f1.a", samples_per_s=50.0))  # the failed run measured again
+    _write(folder, record("f1.b", samples_per_s=999.0))  # a completed result must not change
+    counts = store.load([folder], db)
+    assert counts["rechecked_failed"] == 1
+    assert _rows(db) == [("f1.a", True, 50.0), ("f1.b", True, 100.0)]
+
+
+def test_columns_come_from_the_record(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, record("f1.a", environment={"host": "h1", "binding": {"numactl": "numactl --cpunodebind=0", "mems_allowed": "0"}}))
+    store.load([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        row = con.execute("SELECT host, binding, mems_allowed, height, forward_ms_median, record->>'$.lane' FROM runs").fetchone()
+    assert row == ("h1", "numactl --cpunodebind=0", "0", 32, 3.0, "cpu-cpu0-mem0")
+
+
+def test_two_loads_at_once_store_each_run_once(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for i in range(50):
+        _write(folder, record(f"f1.r{i:02d}"))
+    code = (
+        "import sys; from pathlib import Path; from numa_ops import store; "
+        f"store.load([Path({str(folder)!r})], Path({str(db)!r}))"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert len(_rows(db)) == 50
+
+
+def test_busy_store_fails_clearly(tmp_path):
+    from filelock import FileLock
+
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, record("f1.a"))
+    with FileLock(str(db) + ".lock"):
+        try:
+            store.load([folder], db, lock_timeout_s=0.2)
+        except store.StoreBusyError as exc:
+            assert "held by another load" in str(exc)
+        else:
+            raise AssertionError("the load did not wait for the lock")
+    assert store.load([folder], db)["inserted"] == 1  # a later load catches up

@@ -1,0 +1,98 @@
+"""The lane supervisor with real worker processes (and real numactl where installed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+
+import pytest
+
+from numa_ops import results
+from numa_ops.supervise import LaneSupervisor
+from tests.numa_ops.lanes import tiny_lane
+
+
+def _record(folder_path, run_id):
+    return json.loads((folder_path / "runs" / f"{run_id}.json").read_text())
+
+
+def _wait_for_start(folder_path, sup, n=1, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = folder_path / "experiment.log"
+        if sup._proc is not None and log.exists() and log.read_text().count('"event": "start"') >= n:
+            return sup._proc
+        time.sleep(0.1)
+    raise AssertionError("the worker never started a run")
+
+
+def test_lane_runs_and_a_retry_measures_nothing_again(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    lines = []
+    outcome = LaneSupervisor(lane, folder_path, log=lines.append).run()
+    assert len(outcome.succeeded) == 2 and not outcome.failed and outcome.workers_started == 1
+    assert any("run 2/2 ok" in line for line in lines)
+    before = {r["run_id"]: _record(folder_path, r["run_id"])["finished_at"] for r in lane["runs"]}
+    again = LaneSupervisor(lane, folder_path, log=lines.append).run()
+    assert again.skipped == 2 and again.workers_started == 0 and not again.succeeded
+    assert before == {r["run_id"]: _record(folder_path, r["run_id"])["finished_at"] for r in lane["runs"]}
+
+
+@pytest.mark.skipif(shutil.which("numactl") is None, reason="numactl is not installed on this host")
+def test_worker_is_bound_by_numactl(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane("experiment.vit_configs=[{name:t,patch_size:8,depth:1,heads:2,dim:32,mlp_dim:64}]")
+    LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    env = _record(folder_path, lane["runs"][0]["run_id"])["environment"]
+    assert env["binding"]["numactl"] == "numactl --cpunodebind=0 --membind=0"
+    assert env["binding"]["mems_allowed"] == "0"
+
+
+def test_timeout_ends_the_worker_and_the_lane_goes_on(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    lane["runs"][0]["test"].update(num_samples=10_000_000, timeout_s=2)  # cannot finish in 2 s
+    outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    slow, fast = (r["run_id"] for r in lane["runs"])
+    assert outcome.failed == [slow] and outcome.succeeded == [fast]
+    assert outcome.workers_started == 2  # a fresh worker took the remaining run
+    rec = _record(folder_path, slow)
+    assert rec["success"] is False and rec["error"] == "timeout: run exceeded timeout_s=2"
+    assert _record(folder_path, fast)["success"] is True
+
+
+def test_worker_killed_mid_run_is_recorded_with_the_signal(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    lane["runs"][0]["test"].update(num_samples=10_000_000)
+    sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("outcome", sup.run()))
+    thread.start()
+    proc = _wait_for_start(folder_path, sup)
+    os.kill(proc.pid, signal.SIGKILL)
+    thread.join(timeout=300)
+    outcome = box["outcome"]
+    assert outcome.failed == [lane["runs"][0]["run_id"]]
+    assert outcome.succeeded == [lane["runs"][1]["run_id"]]
+    assert _record(folder_path, lane["runs"][0]["run_id"])["error"] == "worker killed by signal SIGKILL"
+
+
+def test_stop_ends_the_process_group_and_records_the_kill(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    lane["runs"][0]["test"].update(num_samples=10_000_000)
+    sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("outcome", sup.run()))
+    thread.start()
+    proc = _wait_for_start(folder_path, sup)
+    sup.stop("killed: test")
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of the worker's group survives
+    for spec in lane["runs"]:
+        rec = _record(folder_path, spec["run_id"])
+        assert rec["success"] is False and rec["error"] == "killed: test"
+    assert not results.successful(folder_path, lane["runs"][1]["run_id"])

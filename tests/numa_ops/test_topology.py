@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+
+from numa_ops.topology import PlacementError, Topology, discover, parse_cpulist, placement, resolve_gpus, resolve_nodes
+from tests.numa_ops.fake_sysfs import make_sysfs
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [
+        pytest.param("0-3", [0, 1, 2, 3], id="range"),
+        pytest.param("0-1,8,10-11", [0, 1, 8, 10, 11], id="mixed"),
+        pytest.param("5\n", [5], id="single"),
+        pytest.param("", [], id="empty"),
+    ],
+)
+def test_parse_cpulist(text, cpus):
+    assert parse_cpulist(text) == cpus
+
+
+@pytest.fixture
+def one_node_vm(tmp_path):
+    """Like the lent H100 hosts: one node, GPUs whose numa_node is -1."""
+    return make_sysfs(tmp_path / "vm", {0: "0-15"}, {"0000:1b:00.0": -1, "0000:2b:00.0": -1}, {0: "10"})
+
+
+@pytest.fixture
+def two_socket(tmp_path):
+    """Two nodes, GPU 0 on node 0 and GPU 1 on node 1."""
+    return make_sysfs(
+        tmp_path / "2s",
+        {0: "0-7", 1: "8-15"},
+        {"0000:3b:00.0": 0, "0000:af:00.0": 1},
+        {0: "10 21", 1: "21 10"},
+    )
+
+
+def test_one_node_vm(one_node_vm):
+    topo = discover(one_node_vm, use_nvml=False)
+    assert topo.node_ids == [0]
+    assert [g.pci_bus_id for g in topo.gpus] == ["0000:1b:00.0", "0000:2b:00.0"]
+    assert all(g.numa_node is None for g in topo.gpus)
+    assert "one NUMA node: no remote placement exists on this host" in topo.notes
+    assert placement(0, 0, topo) == "local"
+
+
+def test_two_socket(two_socket):
+    topo = discover(two_socket, use_nvml=False)
+    assert topo.node_ids == [0, 1]
+    assert topo.nodes[1].cpus == list(range(8, 16))
+    assert topo.nodes[0].mem_total_mb == 16000
+    assert topo.distances == {0: [10, 21], 1: [21, 10]}
+    assert [g.numa_node for g in topo.gpus] == [0, 1]
+    assert placement(0, 0, topo) == "local"
+    assert placement(0, 1, topo) == "remote"
+    assert placement(1, 0, topo) == "remote"
+
+
+def test_no_gpu_runs_on_cpu(tmp_path):
+    topo = discover(make_sysfs(tmp_path / "cpu", {0: "0-1"}, {}), use_nvml=False)
+    assert topo.gpus == [] and topo.gpu_source == "none"
+    assert resolve_gpus("all", topo) == [None]
+    with pytest.raises(PlacementError, match=r"GPU \[7\] not found; GPUs on .*: none"):
+        resolve_gpus([7], topo)
+
+
+def test_missing_gpu_and_node_are_named(two_socket):
+    topo = discover(two_socket, use_nvml=False)
+    with pytest.raises(PlacementError, match=r"gpu_ids: GPU \[7\] not found; GPUs on .*: 0, 1"):
+        resolve_gpus([0, 7], topo)
+    with pytest.raises(PlacementError, match=r"numa_nodes: NUMA node \[5\] not found; nodes on .*: 0, 1"):
+        resolve_nodes([5], topo)
+    assert resolve_nodes("all", topo) == [0, 1]
+    assert resolve_gpus("all", topo) == [0, 1]
+
+
+def test_round_trip(two_socket):
+    topo = discover(two_socket, use_nvml=False)
+    assert Topology.from_dict(topo.to_dict()) == topo
+
+
+def test_this_host_discovers():
+    topo = discover()
+    assert topo.nodes and all(n.cpus for n in topo.nodes)

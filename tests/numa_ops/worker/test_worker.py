@@ -1,0 +1,53 @@
+"""The real worker process on the CPU with a tiny model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from numa_ops.worker.protocol import parse_event
+from tests.numa_ops.lanes import tiny_lane
+
+
+def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    runs_file = folder_path / "todo.json"
+    runs_file.write_text(json.dumps(lane["runs"]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [e for e in map(parse_event, proc.stdout.splitlines()) if e]
+    assert [e["event"] for e in events] == ["ready", "start", "end", "start", "end", "done"]
+    for spec in lane["runs"]:
+        rec = json.loads((folder_path / "runs" / f"{spec['run_id']}.json").read_text())
+        assert rec["success"] is True and rec["error"] is None
+        assert rec["device"] == "cpu"
+        m = rec["metrics"]
+        assert m["samples_measured"] == 16 and m["batches"] == 4
+        assert m["samples_per_s"] > 0 and m["forward_ms"]["median"] > 0
+        assert m["copies"].startswith("skipped")
+        assert m["h2d_ms"]["median"] is None and m["h2d_gbps"] is None
+        assert m["parameters"] > 0
+        env = rec["environment"]
+        assert env["torch"] and env["host"] and env["binding"]["cpus_allowed"]
+        assert rec["gpu_id"] is None and rec["numa_node"] == 0
+
+
+def test_failing_run_is_recorded_and_the_lane_goes_on(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    bad = dict(lane["runs"][0], run_id=lane["runs"][0]["run_id"] + "-bad")
+    bad["model"] = dict(bad["model"], patch_size=7)  # does not divide 32: vit-pytorch refuses it
+    runs_file = folder_path / "todo.json"
+    runs_file.write_text(json.dumps([bad, lane["runs"][1]]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0
+    failed = json.loads((folder_path / "runs" / f"{bad['run_id']}.json").read_text())
+    assert failed["success"] is False and "divisible" in failed["error"]
+    ok = json.loads((folder_path / "runs" / f"{lane['runs'][1]['run_id']}.json").read_text())
+    assert ok["success"] is True
