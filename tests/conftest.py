@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses started by tests (``python -c``, ``python -m numa_ops``) import the package too.
+# Airflow must never touch the user's ~/airflow from the tests.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="numa-lab-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO), os.environ.get("PYTHONPATH")]))
 TINY = """
 description: a model small enough to measure in a second on two CPU cores

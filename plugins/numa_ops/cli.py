@@ -12,7 +12,7 @@ from pathlib import Path
 from numa_ops import paths, pipeline
 from numa_ops.config import ConfigError
 from numa_ops.plan import Lane, PlanError
-from numa_ops.supervise import LaneSupervisor, LaneOutcome
+from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import PlacementError, discover
 
 

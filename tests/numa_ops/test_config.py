@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from numa_ops.config import ConfigError, available_experiments, load_experiment, split_experiment
 
 

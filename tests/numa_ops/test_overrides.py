@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from numa_ops.overrides import OverrideError, expand_sweeps, parse_override
 
 

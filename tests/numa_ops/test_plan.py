@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-
 from numa_ops.config import load_experiment
 from numa_ops.plan import PlanError, build_plan, lane_name
 from numa_ops.topology import PlacementError, discover
+
 from tests.numa_ops.fake_sysfs import make_sysfs
 
 

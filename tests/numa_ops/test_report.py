@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 from numa_ops import report, results, store
+
 from tests.numa_ops.records import record
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from numa_ops import results
 from numa_ops.paths import UnsafePathError
+
 from tests.numa_ops.records import record
 
 

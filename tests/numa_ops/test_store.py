@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import duckdb
-
 from numa_ops import results, store
+
 from tests.numa_ops.records import record
 
 

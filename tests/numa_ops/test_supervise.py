@@ -10,9 +10,9 @@ import threading
 import time
 
 import pytest
-
 from numa_ops import results
 from numa_ops.supervise import LaneSupervisor
+
 from tests.numa_ops.lanes import tiny_lane
 
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
 from numa_ops.topology import PlacementError, Topology, discover, parse_cpulist, placement, resolve_gpus, resolve_nodes
+
 from tests.numa_ops.fake_sysfs import make_sysfs
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from numa_ops.worker.protocol import emit
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numa_ops.worker")
     parser.add_argument("--runs", required=True, type=Path, help="JSON list of run specs to measure, in order")

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from numa_ops.worker.model import build_model
 from numa_ops.worker.pool import HostPool
 

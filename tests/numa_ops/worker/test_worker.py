@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from numa_ops.worker.protocol import parse_event
+
 from tests.numa_ops.lanes import tiny_lane
 
 

@@ -1,0 +1,88 @@
+"""``airflow dags test phase1_framework_validation`` end to end: real Airflow, real workers, DuckDB, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def airflow_env(tmp_path, configs_dir, outputs_dir):
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONWARNINGS": "ignore",
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def dags_test(env, experiment="tiny", overrides=()):
+    conf = json.dumps({"experiment": experiment, "overrides": list(overrides)})
+    return subprocess.run(
+        [AIRFLOW, "dags", "test", "phase1_framework_validation", "-c", conf],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def run_folders(outputs):
+    return sorted(p for p in outputs.iterdir() if (p / "runs").is_dir())
+
+
+def count_runs(outputs):
+    with duckdb.connect(str(outputs / "numa_lab.duckdb"), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+
+def test_phase1_end_to_end_twice(airflow_env, outputs_dir):
+    first = dags_test(airflow_env)
+    out = first.stdout + first.stderr
+    assert "state=success" in out, out[-4000:]
+    assert "rendered_map_index='cpu-cpu0-mem0'" in out  # the mapped instance is named by its lane
+    (folder,) = run_folders(outputs_dir)
+    rows = json.loads((folder / "results.json").read_text())
+    assert len(rows) == 2 and all(r["success"] for r in rows)
+    assert {"run_id", "duration", "success", "gpu_id", "numa_node"} <= set(rows[0])
+    summary = json.loads((folder / "experiment_summary.json").read_text())
+    assert summary["successful_runs"] == 2 and summary["missing_runs"] == 0
+    assert "run 2/2 ok" in out  # per-run progress in the task log
+    assert (folder / "experiment.log").read_text().count('"event": "end"') == 2
+    assert count_runs(outputs_dir) == 2
+    assert (folder / "report" / "index.html").is_file() and (outputs_dir / "report" / "index.html").is_file()
+    latest = json.loads((outputs_dir / "latest.json").read_text())
+    assert latest["results_json"] == str(folder / "results.json")
+
+    second = dags_test(airflow_env)
+    assert "state=success" in second.stdout + second.stderr
+    folders = run_folders(outputs_dir)
+    assert len(folders) == 2
+    assert count_runs(outputs_dir) == 4  # exactly the new runs were added
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param(["experiment.hardware.gpu_ids=[7]"], "GPU [7] not found", id="absent-gpu"),
+        pytest.param(["experiment.test.bogus=1"], "experiment.test.bogus: unknown key", id="unknown-key"),
+    ],
+)
+def test_bad_input_fails_before_any_run(airflow_env, outputs_dir, overrides, message):
+    result = dags_test(airflow_env, overrides=overrides)
+    out = result.stdout + result.stderr
+    assert message in out
+    assert "state=failed" in out
+    assert run_folders(outputs_dir) == [] or all(not any((f / "runs").iterdir()) for f in run_folders(outputs_dir))
+    assert "starting worker" not in out

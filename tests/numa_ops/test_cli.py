@@ -1,0 +1,41 @@
+"""``python -m numa_ops run``: the plan without Airflow, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "numa_ops", "run", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_run_without_airflow(configs_dir, outputs_dir):
+    result = run_cli("experiment=tiny", "experiment.test.num_samples=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = [p for p in outputs_dir.iterdir() if (p / "runs").is_dir()]
+    rows = json.loads((folder / "results.json").read_text())
+    assert [r["test"]["num_samples"] for r in rows] == [8, 8]
+    assert all(r["success"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["experiment=quick_test", "experiment.hardware.gpu_ids=[7]"], "GPU [7] not found", id="absent-gpu"),
+        pytest.param(["experiment=quick_test", "experiment.hardware.numa_nodes=[5]"], "NUMA node [5] not found", id="absent-node"),
+        pytest.param(["experiment=quick_test", "experiment.test.batch_size=-1"], "experiment.test.batch_size: Input should be greater", id="negative-batch"),
+        pytest.param(["experiment=quick_test", "experiment.test.nope=1"], "experiment.test.nope: unknown key", id="unknown-key"),
+        pytest.param(["experiment=quick_test", "experiment.test.batch_size=["], "malformed value", id="malformed"),
+        pytest.param(["experiment=no_such"], "unknown experiment 'no_such'", id="unknown-experiment"),
+        pytest.param(["experiment=../../etc/passwd"], "is not allowed", id="traversal"),
+    ],
+)
+def test_bad_input_is_refused_before_any_run(configs_dir, outputs_dir, args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert list(outputs_dir.iterdir()) == []  # nothing was written
