@@ -31,6 +31,7 @@ test:
   compile_model: false
   timeout_s: 120
   warmup_batches: 1
+  max_trial_time_s: 30
 max_workers: 1
 """
 

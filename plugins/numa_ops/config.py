@@ -60,6 +60,24 @@ class TestConfig(_Strict):
     compile_model: Annotated[bool, Field(strict=True)] = False
     timeout_s: Annotated[int, Field(strict=True, ge=1, le=7 * 86400)] = 600
     warmup_batches: Annotated[int, Field(strict=True, ge=0, le=10000)] = 3
+    pinned_memory: Annotated[bool, Field(strict=True)] = True
+    execution: Literal["eager", "cuda_graph", "compile", "compile_reduce_overhead"] = "eager"
+    d2h_mode: Literal["outputs", "tokens"] = "outputs"
+    ci_target: Annotated[float, Field(gt=0, le=1)] = 0.02
+    min_trials: Annotated[int, Field(strict=True, ge=1, le=1000)] = 3
+    max_trials: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
+    max_trial_time_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 120.0
+
+    @model_validator(mode="after")
+    def _budgets(self) -> TestConfig:
+        if self.max_trials < self.min_trials:
+            raise ValueError(f"max_trials={self.max_trials} is below min_trials={self.min_trials}")
+        if self.max_trial_time_s >= self.timeout_s:
+            raise ValueError(
+                f"max_trial_time_s={self.max_trial_time_s} must be below timeout_s={self.timeout_s}, "
+                "or every run that misses its CI target would time out"
+            )
+        return self
 
 
 class ExperimentConfig(_Strict):

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if device is None:
                 raise RuntimeError(f"GPU {gpu_id} was requested but CUDA is not available in the worker")
-            metrics = measure_run(spec, device)
+            metrics = measure_run(spec, device, nvml_index=gpu_id)
             record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
             failures += 1
