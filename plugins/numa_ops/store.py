@@ -64,6 +64,22 @@ COLUMNS: list[tuple[str, str]] = [
     ("d2h_bytes_per_batch", "BIGINT"),
     ("h2d_gbps", "DOUBLE"),
     ("d2h_gbps", "DOUBLE"),
+    ("execution", "VARCHAR"),
+    ("d2h_mode", "VARCHAR"),
+    ("pinned_memory", "BOOLEAN"),
+    ("trials", "INTEGER"),
+    ("ci_target_met", "BOOLEAN"),
+    ("samples_per_s_ci_low", "DOUBLE"),
+    ("samples_per_s_ci_high", "DOUBLE"),
+    ("pipelined_samples_per_s", "DOUBLE"),
+    ("ideal_samples_per_s", "DOUBLE"),
+    ("fwd_gpu_ms", "DOUBLE"),
+    ("launch_overhead_share", "DOUBLE"),
+    ("regime", "VARCHAR"),
+    ("flops_per_sample", "BIGINT"),
+    ("gpu_util_pct_mean", "DOUBLE"),
+    ("pcie_rx_mbps_max", "DOUBLE"),
+    ("power_w_mean", "DOUBLE"),
     ("peak_gpu_mem_mb", "DOUBLE"),
     ("compile_s", "DOUBLE"),
     ("worker_startup_s", "DOUBLE"),
@@ -143,6 +159,22 @@ def _row(record: dict[str, Any]) -> list[Any]:
         "d2h_bytes_per_batch": metrics.get("d2h_bytes_per_batch"),
         "h2d_gbps": metrics.get("h2d_gbps"),
         "d2h_gbps": metrics.get("d2h_gbps"),
+        "execution": metrics.get("execution"),
+        "d2h_mode": metrics.get("d2h_mode"),
+        "pinned_memory": metrics.get("pool_pinned"),
+        "trials": metrics.get("trials"),
+        "ci_target_met": metrics.get("ci_target_met"),
+        "samples_per_s_ci_low": (metrics.get("samples_per_s_ci") or {}).get("low"),
+        "samples_per_s_ci_high": (metrics.get("samples_per_s_ci") or {}).get("high"),
+        "pipelined_samples_per_s": metrics.get("pipelined_samples_per_s"),
+        "ideal_samples_per_s": metrics.get("ideal_samples_per_s"),
+        "fwd_gpu_ms": metrics.get("fwd_gpu_ms"),
+        "launch_overhead_share": metrics.get("launch_overhead_share"),
+        "regime": metrics.get("regime"),
+        "flops_per_sample": metrics.get("flops_per_sample"),
+        "gpu_util_pct_mean": (metrics.get("telemetry") or {}).get("gpu_util_pct_mean"),
+        "pcie_rx_mbps_max": (metrics.get("telemetry") or {}).get("pcie_rx_mbps_max"),
+        "power_w_mean": (metrics.get("telemetry") or {}).get("power_w_mean"),
         "peak_gpu_mem_mb": metrics.get("peak_gpu_mem_mb"),
         "compile_s": metrics.get("compile_s"),
         "worker_startup_s": record.get("worker_startup_s"),
@@ -163,6 +195,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables if they are missing."""
     cols = ",\n  ".join(f"{name} {sql}" for name, sql in COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS runs (\n  {cols}\n)")
+    have = {row[0] for row in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
+    for name, sql in COLUMNS:  # a database written by an older numa-lab gains the new columns
+        if name not in have:
+            con.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql.replace(' PRIMARY KEY', '')}")
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> dict[str, int]:

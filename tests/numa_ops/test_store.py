@@ -77,3 +77,14 @@ def test_busy_store_fails_clearly(tmp_path):
         else:
             raise AssertionError("the load did not wait for the lock")
     assert store.load([folder], db)["inserted"] == 1  # a later load catches up
+
+
+def test_older_database_gains_new_columns(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, success BOOLEAN, samples_per_s DOUBLE)")
+        con.execute("INSERT INTO runs VALUES ('old', true, 1.0)")
+    _write(folder, record("f1.a", metrics={"samples_per_s": 5.0, "regime": "launch-bound"}))
+    store.load([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT run_id, regime FROM runs ORDER BY run_id").fetchall() == [("f1.a", "launch-bound"), ("old", None)]

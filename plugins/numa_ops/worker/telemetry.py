@@ -7,7 +7,6 @@ bound worker, so it runs on the bound node's CPUs like the rest of the process.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 FIELDS = ("gpu_util_pct", "mem_used_mb", "pcie_tx_mbps", "pcie_rx_mbps", "sm_clock_mhz", "power_w", "temp_c")
