@@ -68,6 +68,11 @@ SUITES = {
         "experiment.test.num_samples=512", "experiment.test.timeout_s=600", *TRIALS,
     ],
 }
+SUITES["telemetry"] = [
+    "experiment=numa_study", "experiment.hardware.numa_nodes=[0]",
+    "experiment.vit_configs=[{name:d6_dim384,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
+    "experiment.test.telemetry=false,true,false,true", "experiment.test.num_samples=512", *TRIALS,
+]
 SUITES["repeat"] = [
     "experiment=numa_study", "experiment.hardware.numa_nodes=[0]",
     "experiment.vit_configs=[{name:d6_dim384,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
@@ -121,6 +126,13 @@ def main() -> int:
             if not r["success"]:
                 out(f"FAILED {r['run_id']}: {r['error']}")
         out(f"\n## {suite} ({len(ok)} runs ok, worker start-up {startup:.1f} s)\n")
+        if suite == "telemetry":
+            out("| run | telemetry | serial/s | CI ±% | fwd ms | samples |")
+            out("|---|---|---|---|---|---|")
+            for r in ok:
+                m = r["metrics"]
+                out(f"| {row_name(r)} | {r['test']['telemetry']} | {m['serial_samples_per_s']:.0f} | "
+                    f"{100 * (m['samples_per_s_ci']['rel_half_width'] or 0):.1f} | {m['forward_ms']['median']:.3f} | {m['telemetry']['samples']} |")
         if suite in ("engine", "regimes"):
             out("| run | serial/s | pipelined/s | ideal/s | pipe/ideal | pipe/serial | H2D ms | fwd ms | fwd graph ms | D2H ms | launch share | regime | trials | CI ±% | compile s | break-even samples |")
             out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

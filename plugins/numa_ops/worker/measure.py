@@ -262,7 +262,7 @@ def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | No
     h2d, fwd, d2h, total = [], [], [], []
     t0 = time.perf_counter()
     stop_reason = None
-    with Telemetry(nvml_index if cuda else None) as telemetry:
+    with Telemetry(nvml_index if cuda and test.get("telemetry", True) else None) as telemetry:
         while True:
             s = engine.serial_pass(num_batches)
             serial_rates.append(samples / s["wall_s"])
