@@ -138,7 +138,7 @@ class Engine:
             for i in range(max(batches, SLOTS)):
                 k = i % SLOTS
                 self.dev_in[k].copy_(self.pool.batch(i), non_blocking=self.cuda)
-                for dst, src in zip(self.host_out[k], self.forwards[k]()):
+                for dst, src in zip(self.host_out[k], self.forwards[k](), strict=True):
                     dst.copy_(src, non_blocking=self.cuda)
             if self.cuda:
                 torch.cuda.synchronize(self.device)
@@ -162,7 +162,7 @@ class Engine:
                         outs = fwd0()
                     ev[2].record()
                     with _nvtx("d2h", cuda):
-                        for dst, src in zip(host_out, outs):
+                        for dst, src in zip(host_out, outs, strict=True):
                             dst.copy_(src, non_blocking=True)
                     ev[3].record()
                     ev[3].synchronize()
@@ -174,7 +174,7 @@ class Engine:
                     dev_in.copy_(host)  # untimed: the CPU has no host-device copy to measure
                     c0 = time.perf_counter()
                     outs = fwd0()
-                    for dst, src in zip(host_out, outs):
+                    for dst, src in zip(host_out, outs, strict=True):
                         dst.copy_(src)
                     ms = (time.perf_counter() - c0) * 1e3
                     fwd.append(ms)
@@ -201,12 +201,12 @@ class Engine:
                     s_comp.wait_event(h2d_done[k])
                     if i >= SLOTS:
                         s_comp.wait_event(d2h_done[k])  # slot's outputs are free once copied back
-                    for dst, src in zip(self.dev_out[k], self.forwards[k]()):
+                    for dst, src in zip(self.dev_out[k], self.forwards[k](), strict=True):
                         dst.copy_(src)
                     comp_done[k].record(s_comp)
                 with torch.cuda.stream(s_out), _nvtx("d2h", True):
                     s_out.wait_event(comp_done[k])
-                    for dst, src in zip(self.host_out[k], self.dev_out[k]):
+                    for dst, src in zip(self.host_out[k], self.dev_out[k], strict=True):
                         dst.copy_(src, non_blocking=True)
                     d2h_done[k].record(s_out)
         torch.cuda.synchronize(self.device)
