@@ -71,7 +71,7 @@ SUITES = {
 SUITES["telemetry"] = [
     "experiment=numa_study", "experiment.hardware.numa_nodes=[0]",
     "experiment.vit_configs=[{name:d6_dim384,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
-    "experiment.test.telemetry=false,true,false,true", "experiment.test.num_samples=512", *TRIALS,
+    "experiment.test.telemetry=off,during,separate,off,during,separate", "experiment.test.num_samples=512", *TRIALS,
 ]
 SUITES["repeat"] = [
     "experiment=numa_study", "experiment.hardware.numa_nodes=[0]",

@@ -63,7 +63,9 @@ class TestConfig(_Strict):
     pinned_memory: Annotated[bool, Field(strict=True)] = True
     execution: Literal["eager", "cuda_graph", "compile", "compile_reduce_overhead"] = "eager"
     d2h_mode: Literal["outputs", "tokens"] = "outputs"
-    telemetry: Annotated[bool, Field(strict=True)] = True
+    # separate: NVML sampled during one extra, uncounted pass after the trials (sampling perturbs
+    # launch-bound forwards); during: sampled while the trials run; off: not sampled.
+    telemetry: Literal["separate", "during", "off"] = "separate"
     ci_target: Annotated[float, Field(gt=0, le=1)] = 0.02
     min_trials: Annotated[int, Field(strict=True, ge=1, le=1000)] = 3
     max_trials: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20

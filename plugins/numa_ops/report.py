@@ -17,19 +17,26 @@ import pandas as pd
 from numa_ops import store
 
 AGGREGATE_SQL = """
-SELECT experiment, model_name, depth, dim, lane, device, placement,
+SELECT experiment, model_name, depth, dim, height AS image, batch_size, coalesce(execution, 'eager') AS execution,
+       lane, device, placement,
        any_value(gpu_name) AS gpu_name,
+       mode(regime) FILTER (WHERE success) AS regime,
        count(*) AS runs,
        count(*) FILTER (WHERE success) AS ok_runs,
        median(samples_per_s) FILTER (WHERE success) AS samples_per_s,
        median(h2d_ms_median) FILTER (WHERE success) AS h2d_ms,
        median(forward_ms_median) FILTER (WHERE success) AS forward_ms,
        median(d2h_ms_median) FILTER (WHERE success) AS d2h_ms,
-       median(h2d_gbps) FILTER (WHERE success) AS h2d_gbps
+       median(h2d_gbps) FILTER (WHERE success) AS h2d_gbps,
+       median(pipelined_samples_per_s) FILTER (WHERE success) AS pipelined_samples_per_s,
+       median(ideal_samples_per_s) FILTER (WHERE success) AS ideal_samples_per_s,
+       median(fwd_gpu_ms) FILTER (WHERE success) AS fwd_gpu_ms,
+       median(launch_overhead_share) FILTER (WHERE success) AS launch_overhead_share,
+       median(flops_per_sample) FILTER (WHERE success) AS flops_per_sample
 FROM runs
 WHERE {where}
 GROUP BY ALL
-ORDER BY experiment, depth, dim, model_name, lane
+ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, lane
 """
 
 
@@ -47,17 +54,27 @@ def failures(database: Path, folder: str | None = None) -> pd.DataFrame:
         return con.execute(f"SELECT run_id, lane, model_name, error FROM runs WHERE {where} ORDER BY run_id", params).df()
 
 
+def _label(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    df["series"] = df["lane"] + " " + df["execution"] + " " + df["image"].astype(str) + "px b" + df["batch_size"].astype(str)
+    df["row"] = df["model_name"] + " | " + df["execution"] + " | " + df["image"].astype(str) + "px b" + df["batch_size"].astype(str)
+    if df["lane"].nunique() > 1:
+        df["row"] = df["row"] + " | " + df["lane"]
+    return df
+
+
 def throughput_chart(df: pd.DataFrame) -> alt.Chart:
-    """Median samples/s per model, one bar per lane."""
+    """Median samples/s per model, one bar per lane, execution mode and shape."""
     return (
         alt.Chart(df, title="Throughput per model (median samples/s)")
         .mark_bar()
         .encode(
             x=alt.X("model_name:N", title="model", sort=None),
-            xOffset="lane:N",
-            y=alt.Y("samples_per_s:Q", title="samples/s"),
-            color=alt.Color("lane:N", title="lane (GPU-CPU node-memory node)"),
-            tooltip=["experiment", "model_name", "lane", "device", "placement",
+            xOffset="series:N",
+            y=alt.Y("samples_per_s:Q", title="samples/s (serial)"),
+            color=alt.Color("series:N", title="lane, execution, shape"),
+            tooltip=["experiment", "model_name", "lane", "execution", "device", "placement", "regime",
+                     alt.Tooltip("pipelined_samples_per_s:Q", format=".1f"),
                      alt.Tooltip("samples_per_s:Q", format=".1f"), "ok_runs", "runs"],
         )
         .properties(width=520, height=260)
@@ -67,22 +84,47 @@ def throughput_chart(df: pd.DataFrame) -> alt.Chart:
 def stage_chart(df: pd.DataFrame) -> alt.Chart:
     """Stacked median per-batch time: H2D copy, forward, D2H copy."""
     long = df.melt(
-        id_vars=["model_name", "lane", "device"],
+        id_vars=["row", "model_name", "lane", "device"],
         value_vars=["h2d_ms", "forward_ms", "d2h_ms"],
         var_name="stage",
         value_name="ms",
     ).dropna(subset=["ms"])
     long["stage"] = long["stage"].map({"h2d_ms": "1 H2D copy", "forward_ms": "2 forward", "d2h_ms": "3 D2H copy"})
-    long["row"] = long["model_name"] + " @ " + long["lane"]
     return (
         alt.Chart(long, title="Stage breakdown per batch (median ms)")
         .mark_bar()
         .encode(
-            y=alt.Y("row:N", title="model @ lane", sort=None),
+            y=alt.Y("row:N", title=None, sort=None, axis=alt.Axis(labelLimit=480)),
             x=alt.X("ms:Q", title="ms per batch", stack="zero"),
             color=alt.Color("stage:N", sort="ascending"),
             order=alt.Order("stage:N"),
             tooltip=["model_name", "lane", "stage", alt.Tooltip("ms:Q", format=".3f")],
+        )
+        .properties(width=520)
+    )
+
+
+def regime_chart(df: pd.DataFrame) -> alt.Chart:
+    """Where a batch's time goes: copies, the GPU's own compute, and launch overhead; labelled by regime."""
+    gpu = df.dropna(subset=["fwd_gpu_ms"]).copy()
+    gpu["copies (H2D + D2H)"] = gpu["h2d_ms"] + gpu["d2h_ms"]
+    gpu["GPU compute (graph replay)"] = gpu["fwd_gpu_ms"]
+    gpu["launch overhead"] = (gpu["forward_ms"] - gpu["fwd_gpu_ms"]).clip(lower=0)
+    gpu["row"] = gpu["row"] + "  [" + gpu["regime"].fillna("?") + "]"
+    long = gpu.melt(
+        id_vars=["row", "regime"],
+        value_vars=["copies (H2D + D2H)", "GPU compute (graph replay)", "launch overhead"],
+        var_name="component",
+        value_name="ms",
+    )
+    return (
+        alt.Chart(long, title="Regimes: launch-bound, transfer-bound or compute-bound (ms per batch)")
+        .mark_bar()
+        .encode(
+            y=alt.Y("row:N", title=None, sort=None, axis=alt.Axis(labelLimit=480)),
+            x=alt.X("ms:Q", title="ms per batch", stack="zero"),
+            color=alt.Color("component:N"),
+            tooltip=["row", "component", "regime", alt.Tooltip("ms:Q", format=".3f")],
         )
         .properties(width=520)
     )
@@ -118,8 +160,10 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     df = aggregate(database, folder)
     failed = failures(database, folder)
-    ok = df[df["ok_runs"] > 0]
+    ok = _label(df[df["ok_runs"] > 0])
     charts = {"throughput": throughput_chart(ok), "stages": stage_chart(ok)} if len(ok) else {}
+    if len(ok) and ok["fwd_gpu_ms"].notna().any():
+        charts["regimes"] = regime_chart(ok)
     for name, chart in charts.items():
         chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(df, topology, failed))

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -234,6 +235,23 @@ class Engine:
             return {"fwd_gpu_ms": None, "yardstick_error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
+def current_cpu() -> int | None:
+    """The CPU the calling (launching) thread is on now, from ``/proc/thread-self/stat``."""
+    try:
+        stat = Path("/proc/thread-self/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_node(cpu: int | None) -> int | None:
+    """The NUMA node of ``cpu`` (sysfs), or None."""
+    if cpu is None:
+        return None
+    nodes = list(Path(f"/sys/devices/system/cpu/cpu{cpu}").glob("node[0-9]*"))
+    return int(nodes[0].name[4:]) if nodes else None
+
+
 def _gbps(nbytes: int, ms: float | None) -> float | None:
     return None if not ms else nbytes / (ms / 1e3) / 1e9
 
@@ -262,7 +280,8 @@ def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | No
     h2d, fwd, d2h, total = [], [], [], []
     t0 = time.perf_counter()
     stop_reason = None
-    with Telemetry(nvml_index if cuda and test.get("telemetry", True) else None) as telemetry:
+    mode = test.get("telemetry", "separate") if cuda else "off"
+    with Telemetry(nvml_index if mode == "during" else None) as telemetry:
         while True:
             s = engine.serial_pass(num_batches)
             serial_rates.append(samples / s["wall_s"])
@@ -276,6 +295,11 @@ def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | No
             if done:
                 break
     trials_s = time.perf_counter() - t0
+    launch_cpu = current_cpu()
+    if mode == "separate":  # one more pass of each kind, not counted, with NVML sampling
+        with Telemetry(nvml_index) as telemetry:
+            engine.serial_pass(num_batches)
+            engine.pipelined_pass(num_batches)
 
     stages = {"h2d_ms": percentiles(h2d), "forward_ms": percentiles(fwd), "d2h_ms": percentiles(d2h), "batch_ms": percentiles(total)}
     serial_ci = confidence_interval(serial_rates)
@@ -338,7 +362,9 @@ def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | No
         "compile_s": engine.compile_s,
         "compile_break_even_samples": None,
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
-        "telemetry": telemetry.summary() if cuda else empty(),
+        "telemetry": {**(telemetry.summary() if mode != "off" else empty()), "when": mode},
+        "launch_cpu": launch_cpu,
+        "launch_cpu_node": cpu_node(launch_cpu),
     }
     if engine.compile_s is not None:
         metrics.update(_break_even(spec, device, engine, fwd_ms))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -32,6 +33,12 @@ def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
         assert m["copies"].startswith("skipped")
         assert m["h2d_ms"]["median"] is None and m["h2d_gbps"] is None
         assert m["parameters"] > 0
+        assert m["trials"] >= 3 and m["stop_reason"] in ("target_met", "max_trials", "time_budget")
+        assert m["samples_per_s_ci"]["n"] == m["trials"]
+        assert m["launch_cpu"] in os.sched_getaffinity(0) and m["launch_cpu_node"] == 0
+        assert m["telemetry"]["when"] == "off" and m["telemetry"]["gpu_util_pct_mean"] is None
+        assert m["pipelined_samples_per_s"] is None and m["regime"] is None  # no copies on the CPU
+        assert m["flops_per_sample"] > 0 and m["d2h_bytes_per_sample"] == (rec["model"]["num_classes"] + rec["model"]["dim"]) * 4
         env = rec["environment"]
         assert env["torch"] and env["host"] and env["binding"]["cpus_allowed"]
         assert rec["gpu_id"] is None and rec["numa_node"] == 0
