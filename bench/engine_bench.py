@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tarfile
 from datetime import UTC, datetime
@@ -80,7 +79,7 @@ SUITES["repeat"] = [
 ]
 
 
-def run_suite(name: str) -> tuple[list[dict], float]:
+def run_suite(name: str, out_dir: Path | None = None) -> tuple[list[dict], float]:
     from numa_ops import pipeline, results
     from numa_ops.supervise import LaneSupervisor
     from numa_ops.topology import discover
@@ -91,6 +90,9 @@ def run_suite(name: str) -> tuple[list[dict], float]:
         outcome = LaneSupervisor(lane.to_dict(), folder_path, log=lambda line: print(line, flush=True)).run()
         startup += sum(outcome.startup_s)
     results.finalize(folder_path)
+    if out_dir is not None:  # each suite's run folder comes back as one file
+        with tarfile.open(out_dir / f"{folder_path.name}.tgz", "w:gz") as tar:
+            tar.add(folder_path, arcname=folder_path.name)
     return json.loads((folder_path / "results.json").read_text()), startup
 
 
@@ -108,7 +110,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--suite", default="engine,copy,repeat,d2h,regimes")
     args = parser.parse_args()
-    os.environ["NUMA_LAB_OUTPUTS"] = str(args.out / "outputs")
+    # run folders live outside DIR; each suite's folder comes back as DIR/<folder>.tgz
+    os.environ.setdefault("NUMA_LAB_OUTPUTS", "/tmp/numa-lab-bench-outputs")
     import torch
 
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -118,9 +121,10 @@ def main() -> int:
     def out(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
+        (args.out / "engine_bench.md").write_text("\n".join(lines) + "\n")  # kept even if a later suite is cut off
 
     for suite in args.suite.split(","):
-        records, startup = run_suite(suite)
+        records, startup = run_suite(suite, args.out)
         ok = [r for r in records if r["success"]]
         for r in records:
             if not r["success"]:
@@ -177,10 +181,6 @@ def main() -> int:
                 m = r["metrics"]
                 out(f"| {r['test']['tensor_shape'][1]} | {m['h2d_bytes_per_batch']} | {m['d2h_bytes_per_batch']} | "
                     f"{f(m['d2h_ms']['median'], '.4f')} | {f(m['h2d_gbps'], '.1f')} |")
-    (args.out / "engine_bench.md").write_text("\n".join(lines) + "\n")
-    with tarfile.open(args.out / "bench_outputs.tgz", "w:gz") as tar:
-        tar.add(args.out / "outputs", arcname="outputs")
-    subprocess.run(["rm", "-rf", str(args.out / "outputs")], check=False)
     return 0
 
 
