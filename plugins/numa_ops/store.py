@@ -98,6 +98,35 @@ COLUMNS: list[tuple[str, str]] = [
 NAMES = [name for name, _ in COLUMNS]
 
 
+VIEWS = {
+    # Remote vs local placement per model x GPU x shape x execution, split by regime (a launch-bound
+    # run's penalty is a penalty on the launching CPU, a transfer-bound run's on the copies).
+    "numa_penalty": """
+        WITH ok AS (SELECT * FROM runs WHERE success AND device = 'cuda'),
+        grouped AS (
+            SELECT host, any_value(gpu_name) AS gpu_name, gpu_id, model_name, depth, dim, height, width, batch_size,
+                   coalesce(execution, 'eager') AS execution, coalesce(regime, 'unknown') AS regime,
+                   count(*) FILTER (WHERE placement = 'local') AS local_runs,
+                   count(*) FILTER (WHERE placement = 'remote') AS remote_runs,
+                   median(samples_per_s) FILTER (WHERE placement = 'local') AS local_samples_per_s,
+                   median(samples_per_s) FILTER (WHERE placement = 'remote') AS remote_samples_per_s,
+                   median(h2d_gbps) FILTER (WHERE placement = 'local') AS local_h2d_gbps,
+                   median(h2d_gbps) FILTER (WHERE placement = 'remote') AS remote_h2d_gbps
+            FROM ok GROUP BY ALL
+        )
+        SELECT *,
+               CASE WHEN remote_runs > 0 AND local_runs > 0 THEN 1 - remote_samples_per_s / local_samples_per_s END
+                   AS throughput_penalty,
+               CASE WHEN remote_runs > 0 AND local_runs > 0 THEN 1 - remote_h2d_gbps / local_h2d_gbps END AS h2d_penalty,
+               CASE WHEN remote_runs = 0 THEN 'no remote placement measured: the host has one NUMA node, or none was requested'
+                    WHEN local_runs = 0 THEN 'no local placement measured'
+                    ELSE 'measured' END AS status
+        FROM grouped
+        ORDER BY model_name, gpu_id, height, batch_size, execution
+    """,
+}
+
+
 class StoreBusyError(RuntimeError):
     """Another load held the database for longer than the wait allowed."""
 
@@ -203,6 +232,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for name, sql in COLUMNS:  # a database written by an older numa-lab gains the new columns
         if name not in have:
             con.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql.replace(' PRIMARY KEY', '')}")
+    for name, body in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> dict[str, int]:
