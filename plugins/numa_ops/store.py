@@ -8,6 +8,7 @@ loads never race for DuckDB's single-writer lock: the second waits, then catches
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +239,18 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def _upsert(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> dict[str, int]:
     before = dict(con.execute("SELECT run_id, success FROM runs").fetchall())
+    failed_rows = dict(con.execute("SELECT run_id, finished_at FROM runs WHERE NOT success").fetchall())
     fresh = [r for r in records if r["run_id"] not in before]
-    redo = [r for r in records if r["run_id"] in before and not before[r["run_id"]]]
+
+    def remeasured(r: dict[str, Any]) -> bool:  # a failed row is replaced only by a newer record
+        if r["run_id"] not in failed_rows:
+            return False
+        if r.get("success"):
+            return True
+        stored, finished = failed_rows[r["run_id"]], r.get("finished_at")
+        return stored is None or finished is None or datetime.fromisoformat(finished) != stored
+
+    redo = [r for r in records if remeasured(r)]
     placeholders = ", ".join("?" for _ in NAMES)
     updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in NAMES if n != "run_id")
     if fresh or redo:

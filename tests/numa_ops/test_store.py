@@ -35,6 +35,7 @@ def test_failed_row_is_replaced_but_success_never_is(tmp_path):
     _write(folder, record("f1.a", success=False))
     _write(folder, record("f1.b", samples_per_s=100.0))
     store.load([folder], db)
+    assert store.load([folder], db)["rechecked_failed"] == 0  # the same failed record again changes nothing
     _write(folder, record("f1.a", samples_per_s=50.0))  # the failed run measured again
     _write(folder, record("f1.b", samples_per_s=999.0))  # a completed result must not change
     counts = store.load([folder], db)
