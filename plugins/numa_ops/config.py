@@ -39,7 +39,8 @@ class HardwareConfig(_Strict):
     """Which GPUs and NUMA nodes to place runs on (``all`` = every one found)."""
 
     gpu_ids: Literal["all"] | list[Annotated[int, Field(strict=True, ge=0, le=1023)]] = "all"
-    numa_nodes: Literal["all"] | list[Annotated[int, Field(strict=True, ge=0, le=1023)]] = "all"
+    # all: every node; local: each GPU's own node; remote: the node farthest from each GPU
+    numa_nodes: Literal["all", "local", "remote"] | list[Annotated[int, Field(strict=True, ge=0, le=1023)]] = "all"
 
     @model_validator(mode="after")
     def _non_empty(self) -> HardwareConfig:

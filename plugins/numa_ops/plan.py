@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from numa_ops.config import ExperimentConfig
-from numa_ops.topology import Topology, placement, resolve_gpus, resolve_nodes
+from numa_ops.topology import Topology, placement_of, resolve_gpus, resolve_nodes
 
 DEFAULT_MAX_RUNS = 5000
 
@@ -67,10 +67,9 @@ def build_plan(folder: str, configs: list[ExperimentConfig], topo: Topology) -> 
     workers = 1
     for point, cfg in enumerate(configs):
         gpus = resolve_gpus(cfg.hardware.gpu_ids, topo)
-        nodes = resolve_nodes(cfg.hardware.numa_nodes, topo)
         workers = max(workers, cfg.max_workers)
         for gpu in gpus:
-            for node in nodes:
+            for node in resolve_nodes(cfg.hardware.numa_nodes, topo, gpu):
                 key = (gpu, node, node)
                 for vit in cfg.vit_configs:
                     spec = {
@@ -82,7 +81,8 @@ def build_plan(folder: str, configs: list[ExperimentConfig], topo: Topology) -> 
                         "gpu_id": gpu,
                         "cpu_node": node,
                         "mem_node": node,
-                        "placement": placement(gpu, node, topo),
+                        "placement": placement_of(gpu, node, topo)[0],
+                        "numa_distance": placement_of(gpu, node, topo)[1],
                         "lane": lane_name(*key),
                     }
                     spec["run_id"] = f"{folder}.{spec['lane']}.{vit.name}.{_digest(spec)}"

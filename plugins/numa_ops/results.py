@@ -68,6 +68,7 @@ def base_record(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu_node": spec["cpu_node"],
         "mem_node": spec["mem_node"],
         "placement": spec.get("placement"),
+        "numa_distance": spec.get("numa_distance"),
         "model": spec["model"],
         "test": spec["test"],
     }

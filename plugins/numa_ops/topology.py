@@ -37,7 +37,8 @@ class Gpu:
     name: str
     pci_bus_id: str
     numa_node: int | None  # None: the platform does not say (sysfs -1)
-    local_cpus: list[int] | None = None
+    local_cpus: list[int] | None = None  # sysfs local_cpulist
+    nvml_cpus: list[int] | None = None  # NVML's ideal CPU affinity
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,19 @@ def _gpus_from_nvml(sysfs: Path) -> list[Gpu] | None:
             name = name.decode() if isinstance(name, bytes) else name
             bus = bus.decode() if isinstance(bus, bytes) else bus
             node, cpus = _pci_numa(sysfs, bus)
-            gpus.append(Gpu(i, name, bus, node, cpus))
+            gpus.append(Gpu(i, name, bus, node, cpus, _nvml_affinity(pynvml, handle)))
         return gpus
     finally:
         pynvml.nvmlShutdown()
+
+
+def _nvml_affinity(pynvml, handle) -> list[int] | None:
+    """CPUs NVML calls ideal for this GPU (a bitmask of 64-bit words)."""
+    try:
+        words = pynvml.nvmlDeviceGetCpuAffinity(handle, max(1, ((os.cpu_count() or 1) + 63) // 64))
+    except Exception:  # noqa: BLE001 - not supported on every platform
+        return None
+    return [w * 64 + b for w, word in enumerate(words) for b in range(64) if int(word) >> b & 1]
 
 
 def _gpus_from_sysfs(sysfs: Path) -> list[Gpu]:
@@ -177,6 +187,11 @@ def discover(sysfs_root: str | Path = "/sys", use_nvml: bool = True) -> Topology
         notes.append("no NVIDIA GPU found: runs use the CPU")
     if len(nodes) == 1:
         notes.append("one NUMA node: no remote placement exists on this host")
+    for g in gpus:
+        if g.numa_node is None and len(nodes) > 1:
+            notes.append(f"GPU {g.index} ({g.pci_bus_id}) does not report its NUMA node: its placements are 'unknown'")
+        if g.numa_node is not None and g.nvml_cpus and g.local_cpus and set(g.nvml_cpus) != set(g.local_cpus):
+            notes.append(f"GPU {g.index}: NVML's CPU affinity differs from sysfs local_cpulist; sysfs is used")
     return Topology(socket.gethostname(), nodes, gpus, distances, source, notes)
 
 
@@ -192,11 +207,46 @@ def resolve_gpus(requested: str | list[int], topo: Topology) -> list[int | None]
     return list(requested)
 
 
-def resolve_nodes(requested: str | list[int], topo: Topology) -> list[int]:
-    """NUMA node ids to use, checked against the host."""
+def _gpu(topo: Topology, gpu: int) -> Gpu:
+    return next(g for g in topo.gpus if g.index == gpu)
+
+
+def distance(topo: Topology, a: int, b: int) -> int | None:
+    """SLIT distance from node ``a`` to node ``b`` (None if the kernel gives none)."""
+    row = topo.distances.get(a)
+    ids = topo.node_ids
+    return row[ids.index(b)] if row and b in ids and len(row) == len(ids) else None
+
+
+def resolve_nodes(requested: str | list[int], topo: Topology, gpu: int | None = None) -> list[int]:
+    """NUMA node ids to bind a lane to, checked against the host.
+
+    ``all``: every node; ``local``: the GPU's own node; ``remote``: the node farthest from the GPU.
+    """
     have = topo.node_ids
     if requested == "all":
         return list(have)
+    if requested in ("local", "remote"):
+        if gpu is None:
+            if requested == "remote":
+                raise PlacementError("experiment.hardware.numa_nodes=remote needs a GPU: on the CPU nothing is remote")
+            return [have[0]]
+        g = _gpu(topo, gpu)
+        home = g.numa_node if g.numa_node is not None else (have[0] if len(have) == 1 else None)
+        if home is None:
+            raise PlacementError(
+                f"experiment.hardware.numa_nodes={requested}: GPU {gpu} does not report its NUMA node on "
+                f"{topo.host}; name the nodes instead (nodes: {', '.join(map(str, have))})"
+            )
+        if requested == "local":
+            return [home]
+        others = [n for n in have if n != home]
+        if not others:
+            raise PlacementError(
+                f"experiment.hardware.numa_nodes=remote: {topo.host} has one NUMA node ({home}), so no remote "
+                "placement exists; nothing is measured rather than a placement invented"
+            )
+        return [max(others, key=lambda n: (distance(topo, home, n) or 0, -n))]
     missing = [n for n in requested if n not in have]
     if missing:
         raise PlacementError(
@@ -208,9 +258,16 @@ def resolve_nodes(requested: str | list[int], topo: Topology) -> list[int]:
 
 def placement(gpu: int | None, node: int, topo: Topology) -> str:
     """``local``, ``remote`` or ``unknown`` for a GPU run bound to ``node`` (``cpu`` on the CPU)."""
+    return placement_of(gpu, node, topo)[0]
+
+
+def placement_of(gpu: int | None, node: int, topo: Topology) -> tuple[str, int | None]:
+    """(class, SLIT distance from the GPU's node to ``node``) for a run bound to ``node``."""
     if gpu is None:
-        return "cpu"
-    g = next(g for g in topo.gpus if g.index == gpu)
+        return "cpu", None
+    g = _gpu(topo, gpu)
     if g.numa_node is None:
-        return "local" if len(topo.nodes) == 1 else "unknown"
-    return "local" if g.numa_node == node else "remote"
+        if len(topo.nodes) == 1:
+            return "local", distance(topo, node, node)
+        return "unknown", None
+    return ("local" if g.numa_node == node else "remote"), distance(topo, g.numa_node, node)
