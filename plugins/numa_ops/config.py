@@ -84,6 +84,15 @@ class TestConfig(_Strict):
         return self
 
 
+class ProfileConfig(_Strict):
+    """Nsight Systems around each lane's worker."""
+
+    nsys: Literal["off", "on", "required"] = "off"
+    # all: keep every report; failed: keep reports of workers with a failed run; none: delete them
+    retention: Literal["all", "failed", "none"] = "all"
+    min_free_gb: Annotated[float, Field(ge=0, le=100000)] = 10.0
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment: models x placements x test settings."""
 
@@ -93,6 +102,7 @@ class ExperimentConfig(_Strict):
     hardware: HardwareConfig = HardwareConfig()
     test: TestConfig
     max_workers: Annotated[int, Field(strict=True, ge=1, le=256)] = 1
+    profile: ProfileConfig = ProfileConfig()
 
     @model_validator(mode="after")
     def _shapes_fit_models(self) -> ExperimentConfig:

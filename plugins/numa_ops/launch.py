@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import sys
@@ -28,6 +29,34 @@ def numactl_path() -> str | None:
     return configured or shutil.which("numactl")
 
 
+NSYS_LOCATIONS = (
+    "/opt/nvidia/nsight-systems/*/bin/nsys",
+    "/opt/nvidia/nsight-systems-*/bin/nsys",
+    "/usr/local/cuda*/bin/nsys",
+    "/opt/nvidia/nsight-compute/*/host/target-linux-x64/nsys",
+)
+
+
+def find_nsys() -> str | None:
+    """Nsight Systems: ``NUMA_LAB_NSYS``, else ``nsys`` on PATH, else the usual install folders."""
+    configured = os.environ.get("NUMA_LAB_NSYS")
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    found = shutil.which("nsys")
+    if found:
+        return found
+    for pattern in NSYS_LOCATIONS:
+        hits = sorted(glob.glob(pattern), reverse=True)
+        if hits:
+            return hits[0]
+    return None
+
+
+def nsys_prefix(nsys: str, output: Path) -> list[str]:
+    """``nsys profile`` with CUDA, NVTX and OS-runtime tracing into ``output`` (``.nsys-rep`` added)."""
+    return [nsys, "profile", "--trace=cuda,nvtx,osrt", f"--output={output}", "--force-overwrite=true"]
+
+
 def worker_command(
     runs_file: Path,
     folder_path: Path,
@@ -35,6 +64,7 @@ def worker_command(
     cpu_node: int,
     mem_node: int,
     python: str | None = None,
+    profile: list[str] | None = None,
 ) -> Launch:
     """``numactl --cpunodebind=N --membind=M python -m numa_ops.worker ...`` for one lane."""
     if not isinstance(cpu_node, int) or not isinstance(mem_node, int) or cpu_node < 0 or mem_node < 0:
@@ -42,6 +72,7 @@ def worker_command(
     if gpu_id is not None and (not isinstance(gpu_id, int) or gpu_id < 0):
         raise ValueError(f"gpu_id must be a non-negative integer or None, got {gpu_id!r}")
     worker = [python or sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)]
+    worker = [*(profile or []), *worker]  # numactl binds nsys and, through it, the worker
     numactl = numactl_path()
     if numactl:
         argv = [numactl, f"--cpunodebind={cpu_node}", f"--membind={mem_node}", *worker]

@@ -78,6 +78,7 @@ def build_plan(folder: str, configs: list[ExperimentConfig], topo: Topology) -> 
                         "sweep_point": point,
                         "model": vit.model_dump(),
                         "test": cfg.test.model_dump(),
+                        "profile": cfg.profile.model_dump(),
                         "gpu_id": gpu,
                         "cpu_node": node,
                         "mem_node": node,

@@ -81,6 +81,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("gpu_util_pct_mean", "DOUBLE"),
     ("pcie_rx_mbps_max", "DOUBLE"),
     ("power_w_mean", "DOUBLE"),
+    ("numa_distance", "INTEGER"),
+    ("pool_fraction_on_node", "DOUBLE"),
     ("launch_cpu", "INTEGER"),
     ("launch_cpu_node", "INTEGER"),
     ("peak_gpu_mem_mb", "DOUBLE"),
@@ -207,6 +209,8 @@ def _row(record: dict[str, Any]) -> list[Any]:
         "gpu_util_pct_mean": (metrics.get("telemetry") or {}).get("gpu_util_pct_mean"),
         "pcie_rx_mbps_max": (metrics.get("telemetry") or {}).get("pcie_rx_mbps_max"),
         "power_w_mean": (metrics.get("telemetry") or {}).get("power_w_mean"),
+        "numa_distance": record.get("numa_distance"),
+        "pool_fraction_on_node": (metrics.get("pool_pages") or {}).get("fraction_on_intended"),
         "launch_cpu": metrics.get("launch_cpu"),
         "launch_cpu_node": metrics.get("launch_cpu_node"),
         "peak_gpu_mem_mb": metrics.get("peak_gpu_mem_mb"),
@@ -225,8 +229,29 @@ def _row(record: dict[str, Any]) -> list[Any]:
     return [values[name] for name in NAMES]
 
 
+def _load_topologies(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
+    """One topology snapshot per run folder (the host as it was when the plan was made)."""
+    for folder in folders:
+        snap = folder / "topology.json"
+        if not snap.is_file():
+            continue
+        try:
+            data = json.loads(snap.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        con.execute(
+            "INSERT INTO topology VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (folder) DO NOTHING",
+            [folder.name, data.get("host"), len(data.get("nodes", [])), len(data.get("gpus", [])),
+             "; ".join(data.get("notes", [])), json.dumps(data)],
+        )
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables if they are missing."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS topology (folder VARCHAR PRIMARY KEY, host VARCHAR, numa_nodes INTEGER, "
+        "gpus INTEGER, notes VARCHAR, snapshot JSON)"
+    )
     cols = ",\n  ".join(f"{name} {sql}" for name, sql in COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS runs (\n  {cols}\n)")
     have = {row[0] for row in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
@@ -276,6 +301,7 @@ def load(folders: list[Path], database: Path | None = None, lock_timeout_s: floa
                 ensure_schema(con)
                 con.execute("BEGIN TRANSACTION")
                 counts = _upsert(con, list(records.values()))
+                _load_topologies(con, folders)
                 con.execute("COMMIT")
                 counts["total_rows"] = con.execute("SELECT count(*) FROM runs").fetchone()[0]
     except Timeout:

@@ -8,8 +8,10 @@ successful record are never measured again.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from numa_ops import results
-from numa_ops.launch import worker_command
+from numa_ops.launch import find_nsys, nsys_prefix, worker_command
 from numa_ops.paths import safe_name
 from numa_ops.worker.protocol import parse_event
 
@@ -101,6 +103,11 @@ class LaneSupervisor:
         outcome = LaneOutcome(self.name, len(runs), skipped=len(runs) - len(todo))
         if outcome.skipped:
             self.log(f"[{self.name}] {outcome.skipped} of {len(runs)} runs already have a successful record: skipped")
+        refusal = self._profiling_refusal(todo)
+        if refusal:
+            for spec in todo:
+                self._record_failure(spec, refusal, outcome)
+            todo = []
         done = outcome.skipped
         while todo and not self._stopped:
             finished = self._run_worker(todo, outcome, done, len(runs))
@@ -128,18 +135,55 @@ class LaneSupervisor:
         outcome.failed.append(spec["run_id"])
         self.log(f"[{self.name}] run {spec['run_id']} FAILED: {reason}")
 
+    def _profiling(self, todo: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+        """(nsys binary, warning) for the lane's profile settings; a warning means: run unprofiled."""
+        prof = todo[0].get("profile") or {} if todo else {}
+        mode = prof.get("nsys", "off")
+        if mode == "off":
+            return None, None
+        nsys = find_nsys()
+        if nsys is None:
+            return None, ("nsys not found (NUMA_LAB_NSYS, PATH, /opt/nvidia/nsight-systems, /usr/local/cuda/bin, "
+                          "/opt/nvidia/nsight-compute/*/host/target-linux-x64)")
+        free_gb = shutil.disk_usage(self.folder_path).free / 1e9
+        if free_gb < prof.get("min_free_gb", 10.0):
+            return None, (f"only {free_gb:.1f} GB free under {self.folder_path}, below profile.min_free_gb="
+                          f"{prof.get('min_free_gb')} (nsys reports take 1-2 GB each)")
+        return nsys, None
+
+    def _profiling_refusal(self, todo: list[dict[str, Any]]) -> str | None:
+        """With ``profile.nsys: required``, the reason no run can start unprofiled."""
+        if not todo or (todo[0].get("profile") or {}).get("nsys") != "required":
+            return None
+        _, warning = self._profiling(todo)
+        return f"profile.nsys=required: {warning}" if warning else None
+
     def _start(self, todo: list[dict[str, Any]]) -> subprocess.Popen:
         lanes_dir = self.folder_path / "lanes"
-        runs_file = lanes_dir / f"{self.name}.{int(time.time() * 1000)}.json"
+        stamp = int(time.time() * 1000)
+        runs_file = lanes_dir / f"{self.name}.{stamp}.json"
         results.write_json_atomic(runs_file, todo)
+        nsys, warning = self._profiling(todo)
+        profile_note: dict[str, Any] = {"nsys": (todo[0].get("profile") or {}).get("nsys", "off"), "warning": None}
+        prefix = None
+        self._report = None
+        if nsys:
+            self._report = self.folder_path / "nsys" / f"{self.name}.{stamp}"
+            self._report.parent.mkdir(parents=True, exist_ok=True)
+            prefix = nsys_prefix(nsys, self._report)
+            profile_note.update(nsys_binary=nsys, report=str(self._report) + ".nsys-rep")
+        elif warning:
+            profile_note["warning"] = f"profile.nsys=on but {warning}: ran without profiling"
+            self.log(f"[{self.name}] WARNING {profile_note['warning']}")
         launch = worker_command(
-            runs_file, self.folder_path, self.lane["gpu_id"], self.lane["cpu_node"], self.lane["mem_node"]
+            runs_file, self.folder_path, self.lane["gpu_id"], self.lane["cpu_node"], self.lane["mem_node"],
+            profile=prefix,
         )
         self.log(f"[{self.name}] starting worker for {len(todo)} runs: {launch.binding}, "
-                 f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}")
+                 f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}" + (" under nsys" if nsys else ""))
         return subprocess.Popen(
             launch.argv,
-            env={**os.environ, **launch.env},
+            env={**os.environ, **launch.env, "NUMA_LAB_PROFILE": json.dumps(profile_note)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -208,6 +252,7 @@ class LaneSupervisor:
         reader.join(timeout=5)
         with self._lock:
             self._proc = None
+        self._retain_report(todo, outcome)
         if returncode != 0 and failure is None:
             failure = self._stopped or _exit_reason(returncode)
         unsettled = [r for r in todo if r["run_id"] not in settled]
@@ -223,6 +268,18 @@ class LaneSupervisor:
                 self._record_failure(spec, f"worker failed to start: {failure}", outcome)
                 settled.add(spec["run_id"])
         return settled
+
+    def _retain_report(self, todo: list[dict[str, Any]], outcome: LaneOutcome) -> None:
+        """Apply ``profile.retention`` to this worker's nsys report."""
+        report = getattr(self, "_report", None)
+        if report is None:
+            return
+        retention = (todo[0].get("profile") or {}).get("retention", "all")
+        failed = any(r["run_id"] in outcome.failed for r in todo)
+        if retention == "none" or (retention == "failed" and not failed):
+            for path in report.parent.glob(report.name + ".*"):
+                path.unlink(missing_ok=True)
+            self.log(f"[{self.name}] nsys report {report.name} removed (profile.retention={retention})")
 
     @staticmethod
     def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:

@@ -30,6 +30,16 @@ def test_load_is_idempotent(tmp_path):
     assert [r[0] for r in _rows(db)] == ["f1.a", "f1.b", "f1.c"]
 
 
+def test_topology_snapshot_per_folder(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, record("f1.a"))
+    results.write_json_atomic(folder / "topology.json", {"host": "h", "nodes": [{}], "gpus": [], "notes": ["one NUMA node"]})
+    store.load([folder], db)
+    store.load([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT folder, host, numa_nodes, notes FROM topology").fetchall() == [("f1", "h", 1, "one NUMA node")]
+
+
 def test_failed_row_is_replaced_but_success_never_is(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     _write(folder, record("f1.a", success=False))

@@ -12,6 +12,7 @@ import time
 import pytest
 from numa_ops import results
 from numa_ops.supervise import LaneSupervisor
+from numa_ops.topology import parse_cpulist
 
 from tests.numa_ops.lanes import tiny_lane
 
@@ -46,9 +47,13 @@ def test_lane_runs_and_a_retry_measures_nothing_again(configs_dir, outputs_dir):
 def test_worker_is_bound_by_numactl(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane("experiment.vit_configs=[{name:t,patch_size:8,depth:1,heads:2,dim:32,mlp_dim:64}]")
     LaneSupervisor(lane, folder_path, log=lambda _: None).run()
-    env = _record(folder_path, lane["runs"][0]["run_id"])["environment"]
+    rec = _record(folder_path, lane["runs"][0]["run_id"])
+    env = rec["environment"]
     assert env["binding"]["numactl"] == "numactl --cpunodebind=0 --membind=0"
     assert env["binding"]["mems_allowed"] == "0"
+    node0 = {c for c in range(os.cpu_count()) if os.path.exists(f"/sys/devices/system/cpu/cpu{c}/node0")}
+    assert env["binding"]["cpus_allowed"] and set(parse_cpulist(env["binding"]["cpus_allowed"])) <= node0
+    assert rec["metrics"]["pool_pages"]["fraction_on_intended"] == 1.0  # the pool's pages are on node 0
 
 
 def test_timeout_ends_the_worker_and_the_lane_goes_on(configs_dir, outputs_dir):

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from numa_ops.worker.measure import measure_run
 
     specs = json.loads(args.runs.read_text())
+    profile = json.loads(os.environ.get("NUMA_LAB_PROFILE") or '{"nsys": "off", "warning": null}')
     allowed = os.sched_getaffinity(0)
     torch.set_num_threads(max(1, len(allowed)))
     gpu_id = specs[0]["gpu_id"] if specs else None
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         record["finished_at"] = results.now()
         record["environment"] = env
         record["worker_startup_s"] = startup_s
+        record["profile"] = profile
         results.write_json_atomic(results.record_path(args.folder_path, spec["run_id"]), record)
         emit(
             "end",

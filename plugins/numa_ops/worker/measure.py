@@ -27,6 +27,7 @@ import torch
 from numa_ops import regime
 from numa_ops.worker import flops
 from numa_ops.worker.model import build_model
+from numa_ops.worker.pages import placement_proof
 from numa_ops.worker.pool import HostPool
 from numa_ops.worker.stats import StoppingRule, confidence_interval, percentiles
 from numa_ops.worker.telemetry import Telemetry, empty
@@ -82,6 +83,7 @@ class Engine:
             test["memory_size_mb"], self.batch_size, self.shape, pinned=self.cuda and test.get("pinned_memory", True)
         )
         self.pool_fill_s = time.perf_counter() - t0
+        self.pool_pages = placement_proof(self.pool.data.data_ptr(), spec.get("mem_node", 0))
         self.model = build_model(model_cfg, self.shape, self.d2h_mode).to(device).eval()
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.dev_in = [torch.empty(self.pool.batch_shape, device=device) for _ in range(SLOTS)]
@@ -357,6 +359,7 @@ def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | No
         "pool_batches": engine.pool.num_batches,
         "pool_pinned": engine.pool.pinned,
         "pool_fill_s": engine.pool_fill_s,
+        "pool_pages": engine.pool_pages,
         "parameters": engine.parameters,
         "first_call_s": engine.first_call_s,
         "compile_s": engine.compile_s,

@@ -1,0 +1,93 @@
+"""Nsight Systems around a lane's worker: on / required / absent, with a stand-in ``nsys``.
+
+The stand-in only records its argv, writes the report file nsys would write, and runs the
+command it was given; this host has no GPU for a real nsys to trace.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+
+import pytest
+
+from numa_ops.supervise import LaneSupervisor
+from tests.numa_ops.lanes import tiny_lane
+
+STAND_IN = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+with open({log!r}, "a") as fh:
+    fh.write(json.dumps(args) + "\\n")
+assert args[0] == "profile"
+out = next(a.split("=", 1)[1] for a in args if a.startswith("--output="))
+open(out + ".nsys-rep", "w").write("report")
+rest = args[1:]
+while rest[0].startswith("--"):  # nsys's own options come first, then the command it profiles
+    rest = rest[1:]
+cmd = rest
+os.execv(cmd[0], cmd)
+"""
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    log = tmp_path / "nsys-argv.log"
+    path = tmp_path / "bin" / "nsys"
+    path.parent.mkdir()
+    path.write_text(STAND_IN.format(python=sys.executable, log=str(log)))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("NUMA_LAB_NSYS", str(path))
+    return path, log
+
+
+def _records(folder_path, lane):
+    return [json.loads((folder_path / "runs" / f"{r['run_id']}.json").read_text()) for r in lane["runs"]]
+
+
+def test_nsys_on_wraps_the_worker(configs_dir, outputs_dir, stand_in):
+    nsys, log = stand_in
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on")
+    outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    assert len(outcome.succeeded) == 2
+    (argv,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert argv[:3] == ["profile", "--trace=cuda,nvtx,osrt", f"--output={folder_path}/nsys/{lane['name']}.{argv[2].rsplit('.', 1)[1]}"]
+    assert argv[4:7] == [sys.executable, "-m", "numa_ops.worker"]
+    reports = list((folder_path / "nsys").glob("*.nsys-rep"))
+    assert len(reports) == 1
+    for rec in _records(folder_path, lane):
+        assert rec["profile"]["report"] == str(reports[0]) and rec["profile"]["warning"] is None
+
+
+def test_retention_failed_removes_reports_of_clean_workers(configs_dir, outputs_dir, stand_in):
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on", "experiment.profile.retention=failed")
+    LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    assert list((folder_path / "nsys").glob("*.nsys-rep")) == []
+
+
+def test_nsys_absent_on_runs_unprofiled_with_a_warning(configs_dir, outputs_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMA_LAB_NSYS", str(tmp_path / "no-such-nsys"))
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on")
+    lines = []
+    outcome = LaneSupervisor(lane, folder_path, log=lines.append).run()
+    assert len(outcome.succeeded) == 2
+    for rec in _records(folder_path, lane):
+        assert rec["success"] and rec["profile"]["warning"].startswith("profile.nsys=on but nsys not found")
+    assert any("WARNING" in line for line in lines)
+
+
+def test_nsys_absent_required_fails_every_run_clearly(configs_dir, outputs_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMA_LAB_NSYS", str(tmp_path / "no-such-nsys"))
+    folder_path, lane = tiny_lane("experiment.profile.nsys=required")
+    outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    assert outcome.workers_started == 0 and len(outcome.failed) == 2
+    for rec in _records(folder_path, lane):
+        assert not rec["success"] and rec["error"].startswith("profile.nsys=required: nsys not found")
+
+
+def test_too_little_disk_for_reports_is_refused_when_required(configs_dir, outputs_dir, stand_in):
+    folder_path, lane = tiny_lane("experiment.profile.nsys=required", "experiment.profile.min_free_gb=100000")
+    outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    assert outcome.workers_started == 0
+    assert "below profile.min_free_gb=100000" in _records(folder_path, lane)[0]["error"]
