@@ -11,8 +11,8 @@ import stat
 import sys
 
 import pytest
-
 from numa_ops.supervise import LaneSupervisor
+
 from tests.numa_ops.lanes import tiny_lane
 
 STAND_IN = """#!{python}

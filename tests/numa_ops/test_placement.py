@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from numa_ops.config import load_experiment
 from numa_ops.launch import worker_command
 from numa_ops.plan import build_plan
 from numa_ops.topology import PlacementError, discover
+
 from tests.numa_ops.fake_sysfs import make_sysfs
 
 BUS = ["0000:1b:00.0", "0000:3b:00.0", "0000:8b:00.0", "0000:af:00.0"]

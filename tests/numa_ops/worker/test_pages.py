@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import torch
-
 from numa_ops.worker.pages import placement_proof
 
 
