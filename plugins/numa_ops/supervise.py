@@ -269,11 +269,34 @@ class LaneSupervisor:
                 settled.add(spec["run_id"])
         return settled
 
+    def _note_report(self, todo: list[dict[str, Any]], report: Path) -> None:
+        """Say in this worker's records what nsys really left: a report, only its raw capture, or nothing."""
+        rep, raw = report.with_name(report.name + ".nsys-rep"), report.with_name(report.name + ".qdstrm")
+        if rep.is_file():
+            produced = {"report": str(rep), "report_bytes": rep.stat().st_size, "warning": None}
+        elif raw.is_file():
+            produced = {"report": None, "raw_capture": str(raw), "raw_capture_bytes": raw.stat().st_size,
+                        "warning": "nsys wrote only its raw .qdstrm capture (its importer failed): no .nsys-rep"}
+        else:
+            produced = {"report": None, "warning": "nsys produced no report"}
+        for spec in todo:
+            path = results.record_path(self.folder_path, spec["run_id"])
+            try:
+                rec = results.read_record(path)
+            except ValueError:
+                continue
+            if rec is not None and rec.get("profile", {}).get("nsys_binary"):
+                rec["profile"] = {**rec["profile"], **produced}
+                results.write_json_atomic(path, rec)
+        if produced["warning"]:
+            self.log(f"[{self.name}] WARNING {produced['warning']}")
+
     def _retain_report(self, todo: list[dict[str, Any]], outcome: LaneOutcome) -> None:
         """Apply ``profile.retention`` to this worker's nsys report."""
         report = getattr(self, "_report", None)
         if report is None:
             return
+        self._note_report(todo, report)
         retention = (todo[0].get("profile") or {}).get("retention", "all")
         failed = any(r["run_id"] in outcome.failed for r in todo)
         if retention == "none" or (retention == "failed" and not failed):

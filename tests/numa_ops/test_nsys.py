@@ -58,6 +58,17 @@ def test_nsys_on_wraps_the_worker(configs_dir, outputs_dir, stand_in):
     assert len(reports) == 1
     for rec in _records(folder_path, lane):
         assert rec["profile"]["report"] == str(reports[0]) and rec["profile"]["warning"] is None
+        assert rec["profile"]["report_bytes"] == len("report")
+
+
+def test_a_raw_capture_without_report_is_said(configs_dir, outputs_dir, stand_in, monkeypatch):
+    nsys, _ = stand_in
+    nsys.write_text(nsys.read_text().replace('".nsys-rep"', '".qdstrm"'))  # as the copy seen on the GPU hosts
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on")
+    LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    for rec in _records(folder_path, lane):
+        assert rec["success"] and rec["profile"]["report"] is None
+        assert "only its raw .qdstrm capture" in rec["profile"]["warning"]
 
 
 def test_retention_failed_removes_reports_of_clean_workers(configs_dir, outputs_dir, stand_in):
