@@ -21,10 +21,27 @@ def _run_gpu_group(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
     return [LaneSupervisor(lane.to_dict(), folder_path).run() for lane in lanes]
 
 
-def run(overrides: list[str]) -> int:
+def parse_run_args(args: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Split ``run`` arguments into overrides and zip groups; ``-m``/``--multirun`` is accepted (sweeps always expand)."""
+    overrides, zips = [], []
+    items = iter(args)
+    for arg in items:
+        if arg in ("-m", "--multirun"):
+            continue
+        if arg == "--zip":
+            zips.append([k.strip() for k in next(items, "").split(",") if k.strip()])
+        elif arg.startswith("--zip="):
+            zips.append([k.strip() for k in arg.split("=", 1)[1].split(",") if k.strip()])
+        else:
+            overrides.append(arg)
+    return overrides, zips
+
+
+def run(args: list[str]) -> int:
     """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded."""
+    overrides, zip_keys = parse_run_args(args)
     try:
-        folder_path, lanes = pipeline.prepare("", overrides, discover())
+        folder_path, lanes = pipeline.prepare("", overrides, discover(), zip_keys=zip_keys)
     except (ConfigError, PlacementError, PlanError, paths.UnsafePathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -63,10 +80,16 @@ def where(airflow_rc: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"] and argv[1:] and argv[1] not in ("-h", "--help"):
+        return run(argv[1:])  # the plan's own grammar, -m and --zip included: not argparse's
     parser = argparse.ArgumentParser(prog="python -m numa_ops")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run an experiment without Airflow")
-    p_run.add_argument("overrides", nargs="+", help="experiment=NAME and overrides, e.g. experiment.test.num_samples=500")
+    p_run.add_argument(
+        "overrides", nargs=argparse.REMAINDER,
+        help="[-m] experiment=NAME and overrides, e.g. experiment.test.batch_size=4,8 [--zip KEY1,KEY2]",
+    )
     p_where = sub.add_parser("where", help="where the last phase run's results are")
     p_where.add_argument("--airflow-rc", type=int, default=None)
     args = parser.parse_args(argv)

@@ -42,6 +42,9 @@ class HardwareConfig(_Strict):
     # all: every node; local: each GPU's own node; remote: the node farthest from each GPU
     numa_nodes: Literal["all", "local", "remote"] | list[Annotated[int, Field(strict=True, ge=0, le=1023)]] = "all"
 
+    # true: lanes on one GPU may measure at the same time (to study contention); false: never
+    share_gpu: Annotated[bool, Field(strict=True)] = False
+
     @model_validator(mode="after")
     def _non_empty(self) -> HardwareConfig:
         for key in ("gpu_ids", "numa_nodes"):
@@ -211,11 +214,13 @@ def split_experiment(texts: list[str], experiment: str | None = None) -> tuple[s
     return experiment, rest
 
 
-def load_experiment(name: str, overrides: list[str] | None = None) -> list[ExperimentConfig]:
-    """Load experiment ``name`` with ``overrides``; one config per sweep point (cartesian)."""
+def load_experiment(
+    name: str, overrides: list[str] | None = None, zip_keys: list[list[str]] | None = None
+) -> list[ExperimentConfig]:
+    """Load experiment ``name`` with ``overrides``; one config per sweep point (cartesian, or zipped)."""
     data = _read_yaml(name)
     try:
-        parsed = parse_overrides(list(overrides or []))
+        points = expand_sweeps(parse_overrides(list(overrides or [])), zip_keys)
     except OverrideError as exc:
         raise ConfigError(str(exc)) from None
-    return [build_config(data, point) for point in expand_sweeps(parsed)]
+    return [build_config(data, point) for point in points]

@@ -1,6 +1,9 @@
 """Builds each phase DAG from ``include/configs/phases.yaml``; ``dags/*.py`` call this and nothing else.
 
-discover_topology -> plan_runs -> measure (one mapped instance per lane) -> load_duckdb -> report
+discover_topology -> plan_runs -> measure (one mapped instance per lane) -> load_duckdb -> report -> gate
+
+The gate comes last so that results are loaded and reported even when it fails; only a phase
+that passes its gate updates its Asset, which schedules the phases after it.
 """
 
 from __future__ import annotations
@@ -8,61 +11,89 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import yaml
-from airflow.sdk import DAG, Param, TriggerRule, task
+from airflow.sdk import DAG, Asset, Param, TriggerRule, task
 
-from numa_ops import paths
 from numa_ops.config import available_experiments
 from numa_ops.operators import NumaLaneOperator
+from numa_ops.phases import Phase, load_phases
 
-DEFAULT_MAX_ACTIVE_LANES = 4
-
-
-def phases() -> dict[str, dict[str, Any]]:
-    """The phase definitions."""
-    with (paths.configs_dir() / "phases.yaml").open() as fh:
-        return yaml.safe_load(fh)
+OVERRIDE_PATTERN = r"^experiment(\.|\[|=)[^\s;&|`$<>]*$"
 
 
-def _doc(dag_id: str, phase: dict[str, Any]) -> str:
-    return (
-        f"# {phase['title']}\n\n**Goal:** {phase['goal']}\n\n**Research question:** {phase['question']}\n\n"
-        f"Default experiment: `{phase['experiment']}`. Trigger with *experiment* and *overrides* in the "
-        "seed plan's grammar, e.g. `experiment.test.num_samples=500` or `experiment.hardware.gpu_ids=[0,1]`.\n\n"
-        "Results: `outputs/<folder>/results.json`, `experiment_summary.json`, `experiment.log`; "
-        "DuckDB `outputs/numa_lab.duckdb` (table `runs`); report `outputs/<folder>/report/index.html`."
+def phase_asset(dag_id: str) -> Asset:
+    """The Asset a phase updates when it passes its gate."""
+    return Asset(name=dag_id, uri=f"numa-lab://phases/{dag_id}")
+
+
+def _doc(dag_id: str, phase: Phase) -> str:
+    studies = "\n".join(
+        f"- `{name}`: `experiment={s.experiment}` {' '.join(f'`{o}`' for o in s.overrides)}"
+        + (f" (zipped: {s.zip})" if s.zip else "")
+        for name, s in phase.studies.items()
     )
+    after = ", ".join(f"`{a}`" for a in phase.after) or "nothing (trigger by hand)"
+    return (
+        f"# {phase.title}\n\n**Goal:** {phase.goal}\n\n**Research question:** {phase.question}\n\n"
+        f"**Starts after:** {after}. Triggering by hand works too.\n\n**Studies** (the plan's commands):\n{studies}\n\n"
+        f"**Gate:** failure rate <= {phase.gate.max_failure_rate:.0%}, every run's 95% CI half-width <= "
+        f"{phase.gate.max_ci_half_width:.0%} of its samples/s.\n\n"
+        "Results: `outputs/<folder>/results.json`, `experiment_summary.json`, `experiment.log`; "
+        "DuckDB `outputs/numa_lab.duckdb` (table `runs`, views `numa_penalty`); report `outputs/<folder>/report/index.html`."
+    )
+
+
+def _params(phase: Phase) -> dict[str, Param]:
+    experiments = ["", *available_experiments()]
+    override_list = {"type": "string", "pattern": OVERRIDE_PATTERN, "maxLength": 500}
+    return {
+        "studies": Param(
+            list(phase.studies),
+            type="array",
+            items={"type": "string", "enum": list(phase.studies)},
+            uniqueItems=True,
+            title="Studies",
+            description="Which of the phase's studies (the plan's commands) to run.",
+        ),
+        "experiment": Param(
+            "",
+            type="string",
+            enum=experiments,
+            title="Experiment (ad hoc)",
+            description="If set, run this experiment with the overrides below instead of the studies.",
+        ),
+        "overrides": Param(
+            [], type="array", items=override_list, maxItems=64, title="Overrides",
+            description="One per line, e.g. experiment.hardware.gpu_ids=[0,3]; added to every study.",
+        ),
+        "sweeps": Param(
+            [], type="array", items=override_list, maxItems=16, title="Sweeps",
+            description="e.g. experiment.test.batch_size=4,8,16,32 (cartesian over keys).",
+        ),
+        "num_samples": Param(
+            None, type=["null", "integer"], minimum=1, maximum=10_000_000, title="num_samples",
+            description="Shortcut for experiment.test.num_samples.",
+        ),
+        "folder": Param(
+            "", type="string", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$", title="Resume folder",
+            description="Re-use this run folder: runs already complete there are skipped.",
+        ),
+    }
 
 
 def build_phase_dag(dag_id: str) -> DAG:
     """The DAG of phase ``dag_id``."""
-    phase = phases()[dag_id]
-    params = {
-        "experiment": Param(
-            phase["experiment"],
-            type="string",
-            enum=available_experiments(),
-            title="Experiment",
-            description="An experiment config from include/configs/.",
-        ),
-        "overrides": Param(
-            [],
-            type="array",
-            items={"type": "string", "pattern": r"^experiment(\.|\[|=)[^\s;&|`$<>]*$", "maxLength": 500},
-            maxItems=64,
-            title="Overrides",
-            description="One per line, e.g. experiment.test.num_samples=500 or experiment.hardware.gpu_ids=[0,1]",
-        ),
-    }
+    phases = load_phases()
+    phase = phases[dag_id]
+    schedule = [phase_asset(a) for a in phase.after] or None
     with DAG(
         dag_id=dag_id,
-        description=phase["goal"],
+        description=phase.goal,
         doc_md=_doc(dag_id, phase),
-        schedule=None,
+        schedule=schedule,
         start_date=datetime(2026, 1, 1),
         catchup=False,
-        tags=["numa-lab", *phase.get("tags", [])],
-        params=params,
+        tags=["numa-lab", *phase.tags],
+        params=_params(phase),
         max_active_runs=1,
         default_args={"retries": 0},
     ) as dag:
@@ -78,18 +109,27 @@ def build_phase_dag(dag_id: str) -> DAG:
             return topo.to_dict()
 
         @task
-        def plan_runs(
-            topology: dict[str, Any], params: dict[str, Any] | None = None, dag_run: Any = None
-        ) -> list[dict[str, Any]]:
-            """Validate the request against the configs and the host; write the plan."""
-            from numa_ops.pipeline import folder_name, prepare
+        def plan_runs(topology: dict[str, Any], params: dict[str, Any] | None = None, dag_run: Any = None) -> list[dict[str, Any]]:
+            """Validate the request against the phase's studies and the host; write the plan."""
+            from numa_ops.paths import safe_name
+            from numa_ops.phases import study_configs
+            from numa_ops.pipeline import folder_name, write_plan
             from numa_ops.topology import Topology
 
-            experiment = params["experiment"]
-            folder = folder_name(experiment, dag_run.run_after, token=f"{dag_run.dag_id}|{dag_run.run_id}")
-            folder_path, lanes = prepare(experiment, list(params["overrides"]), Topology.from_dict(topology), folder)
+            extra = [*params["overrides"], *params["sweeps"]]
+            if params.get("num_samples"):
+                extra.append(f"experiment.test.num_samples={int(params['num_samples'])}")
+            studies = study_configs(phase, params["studies"], extra, params.get("experiment") or None)
+            name = params.get("experiment") or dag_id.split("_")[0]
+            folder = safe_name(params["folder"], "folder") if params.get("folder") else folder_name(
+                name, dag_run.run_after, token=f"{dag_run.dag_id}|{dag_run.run_id}"
+            )
+            request = {"phase": dag_id, "params": dict(params)}
+            folder_path, lanes = write_plan(folder, studies, Topology.from_dict(topology), request)
             runs = sum(len(lane.runs) for lane in lanes)
-            print(f"plan: {runs} runs on {len(lanes)} lane(s) into {folder_path}")
+            print(f"plan: {runs} runs of {len(studies)} studies on {len(lanes)} lane(s) into {folder_path}")
+            for study, configs in studies.items():
+                print(f"  study {study}: {len(configs)} sweep point(s)")
             for lane in lanes:
                 print(f"  lane {lane.name}: {len(lane.runs)} runs")
             return [lane.to_dict() for lane in lanes]
@@ -113,13 +153,27 @@ def build_phase_dag(dag_id: str) -> DAG:
                 print(f"{key}: {value}")
             return where
 
+        @task(outlets=[phase_asset(dag_id)], trigger_rule=TriggerRule.ALL_DONE)
+        def gate(lanes: list[dict[str, Any]]) -> dict[str, Any]:
+            """Fail the phase (and hold back the next ones) if too many runs failed or are too noisy."""
+            from numa_ops import results
+            from numa_ops.gate import check
+
+            verdict = check(results.run_folder(lanes[0]["folder"]), phase.gate)
+            print(verdict["summary"])
+            for line in verdict["problems"]:
+                print(f"  {line}")
+            if not verdict["passed"]:
+                raise RuntimeError(f"{dag_id} did not pass its gate: {verdict['summary']}")
+            return verdict
+
         plan = plan_runs(discover_topology())
         measure = NumaLaneOperator.partial(
             task_id="measure",
             map_index_template="{{ lane_name }}",
-            max_active_tis_per_dagrun=DEFAULT_MAX_ACTIVE_LANES,
+            max_active_tis_per_dagrun=phase.max_lanes,
         ).expand(lane=plan)
         loaded = load_duckdb(plan)
-        measure >> loaded
-        loaded >> report(plan)
+        reported = report(plan)
+        measure >> loaded >> reported >> gate(plan)
     return dag

@@ -104,10 +104,35 @@ def parse_overrides(texts: list[str]) -> list[Override]:
     return [parse_override(t) for t in texts]
 
 
-def expand_sweeps(overrides: list[Override]) -> list[list[Override]]:
-    """Cartesian product of all sweep overrides (as Hydra's ``-m``); one point if none sweep."""
-    axes = [
-        [Override(o.text, o.key, o.path, (v,), False) for v in o.values] if o.is_sweep else [o]
-        for o in overrides
-    ]
-    return [list(point) for point in itertools.product(*axes)]
+def _single(o: Override, value: Any) -> Override:
+    return Override(o.text, o.key, o.path, (value,), False)
+
+
+def expand_sweeps(overrides: list[Override], zip_keys: list[list[str]] | None = None) -> list[list[Override]]:
+    """Sweep points: the cartesian product of sweeps (as Hydra's ``-m``), one point if none sweep.
+
+    Keys named together in ``zip_keys`` are paired element by element instead (the plan's
+    "larger images with smaller batches"); their sweeps must have the same length.
+    """
+    groups = [list(g) for g in (zip_keys or [])]
+    by_key = {o.key: o for o in overrides}
+    zipped: set[str] = set()
+    axes: list[list[list[Override]]] = []
+    for group in groups:
+        missing = [k for k in group if k not in by_key]
+        if missing:
+            raise OverrideError(f"zip names {missing}, which no override sets")
+        members = [by_key[k] for k in group]
+        lengths = {len(o.values) for o in members}
+        if len(lengths) != 1:
+            raise OverrideError(f"zip {group}: the sweeps have different lengths {[len(o.values) for o in members]}")
+        axes.append([[_single(o, o.values[i]) for o in members] for i in range(lengths.pop())])
+        zipped.update(group)
+    for o in overrides:
+        if o.key not in zipped:
+            axes.append([[_single(o, v)] for v in o.values] if o.is_sweep else [[o]])
+    points = []
+    for combo in itertools.product(*axes):
+        chosen = {o.key: o for part in combo for o in part}
+        points.append([chosen[o.key] for o in overrides])  # keep the overrides' own order
+    return points

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from numa_ops import paths, results
-from numa_ops.config import load_experiment, split_experiment
+from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
 from numa_ops.plan import Lane, build_plan
 from numa_ops.topology import Topology
 
@@ -28,28 +28,44 @@ def folder_name(experiment: str, when: datetime | None = None, token: str = "") 
 
 
 def prepare(
-    experiment: str, overrides: list[str], topo: Topology, folder: str | None = None
+    experiment: str,
+    overrides: list[str],
+    topo: Topology,
+    folder: str | None = None,
+    zip_keys: list[list[str]] | None = None,
 ) -> tuple[Path, list[Lane]]:
-    """Validate the request and write the run folder's plan; raises before anything runs."""
+    """Validate one experiment (with overrides and sweeps) and write its run folder's plan."""
     experiment, overrides = split_experiment(list(overrides), experiment)
-    configs = load_experiment(experiment, overrides)
-    folder = folder or folder_name(experiment)
-    lanes = build_plan(folder, configs, topo)
+    configs = {"main": load_experiment(experiment, overrides, zip_keys)}
+    return write_plan(folder or folder_name(experiment), configs, topo, {"experiment": experiment, "overrides": overrides})
+
+
+def write_plan(
+    folder: str, studies: dict[str, list[ExperimentConfig]], topo: Topology, request: dict[str, Any]
+) -> tuple[Path, list[Lane]]:
+    """Place every study's runs on lanes and write ``plan.json``; raises before anything runs.
+
+    An existing plan of the same folder is kept when it has the same runs (a retried or
+    re-triggered request), so completed runs are found and skipped.
+    """
+    lanes = build_plan(folder, studies, topo)
     folder_path = results.run_folder(folder)
     (folder_path / "runs").mkdir(parents=True, exist_ok=True)
     plan_file = folder_path / "plan.json"
-    if plan_file.is_file():  # a retried plan task: keep the plan the lanes already started on
+    if plan_file.is_file():
         old = json.loads(plan_file.read_text())
-        if [lane["name"] for lane in old["lanes"]] == [lane.name for lane in lanes]:
+        if sorted(r["run_id"] for lane in old["lanes"] for r in lane["runs"]) == sorted(
+            r["run_id"] for lane in lanes for r in lane.runs
+        ):
             return folder_path, [Lane(**lane) for lane in old["lanes"]]
     results.write_json_atomic(folder_path / "topology.json", topo.to_dict())
     results.write_json_atomic(
         plan_file,
         {
-            "experiment": experiment,
-            "overrides": overrides,
-            "configs": [c.model_dump() for c in configs],
+            **request,
+            "studies": {name: [c.model_dump() for c in configs] for name, configs in studies.items()},
             "lanes": [lane.to_dict() for lane in lanes],
+            "runs": sum(len(lane.runs) for lane in lanes),
             "created_at": results.now(),
         },
     )

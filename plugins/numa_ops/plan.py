@@ -61,11 +61,18 @@ def max_runs() -> int:
     return int(os.environ.get("NUMA_LAB_MAX_RUNS", DEFAULT_MAX_RUNS))
 
 
-def build_plan(folder: str, configs: list[ExperimentConfig], topo: Topology) -> list[Lane]:
-    """Every run of every sweep point, placed on lanes; placement errors raise before anything runs."""
+def build_plan(
+    folder: str, configs: list[ExperimentConfig] | dict[str, list[ExperimentConfig]], topo: Topology
+) -> list[Lane]:
+    """Every run of every study and sweep point, placed on lanes; placement errors raise before anything runs.
+
+    ``configs`` is one study's sweep points, or ``{study name: sweep points}``; a lane runs the runs of
+    every study that uses its placement, so a worker's start-up is paid once per lane.
+    """
+    studies = configs if isinstance(configs, dict) else {"main": configs}
     lanes: dict[tuple[int | None, int, int], list[dict[str, Any]]] = {}
     workers = 1
-    for point, cfg in enumerate(configs):
+    for study, cfg, point in ((s, c, i) for s, cs in studies.items() for i, c in enumerate(cs)):
         gpus = resolve_gpus(cfg.hardware.gpu_ids, topo)
         workers = max(workers, cfg.max_workers)
         for gpu in gpus:
@@ -74,11 +81,13 @@ def build_plan(folder: str, configs: list[ExperimentConfig], topo: Topology) -> 
                 for vit in cfg.vit_configs:
                     spec = {
                         "folder": folder,
+                        "study": study,
                         "experiment": cfg.name,
                         "sweep_point": point,
                         "model": vit.model_dump(),
                         "test": cfg.test.model_dump(),
                         "profile": cfg.profile.model_dump(),
+                        "hardware": {"share_gpu": cfg.hardware.share_gpu},
                         "gpu_id": gpu,
                         "cpu_node": node,
                         "mem_node": node,
@@ -86,7 +95,7 @@ def build_plan(folder: str, configs: list[ExperimentConfig], topo: Topology) -> 
                         "numa_distance": placement_of(gpu, node, topo)[1],
                         "lane": lane_name(*key),
                     }
-                    spec["run_id"] = f"{folder}.{spec['lane']}.{vit.name}.{_digest(spec)}"
+                    spec["run_id"] = f"{folder}.{study}.{spec['lane']}.{vit.name}.{_digest(spec)}"
                     lanes.setdefault(key, []).append(spec)
     total = sum(len(r) for r in lanes.values())
     if total == 0:

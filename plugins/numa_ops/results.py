@@ -61,6 +61,7 @@ def base_record(spec: dict[str, Any]) -> dict[str, Any]:
         "run_id": spec["run_id"],
         "folder": spec["folder"],
         "experiment": spec["experiment"],
+        "study": spec.get("study"),
         "sweep_point": spec.get("sweep_point", 0),
         "lane": spec["lane"],
         "gpu_id": spec["gpu_id"],

@@ -16,12 +16,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from numa_ops import results
+from filelock import FileLock, Timeout
+
+from numa_ops import paths, results
 from numa_ops.launch import find_nsys, nsys_prefix, worker_command
 from numa_ops.paths import safe_name
 from numa_ops.worker.protocol import parse_event
@@ -33,6 +36,32 @@ KILL_GRACE_S = 5.0
 def startup_timeout_s() -> float:
     """How long a worker may take to import and initialise (``NUMA_LAB_STARTUP_TIMEOUT_S``)."""
     return float(os.environ.get("NUMA_LAB_STARTUP_TIMEOUT_S", DEFAULT_STARTUP_TIMEOUT_S))
+
+
+@contextmanager
+def device_lock(lane: dict[str, Any], log: Callable[[str], None]) -> Iterator[None]:
+    """Hold the lane's device (a GPU, or a CPU node for CPU lanes) so no two timed lanes share it.
+
+    A file lock under the outputs folder: it holds across tasks, DAG runs and the command line on
+    this host. ``hardware.share_gpu: true`` in a run's config opts out (to measure contention).
+    """
+    first = lane["runs"][0] if lane["runs"] else {}
+    if (first.get("hardware") or {}).get("share_gpu"):
+        yield
+        return
+    key = f"cpu-node{lane['cpu_node']}" if lane["gpu_id"] is None else f"gpu{lane['gpu_id']}"
+    lock_dir = paths.outputs_dir() / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_dir / f"{key}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"[{lane['name']}] waiting for {key}: another lane is measuring on it")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -109,10 +138,11 @@ class LaneSupervisor:
                 self._record_failure(spec, refusal, outcome)
             todo = []
         done = outcome.skipped
-        while todo and not self._stopped:
-            finished = self._run_worker(todo, outcome, done, len(runs))
-            done += len(finished)
-            todo = [r for r in todo if r["run_id"] not in finished]
+        with device_lock(self.lane, self.log) if todo else nullcontext():
+            while todo and not self._stopped:
+                finished = self._run_worker(todo, outcome, done, len(runs))
+                done += len(finished)
+                todo = [r for r in todo if r["run_id"] not in finished]
         if self._stopped:
             for spec in todo:
                 self._record_failure(spec, self._stopped, outcome)

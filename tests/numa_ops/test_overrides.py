@@ -69,3 +69,25 @@ def test_expand_sweeps_is_cartesian_in_order():
         [8, 10, True],
         [8, 10, False],
     ]
+
+
+def test_zip_pairs_sweeps_element_by_element():
+    points = expand_sweeps(
+        [
+            parse_override('experiment.test.tensor_shape="[3,224,224],[3,384,384],[3,512,512],[3,768,768]"'),
+            parse_override("experiment.test.batch_size=10,8,6,4"),
+            parse_override("experiment.test.compile_model=true,false"),
+        ],
+        zip_keys=[["experiment.test.tensor_shape", "experiment.test.batch_size"]],
+    )
+    assert len(points) == 8
+    pairs = {(p[0].value[1], p[1].value) for p in points}
+    assert pairs == {(224, 10), (384, 8), (512, 6), (768, 4)}
+
+
+def test_zip_needs_equal_lengths():
+    with pytest.raises(OverrideError, match="different lengths"):
+        expand_sweeps(
+            [parse_override("experiment.test.batch_size=1,2"), parse_override("experiment.test.num_samples=1,2,3")],
+            zip_keys=[["experiment.test.batch_size", "experiment.test.num_samples"]],
+        )

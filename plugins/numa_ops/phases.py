@@ -1,0 +1,83 @@
+"""Phases and their studies (``include/configs/phases.yaml``): every command block of the plan, by name."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from numa_ops import paths
+from numa_ops.config import ConfigError, ExperimentConfig, load_experiment, split_experiment
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Study(_Strict):
+    """One command of the plan: an experiment, its overrides and sweeps, and keys to zip."""
+
+    experiment: str
+    overrides: list[str] = []
+    zip: list[list[str]] = []
+
+
+class Gate(_Strict):
+    """What a phase's runs must meet before its Asset is updated."""
+
+    max_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    max_ci_half_width: Annotated[float, Field(gt=0)] = 0.25
+
+
+class Phase(_Strict):
+    """One phase DAG."""
+
+    title: str
+    goal: str
+    question: str
+    tags: list[str] = []
+    after: list[str] = []
+    max_lanes: Annotated[int, Field(ge=1, le=256)] = 4
+    gate: Gate = Gate()
+    studies: dict[str, Study]
+
+
+def load_phases() -> dict[str, Phase]:
+    """Every phase, validated; a bad file names the key."""
+    with (paths.configs_dir() / "phases.yaml").open() as fh:
+        raw = yaml.safe_load(fh)
+    try:
+        phases = {name: Phase.model_validate(body) for name, body in raw.items()}
+    except ValidationError as exc:
+        raise ConfigError(f"phases.yaml: {exc}") from None
+    for name, phase in phases.items():
+        unknown = [a for a in phase.after if a not in phases]
+        if unknown:
+            raise ConfigError(f"phases.yaml: {name}.after names unknown phases {unknown}")
+    return phases
+
+
+def study_configs(
+    phase: Phase,
+    studies: list[str] | None = None,
+    extra_overrides: list[str] | None = None,
+    experiment: str | None = None,
+) -> dict[str, list[ExperimentConfig]]:
+    """Sweep points per study; ``experiment`` (with the extra overrides) replaces the studies by one ad-hoc study."""
+    extra = list(extra_overrides or [])
+    if experiment:
+        name, rest = split_experiment(extra, experiment)
+        return {"adhoc": load_experiment(name, rest)}
+    chosen = studies or list(phase.studies)
+    unknown = [s for s in chosen if s not in phase.studies]
+    if unknown:
+        raise ConfigError(f"unknown studies {unknown}; this phase has: {', '.join(phase.studies)}")
+    out = {}
+    for name in chosen:
+        study = phase.studies[name]
+        try:
+            out[name] = load_experiment(study.experiment, [*study.overrides, *extra], study.zip)
+        except ConfigError as exc:
+            raise ConfigError(f"study {name}: {exc}") from None
+    return out

@@ -1,0 +1,86 @@
+"""Every command of the experiment plan, as a phase study (DAG conf) and as shell arguments, planned
+on a simulated 4-GPU host with NUMA nodes 0-3 (GPU i on node i): none is rejected, counts as expected."""
+
+from __future__ import annotations
+
+import pytest
+
+from numa_ops.config import load_experiment, split_experiment
+from numa_ops.phases import load_phases, study_configs
+from numa_ops.plan import build_plan
+from numa_ops.topology import discover
+from tests.numa_ops.fake_sysfs import make_sysfs
+
+BUS = ["0000:1b:00.0", "0000:3b:00.0", "0000:8b:00.0", "0000:af:00.0"]
+DIST = {0: "10 16 21 21", 1: "16 10 21 21", 2: "21 21 10 16", 3: "21 21 16 10"}
+
+# phase, study, the plan's shell arguments (hydra_experiment_runner.py -> python -m numa_ops run), runs
+COMMANDS = [
+    ("phase1_framework_validation", "quick_test", ["experiment=quick_test"], 4 * 1 * 2),
+    ("phase1_framework_validation", "multi_gpu_validation", ["experiment=quick_test", "experiment.hardware.gpu_ids=[0,1,2,3]"], 8),
+    ("phase1_framework_validation", "baseline_single_gpu", ["experiment=quick_test", "experiment.test.num_samples=500"], 8),
+    ("phase2_numa_locality", "numa_study", ["experiment=numa_study"], 4 * 4 * 5),
+    ("phase2_numa_locality", "key_gpu_numa_pairs",
+     ["experiment=numa_study", "experiment.hardware.gpu_ids=[0,3]", "experiment.hardware.numa_nodes=[0,2,3]"], 2 * 3 * 5),
+    ("phase2_numa_locality", "extended_sampling", ["experiment=numa_study", "experiment.test.num_samples=2000"], 80),
+    ("phase3_scaling", "scaling_study", ["experiment=scaling_study"], 4),
+    ("phase3_scaling", "depth_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].depth=2,4,6,8,10,12,16,20"], 8 * 4),
+    ("phase3_scaling", "dim_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].dim=128,256,384,512,768,1024,1280"], 7 * 4),
+    ("phase4_memory_transfer", "image_sizes",
+     ["-m", "experiment=numa_study", "experiment.test.tensor_shape=[3,224,224],[3,384,384],[3,512,512],[3,768,768]",
+      "experiment.test.batch_size=10,8,6,4", "--zip", "experiment.test.tensor_shape,experiment.test.batch_size"], 4 * 80),
+    ("phase4_memory_transfer", "batch_sizes",
+     ["-m", "experiment=numa_study", "experiment.test.batch_size=4,8,16,32", "experiment.test.memory_size_mb=512,1024"], 8 * 80),
+    ("phase4_memory_transfer", "memory_pool", ["-m", "experiment=numa_study", "experiment.test.memory_size_mb=256,512,1024,2048"], 4 * 80),
+    ("phase5_compilation", "compile_scaling", ["-m", "experiment=scaling_study", "experiment.test.compile_model=true,false"], 2 * 4),
+    ("phase5_compilation", "compile_numa", ["-m", "experiment=numa_study", "experiment.test.compile_model=true,false"], 2 * 80),
+    ("phase5_compilation", "compile_small_model",
+     ["-m", "experiment=quick_test", "experiment.test.compile_model=true,false",
+      "experiment.vit_configs=[{name:small,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]"], 2 * 4),
+    ("phase6_production", "high_throughput",
+     ["-m", "experiment=numa_study", "experiment.test.batch_size=16,32,64", "experiment.max_workers=8"], 3 * 80),
+    ("phase6_production", "stability", ["experiment=numa_study", "experiment.test.num_samples=5000", "experiment.test.timeout_s=1800"], 80),
+    ("phase6_production", "multi_gpu_patterns",
+     ["-m", "experiment=numa_study", "experiment.hardware.gpu_ids=[0],[1],[2],[3],[0,1],[0,2]"], (1 + 1 + 1 + 1 + 2 + 2) * 4 * 5),
+]
+
+
+@pytest.fixture(scope="module")
+def topo(tmp_path_factory):
+    root = make_sysfs(tmp_path_factory.mktemp("sys"), {0: "0-15", 1: "16-31", 2: "32-47", 3: "48-63"},
+                      dict(zip(BUS, [0, 1, 2, 3], strict=True)), DIST)
+    return discover(root, use_nvml=False)
+
+
+def test_every_study_is_covered():
+    phases = load_phases()
+    assert {(p, s) for p, phase in phases.items() for s in phase.studies} == {(p, s) for p, s, _, _ in COMMANDS}
+
+
+@pytest.mark.parametrize(("phase", "study", "args", "runs"), COMMANDS, ids=[f"{p.split('_')[0]}-{s}" for p, s, _, _ in COMMANDS])
+def test_as_dag_conf(topo, phase, study, args, runs):
+    configs = study_configs(load_phases()[phase], [study])
+    lanes = build_plan("f", configs, topo)
+    assert sum(len(lane.runs) for lane in lanes) == runs
+
+
+@pytest.mark.parametrize(("phase", "study", "args", "runs"), COMMANDS, ids=[f"{p.split('_')[0]}-{s}" for p, s, _, _ in COMMANDS])
+def test_as_shell_args(topo, phase, study, args, runs):
+    from numa_ops.cli import parse_run_args
+
+    overrides, zip_keys = parse_run_args(args)
+    experiment, rest = split_experiment(overrides)
+    lanes = build_plan("f", load_experiment(experiment, rest, zip_keys), topo)
+    assert sum(len(lane.runs) for lane in lanes) == runs
+
+
+def test_key_pairs_placements(topo):
+    lanes = build_plan("f", study_configs(load_phases()["phase2_numa_locality"], ["key_gpu_numa_pairs"]), topo)
+    got = {(lane.gpu_id, lane.cpu_node): lane.runs[0]["placement"] for lane in lanes}
+    assert got == {(0, 0): "local", (0, 2): "remote", (0, 3): "remote", (3, 0): "remote", (3, 2): "remote", (3, 3): "local"}
+
+
+def test_image_sizes_are_paired_with_batches(topo):
+    lanes = build_plan("f", study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"]), topo)
+    pairs = {(r["test"]["tensor_shape"][1], r["test"]["batch_size"]) for lane in lanes for r in lane.runs}
+    assert pairs == {(224, 10), (384, 8), (512, 6), (768, 4)}
