@@ -5,6 +5,7 @@ import json
 from numa_ops import results
 from numa_ops.gate import check
 from numa_ops.phases import Gate
+
 from tests.numa_ops.records import record
 
 

@@ -4,11 +4,11 @@ on a simulated 4-GPU host with NUMA nodes 0-3 (GPU i on node i): none is rejecte
 from __future__ import annotations
 
 import pytest
-
 from numa_ops.config import load_experiment, split_experiment
 from numa_ops.phases import load_phases, study_configs
 from numa_ops.plan import build_plan
 from numa_ops.topology import discover
+
 from tests.numa_ops.fake_sysfs import make_sysfs
 
 BUS = ["0000:1b:00.0", "0000:3b:00.0", "0000:8b:00.0", "0000:af:00.0"]
