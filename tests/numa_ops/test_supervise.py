@@ -68,14 +68,19 @@ def test_timeout_ends_the_worker_and_the_lane_goes_on(configs_dir, outputs_dir):
     assert _record(folder_path, fast)["success"] is True
 
 
-def test_worker_killed_mid_run_is_recorded_with_the_signal(configs_dir, outputs_dir):
+def _start_long_lane():
+    """A lane whose first run cannot finish soon, running in a thread; returns what the tests need."""
     folder_path, lane = tiny_lane()
     lane["runs"][0]["test"].update(num_samples=10_000_000)
     sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
     box = {}
     thread = threading.Thread(target=lambda: box.setdefault("outcome", sup.run()))
     thread.start()
-    proc = _wait_for_start(folder_path, sup)
+    return folder_path, lane, sup, thread, box, _wait_for_start(folder_path, sup)
+
+
+def test_worker_killed_mid_run_is_recorded_with_the_signal(configs_dir, outputs_dir):
+    folder_path, lane, sup, thread, box, proc = _start_long_lane()
     os.kill(proc.pid, signal.SIGKILL)
     thread.join(timeout=300)
     outcome = box["outcome"]
@@ -85,13 +90,7 @@ def test_worker_killed_mid_run_is_recorded_with_the_signal(configs_dir, outputs_
 
 
 def test_stop_ends_the_process_group_and_records_the_kill(configs_dir, outputs_dir):
-    folder_path, lane = tiny_lane()
-    lane["runs"][0]["test"].update(num_samples=10_000_000)
-    sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
-    box = {}
-    thread = threading.Thread(target=lambda: box.setdefault("outcome", sup.run()))
-    thread.start()
-    proc = _wait_for_start(folder_path, sup)
+    folder_path, lane, sup, thread, box, proc = _start_long_lane()
     sup.stop("killed: test")
     thread.join(timeout=60)
     assert not thread.is_alive()
