@@ -84,7 +84,7 @@ def build_phase_dag(dag_id: str) -> DAG:
     """The DAG of phase ``dag_id``."""
     phases = load_phases()
     phase = phases[dag_id]
-    schedule = [phase_asset(a) for a in phase.after] or None
+    schedule = phase.schedule or [phase_asset(a) for a in phase.after] or None
     with DAG(
         dag_id=dag_id,
         description=phase.goal,
@@ -167,6 +167,29 @@ def build_phase_dag(dag_id: str) -> DAG:
                 raise RuntimeError(f"{dag_id} did not pass its gate: {verdict['summary']}")
             return verdict
 
+        @task
+        def compare_baseline(lanes: list[dict[str, Any]]) -> dict[str, Any]:
+            """Compare tonight with the baseline night; a regression outside both CIs fails the run."""
+            from numa_ops import nightly, paths, results, store
+
+            folder_path = results.run_folder(lanes[0]["folder"])
+            if phase.baseline == "last_accepted":
+                base_name = store.last_accepted_night(dag_id, before=folder_path.name)
+            else:
+                base_name = phase.baseline
+            baseline = results.run_folder(base_name) if base_name else None
+            verdicts = nightly.compare(folder_path, baseline)
+            ok = nightly.accepted(verdicts)
+            store.save_verdicts(dag_id, verdicts, ok)
+            print(f"baseline: {base_name or 'none yet: this night becomes the baseline'}")
+            for v in verdicts:
+                print(f"  {v['verdict']:12} {v['config']}: {v['tonight_mean']} vs {v['baseline_mean']} ({v['change']})")
+            results.write_json_atomic(folder_path / "regressions.json", verdicts)
+            if not ok:
+                bad = [v["config"] for v in verdicts if v["verdict"] in (nightly.REGRESSION, nightly.MISSING)]
+                raise RuntimeError(f"regression against {base_name}: {', '.join(bad)} (see {paths.outputs_dir()} and table regressions)")
+            return {"baseline": base_name, "verdicts": len(verdicts)}
+
         plan = plan_runs(discover_topology())
         measure = NumaLaneOperator.partial(
             task_id="measure",
@@ -175,5 +198,8 @@ def build_phase_dag(dag_id: str) -> DAG:
         ).expand(lane=plan)
         loaded = load_duckdb(plan)
         reported = report(plan)
-        measure >> loaded >> reported >> gate(plan)
+        gated = gate(plan)
+        measure >> loaded >> reported >> gated
+        if phase.baseline:
+            gated >> compare_baseline(plan)
     return dag

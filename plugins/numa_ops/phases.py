@@ -41,6 +41,8 @@ class Phase(_Strict):
     max_lanes: Annotated[int, Field(ge=1, le=256)] = 4
     gate: Gate = Gate()
     studies: dict[str, Study]
+    schedule: str | None = None  # a cron expression; phases with one do not wait for Assets
+    baseline: str | None = None  # "last_accepted", or a run folder to compare every night with
 
 
 def load_phases() -> dict[str, Phase]:

@@ -248,8 +248,56 @@ def _load_topologies(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> Non
         )
 
 
+REGRESSION_COLUMNS = [
+    "night", "baseline", "config_key", "config", "tonight_mean", "tonight_low", "tonight_high",
+    "baseline_mean", "baseline_low", "baseline_high", "change", "verdict", "error",
+]
+
+
+def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, database: Path | None = None,
+                  lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
+    """Store a night's verdicts (again for the same night: replaced, never duplicated)."""
+    database = database or db_path()
+    with FileLock(str(database) + ".lock", timeout=lock_timeout_s), duckdb.connect(str(database)) as con:
+        ensure_schema(con)
+        con.execute("BEGIN TRANSACTION")
+        nights = {v["night"] for v in verdicts}
+        for night in nights:
+            con.execute("DELETE FROM regressions WHERE night = ?", [night])
+        con.executemany(
+            f"INSERT INTO regressions VALUES (?, ?, {', '.join('?' for _ in REGRESSION_COLUMNS)}, now())",
+            [[phase, accepted, *[v[c] for c in REGRESSION_COLUMNS]] for v in verdicts],
+        )
+        con.execute("COMMIT")
+
+
+def last_accepted_night(phase: str, before: str, database: Path | None = None) -> str | None:
+    """The latest accepted night of ``phase`` other than ``before`` (None: no baseline yet)."""
+    database = database or db_path()
+    if not database.exists():
+        return None
+    with duckdb.connect(str(database), read_only=True) as con:
+        ensure_tables_exist = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'regressions'"
+        ).fetchone()[0]
+        if not ensure_tables_exist:
+            return None
+        row = con.execute(
+            "SELECT night FROM regressions WHERE phase = ? AND accepted AND night <> ? "
+            "GROUP BY night ORDER BY max(checked_at) DESC LIMIT 1",
+            [phase, before],
+        ).fetchone()
+    return row[0] if row else None
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables if they are missing."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS regressions (phase VARCHAR, accepted BOOLEAN, night VARCHAR, baseline VARCHAR, "
+        "config_key VARCHAR, config VARCHAR, tonight_mean DOUBLE, tonight_low DOUBLE, tonight_high DOUBLE, "
+        "baseline_mean DOUBLE, baseline_low DOUBLE, baseline_high DOUBLE, change DOUBLE, verdict VARCHAR, "
+        "error VARCHAR, checked_at TIMESTAMPTZ, PRIMARY KEY (night, config_key))"
+    )
     con.execute(
         "CREATE TABLE IF NOT EXISTS topology (folder VARCHAR PRIMARY KEY, host VARCHAR, numa_nodes INTEGER, "
         "gpus INTEGER, notes VARCHAR, snapshot JSON)"

@@ -22,7 +22,14 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dags) == sorted(PHASES)
+    assert sorted(dagbag.dags) == sorted([*PHASES, "nightly_sweep"])
+
+
+def test_nightly_is_cron_scheduled_and_compares(dagbag):
+    dag = dagbag.dags["nightly_sweep"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable" or "0 1 * * *" in str(dag.timetable.summary)
+    assert dag.get_task("compare_baseline").upstream_task_ids == {"gate", "plan_runs"}
+    assert dag.get_task("compare_baseline").trigger_rule == "all_success"
 
 
 @pytest.mark.parametrize("dag_id", PHASES)

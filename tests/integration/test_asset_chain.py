@@ -39,6 +39,7 @@ CHAIN = {
     "phase4_memory_transfer": ["phase2_numa_locality"],
     "phase5_compilation": ["phase3_scaling"],
     "phase6_production": ["phase2_numa_locality", "phase3_scaling", "phase4_memory_transfer", "phase5_compilation"],
+    "nightly_sweep": [],
 }
 
 

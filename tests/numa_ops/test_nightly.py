@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import duckdb
+from numa_ops import nightly, results, store
+
+from tests.numa_ops.records import record
+
+
+def _night(tmp_path, name, rates, failed=()):
+    folder = tmp_path / name
+    for model, (mean, low, high) in rates.items():
+        rec = record(f"{name}.{model}", folder=name, metrics={
+            "samples_per_s": mean, "samples_per_s_ci": {"mean": mean, "low": low, "high": high}})
+        rec["study"] = "nightly"
+        rec["model"]["name"] = model
+        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    for model in failed:
+        rec = record(f"{name}.{model}", folder=name, success=False)
+        rec["study"] = "nightly"
+        rec["model"]["name"] = model
+        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    return folder
+
+
+def test_verdicts_need_disjoint_intervals(tmp_path):
+    base = _night(tmp_path, "n1", {"a": (100, 98, 102), "b": (100, 98, 102), "c": (100, 98, 102), "d": (100, 98, 102)})
+    tonight = _night(tmp_path, "n2", {"a": (90, 88, 92), "b": (99, 96, 101), "c": (110, 108, 112), "e": (5, 4, 6)})
+    got = {v["config"].split()[2]: v["verdict"] for v in nightly.compare(tonight, base)}
+    assert got == {"a": "regression", "b": "same", "c": "improvement", "d": "missing", "e": "new"}
+    assert not nightly.accepted(nightly.compare(tonight, base))
+
+
+def test_first_night_is_its_own_baseline(tmp_path):
+    tonight = _night(tmp_path, "n1", {"a": (100, 98, 102)})
+    verdicts = nightly.compare(tonight, None)
+    assert [v["verdict"] for v in verdicts] == ["new"] and nightly.accepted(verdicts)
+
+
+def test_a_failed_run_tonight_is_a_regression(tmp_path):
+    base = _night(tmp_path, "n1", {"a": (100, 98, 102)})
+    tonight = _night(tmp_path, "n2", {}, failed=["a"])
+    (v,) = nightly.compare(tonight, base)
+    assert v["verdict"] == "regression" and v["error"] == "boom"
+
+
+def test_verdicts_stored_once_and_last_accepted(tmp_path):
+    db = tmp_path / "db.duckdb"
+    n1 = _night(tmp_path, "n1", {"a": (100, 98, 102)})
+    store.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db)
+    store.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db)  # a retry: no duplicates
+    n2 = _night(tmp_path, "n2", {"a": (50, 48, 52)})
+    store.save_verdicts("nightly_sweep", nightly.compare(n2, n1), False, db)
+    assert store.last_accepted_night("nightly_sweep", before="n3", database=db) == "n1"
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT night, verdict FROM regressions ORDER BY night").fetchall() == [("n1", "new"), ("n2", "regression")]
