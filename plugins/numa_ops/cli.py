@@ -9,6 +9,8 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rich.progress import MofNCompleteColumn, Progress, TaskID
+
 from numa_ops import paths, pipeline
 from numa_ops.config import ConfigError
 from numa_ops.plan import Lane, PlanError
@@ -16,9 +18,15 @@ from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import PlacementError, discover
 
 
-def _run_gpu_group(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
+def _run_gpu_group(lanes: list[Lane], folder_path: Path, progress: Progress, task: TaskID) -> list[LaneOutcome]:
     # Lanes of one GPU run one after another: two timed runs never share a GPU.
-    return [LaneSupervisor(lane.to_dict(), folder_path).run() for lane in lanes]
+    def settled(run_id: str, ok: bool) -> None:
+        progress.advance(task)
+
+    def log(line: str) -> None:
+        progress.console.print(line, markup=False, highlight=False)
+
+    return [LaneSupervisor(lane.to_dict(), folder_path, log=log, on_settled=settled).run() for lane in lanes]
 
 
 def parse_run_args(args: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -50,8 +58,12 @@ def run(args: list[str]) -> int:
     for lane in lanes:
         by_gpu[lane.gpu_id].append(lane)
     workers = max(1, min(lanes[0].max_workers, len(by_gpu)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = [o for group in pool.map(lambda g: _run_gpu_group(g, folder_path), by_gpu.values()) for o in group]
+    total = sum(len(lane.runs) for lane in lanes)
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    with Progress(*columns, transient=False) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+        task = progress.add_task("runs", total=total)
+        groups = pool.map(lambda g: _run_gpu_group(g, folder_path, progress, task), by_gpu.values())
+        outcomes = [o for group in groups for o in group]
     pipeline.load(folder_path)
     where = pipeline.write_reports(folder_path)
     print(json.dumps(where, indent=2))

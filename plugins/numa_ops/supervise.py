@@ -113,7 +113,14 @@ def _exit_reason(returncode: int) -> str:
 class LaneSupervisor:
     """Runs a lane (see :func:`numa_ops.plan.build_plan`) and records every run's fate."""
 
-    def __init__(self, lane: dict[str, Any], folder_path: Path, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        lane: dict[str, Any],
+        folder_path: Path,
+        log: Callable[[str], None] = print,
+        on_settled: Callable[[str, bool], None] | None = None,
+    ):
+        self.on_settled = on_settled or (lambda run_id, ok: None)  # called once per run as it settles
         self.lane = lane
         self.name = safe_name(lane["name"], "lane")
         self.folder_path = folder_path
@@ -163,6 +170,7 @@ class LaneSupervisor:
         if not results.successful(self.folder_path, spec["run_id"]):
             results.write_json_atomic(path, results.failed_record(spec, reason))
         outcome.failed.append(spec["run_id"])
+        self.on_settled(spec["run_id"], False)
         self.log(f"[{self.name}] run {spec['run_id']} FAILED: {reason}")
 
     def _profiling(self, todo: list[dict[str, Any]]) -> tuple[str | None, str | None]:
@@ -266,6 +274,7 @@ class LaneSupervisor:
                     elif event["event"] == "end":
                         settled.add(event["run_id"])
                         (outcome.succeeded if event["success"] else outcome.failed).append(event["run_id"])
+                        self.on_settled(event["run_id"], bool(event["success"]))
                         rate = event.get("samples_per_s")
                         status = f"ok, {rate:.1f} samples/s" if event["success"] else f"FAILED: {event.get('error')}"
                         self.log(f"[{self.name}] run {done + len(settled)}/{total} {status} "
