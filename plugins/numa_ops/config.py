@@ -44,6 +44,8 @@ class HardwareConfig(_Strict):
 
     # true: lanes on one GPU may measure at the same time (to study contention); false: never
     share_gpu: Annotated[bool, Field(strict=True)] = False
+    # false: every run on every GPU (a placement study); true: the runs shared out round-robin
+    spread: Annotated[bool, Field(strict=True)] = False
 
     @model_validator(mode="after")
     def _non_empty(self) -> HardwareConfig:

@@ -72,31 +72,43 @@ def build_plan(
     studies = configs if isinstance(configs, dict) else {"main": configs}
     lanes: dict[tuple[int | None, int, int], list[dict[str, Any]]] = {}
     workers = 1
+    spread_next = 0
     for study, cfg, point in ((s, c, i) for s, cs in studies.items() for i, c in enumerate(cs)):
         gpus = resolve_gpus(cfg.hardware.gpu_ids, topo)
         workers = max(workers, cfg.max_workers)
-        for gpu in gpus:
-            for node in resolve_nodes(cfg.hardware.numa_nodes, topo, gpu):
-                key = (gpu, node, node)
-                for vit in cfg.vit_configs:
-                    spec = {
-                        "folder": folder,
-                        "study": study,
-                        "experiment": cfg.name,
-                        "sweep_point": point,
-                        "model": vit.model_dump(),
-                        "test": cfg.test.model_dump(),
-                        "profile": cfg.profile.model_dump(),
-                        "hardware": {"share_gpu": cfg.hardware.share_gpu},
-                        "gpu_id": gpu,
-                        "cpu_node": node,
-                        "mem_node": node,
-                        "placement": placement_of(gpu, node, topo)[0],
-                        "numa_distance": placement_of(gpu, node, topo)[1],
-                        "lane": lane_name(*key),
-                    }
-                    spec["run_id"] = f"{folder}.{study}.{spec['lane']}.{vit.name}.{_digest(spec)}"
-                    lanes.setdefault(key, []).append(spec)
+        placed = []
+        if cfg.hardware.spread:  # each run on one GPU, round-robin: a sweep shared out over the GPUs
+            for vit in cfg.vit_configs:
+                gpu = gpus[spread_next % len(gpus)]
+                spread_next += 1
+                placed += [(gpu, node, vit) for node in resolve_nodes(cfg.hardware.numa_nodes, topo, gpu)]
+        else:  # every run on every GPU: a placement study
+            placed = [
+                (gpu, node, vit)
+                for gpu in gpus
+                for node in resolve_nodes(cfg.hardware.numa_nodes, topo, gpu)
+                for vit in cfg.vit_configs
+            ]
+        for gpu, node, vit in placed:
+            key = (gpu, node, node)
+            spec = {
+                "folder": folder,
+                "study": study,
+                "experiment": cfg.name,
+                "sweep_point": point,
+                "model": vit.model_dump(),
+                "test": cfg.test.model_dump(),
+                "profile": cfg.profile.model_dump(),
+                "hardware": {"share_gpu": cfg.hardware.share_gpu},
+                "gpu_id": gpu,
+                "cpu_node": node,
+                "mem_node": node,
+                "placement": placement_of(gpu, node, topo)[0],
+                "numa_distance": placement_of(gpu, node, topo)[1],
+                "lane": lane_name(*key),
+            }
+            spec["run_id"] = f"{folder}.{study}.{spec['lane']}.{vit.name}.{_digest(spec)}"
+            lanes.setdefault(key, []).append(spec)
     total = sum(len(r) for r in lanes.values())
     if total == 0:
         raise PlanError("the plan has no runs")

@@ -56,3 +56,11 @@ def test_plan_over_cap_is_refused(topo, monkeypatch):
 def test_lane_name():
     assert lane_name(None, 0, 0) == "cpu-cpu0-mem0"
     assert lane_name(3, 1, 2) == "gpu3-cpu1-mem2"
+
+
+def test_spread_shares_a_sweep_out_over_gpus(topo):
+    configs = load_experiment("quick_test", ["experiment.hardware.spread=true", "experiment.test.batch_size=4,8,16"])
+    lanes = build_plan("f", configs, topo)
+    assert {lane.gpu_id: len(lane.runs) for lane in lanes} == {0: 3, 1: 3}  # 6 runs, each once
+    every = build_plan("f", load_experiment("quick_test", ["experiment.test.batch_size=4,8,16"]), topo)
+    assert sum(len(lane.runs) for lane in every) == 12  # every run on every GPU

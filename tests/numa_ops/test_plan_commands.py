@@ -42,6 +42,8 @@ COMMANDS = [
     ("phase6_production", "stability", ["experiment=numa_study", "experiment.test.num_samples=5000", "experiment.test.timeout_s=1800"], 80),
     ("phase6_production", "multi_gpu_patterns",
      ["-m", "experiment=numa_study", "experiment.hardware.gpu_ids=[0],[1],[2],[3],[0,1],[0,2]"], (1 + 1 + 1 + 1 + 2 + 2) * 4 * 5),
+    ("nightly_sweep", "nightly",
+     ["-m", "experiment=quick_test", "experiment.test.batch_size=8,32", "experiment.test.num_samples=512"], 2 * 4 * 2),
 ]
 
 
