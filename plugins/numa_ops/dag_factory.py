@@ -43,7 +43,7 @@ def _doc(dag_id: str, phase: Phase) -> str:
 
 
 def _params(phase: Phase) -> dict[str, Param]:
-    experiments = ["", *available_experiments()]
+    experiments = [None, *available_experiments()]
     override_list = {"type": "string", "pattern": OVERRIDE_PATTERN, "maxLength": 500}
     return {
         "studies": Param(
@@ -55,8 +55,8 @@ def _params(phase: Phase) -> dict[str, Param]:
             description="Which of the phase's studies (the plan's commands) to run.",
         ),
         "experiment": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             enum=experiments,
             title="Experiment (ad hoc)",
             description="If set, run this experiment with the overrides below instead of the studies.",
@@ -74,7 +74,7 @@ def _params(phase: Phase) -> dict[str, Param]:
             description="Shortcut for experiment.test.num_samples.",
         ),
         "folder": Param(
-            "", type="string", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$", title="Resume folder",
+            None, type=["null", "string"], pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", title="Resume folder",
             description="Re-use this run folder: runs already complete there are skipped.",
         ),
     }
@@ -96,6 +96,8 @@ def build_phase_dag(dag_id: str) -> DAG:
         params=_params(phase),
         max_active_runs=1,
         default_args={"retries": 0},
+        # a cron-scheduled sweep would start at once on its first unpause; it waits for a person instead
+        is_paused_upon_creation=True if phase.schedule else None,
     ) as dag:
 
         @task
