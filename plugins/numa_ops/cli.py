@@ -50,7 +50,7 @@ def run(args: list[str]) -> int:
     overrides, zip_keys = parse_run_args(args)
     try:
         folder_path, lanes = pipeline.prepare("", overrides, discover(), zip_keys=zip_keys)
-    except (ConfigError, PlacementError, PlanError, paths.UnsafePathError) as exc:
+    except (ConfigError, PlacementError, PlanError, paths.UnsafePathError, pipeline.OutputsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"plan: {sum(len(lane.runs) for lane in lanes)} runs on {len(lanes)} lane(s) into {folder_path}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,32 @@ def folder_name(experiment: str, when: datetime | None = None, token: str = "") 
     when = when or datetime.now(UTC)
     digest = hashlib.sha1(f"{experiment}|{token or when.isoformat()}".encode()).hexdigest()[:6]
     return paths.safe_name(f"{experiment}_{when.strftime('%Y%m%dT%H%M%S')}_{digest}", "run folder")
+
+
+class OutputsError(RuntimeError):
+    """The outputs folder cannot take a night's results: refused before any GPU work."""
+
+
+def min_free_mb() -> int:
+    """Free space the outputs folder needs before a plan starts (``NUMA_LAB_MIN_FREE_MB``, default 500)."""
+    return int(os.environ.get("NUMA_LAB_MIN_FREE_MB", "500"))
+
+
+def check_outputs_writable() -> None:
+    """Refuse to start unless the outputs folder exists (or can be made), takes a file, and has room."""
+    out = paths.outputs_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputsError(f"outputs folder {out} is not writable ({exc.strerror or exc}); nothing was started") from None
+    free = shutil.disk_usage(out).free // 2**20
+    if free < min_free_mb():
+        raise OutputsError(
+            f"outputs folder {out} has {free} MB free, below NUMA_LAB_MIN_FREE_MB={min_free_mb()}; nothing was started"
+        )
 
 
 def prepare(
@@ -49,6 +77,7 @@ def write_plan(
     re-triggered request), so completed runs are found and skipped.
     """
     lanes = build_plan(folder, studies, topo)
+    check_outputs_writable()
     folder_path = results.run_folder(folder)
     (folder_path / "runs").mkdir(parents=True, exist_ok=True)
     plan_file = folder_path / "plan.json"

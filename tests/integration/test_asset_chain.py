@@ -1,146 +1,33 @@
-"""A real Airflow (``airflow standalone``: scheduler, API server, DAG processor, triggerer; SQLite):
-Phase 1 triggered through the REST API with a tiny CPU config; Phases 2 and 3 start by themselves
-through its Asset, Phase 4 after 2; all succeed. Airflow is stopped through its process group."""
+"""Phase 1 triggered through the REST API with a tiny CPU config; Phases 2 and 3 start by themselves
+through its Asset, Phase 4 after 2; all succeed."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-PORT = int(os.environ.get("NUMA_LAB_TEST_AIRFLOW_PORT", "8080"))
-BASE = f"http://localhost:{PORT}"
+from tests.integration.conftest import CHAIN, call, dag_runs, wait_for_dags
+
 pytestmark = pytest.mark.integration
-
-PHASES = """
-{name}:
-  title: "{name}"
-  goal: tiny chain test
-  question: does the chain run?
-  after: {after}
-  max_lanes: 2
-  gate: {{max_failure_rate: 0.0, max_ci_half_width: 10.0}}
-  studies:
-    tiny: {{experiment: tiny}}
-"""
-CHAIN = {
-    "phase1_framework_validation": [],
-    "phase2_numa_locality": ["phase1_framework_validation"],
-    "phase3_scaling": ["phase1_framework_validation"],
-    "phase4_memory_transfer": ["phase2_numa_locality"],
-    "phase5_compilation": ["phase3_scaling"],
-    "phase6_production": ["phase2_numa_locality", "phase3_scaling", "phase4_memory_transfer", "phase5_compilation"],
-    "nightly_sweep": [],
-}
-
-
-def _call(method, path, token=None, body=None):
-    req = urllib.request.Request(BASE + path, method=method, data=None if body is None else json.dumps(body).encode())
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or b"null")
-
-
-@pytest.fixture
-def airflow(tmp_path, configs_dir, outputs_dir):
-    (configs_dir / "phases.yaml").write_text("".join(PHASES.format(name=n, after=json.dumps(a)) for n, a in CHAIN.items()))
-    home = tmp_path / "airflow"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__API__PORT": str(PORT),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{BASE}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "PYTHONWARNINGS": "ignore",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
-    }
-    log = (tmp_path / "standalone.log").open("w")
-    proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        token = None
-        while time.monotonic() < deadline and token is None:
-            time.sleep(2)
-            pw_file = home / "simple_auth_manager_passwords.json.generated"
-            if proc.poll() is not None:
-                raise AssertionError("airflow standalone exited:\n" + (tmp_path / "standalone.log").read_text()[-3000:])
-            if not pw_file.exists():
-                continue
-            try:
-                user, password = next(iter(json.loads(pw_file.read_text()).items()))
-                token = _call("POST", "/auth/token", body={"username": user, "password": password})["access_token"]
-            except (OSError, ValueError, StopIteration):
-                continue
-        assert token, "the API server did not answer in 180 s"
-        yield token, tmp_path / "standalone.log"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        survivors = _live_members(proc.pid)
-        for _ in range(20):
-            if not survivors:
-                break
-            time.sleep(1)
-            survivors = _live_members(proc.pid)
-        assert not survivors, f"processes of airflow standalone survived SIGTERM to its group: {survivors}"
-
-
-def _live_members(pgid: int) -> list[str]:
-    """Processes of the group that still run (zombies waiting for a reaper do not count)."""
-    out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(pgid)], capture_output=True, text=True).stdout
-    return [line.strip() for line in out.splitlines() if line.split()[1:2] and not line.split()[1].startswith("Z")]
-
-
-def _runs(token, dag_id):
-    return _call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", token)["dag_runs"]
 
 
 def test_phase1_trigger_starts_the_chain(airflow, outputs_dir):
     token, log = airflow
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # the DAG processor has parsed the DAGs
-        try:
-            dags = {d["dag_id"] for d in _call("GET", "/api/v2/dags?limit=100", token)["dags"]}
-        except OSError:
-            dags = set()
-        if set(CHAIN) <= dags:
-            break
-        time.sleep(3)
-    for dag_id in CHAIN:
-        _call("PATCH", f"/api/v2/dags/{dag_id}", token, {"is_paused": False})
-    _call("POST", "/api/v2/dags/phase1_framework_validation/dagRuns", token, {"logical_date": None, "conf": {}})
+    wait_for_dags(token, [d for d in CHAIN if d != "nightly_sweep"])
+    call("POST", "/api/v2/dags/phase1_framework_validation/dagRuns", token, {"logical_date": None, "conf": {}})
 
     wanted = ["phase1_framework_validation", "phase2_numa_locality", "phase3_scaling", "phase4_memory_transfer"]
     deadline = time.monotonic() + 600
     states: dict[str, str | None] = {}
     while time.monotonic() < deadline:
-        states = {d: (_runs(token, d) or [{"state": None}])[0]["state"] for d in wanted}
+        states = {d: (dag_runs(token, d) or [{"state": None}])[0]["state"] for d in wanted}
         if any(s == "failed" for s in states.values()) or all(s == "success" for s in states.values()):
             break
         time.sleep(5)
     assert states == dict.fromkeys(wanted, "success"), f"{states}\n{log.read_text()[-3000:]}"
     for dag_id in wanted[1:]:
-        assert _runs(token, dag_id)[0]["run_type"] == "asset_triggered"
+        assert dag_runs(token, dag_id)[0]["run_type"] == "asset_triggered"
     folders = [p for p in outputs_dir.iterdir() if (p / "runs").is_dir()]
     assert len(folders) >= 4 and all(json.loads((f / "gate.json").read_text())["passed"] for f in folders if (f / "gate.json").exists())

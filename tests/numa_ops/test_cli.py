@@ -39,3 +39,18 @@ def test_bad_input_is_refused_before_any_run(configs_dir, outputs_dir, args, mes
     assert result.returncode == 2
     assert message in result.stderr
     assert list(outputs_dir.iterdir()) == []  # nothing was written
+
+
+def test_outputs_not_writable_is_refused_before_any_run(configs_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NUMA_LAB_OUTPUTS", str(blocker / "outputs"))
+    result = run_cli("experiment=tiny")
+    assert result.returncode == 2 and "is not writable" in result.stderr and "nothing was started" in result.stderr
+
+
+def test_outputs_disk_too_full_is_refused_before_any_run(configs_dir, outputs_dir, monkeypatch):
+    monkeypatch.setenv("NUMA_LAB_MIN_FREE_MB", str(10**12))
+    result = run_cli("experiment=tiny")
+    assert result.returncode == 2 and "below NUMA_LAB_MIN_FREE_MB" in result.stderr
+    assert not any(outputs_dir.iterdir())

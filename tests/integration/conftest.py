@@ -1,0 +1,131 @@
+"""A real Airflow for end-to-end tests: ``airflow standalone`` (scheduler, API server, DAG processor,
+triggerer; SQLite) in a private home, stopped through its process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+PORT = int(os.environ.get("NUMA_LAB_TEST_AIRFLOW_PORT", "8080"))
+BASE = f"http://localhost:{PORT}"
+
+PHASES = """
+{name}:
+  title: "{name}"
+  goal: tiny chain test
+  question: does the chain run?
+  after: {after}
+  max_lanes: 2
+  gate: {{max_failure_rate: 0.0, max_ci_half_width: 10.0}}
+  studies:
+    tiny: {{experiment: tiny}}
+"""
+CHAIN = {
+    "phase1_framework_validation": [],
+    "phase2_numa_locality": ["phase1_framework_validation"],
+    "phase3_scaling": ["phase1_framework_validation"],
+    "phase4_memory_transfer": ["phase2_numa_locality"],
+    "phase5_compilation": ["phase3_scaling"],
+    "phase6_production": ["phase2_numa_locality", "phase3_scaling", "phase4_memory_transfer", "phase5_compilation"],
+    "nightly_sweep": [],
+}
+
+
+def call(method, path, token=None, body=None):
+    req = urllib.request.Request(BASE + path, method=method, data=None if body is None else json.dumps(body).encode())
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+@pytest.fixture
+def airflow(tmp_path, configs_dir, outputs_dir):
+    (configs_dir / "phases.yaml").write_text("".join(PHASES.format(name=n, after=json.dumps(a)) for n, a in CHAIN.items()))
+    home = tmp_path / "airflow"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__PORT": str(PORT),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{BASE}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "PYTHONWARNINGS": "ignore",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
+    }
+    log = (tmp_path / "standalone.log").open("w")
+    proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        token = None
+        while time.monotonic() < deadline and token is None:
+            time.sleep(2)
+            pw_file = home / "simple_auth_manager_passwords.json.generated"
+            if proc.poll() is not None:
+                raise AssertionError("airflow standalone exited:\n" + (tmp_path / "standalone.log").read_text()[-3000:])
+            if not pw_file.exists():
+                continue
+            try:
+                user, password = next(iter(json.loads(pw_file.read_text()).items()))
+                token = call("POST", "/auth/token", body={"username": user, "password": password})["access_token"]
+            except (OSError, ValueError, StopIteration):
+                continue
+        assert token, "the API server did not answer in 180 s"
+        yield token, tmp_path / "standalone.log"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        survivors = _live_members(proc.pid)
+        for _ in range(20):
+            if not survivors:
+                break
+            time.sleep(1)
+            survivors = _live_members(proc.pid)
+        assert not survivors, f"processes of airflow standalone survived SIGTERM to its group: {survivors}"
+
+
+def _live_members(pgid: int) -> list[str]:
+    """Processes of the group that still run (zombies waiting for a reaper do not count)."""
+    out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return [line.strip() for line in out.splitlines() if line.split()[1:2] and not line.split()[1].startswith("Z")]
+
+
+def dag_runs(token, dag_id):
+    return call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", token)["dag_runs"]
+
+
+def wait_for_dags(token, dag_ids, timeout=120):
+    """Wait until the DAG processor has parsed ``dag_ids``, then unpause them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            dags = {d["dag_id"] for d in call("GET", "/api/v2/dags?limit=100", token)["dags"]}
+        except OSError:
+            dags = set()
+        if set(dag_ids) <= dags:
+            break
+        time.sleep(3)
+    for dag_id in dag_ids:
+        call("PATCH", f"/api/v2/dags/{dag_id}", token, {"is_paused": False})
+
+
