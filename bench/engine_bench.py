@@ -67,6 +67,13 @@ SUITES = {
         "experiment.test.num_samples=512", "experiment.test.timeout_s=600", *TRIALS,
     ],
 }
+SUITES["transfer"] = [
+    "experiment=quick_test",
+    "experiment.vit_configs=[{name:d2_dim256,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
+    "experiment.test.tensor_shape=[3,768,768]", "experiment.test.memory_size_mb=1024",
+    "experiment.test.batch_size=8,32", "experiment.test.pinned_memory=true,false",
+    "experiment.test.execution=cuda_graph,eager", "experiment.test.num_samples=512", *TRIALS,
+]
 SUITES["telemetry"] = [
     "experiment=numa_study", "experiment.hardware.numa_nodes=[0]",
     "experiment.vit_configs=[{name:d6_dim384,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
@@ -102,7 +109,8 @@ def f(v: float | None, fmt: str = ".3f") -> str:
 
 def row_name(r: dict) -> str:
     shape = r["test"]["tensor_shape"][1]
-    return f"{r['model']['name']} {shape}px b{r['test']['batch_size']} {r['metrics']['execution']}"
+    pinned = "" if r["test"].get("pinned_memory", True) else " pageable"
+    return f"{r['model']['name']} {shape}px b{r['test']['batch_size']} {r['metrics']['execution']}{pinned}"
 
 
 def main() -> int:
@@ -137,7 +145,7 @@ def main() -> int:
                 m = r["metrics"]
                 out(f"| {row_name(r)} | {r['test']['telemetry']} | {m['serial_samples_per_s']:.0f} | "
                     f"{100 * (m['samples_per_s_ci']['rel_half_width'] or 0):.1f} | {m['forward_ms']['median']:.3f} | {m['telemetry']['samples']} |")
-        if suite in ("engine", "regimes"):
+        if suite in ("engine", "regimes", "transfer"):
             out("| run | serial/s | pipelined/s | ideal/s | pipe/ideal | pipe/serial | H2D ms | fwd ms | fwd graph ms | D2H ms | launch share | regime | trials | CI ±% | compile s | break-even samples |")
             out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             for r in sorted(ok, key=lambda r: (r["model"]["depth"], r["model"]["dim"], r["test"]["tensor_shape"][1], r["metrics"]["execution"])):

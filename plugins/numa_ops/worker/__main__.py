@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     allowed = os.sched_getaffinity(0)
     torch.set_num_threads(max(1, len(allowed)))
     gpu_id = specs[0]["gpu_id"] if specs else None
-    if gpu_id is not None and not torch.cuda.is_available():
+    fake_gpu = gpu_id is not None and not torch.cuda.is_available() and os.environ.get("NUMA_LAB_FAKE_GPU") == "1"
+    if fake_gpu:  # tests of scheduling on simulated multi-GPU hosts: measured on the CPU, and said so
+        device = torch.device("cpu")
+    elif gpu_id is not None and not torch.cuda.is_available():
         device = None
     else:
         device = torch.device("cuda:0" if gpu_id is not None else "cpu")
@@ -59,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
             failures += 1
-            oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+            text = str(exc).lower()
+            oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
             reason = f"{'out of memory' if oom else type(exc).__name__}: {exc}".strip()
             record.update(success=False, error=reason[:2000], device=str(device), metrics=None)
+            if oom:
+                record["failed_batch_size"] = spec["test"]["batch_size"]
             record["traceback"] = traceback.format_exc(limit=8)
             if device is not None and device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -69,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         record["finished_at"] = results.now()
         record["environment"] = env
         record["worker_startup_s"] = startup_s
+        if fake_gpu:
+            record["fake_gpu"] = True
         record["profile"] = profile
         results.write_json_atomic(results.record_path(args.folder_path, spec["run_id"]), record)
         emit(

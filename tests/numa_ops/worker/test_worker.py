@@ -59,3 +59,20 @@ def test_failing_run_is_recorded_and_the_lane_goes_on(configs_dir, outputs_dir):
     assert failed["success"] is False and "divisible" in failed["error"]
     ok = json.loads((folder_path / "runs" / f"{lane['runs'][1]['run_id']}.json").read_text())
     assert ok["success"] is True
+
+
+def test_allocation_failure_is_recorded_as_out_of_memory(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    huge = dict(lane["runs"][0], run_id=lane["runs"][0]["run_id"] + "-huge")
+    huge["test"] = dict(huge["test"], memory_size_mb=900_000)  # more than this host can give: a real allocation failure
+    runs_file = folder_path / "todo.json"
+    runs_file.write_text(json.dumps([huge, lane["runs"][1]]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0
+    failed = json.loads((folder_path / "runs" / f"{huge['run_id']}.json").read_text())
+    assert failed["success"] is False and failed["error"].startswith("out of memory:")
+    assert failed["failed_batch_size"] == huge["test"]["batch_size"]
+    assert json.loads((folder_path / "runs" / f"{lane['runs'][1]['run_id']}.json").read_text())["success"]
