@@ -18,6 +18,7 @@ from numa_ops import store
 
 AGGREGATE_SQL = """
 SELECT experiment, model_name, depth, dim, height AS image, batch_size, coalesce(execution, 'eager') AS execution,
+       CASE WHEN coalesce(pinned_memory, true) THEN 'pinned' ELSE 'pageable' END AS host_memory,
        lane, device, placement,
        any_value(gpu_name) AS gpu_name,
        mode(regime) FILTER (WHERE success) AS regime,
@@ -36,7 +37,7 @@ SELECT experiment, model_name, depth, dim, height AS image, batch_size, coalesce
 FROM runs
 WHERE {where}
 GROUP BY ALL
-ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, lane
+ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, lane
 """
 
 
@@ -58,6 +59,7 @@ def _label(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df["series"] = df["lane"] + " " + df["execution"] + " " + df["image"].astype(str) + "px b" + df["batch_size"].astype(str)
     df["row"] = df["model_name"] + " | " + df["execution"] + " | " + df["image"].astype(str) + "px b" + df["batch_size"].astype(str)
+    df.loc[df["host_memory"] == "pageable", "row"] += " | pageable"
     if df["lane"].nunique() > 1:
         df["row"] = df["row"] + " | " + df["lane"]
     return df
