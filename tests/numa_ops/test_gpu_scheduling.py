@@ -2,7 +2,8 @@
 the run records show no two runs overlapping on one GPU, and runs on different GPUs overlapping.
 
 The host has no GPU, so the workers measure on the CPU with ``NUMA_LAB_FAKE_GPU=1`` (their records
-say ``fake_gpu: true`` and ``device: cpu``) and run unbound (the simulated nodes do not exist here).
+say ``fake_gpu: true`` and ``device: cpu``) and run unbound (the simulated nodes do not exist here),
+with one intra-op thread each (two workers share this host's cores).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _overlap(a, b):
 def test_no_two_runs_share_a_gpu(configs_dir, outputs_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("NUMA_LAB_FAKE_GPU", "1")
     monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
+    monkeypatch.setenv("NUMA_LAB_TORCH_THREADS", "1")  # two CPU workers share this host's cores
     topo = discover(make_sysfs(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:3b:00.0": 0, "0000:af:00.0": 1}), use_nvml=False)
     folder_path, lanes = pipeline.prepare("tiny", [
         "experiment.hardware.numa_nodes=[0,1]", "experiment.test.num_samples=1024",

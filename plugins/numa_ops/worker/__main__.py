@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     specs = json.loads(args.runs.read_text())
     profile = json.loads(os.environ.get("NUMA_LAB_PROFILE") or '{"nsys": "off", "warning": null}')
     allowed = os.sched_getaffinity(0)
-    torch.set_num_threads(max(1, len(allowed)))
+    # intra-op threads: one per CPU the worker is bound to (NUMA_LAB_TORCH_THREADS caps it)
+    cap = int(os.environ.get("NUMA_LAB_TORCH_THREADS", "0") or 0)
+    torch.set_num_threads(max(1, min(len(allowed), cap) if cap > 0 else len(allowed)))
     gpu_id = specs[0]["gpu_id"] if specs else None
     fake_gpu = gpu_id is not None and not torch.cuda.is_available() and os.environ.get("NUMA_LAB_FAKE_GPU") == "1"
     if fake_gpu:  # tests of scheduling on simulated multi-GPU hosts: measured on the CPU, and said so
