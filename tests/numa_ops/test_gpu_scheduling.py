@@ -15,6 +15,7 @@ from datetime import datetime
 from numa_ops import pipeline
 from numa_ops.supervise import LaneSupervisor
 from numa_ops.topology import discover
+
 from tests.numa_ops.fake_sysfs import make_sysfs
 
 
