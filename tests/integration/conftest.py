@@ -51,7 +51,13 @@ def call(method, path, token=None, body=None):
 
 
 @pytest.fixture
-def airflow(tmp_path, configs_dir, outputs_dir):
+def airflow_extra_env():
+    """Extra environment for the Airflow under test (a test may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def airflow(tmp_path, configs_dir, outputs_dir, airflow_extra_env):
     (configs_dir / "phases.yaml").write_text("".join(PHASES.format(name=n, after=json.dumps(a)) for n, a in CHAIN.items()))
     home = tmp_path / "airflow"
     env = {
@@ -68,6 +74,7 @@ def airflow(tmp_path, configs_dir, outputs_dir):
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "PYTHONWARNINGS": "ignore",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
+        **airflow_extra_env,
     }
     log = (tmp_path / "standalone.log").open("w")
     proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -89,7 +96,10 @@ def airflow(tmp_path, configs_dir, outputs_dir):
         assert token, "the API server did not answer in 180 s"
         yield token, tmp_path / "standalone.log"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
