@@ -128,6 +128,71 @@ VIEWS = {
         FROM grouped
         ORDER BY model_name, gpu_id, height, batch_size, execution
     """,
+    # The penalty per model configuration, largest first (measured rows only).
+    "sensitivity_map": """
+        SELECT model_name, depth, dim, regime, count(*) AS configurations,
+               median(throughput_penalty) AS median_penalty, max(throughput_penalty) AS max_penalty,
+               rank() OVER (ORDER BY median(throughput_penalty) DESC) AS rank
+        FROM numa_penalty WHERE status = 'measured'
+        GROUP BY ALL
+    """,
+    # Where a batch's time goes, per configuration: copies, the GPU's compute, launch overhead.
+    "stage_breakdown": """
+        SELECT host, any_value(gpu_name) AS gpu_name, model_name, depth, dim, height, batch_size,
+               coalesce(execution, 'eager') AS execution, pinned_memory, count(*) AS runs,
+               median(h2d_ms_median) AS h2d_ms, median(forward_ms_median) AS forward_ms,
+               median(fwd_gpu_ms) AS fwd_gpu_ms, median(d2h_ms_median) AS d2h_ms,
+               median(h2d_ms_median) / median(batch_ms_median) AS h2d_share,
+               median(forward_ms_median) / median(batch_ms_median) AS forward_share,
+               median(d2h_ms_median) / median(batch_ms_median) AS d2h_share,
+               greatest(median(forward_ms_median) - median(fwd_gpu_ms), 0) / median(forward_ms_median) AS launch_share,
+               mode(regime) AS regime
+        FROM runs WHERE success AND device = 'cuda'
+        GROUP BY ALL ORDER BY model_name, height, batch_size, execution
+    """,
+    # Per shape and execution mode: the smallest model (by FLOPs) whose GPU compute outlasts its copies.
+    "crossover": """
+        WITH s AS (
+            SELECT host, height, batch_size, coalesce(execution, 'eager') AS execution, pinned_memory, model_name,
+                   median(flops_per_sample) AS flops_per_sample, median(fwd_gpu_ms) AS gpu_ms,
+                   median(h2d_ms_median + d2h_ms_median) AS copy_ms, mode(regime) AS regime
+            FROM runs WHERE success AND device = 'cuda' AND fwd_gpu_ms IS NOT NULL GROUP BY ALL
+        )
+        SELECT host, height, batch_size, execution, pinned_memory,
+               min(flops_per_sample) FILTER (WHERE gpu_ms > copy_ms) AS crossover_flops_per_sample,
+               arg_min(model_name, flops_per_sample) FILTER (WHERE gpu_ms > copy_ms) AS first_compute_dominated_model,
+               count(*) AS models, list(model_name || ':' || regime ORDER BY flops_per_sample) AS regimes
+        FROM s GROUP BY ALL ORDER BY height, batch_size, execution
+    """,
+    # samples/s against model size, per experiment and execution mode (fits: numa_ops.analysis).
+    "scaling": """
+        SELECT experiment, coalesce(execution, 'eager') AS execution, device, height, batch_size, model_name,
+               depth, dim, median(parameters) AS parameters, median(flops_per_sample) AS flops_per_sample,
+               median(samples_per_s) AS samples_per_s, median(fwd_gpu_ms) AS fwd_gpu_ms, count(*) AS runs
+        FROM runs WHERE success GROUP BY ALL ORDER BY experiment, depth, dim
+    """,
+    # torch.compile against eager for the same model, shape and placement.
+    "compile_speedup": """
+        SELECT model_name, lane, height, batch_size, coalesce(execution, 'eager') AS execution,
+               median(samples_per_s) AS samples_per_s, median(compile_s) AS compile_s,
+               median(CAST(record->>'$.metrics.compile_speedup' AS DOUBLE)) AS forward_speedup,
+               median(CAST(record->>'$.metrics.compile_break_even_samples' AS DOUBLE)) AS break_even_samples,
+               count(*) AS runs
+        FROM runs WHERE success AND coalesce(execution, 'eager') IN ('compile', 'compile_reduce_overhead')
+        GROUP BY ALL ORDER BY forward_speedup DESC NULLS LAST
+    """,
+    # The fastest lane and settings per model and shape, with the evidence behind it.
+    "recommendations": """
+        WITH ranked AS (
+            SELECT model_name, height, lane, placement, coalesce(execution, 'eager') AS execution, batch_size,
+                   pinned_memory, median(samples_per_s) AS samples_per_s, count(*) AS runs,
+                   row_number() OVER (PARTITION BY model_name, height ORDER BY median(samples_per_s) DESC) AS pos
+            FROM runs WHERE success GROUP BY model_name, height, lane, placement, execution, batch_size, pinned_memory
+        )
+        SELECT model_name, height, lane AS best_lane, placement, execution, batch_size, pinned_memory,
+               samples_per_s, runs AS evidence_runs
+        FROM ranked WHERE pos = 1 ORDER BY model_name, height
+    """,
 }
 
 

@@ -125,3 +125,23 @@ def test_numa_penalty_says_when_no_remote_node_exists(tmp_path):
     with duckdb.connect(str(db), read_only=True) as con:
         (row,) = con.execute("SELECT throughput_penalty, status FROM numa_penalty").fetchall()
     assert row[0] is None and row[1].startswith("no remote placement measured")
+
+
+def test_analysis_views_answer_on_measured_runs(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    model = {"name": "m", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64}
+    for i, (place, rate, execution) in enumerate([("local", 100.0, "eager"), ("remote", 90.0, "eager"), ("local", 150.0, "compile")]):
+        metrics = {"samples_per_s": rate, "regime": "transfer-bound", "execution": execution, "flops_per_sample": 10,
+                   "h2d_ms": {"median": 1.0}, "forward_ms": {"median": 0.5}, "d2h_ms": {"median": 0.1},
+                   "batch_ms": {"median": 1.6}, "fwd_gpu_ms": 0.4, "compile_speedup": 1.5 if execution == "compile" else None}
+        _write(folder, record(f"f1.r{i}", device="cuda", placement=place, gpu_id=0, model=model, metrics=metrics,
+                              lane=f"gpu0-cpu{i}-mem{i}"))
+    store.load([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT model_name, round(median_penalty, 3) FROM sensitivity_map").fetchall() == [("m", 0.1)]
+        h2d_share, launch = con.execute("SELECT h2d_share, launch_share FROM stage_breakdown WHERE execution = 'eager'").fetchone()
+        assert round(h2d_share, 3) == 0.625 and round(launch, 3) == 0.2
+        assert con.execute("SELECT first_compute_dominated_model FROM crossover WHERE execution = 'eager'").fetchone() == (None,)
+        assert con.execute("SELECT forward_speedup FROM compile_speedup").fetchall() == [(1.5,)]
+        assert con.execute("SELECT best_lane, execution FROM recommendations").fetchall() == [("gpu0-cpu2-mem2", "compile")]
+        assert con.execute("SELECT count(*) FROM scaling").fetchone()[0] == 2
