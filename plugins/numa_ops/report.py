@@ -132,6 +132,31 @@ def regime_chart(df: pd.DataFrame) -> alt.Chart:
     )
 
 
+def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
+    """Time per sample against parameters, fitted as a power law per experiment, execution and shape."""
+    from numa_ops.analysis import fit_power_law
+
+    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    with duckdb.connect(str(database), read_only=True) as con:
+        df = con.execute(
+            f"SELECT experiment, coalesce(execution, 'eager') AS execution, device, height, batch_size, model_name, "
+            f"median(parameters) AS parameters, median(samples_per_s) AS samples_per_s FROM runs "
+            f"WHERE success AND {where} GROUP BY ALL",
+            params,
+        ).df()
+    rows = []
+    for key, group in df.groupby(["experiment", "execution", "device", "height", "batch_size"]):
+        fit = fit_power_law(list(group["parameters"]), list(1.0 / group["samples_per_s"]))
+        if fit is None:
+            continue
+        rows.append({
+            "experiment": key[0], "execution": key[1], "device": key[2], "image": key[3], "batch": key[4],
+            "models": fit.points, "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
+            "R2": round(fit.r_squared, 4), "max |log10 residual|": round(fit.max_abs_residual, 3), "regime": fit.regime(),
+        })
+    return pd.DataFrame(rows)
+
+
 def _notes(df: pd.DataFrame, topology: dict[str, Any] | None, failed: pd.DataFrame) -> list[str]:
     notes = []
     if topology:
@@ -177,6 +202,10 @@ def write_report(
 table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
 <h1>{html.escape(title)}</h1><ul class="notes">{notes}</ul>"""
     footer = f"<h2>Medians per model and lane</h2>{table}"
+    laws = scaling_laws(database, folder)
+    if len(laws):
+        footer += ("<h2>Scaling laws (time per sample vs parameters, least squares in log space)</h2>"
+                   + laws.to_html(index=False, classes="data"))
     if fail_rows:
         footer += f'<h2>Failed runs</h2><table class="data"><tr><th>run_id</th><th>error</th></tr>{fail_rows}</table>'
     if charts:

@@ -32,3 +32,17 @@ def test_report_without_successful_runs(tmp_path):
     store.load([folder], db)
     page = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
     assert "No successful runs to chart" in page
+
+
+def test_scaling_law_table_from_three_models(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for i, params in enumerate((1e6, 2e6, 4e6)):
+        rec = record(f"f1.m{i}", samples_per_s=1e9 / params)  # time per sample exactly linear in parameters
+        rec["metrics"]["parameters"] = params
+        rec["model"]["name"] = f"m{i}"
+        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    store.load([folder], db)
+    laws = report.scaling_laws(db, "f1")
+    assert list(laws["regime"]) == ["linear"] and laws["models"].iloc[0] == 3
+    assert "params^1.000" in laws["law"].iloc[0]
+    assert "Scaling laws" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
