@@ -157,6 +157,30 @@ def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def numa_penalties(database: Path, folder: str | None = None) -> pd.DataFrame:
+    """Remote vs local penalty with a bootstrap 95% CI over per-trial samples/s, per model, GPU, shape, execution."""
+    from numa_ops.analysis import penalty_ci
+
+    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    with duckdb.connect(str(database), read_only=True) as con:
+        df = con.execute(
+            "SELECT model_name, gpu_id, height, batch_size, coalesce(execution, 'eager') AS execution, placement, "
+            "coalesce(regime, 'unknown') AS regime, record->>'$.metrics.trial_samples_per_s.serial' AS trials "
+            f"FROM runs WHERE success AND device = 'cuda' AND placement IN ('local', 'remote') AND {where}",
+            params,
+        ).df()
+    rows = []
+    for key, group in df.groupby(["model_name", "gpu_id", "height", "batch_size", "execution"]):
+        trials = {p: [v for t in g["trials"] for v in json.loads(t or "[]")] for p, g in group.groupby("placement")}
+        if not trials.get("remote") or not trials.get("local"):
+            continue
+        ci = penalty_ci(trials["local"], trials["remote"])
+        rows.append({"model": key[0], "gpu": key[1], "image": key[2], "batch": key[3], "execution": key[4],
+                     "regime": ", ".join(sorted(set(group["regime"]))), "penalty": ci["penalty"],
+                     "95% CI low": ci["low"], "95% CI high": ci["high"]})
+    return pd.DataFrame(rows)
+
+
 def _notes(df: pd.DataFrame, topology: dict[str, Any] | None, failed: pd.DataFrame) -> list[str]:
     notes = []
     if topology:
@@ -202,6 +226,13 @@ def write_report(
 table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
 <h1>{html.escape(title)}</h1><ul class="notes">{notes}</ul>"""
     footer = f"<h2>Medians per model and lane</h2>{table}"
+    penalties = numa_penalties(database, folder)
+    if len(penalties):
+        footer += ("<h2>NUMA penalty (remote vs local samples/s, bootstrap 95% CI)</h2>"
+                   + penalties.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="data"))
+    elif (df["device"] == "cuda").any():
+        footer += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
+                   "NUMA node none exists), so no penalty is reported.</p>")
     laws = scaling_laws(database, folder)
     if len(laws):
         footer += ("<h2>Scaling laws (time per sample vs parameters, least squares in log space)</h2>"

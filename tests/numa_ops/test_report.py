@@ -46,3 +46,19 @@ def test_scaling_law_table_from_three_models(tmp_path):
     assert list(laws["regime"]) == ["linear"] and laws["models"].iloc[0] == 3
     assert "params^1.000" in laws["law"].iloc[0]
     assert "Scaling laws" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+
+
+def test_numa_penalty_table_with_bootstrap_ci(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for place, base in (("local", 100.0), ("remote", 80.0)):
+        trials = [base + d for d in (-1.0, 0.0, 1.0, 0.5, -0.5)]
+        rec = record(f"f1.{place}", device="cuda", placement=place, gpu_id=0,
+                     metrics={"samples_per_s": base, "trial_samples_per_s": {"serial": trials, "pipelined": []}})
+        rec["model"]["name"] = "m"
+        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    store.load([folder], db)
+    table = report.numa_penalties(db, "f1")
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert abs(row["penalty"] - 0.2) < 1e-9 and row["95% CI low"] < 0.2 < row["95% CI high"]
+    assert "bootstrap 95% CI" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
