@@ -1,0 +1,35 @@
+"""Every SQL example in the README runs as written against a database the product loaded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+from numa_ops import results, store
+
+from tests.numa_ops.records import record
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+QUERIES = re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    base = tmp_path_factory.mktemp("db")
+    folder = base / "f1"
+    for i, ok in enumerate((True, True, False)):
+        results.write_json_atomic(folder / "runs" / f"f1.r{i}.json", record(f"f1.r{i}", success=ok, device="cuda"))
+    store.load([folder], base / "db.duckdb")
+    return base / "db.duckdb"
+
+
+def test_readme_has_at_least_five_queries():
+    assert len(QUERIES) >= 5
+
+
+@pytest.mark.parametrize("sql", QUERIES, ids=[q.splitlines()[0].lstrip("- ")[:40] for q in QUERIES])
+def test_query_runs_as_written(database, sql):
+    with duckdb.connect(str(database), read_only=True) as con:
+        con.execute(sql).fetchall()
