@@ -132,6 +132,65 @@ def regime_chart(df: pd.DataFrame) -> alt.Chart:
     )
 
 
+TRANSFER_SQL = """
+SELECT model_name, height AS image, batch_size, CASE WHEN coalesce(pinned_memory, true) THEN 'pinned' ELSE 'pageable' END AS host_memory,
+       median(h2d_gbps) AS h2d_gbps, median(d2h_bytes_per_batch / batch_size) AS d2h_bytes_per_sample,
+       median(h2d_bytes_per_batch / batch_size) AS h2d_bytes_per_sample
+FROM runs WHERE success AND device = 'cuda' AND {where} GROUP BY ALL ORDER BY model_name, image
+"""
+
+
+def transfer_charts(database: Path, folder: str | None = None) -> dict[str, alt.Chart]:
+    """H2D GB/s and bytes per sample against image size (D2H should stay flat with ViTForProfiling)."""
+    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    with duckdb.connect(str(database), read_only=True) as con:
+        df = con.execute(TRANSFER_SQL.format(where=where), params).df()
+    if df["image"].nunique() < 2 if len(df) else True:
+        return {}
+    df["series"] = df["model_name"] + " b" + df["batch_size"].astype(str) + " " + df["host_memory"]
+    base = alt.Chart(df).encode(x=alt.X("image:Q", title="image size (px)"), color=alt.Color("series:N", title="model, batch, host memory"))
+    h2d = base.mark_line(point=True).encode(y=alt.Y("h2d_gbps:Q", title="H2D GB/s")).properties(
+        title="H2D bandwidth vs image size", width=420, height=220)
+    long = df.melt(id_vars=["image", "series"], value_vars=["h2d_bytes_per_sample", "d2h_bytes_per_sample"],
+                   var_name="direction", value_name="bytes")
+    byte = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("image:Q", title="image size (px)"), y=alt.Y("bytes:Q", title="bytes per sample", scale=alt.Scale(type="log")),
+        color=alt.Color("series:N"), strokeDash=alt.StrokeDash("direction:N"),
+    ).properties(title="Bytes per sample vs image size (D2H flat by design)", width=420, height=220)
+    return {"h2d_vs_image": h2d, "bytes_vs_image": byte}
+
+
+def compile_chart(database: Path, folder: str | None = None) -> alt.Chart | None:
+    """torch.compile's forward speed-up per model and mode, from the ``compile_speedup`` view."""
+    where = f"model_name IN (SELECT model_name FROM runs WHERE folder = '{folder}')" if folder else "true"
+    with duckdb.connect(str(database), read_only=True) as con:
+        df = con.execute(f"SELECT model_name, execution, median(forward_speedup) AS speedup FROM compile_speedup "
+                         f"WHERE forward_speedup IS NOT NULL AND {where} GROUP BY ALL").df()
+    if not len(df):
+        return None
+    return alt.Chart(df, title="torch.compile forward speed-up over eager").mark_bar().encode(
+        x=alt.X("model_name:N", title="model", sort=None), xOffset="execution:N",
+        y=alt.Y("speedup:Q", title="speed-up (x)"), color="execution:N",
+        tooltip=["model_name", "execution", alt.Tooltip("speedup:Q", format=".2f")],
+    ).properties(width=420, height=220)
+
+
+def regression_chart(database: Path) -> alt.Chart | None:
+    """Nightly verdicts over time: tonight's change against the baseline, per configuration."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'regressions'").fetchone()[0]
+        if not exists:
+            return None
+        df = con.execute("SELECT night, min(checked_at) AS checked_at, config, any_value(change) AS change, "
+                         "any_value(verdict) AS verdict FROM regressions GROUP BY night, config").df()
+    if not len(df):
+        return None
+    return alt.Chart(df, title="Nightly regression timeline").mark_point(filled=True, size=60).encode(
+        x=alt.X("checked_at:T", title="night"), y=alt.Y("change:Q", title="change vs baseline", axis=alt.Axis(format="%")),
+        color=alt.Color("verdict:N"), tooltip=["night", "config", "verdict", alt.Tooltip("change:Q", format=".1%")],
+    ).properties(width=420, height=220)
+
+
 def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
     """Time per sample against parameters, fitted as a power law per experiment, execution and shape."""
     from numa_ops.analysis import fit_power_law
@@ -215,6 +274,10 @@ def write_report(
     charts = {"throughput": throughput_chart(ok), "stages": stage_chart(ok)} if len(ok) else {}
     if len(ok) and ok["fwd_gpu_ms"].notna().any():
         charts["regimes"] = regime_chart(ok)
+    charts.update(transfer_charts(database, folder))
+    for name, chart in (("compile", compile_chart(database, folder)), ("nightly", regression_chart(database))):
+        if chart is not None:
+            charts[name] = chart
     for name, chart in charts.items():
         chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(df, topology, failed))

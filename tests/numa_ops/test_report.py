@@ -62,3 +62,21 @@ def test_numa_penalty_table_with_bootstrap_ci(tmp_path):
     row = table.iloc[0]
     assert abs(row["penalty"] - 0.2) < 1e-9 and row["95% CI low"] < 0.2 < row["95% CI high"]
     assert "bootstrap 95% CI" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+
+
+def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for size in (224, 384):
+        rec = record(f"f1.s{size}", device="cuda", metrics={
+            "samples_per_s": 10.0, "h2d_gbps": 40.0, "h2d_bytes_per_batch": 4 * 3 * size * size * 4, "d2h_bytes_per_batch": 4 * 1256 * 4})
+        rec["test"]["tensor_shape"] = [3, size, size]
+        rec["test"]["batch_size"] = 4
+        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    store.load([folder], db)
+    charts = report.transfer_charts(db, "f1")
+    assert set(charts) == {"h2d_vs_image", "bytes_vs_image"}
+    data = charts["bytes_vs_image"].data
+    d2h = data[data["direction"] == "d2h_bytes_per_sample"]["bytes"].tolist()
+    assert d2h == [1256 * 4, 1256 * 4]
+    report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
+    assert (tmp_path / "rep" / "h2d_vs_image.png").read_bytes()[:4] == b"\x89PNG"
