@@ -191,6 +191,78 @@ def regression_chart(database: Path) -> alt.Chart | None:
     ).properties(width=420, height=220)
 
 
+def sensitivity_heatmap(database: Path, folder: str | None = None) -> alt.Chart | None:
+    """Samples/s per model x placement (lane class), normalised to the model's local placement."""
+    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    with duckdb.connect(str(database), read_only=True) as con:
+        df = con.execute(
+            "SELECT model_name, placement || ' (d=' || coalesce(CAST(numa_distance AS VARCHAR), '?') || ')' AS placement, "
+            "median(samples_per_s) AS samples_per_s FROM runs "
+            f"WHERE success AND device = 'cuda' AND placement IN ('local', 'remote') AND {where} GROUP BY ALL",
+            params,
+        ).df()
+    if not len(df) or not df["placement"].str.startswith("remote").any():
+        return None  # no remote placement: nothing to map (the notes say why)
+    local = df[df["placement"].str.startswith("local")].groupby("model_name")["samples_per_s"].median()
+    df["relative"] = df.apply(lambda r: r["samples_per_s"] / local.get(r["model_name"], float("nan")), axis=1)
+    return alt.Chart(df, title="NUMA sensitivity: samples/s relative to local placement").mark_rect().encode(
+        x=alt.X("placement:N", title="placement (SLIT distance)"), y=alt.Y("model_name:N", title="model"),
+        color=alt.Color("relative:Q", scale=alt.Scale(scheme="redyellowgreen", domainMid=1.0)),
+        tooltip=["model_name", "placement", alt.Tooltip("relative:Q", format=".3f"), alt.Tooltip("samples_per_s:Q", format=".0f")],
+    ).properties(width=300, height=220)
+
+
+def scaling_chart(database: Path, folder: str | None = None) -> alt.Chart | None:
+    """Time per sample against parameters (log-log), one line per execution mode and shape."""
+    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    with duckdb.connect(str(database), read_only=True) as con:
+        df = con.execute(
+            "SELECT coalesce(execution, 'eager') || ' ' || height || 'px b' || batch_size AS series, model_name, "
+            "median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample FROM runs "
+            f"WHERE success AND parameters IS NOT NULL AND {where} GROUP BY ALL",
+            params,
+        ).df()
+    if df["model_name"].nunique() < 3 if len(df) else True:
+        return None
+    return alt.Chart(df, title="Scaling: time per sample vs parameters (fits in the table below)").mark_line(point=True).encode(
+        x=alt.X("parameters:Q", scale=alt.Scale(type="log")), y=alt.Y("ms_per_sample:Q", title="ms per sample", scale=alt.Scale(type="log")),
+        color="series:N", tooltip=["model_name", "series", alt.Tooltip("ms_per_sample:Q", format=".4f")],
+    ).properties(width=420, height=240)
+
+
+def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) -> Path:
+    """``best_practices.md``: the recommendations with their numbers, and what could not be measured here."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        recs = con.execute("SELECT * FROM recommendations").df()
+        pen = con.execute("SELECT model_name, execution, regime, throughput_penalty, status FROM numa_penalty").df()
+        comp = con.execute("SELECT model_name, execution, forward_speedup, break_even_samples FROM compile_speedup").df()
+    lines = ["# Best practices from the measured runs", ""]
+    if topology:
+        lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
+                  f"{len(topology.get('gpus', []))} GPU(s).", ""]
+    lines += ["## Fastest settings per model and image size", ""]
+    for r in recs.itertuples():
+        lines.append(f"- **{r.model_name}** at {r.height}px: lane `{r.best_lane}` ({r.placement}), execution "
+                     f"`{r.execution}`, batch {r.batch_size}: {r.samples_per_s:.0f} samples/s "
+                     f"(median of {r.evidence_runs} run(s)).")
+    lines += ["", "## NUMA placement", ""]
+    measured = pen[pen["status"] == "measured"]
+    if len(measured):
+        for r in measured.sort_values("throughput_penalty", ascending=False).itertuples():
+            lines.append(f"- {r.model_name} ({r.execution}, {r.regime}): remote placement costs {r.throughput_penalty:.1%} of samples/s.")
+    else:
+        lines.append("- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
+                     "The penalty, its confidence interval and the pairing advice need a multi-node host.")
+    if len(comp):
+        lines += ["", "## torch.compile", ""]
+        for r in comp.itertuples():
+            lines.append(f"- {r.model_name} `{r.execution}`: {r.forward_speedup:.2f}x forward speed-up, pays off after "
+                         f"{'%.0f' % r.break_even_samples if r.break_even_samples == r.break_even_samples and r.break_even_samples else 'never'} samples.")
+    path = out_dir / "best_practices.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
     """Time per sample against parameters, fitted as a power law per experiment, execution and shape."""
     from numa_ops.analysis import fit_power_law
@@ -275,6 +347,9 @@ def write_report(
     if len(ok) and ok["fwd_gpu_ms"].notna().any():
         charts["regimes"] = regime_chart(ok)
     charts.update(transfer_charts(database, folder))
+    for name, chart in (("sensitivity", sensitivity_heatmap(database, folder)), ("scaling", scaling_chart(database, folder))):
+        if chart is not None:
+            charts[name] = chart
     for name, chart in (("compile", compile_chart(database, folder)), ("nightly", regression_chart(database))):
         if chart is not None:
             charts[name] = chart
@@ -311,6 +386,7 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
     else:
         doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
                f"<body>{header}<p>No successful runs to chart.</p>{footer}</body></html>")
+    write_guide(out_dir, database, topology)
     index = out_dir / "index.html"
     index.write_text(doc)
     (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(df), "failed": len(failed)}))

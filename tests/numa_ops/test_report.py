@@ -32,6 +32,7 @@ def test_report_without_successful_runs(tmp_path):
     store.load([folder], db)
     page = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
     assert "No successful runs to chart" in page
+    assert "Not measurable here" in (tmp_path / "rep" / "best_practices.md").read_text()
 
 
 def test_scaling_law_table_from_three_models(tmp_path):
@@ -62,6 +63,8 @@ def test_numa_penalty_table_with_bootstrap_ci(tmp_path):
     row = table.iloc[0]
     assert abs(row["penalty"] - 0.2) < 1e-9 and row["95% CI low"] < 0.2 < row["95% CI high"]
     assert "bootstrap 95% CI" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+    assert (tmp_path / "rep" / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+    assert "remote placement costs 20.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
 
 
 def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
