@@ -256,8 +256,9 @@ def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) 
     if len(comp):
         lines += ["", "## torch.compile", ""]
         for r in comp.itertuples():
-            lines.append(f"- {r.model_name} `{r.execution}`: {r.forward_speedup:.2f}x forward speed-up, pays off after "
-                         f"{'%.0f' % r.break_even_samples if r.break_even_samples == r.break_even_samples and r.break_even_samples else 'never'} samples.")
+            pays = pd.notna(r.break_even_samples) and r.break_even_samples
+            after = f"pays off after {r.break_even_samples:.0f} samples" if pays else "never pays off in steady state"
+            lines.append(f"- {r.model_name} `{r.execution}`: {r.forward_speedup:.2f}x forward speed-up; {after}.")
     path = out_dir / "best_practices.md"
     path.write_text("\n".join(lines) + "\n")
     return path
