@@ -379,7 +379,8 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
     if fail_rows:
         footer += f'<h2>Failed runs</h2><table class="data"><tr><th>run_id</th><th>error</th></tr>{fail_rows}</table>'
     if charts:
-        page = alt.vconcat(*charts.values()).resolve_scale(color="independent").to_html(inline=True)
+        combined = alt.vconcat(*charts.values()).resolve_scale(color="independent", strokeDash="independent")
+        page = combined.resolve_legend(color="independent", strokeDash="independent").to_html(inline=True)
         # The inlined Vega bundle itself contains "<body>": the page's own tags are the last ones.
         body_at, end_at = page.rindex("<body>") + len("<body>"), page.rindex("</body>")
         doc = page[:body_at] + header + page[body_at:end_at] + footer + page[end_at:]
