@@ -41,9 +41,14 @@ ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_
 """
 
 
+def _scope(folder: str | None) -> tuple[str, list[Any]]:
+    """SQL condition and parameters for one run folder, or for everything."""
+    return ("folder = ?", [folder]) if folder else ("true", [])
+
+
 def aggregate(database: Path, folder: str | None = None) -> pd.DataFrame:
     """Per experiment x model x lane medians (one folder, or everything)."""
-    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         return con.execute(AGGREGATE_SQL.format(where=where), params).df()
 
@@ -142,7 +147,7 @@ FROM runs WHERE success AND device = 'cuda' AND {where} GROUP BY ALL ORDER BY mo
 
 def transfer_charts(database: Path, folder: str | None = None) -> dict[str, alt.Chart]:
     """H2D GB/s and bytes per sample against image size (D2H should stay flat with ViTForProfiling)."""
-    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         df = con.execute(TRANSFER_SQL.format(where=where), params).df()
     if df["image"].nunique() < 2 if len(df) else True:
@@ -193,7 +198,7 @@ def regression_chart(database: Path) -> alt.Chart | None:
 
 def sensitivity_heatmap(database: Path, folder: str | None = None) -> alt.Chart | None:
     """Samples/s per model x placement (lane class), normalised to the model's local placement."""
-    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         df = con.execute(
             "SELECT model_name, placement || ' (d=' || coalesce(CAST(numa_distance AS VARCHAR), '?') || ')' AS placement, "
@@ -214,7 +219,7 @@ def sensitivity_heatmap(database: Path, folder: str | None = None) -> alt.Chart 
 
 def scaling_chart(database: Path, folder: str | None = None) -> alt.Chart | None:
     """Time per sample against parameters (log-log), one line per execution mode and shape."""
-    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         df = con.execute(
             "SELECT coalesce(execution, 'eager') || ' ' || height || 'px b' || batch_size AS series, model_name, "
@@ -268,7 +273,7 @@ def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
     """Time per sample against parameters, fitted as a power law per experiment, execution and shape."""
     from numa_ops.analysis import fit_power_law
 
-    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         df = con.execute(
             f"SELECT experiment, coalesce(execution, 'eager') AS execution, device, height, batch_size, model_name, "
@@ -293,7 +298,7 @@ def numa_penalties(database: Path, folder: str | None = None) -> pd.DataFrame:
     """Remote vs local penalty with a bootstrap 95% CI over per-trial samples/s, per model, GPU, shape, execution."""
     from numa_ops.analysis import penalty_ci
 
-    where, params = ("folder = ?", [folder]) if folder else ("true", [])
+    where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         df = con.execute(
             "SELECT model_name, gpu_id, height, batch_size, coalesce(execution, 'eager') AS execution, placement, "

@@ -12,14 +12,18 @@ from numa_ops.worker.protocol import parse_event
 from tests.numa_ops.lanes import tiny_lane
 
 
+def _run_worker(runs_file, folder_path):
+    return subprocess.run(
+        [sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
 def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane()
     runs_file = folder_path / "todo.json"
     runs_file.write_text(json.dumps(lane["runs"]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _run_worker(runs_file, folder_path)
     assert proc.returncode == 0, proc.stderr
     events = [e for e in map(parse_event, proc.stdout.splitlines()) if e]
     assert [e["event"] for e in events] == ["ready", "start", "end", "start", "end", "done"]
@@ -50,10 +54,7 @@ def test_failing_run_is_recorded_and_the_lane_goes_on(configs_dir, outputs_dir):
     bad["model"] = dict(bad["model"], patch_size=7)  # does not divide 32: vit-pytorch refuses it
     runs_file = folder_path / "todo.json"
     runs_file.write_text(json.dumps([bad, lane["runs"][1]]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _run_worker(runs_file, folder_path)
     assert proc.returncode == 0
     failed = json.loads((folder_path / "runs" / f"{bad['run_id']}.json").read_text())
     assert failed["success"] is False and "divisible" in failed["error"]
@@ -67,10 +68,7 @@ def test_allocation_failure_is_recorded_as_out_of_memory(configs_dir, outputs_di
     huge["test"] = dict(huge["test"], memory_size_mb=900_000)  # more than this host can give: a real allocation failure
     runs_file = folder_path / "todo.json"
     runs_file.write_text(json.dumps([huge, lane["runs"][1]]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _run_worker(runs_file, folder_path)
     assert proc.returncode == 0
     failed = json.loads((folder_path / "runs" / f"{huge['run_id']}.json").read_text())
     assert failed["success"] is False and failed["error"].startswith("out of memory:")
