@@ -356,8 +356,29 @@ def last_accepted_night(phase: str, before: str, database: Path | None = None) -
     return row[0] if row else None
 
 
+def _load_trials(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
+    """One row per trial and timing mode of each (re)loaded run."""
+    rows = []
+    for rec in records:
+        per_mode = ((rec.get("metrics") or {}).get("trial_samples_per_s") or {}) if rec.get("success") else {}
+        for mode, values in per_mode.items():
+            rows += [(rec["run_id"], i, mode, float(v)) for i, v in enumerate(values or [])]
+    ids = [r["run_id"] for r in records]
+    if ids:
+        con.execute("DELETE FROM trials WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    if rows:
+        frame = pd.DataFrame(rows, columns=["run_id", "trial", "mode", "samples_per_s"])
+        con.register("incoming_trials", frame)
+        con.execute("INSERT INTO trials SELECT run_id, CAST(trial AS INTEGER), mode, samples_per_s FROM incoming_trials")
+        con.unregister("incoming_trials")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables if they are missing."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS trials (run_id VARCHAR, trial INTEGER, mode VARCHAR, samples_per_s DOUBLE, "
+        "PRIMARY KEY (run_id, trial, mode))"
+    )
     con.execute(
         "CREATE TABLE IF NOT EXISTS regressions (phase VARCHAR, accepted BOOLEAN, night VARCHAR, baseline VARCHAR, "
         "config_key VARCHAR, config VARCHAR, tonight_mean DOUBLE, tonight_low DOUBLE, tonight_high DOUBLE, "
@@ -402,6 +423,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]], befor
             f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE NOT runs.success"
         )
         con.unregister("incoming")
+        _load_trials(con, fresh + redo)
     return {"inserted": len(fresh), "rechecked_failed": len(redo), "unchanged": len(records) - len(fresh) - len(redo)}
 
 

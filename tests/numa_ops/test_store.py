@@ -145,3 +145,13 @@ def test_analysis_views_answer_on_measured_runs(tmp_path):
         assert con.execute("SELECT forward_speedup FROM compile_speedup").fetchall() == [(1.5,)]
         assert con.execute("SELECT best_lane, execution FROM recommendations").fetchall() == [("gpu0-cpu2-mem2", "compile")]
         assert con.execute("SELECT count(*) FROM scaling").fetchone()[0] == 2
+
+
+def test_trials_table_one_row_per_trial_and_mode(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, record("f1.a", metrics={"samples_per_s": 10.0, "trial_samples_per_s": {"serial": [9.0, 10.0, 11.0], "pipelined": [12.0]}}))
+    store.load([folder], db)
+    store.load([folder], db)  # again: no duplicates
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT mode, count(*), avg(samples_per_s) FROM trials GROUP BY mode ORDER BY mode").fetchall()
+    assert rows == [("pipelined", 1, 12.0), ("serial", 3, 10.0)]
