@@ -10,8 +10,6 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
@@ -28,20 +26,11 @@ SWEEP = [
 
 def run_plan(overrides: list[str]) -> tuple[float, list[dict], list]:
     from numa_ops import pipeline, results
-    from numa_ops.supervise import LaneSupervisor
     from numa_ops.topology import discover
 
     folder_path, lanes = pipeline.prepare("", overrides, discover())
-    by_gpu = defaultdict(list)
-    for lane in lanes:
-        by_gpu[lane.gpu_id].append(lane)
     t0 = time.perf_counter()
-
-    def group(ls):
-        return [LaneSupervisor(lane.to_dict(), folder_path, log=lambda _: None).run() for lane in ls]
-
-    with ThreadPoolExecutor(max_workers=len(by_gpu)) as pool:
-        outcomes = [o for g in pool.map(group, by_gpu.values()) for o in g]
+    outcomes = pipeline.run_lanes(lanes, folder_path, log=lambda _: None)
     wall = time.perf_counter() - t0
     results.finalize(folder_path)
     return wall, json.loads((folder_path / "results.json").read_text()), outcomes

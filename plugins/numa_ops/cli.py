@@ -5,28 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from rich.progress import MofNCompleteColumn, Progress, TaskID
+from rich.progress import MofNCompleteColumn, Progress
 
 from numa_ops import paths, pipeline
 from numa_ops.config import ConfigError
-from numa_ops.plan import Lane, PlanError
-from numa_ops.supervise import LaneOutcome, LaneSupervisor
+from numa_ops.plan import PlanError
 from numa_ops.topology import PlacementError, discover
-
-
-def _run_gpu_group(lanes: list[Lane], folder_path: Path, progress: Progress, task: TaskID) -> list[LaneOutcome]:
-    # Lanes of one GPU run one after another: two timed runs never share a GPU.
-    def settled(run_id: str, ok: bool) -> None:
-        progress.advance(task)
-
-    def log(line: str) -> None:
-        progress.console.print(line, markup=False, highlight=False)
-
-    return [LaneSupervisor(lane.to_dict(), folder_path, log=log, on_settled=settled).run() for lane in lanes]
 
 
 def parse_run_args(args: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -54,16 +39,15 @@ def run(args: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"plan: {sum(len(lane.runs) for lane in lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
-    by_gpu: dict[int | None, list[Lane]] = defaultdict(list)
-    for lane in lanes:
-        by_gpu[lane.gpu_id].append(lane)
-    workers = max(1, min(lanes[0].max_workers, len(by_gpu)))
     total = sum(len(lane.runs) for lane in lanes)
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
-    with Progress(*columns, transient=False) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+    with Progress(*columns, transient=False) as progress:
         task = progress.add_task("runs", total=total)
-        groups = pool.map(lambda g: _run_gpu_group(g, folder_path, progress, task), by_gpu.values())
-        outcomes = [o for group in groups for o in group]
+        outcomes = pipeline.run_lanes(
+            lanes, folder_path, lanes[0].max_workers,
+            log=lambda line: progress.console.print(line, markup=False, highlight=False),
+            on_settled=lambda run_id, ok: progress.advance(task),
+        )
     pipeline.load(folder_path)
     where = pipeline.write_reports(folder_path)
     print(json.dumps(where, indent=2))

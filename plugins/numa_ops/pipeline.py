@@ -10,6 +10,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 from numa_ops import paths, results
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
 from numa_ops.plan import Lane, build_plan
+from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import Topology
 
 LATEST = "latest.json"
@@ -99,6 +103,26 @@ def write_plan(
         },
     )
     return folder_path, lanes
+
+
+def run_lanes(
+    lanes: list[Lane],
+    folder_path: Path,
+    max_workers: int | None = None,
+    log: Callable[[str], None] = print,
+    on_settled: Callable[[str, bool], None] | None = None,
+) -> list[LaneOutcome]:
+    """Measure every lane without Airflow: GPUs in parallel (up to ``max_workers``), each GPU's lanes in turn."""
+    by_gpu: dict[int | None, list[Lane]] = defaultdict(list)
+    for lane in lanes:
+        by_gpu[lane.gpu_id].append(lane)
+
+    def one_gpu(group: list[Lane]) -> list[LaneOutcome]:
+        return [LaneSupervisor(lane.to_dict(), folder_path, log=log, on_settled=on_settled).run() for lane in group]
+
+    workers = max(1, min(max_workers or len(by_gpu), len(by_gpu)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [o for group in pool.map(one_gpu, by_gpu.values()) for o in group]
 
 
 def load(folder_path: Path) -> dict[str, Any]:
