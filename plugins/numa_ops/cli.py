@@ -10,7 +10,7 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from numa_ops import paths, pipeline
 from numa_ops.config import ConfigError
-from numa_ops.plan import PlanError
+from numa_ops.plan import PlanError, count_runs
 from numa_ops.topology import PlacementError, discover
 
 
@@ -38,8 +38,8 @@ def run(args: list[str]) -> int:
     except (ConfigError, PlacementError, PlanError, paths.UnsafePathError, pipeline.OutputsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"plan: {sum(len(lane.runs) for lane in lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
-    total = sum(len(lane.runs) for lane in lanes)
+    print(f"plan: {count_runs(lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
+    total = count_runs(lanes)
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task("runs", total=total)

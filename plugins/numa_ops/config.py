@@ -44,8 +44,11 @@ class HardwareConfig(_Strict):
 
     # true: lanes on one GPU may measure at the same time (to study contention); false: never
     share_gpu: Annotated[bool, Field(strict=True)] = False
-    # false: every run on every GPU (a placement study); true: the runs shared out round-robin
+    # false: every run on every GPU (a placement study); true: each run once, on whichever GPU is free first
     spread: Annotated[bool, Field(strict=True)] = False
+    # true: a multi-GPU pattern: one worker per GPU, each run timed on all of them at once (after a
+    # common barrier), to measure contention; false: each GPU's runs timed on their own schedule
+    together: Annotated[bool, Field(strict=True)] = False
 
     @model_validator(mode="after")
     def _non_empty(self) -> HardwareConfig:
@@ -53,6 +56,8 @@ class HardwareConfig(_Strict):
             value = getattr(self, key)
             if isinstance(value, list) and (not value or len(set(value)) != len(value)):
                 raise ValueError(f"{key} must be 'all' or a non-empty list without repeats")
+        if self.spread and self.together:
+            raise ValueError("spread and together exclude each other: share runs out over the GPUs, or run them at once")
         return self
 
 
@@ -219,10 +224,22 @@ def split_experiment(texts: list[str], experiment: str | None = None) -> tuple[s
 def load_experiment(
     name: str, overrides: list[str] | None = None, zip_keys: list[list[str]] | None = None
 ) -> list[ExperimentConfig]:
-    """Load experiment ``name`` with ``overrides``; one config per sweep point (cartesian, or zipped)."""
+    """Load experiment ``name`` with ``overrides``; one config per sweep point (cartesian, or zipped).
+
+    A sweep over GPU sets with a multi-GPU set among them (the plan's "multi-GPU patterns",
+    ``gpu_ids="[0],[1],[0,1]"``) measures each set's GPUs together, unless ``hardware.together`` is given.
+    """
     data = _read_yaml(name)
     try:
-        points = expand_sweeps(parse_overrides(list(overrides or [])), zip_keys)
+        parsed = parse_overrides(list(overrides or []))
+        points = expand_sweeps(parsed, zip_keys)
     except OverrideError as exc:
         raise ConfigError(str(exc)) from None
+    patterns = any(
+        o.path == ("hardware", "gpu_ids") and o.is_sweep and any(isinstance(v, list) and len(v) > 1 for v in o.values)
+        for o in parsed
+    )
+    if patterns and not any(o.path == ("hardware", "together") for o in parsed):
+        data = copy.deepcopy(data)
+        data.setdefault("hardware", {})["together"] = True
     return [build_config(data, point) for point in points]

@@ -14,25 +14,25 @@ def check(folder_path: Path, gate: Gate) -> dict[str, Any]:
     """The verdict for a run folder: passed, a one-line summary, and each problem with its run and reason."""
     records = results.collect(folder_path)
     plan = json.loads((folder_path / "plan.json").read_text())
-    planned = sum(len(lane["runs"]) for lane in plan["lanes"])
+    specs = list({spec["run_id"]: spec for lane in plan["lanes"] for spec in lane["runs"]}.values())
+    planned = len(specs)
     by_id = {r["run_id"]: r for r in records}
     problems = []
     failed = 0
-    for lane in plan["lanes"]:
-        for spec in lane["runs"]:
-            rec = by_id.get(spec["run_id"])
-            if rec is None:
-                failed += 1
-                problems.append(f"{spec['run_id']}: no record (never ran)")
-            elif not rec.get("success"):
-                failed += 1
-                problems.append(f"{spec['run_id']}: failed: {rec.get('error')}")
-            else:
-                width = ((rec.get("metrics") or {}).get("samples_per_s_ci") or {}).get("rel_half_width")
-                if width is not None and width > gate.max_ci_half_width:
-                    problems.append(
-                        f"{spec['run_id']}: 95% CI half-width {width:.1%} of samples/s > {gate.max_ci_half_width:.0%}"
-                    )
+    for spec in specs:
+        rec = by_id.get(spec["run_id"])
+        if rec is None:
+            failed += 1
+            problems.append(f"{spec['run_id']}: no record (never ran)")
+        elif not rec.get("success"):
+            failed += 1
+            problems.append(f"{spec['run_id']}: failed: {rec.get('error')}")
+        else:
+            width = ((rec.get("metrics") or {}).get("samples_per_s_ci") or {}).get("rel_half_width")
+            if width is not None and width > gate.max_ci_half_width:
+                problems.append(
+                    f"{spec['run_id']}: 95% CI half-width {width:.1%} of samples/s > {gate.max_ci_half_width:.0%}"
+                )
     rate = failed / planned if planned else 1.0
     noisy = len(problems) - failed
     passed = rate <= gate.max_failure_rate and noisy == 0

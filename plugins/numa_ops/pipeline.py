@@ -19,7 +19,7 @@ from typing import Any
 
 from numa_ops import paths, results
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
-from numa_ops.plan import Lane, build_plan
+from numa_ops.plan import Lane, build_plan, count_runs
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import Topology
 
@@ -98,7 +98,7 @@ def write_plan(
             **request,
             "studies": {name: [c.model_dump() for c in configs] for name, configs in studies.items()},
             "lanes": [lane.to_dict() for lane in lanes],
-            "runs": sum(len(lane.runs) for lane in lanes),
+            "runs": count_runs(lanes),
             "created_at": results.now(),
         },
     )
@@ -112,7 +112,11 @@ def run_lanes(
     log: Callable[[str], None] = print,
     on_settled: Callable[[str, bool], None] | None = None,
 ) -> list[LaneOutcome]:
-    """Measure every lane without Airflow: GPUs in parallel (up to ``max_workers``), each GPU's lanes in turn."""
+    """Measure every lane without Airflow: GPUs in parallel (up to ``max_workers``), each GPU's lanes in turn.
+
+    A multi-GPU pattern (``hardware.together``) needs all its GPUs at once: ``max_workers`` is raised
+    to the largest pattern's size.
+    """
     by_gpu: dict[int | None, list[Lane]] = defaultdict(list)
     for lane in lanes:
         by_gpu[lane.gpu_id].append(lane)
@@ -120,7 +124,8 @@ def run_lanes(
     def one_gpu(group: list[Lane]) -> list[LaneOutcome]:
         return [LaneSupervisor(lane.to_dict(), folder_path, log=log, on_settled=on_settled).run() for lane in group]
 
-    workers = max(1, min(max_workers or len(by_gpu), len(by_gpu)))
+    pattern = max((len(r["group"]["runs"]) for lane in lanes for r in lane.runs if r.get("group")), default=1)
+    workers = max(1, pattern, min(max_workers or len(by_gpu), len(by_gpu)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return [o for group in pool.map(one_gpu, by_gpu.values()) for o in group]
 

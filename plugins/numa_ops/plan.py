@@ -56,6 +56,68 @@ def _digest(payload: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def _spec(
+    folder: str, study: str, point: int, cfg: ExperimentConfig, model: dict[str, Any], gpu: int | None, node: int,
+    topo: Topology,
+) -> dict[str, Any]:
+    placement, distance = placement_of(gpu, node, topo)
+    return {
+        "folder": folder,
+        "study": study,
+        "experiment": cfg.name,
+        "sweep_point": point,
+        "model": model,
+        "test": cfg.test.model_dump(),
+        "profile": cfg.profile.model_dump(),
+        "hardware": {"share_gpu": cfg.hardware.share_gpu},
+        "gpu_id": gpu,
+        "cpu_node": node,
+        "mem_node": node,
+        "placement": placement,
+        "numa_distance": distance,
+        "lane": lane_name(gpu, node, node),
+    }
+
+
+_PLACE_KEYS = ("gpu_id", "cpu_node", "mem_node", "placement", "numa_distance", "lane")
+
+
+def _pool(folder: str, study: str, name: str, specs: list[dict[str, Any]], k: int) -> None:
+    """One run that any of ``specs``' lanes may take (``hardware.spread``): same run_id on each lane.
+
+    The lanes' workers claim pooled runs as they reach them, so a sweep is shared out by the speed
+    each GPU really has rather than by a fixed split.
+    """
+    identity = {key: v for key, v in specs[0].items() if key not in _PLACE_KEYS} | {"node_choice": k}
+    run_id = f"{folder}.{study}.pool.{name}.{_digest(identity)}"
+    lanes = [s["lane"] for s in specs]
+    for spec in specs:
+        spec.update(run_id=run_id, pool=lanes)
+
+
+def _group(folder: str, study: str, point: int, name: str, specs: list[dict[str, Any]], k: int) -> None:
+    """Runs measured at the same time on several GPUs (``hardware.together``): a multi-GPU pattern.
+
+    Each lane's worker waits at a common barrier before timing, so the GPUs' timed trials overlap.
+    """
+    gpus = "-".join(str(s["gpu_id"]) for s in specs)
+    group = {"id": f"{study}.p{point}.{name}.n{k}.gpus{gpus}", "runs": {s["lane"]: s["run_id"] for s in specs}}
+    for spec in specs:
+        spec["group"] = group
+
+
+def count_runs(lanes: Any) -> int:
+    """How many distinct runs lanes hold (a pooled run is offered to several lanes but runs once).
+
+    ``lanes``: :class:`Lane` objects, lane dicts from ``plan.json``, or lists of run specs.
+    """
+    ids = set()
+    for lane in lanes:
+        runs = lane.runs if isinstance(lane, Lane) else lane["runs"] if isinstance(lane, dict) else lane
+        ids.update(r["run_id"] for r in runs)
+    return len(ids)
+
+
 def max_runs() -> int:
     """The largest plan allowed to start (``NUMA_LAB_MAX_RUNS``)."""
     return int(os.environ.get("NUMA_LAB_MAX_RUNS", DEFAULT_MAX_RUNS))
@@ -72,49 +134,34 @@ def build_plan(
     studies = configs if isinstance(configs, dict) else {"main": configs}
     lanes: dict[tuple[int | None, int, int], list[dict[str, Any]]] = {}
     workers = 1
-    spread_next = 0
     for study, cfg, point in ((s, c, i) for s, cs in studies.items() for i, c in enumerate(cs)):
         gpus = resolve_gpus(cfg.hardware.gpu_ids, topo)
         workers = max(workers, cfg.max_workers)
-        placed = []
-        if cfg.hardware.spread:  # each run on one GPU, round-robin: a sweep shared out over the GPUs
-            for vit in cfg.vit_configs:
-                gpu = gpus[spread_next % len(gpus)]
-                spread_next += 1
-                placed += [(gpu, node, vit) for node in resolve_nodes(cfg.hardware.numa_nodes, topo, gpu)]
-        else:  # every run on every GPU: a placement study
-            placed = [
-                (gpu, node, vit)
-                for gpu in gpus
-                for node in resolve_nodes(cfg.hardware.numa_nodes, topo, gpu)
-                for vit in cfg.vit_configs
-            ]
-        for gpu, node, vit in placed:
-            key = (gpu, node, node)
-            spec = {
-                "folder": folder,
-                "study": study,
-                "experiment": cfg.name,
-                "sweep_point": point,
-                "model": vit.model_dump(),
-                "test": cfg.test.model_dump(),
-                "profile": cfg.profile.model_dump(),
-                "hardware": {"share_gpu": cfg.hardware.share_gpu},
-                "gpu_id": gpu,
-                "cpu_node": node,
-                "mem_node": node,
-                "placement": placement_of(gpu, node, topo)[0],
-                "numa_distance": placement_of(gpu, node, topo)[1],
-                "lane": lane_name(*key),
-            }
-            spec["run_id"] = f"{folder}.{study}.{spec['lane']}.{vit.name}.{_digest(spec)}"
-            lanes.setdefault(key, []).append(spec)
-    total = sum(len(r) for r in lanes.values())
+        nodes = {gpu: resolve_nodes(cfg.hardware.numa_nodes, topo, gpu) for gpu in gpus}
+        for vit in cfg.vit_configs:
+            for k in range(max(len(n) for n in nodes.values())):
+                members = [(gpu, nodes[gpu][k]) for gpu in gpus if k < len(nodes[gpu])]
+                specs = [_spec(folder, study, point, cfg, vit.model_dump(), gpu, node, topo) for gpu, node in members]
+                if cfg.hardware.spread and len(specs) > 1:
+                    _pool(folder, study, vit.name, specs, k)
+                else:
+                    for spec in specs:
+                        spec["run_id"] = f"{folder}.{study}.{spec['lane']}.{vit.name}.{_digest(spec)}"
+                    if cfg.hardware.together and len(specs) > 1:
+                        _group(folder, study, point, vit.name, specs, k)
+                        workers = max(workers, len(specs))  # a pattern's GPUs must run at once
+                for spec in specs:
+                    lanes.setdefault((spec["gpu_id"], spec["cpu_node"], spec["mem_node"]), []).append(spec)
+    total = count_runs(lanes.values())
     if total == 0:
         raise PlanError("the plan has no runs")
     if total > max_runs():
         raise PlanError(f"the plan has {total} runs, over the cap of {max_runs()} (NUMA_LAB_MAX_RUNS)")
-    ids = [r["run_id"] for runs in lanes.values() for r in runs]
+    for key, runs in lanes.items():
+        ids = [r["run_id"] for r in runs]
+        if len(set(ids)) != len(ids):
+            raise PlanError(f"the plan repeats a run on lane {lane_name(*key)} (same model, settings and placement twice)")
+    ids = [r["run_id"] for runs in lanes.values() for r in runs if "pool" not in r]
     if len(set(ids)) != len(ids):
         raise PlanError("the plan repeats a run (same model, settings and placement twice)")
     return [

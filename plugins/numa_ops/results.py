@@ -72,6 +72,8 @@ def base_record(spec: dict[str, Any]) -> dict[str, Any]:
         "numa_distance": spec.get("numa_distance"),
         "model": spec["model"],
         "test": spec["test"],
+        "pooled": bool(spec.get("pool")),  # hardware.spread: measured by whichever lane took it
+        "group_id": (spec.get("group") or {}).get("id"),  # hardware.together: the multi-GPU pattern's run
     }
 
 
@@ -150,8 +152,42 @@ def summarize(folder: str, records: list[dict[str, Any]], planned: int | None = 
             }
             for r in ok
         ],
+        "groups": groups(records),
         "written_at": now(),
     }
+
+
+def groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Multi-GPU patterns (``hardware.together``): each GPU's samples/s and the aggregate of the group.
+
+    ``complete``: every GPU of the pattern measured successfully, at the same time (none absent).
+    ``start_skew_s``: spread of the moments the GPUs left the barrier; ``overlap_s``: how long all
+    of them were timing at once.
+    """
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("group_id"):
+            by_group.setdefault(r["group_id"], []).append(r)
+    out = []
+    for group_id, members in sorted(by_group.items()):
+        ok = [r for r in members if r.get("success")]
+        info = [r.get("group") or {} for r in ok]
+        size = max((i.get("size") or 0 for i in info), default=0) or len(members)
+        windows = [(r["metrics"].get("timed_from"), r["metrics"].get("timed_to")) for r in ok]
+        released = [i["released_at"] for i in info if i.get("released_at")]
+        out.append({
+            "id": group_id,
+            "gpus": sorted(r["gpu_id"] for r in members),
+            "size": size,
+            "complete": len(ok) == size and not any(i.get("absent") for i in info),
+            "failed": sorted(r["run_id"] for r in members if not r.get("success")),
+            "samples_per_s": {str(r["gpu_id"]): r["metrics"]["samples_per_s"] for r in ok},
+            "aggregate_samples_per_s": sum(r["metrics"]["samples_per_s"] for r in ok) if ok else None,
+            "start_skew_s": max(released) - min(released) if len(released) > 1 else None,
+            "overlap_s": (min(w[1] for w in windows) - max(w[0] for w in windows))
+            if windows and all(None not in w for w in windows) else None,
+        })
+    return out
 
 
 def finalize(folder_path: Path) -> dict[str, Any]:
@@ -160,7 +196,7 @@ def finalize(folder_path: Path) -> dict[str, Any]:
     planned = None
     plan_file = folder_path / "plan.json"
     if plan_file.is_file():
-        planned = sum(len(lane["runs"]) for lane in json.loads(plan_file.read_text())["lanes"])
+        planned = len({r["run_id"] for lane in json.loads(plan_file.read_text())["lanes"] for r in lane["runs"]})
     summary = summarize(folder_path.name, records, planned)
     write_json_atomic(folder_path / "results.json", records)
     write_json_atomic(folder_path / "experiment_summary.json", summary)

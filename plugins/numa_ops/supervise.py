@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 from numa_ops import paths, results
 from numa_ops.launch import find_nsys, nsys_prefix, worker_command
 from numa_ops.paths import safe_name
+from numa_ops.worker import coordination
 from numa_ops.worker.protocol import parse_event
 
 DEFAULT_STARTUP_TIMEOUT_S = 600
@@ -73,6 +74,7 @@ class LaneOutcome:
     skipped: int = 0
     succeeded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # pooled runs another lane took
     workers_started: int = 0
     startup_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0
@@ -134,6 +136,7 @@ class LaneSupervisor:
     def run(self) -> LaneOutcome:
         """Measure every run of the lane that has no successful record yet."""
         t0 = time.monotonic()
+        self._started_epoch = time.time()
         runs = self.lane["runs"]
         todo = [r for r in runs if not results.successful(self.folder_path, r["run_id"])]
         outcome = LaneOutcome(self.name, len(runs), skipped=len(runs) - len(todo))
@@ -221,7 +224,10 @@ class LaneSupervisor:
                  f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}" + (" under nsys" if nsys else ""))
         return subprocess.Popen(
             launch.argv,
-            env={**os.environ, **launch.env, "NUMA_LAB_PROFILE": json.dumps(profile_note)},
+            env={
+                **os.environ, **launch.env, "NUMA_LAB_PROFILE": json.dumps(profile_note),
+                "NUMA_LAB_LANE_STARTED": repr(getattr(self, "_started_epoch", 0.0)),
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -266,6 +272,10 @@ class LaneSupervisor:
                         outcome.startup_s.append(event["startup_s"])
                         self.log(f"[{self.name}] worker ready after {event['startup_s']:.1f} s on {event['device']}")
                         deadline = float("inf")
+                    elif event["event"] == "skip":
+                        settled.add(event["run_id"])
+                        outcome.elsewhere.append(event["run_id"])
+                        self.log(f"[{self.name}] pooled run {event['run_id']}: {event['reason']}")
                     elif event["event"] == "start":
                         current = by_id.get(event["run_id"])
                         timeout = current["test"]["timeout_s"] if current else startup_timeout_s()
@@ -298,6 +308,7 @@ class LaneSupervisor:
         if failure is None and unsettled:
             failure = "worker exited before measuring this run"
         if current is not None and current["run_id"] not in settled:
+            coordination.leave_barrier(self.folder_path, current)
             self._record_failure(current, failure or "worker ended mid-run", outcome)
             settled.add(current["run_id"])
         elif unsettled and not ready and not self._stopped:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from numa_ops.config import load_experiment
-from numa_ops.plan import PlanError, build_plan, lane_name
+from numa_ops.config import ConfigError, load_experiment
+from numa_ops.plan import PlanError, build_plan, count_runs, lane_name
 from numa_ops.topology import PlacementError, discover
 
 from tests.numa_ops.fake_sysfs import make_sysfs
@@ -58,9 +58,33 @@ def test_lane_name():
     assert lane_name(3, 1, 2) == "gpu3-cpu1-mem2"
 
 
-def test_spread_shares_a_sweep_out_over_gpus(topo):
+def test_spread_offers_each_run_once_to_every_gpu(topo):
     configs = load_experiment("quick_test", ["experiment.hardware.spread=true", "experiment.test.batch_size=4,8,16"])
     lanes = build_plan("f", configs, topo)
-    assert {lane.gpu_id: len(lane.runs) for lane in lanes} == {0: 3, 1: 3}  # 6 runs, each once
+    assert count_runs(lanes) == 6  # 2 models x 3 batch sizes, each measured once
+    assert [len(lane.runs) for lane in lanes] == [6, 6]  # ...by whichever GPU's lane takes it first
+    assert [r["run_id"] for r in lanes[0].runs] == [r["run_id"] for r in lanes[1].runs]
+    assert all(".pool." in r["run_id"] and r["pool"] == ["gpu0-cpu0-mem0", "gpu1-cpu0-mem0"] for r in lanes[0].runs)
+    assert {(r["gpu_id"], r["lane"]) for r in lanes[1].runs} == {(1, "gpu1-cpu0-mem0")}  # each copy placed on its lane
     every = build_plan("f", load_experiment("quick_test", ["experiment.test.batch_size=4,8,16"]), topo)
-    assert sum(len(lane.runs) for lane in every) == 12  # every run on every GPU
+    assert count_runs(every) == 12  # every run on every GPU
+    assert not any("pool" in r or "group" in r for lane in every for r in lane.runs)
+
+
+def test_together_groups_a_patterns_gpus_behind_one_barrier(topo):
+    configs = load_experiment(
+        "quick_test", ['experiment.hardware.gpu_ids="[0],[1],[0,1]"', "experiment.hardware.together=true"]
+    )
+    lanes = build_plan("f", configs, topo)
+    assert count_runs(lanes) == 8  # 2 models x ([0] + [1] + 2 GPUs of [0,1])
+    grouped = [r for lane in lanes for r in lane.runs if r.get("group")]
+    assert len(grouped) == 4
+    groups = {r["group"]["id"]: r["group"]["runs"] for r in grouped}
+    assert len(groups) == 2 and all(set(runs) == {"gpu0-cpu0-mem0", "gpu1-cpu0-mem0"} for runs in groups.values())
+    assert all(r["group"]["runs"][r["lane"]] == r["run_id"] for r in grouped)
+    assert all(lane.max_workers >= 2 for lane in lanes)  # a pattern's GPUs run at once
+
+
+def test_spread_and_together_exclude_each_other(topo):
+    with pytest.raises(ConfigError, match="spread and together"):
+        load_experiment("quick_test", ["experiment.hardware.spread=true", "experiment.hardware.together=true"])

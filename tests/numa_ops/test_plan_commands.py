@@ -86,3 +86,23 @@ def test_image_sizes_are_paired_with_batches(topo):
     lanes = build_plan("f", study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"]), topo)
     pairs = {(r["test"]["tensor_shape"][1], r["test"]["batch_size"]) for lane in lanes for r in lane.runs}
     assert pairs == {(224, 10), (384, 8), (512, 6), (768, 4)}
+
+
+def test_multi_gpu_patterns_run_their_gpus_together(topo):
+    from numa_ops.cli import parse_run_args
+
+    overrides, _ = parse_run_args(["-m", "experiment=numa_study", 'experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2]"'])
+    experiment, rest = split_experiment(overrides)
+    for configs in (load_experiment(experiment, rest), study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"])):
+        lanes = build_plan("f", configs, topo)
+        groups = {r["group"]["id"]: sorted(r["group"]["runs"]) for lane in lanes for r in lane.runs if r.get("group")}
+        assert len(groups) == 2 * 4 * 5  # ([0,1] and [0,2]) x 4 nodes x 5 models
+        assert {frozenset(name.split("-")[0] for name in members) for members in groups.values()} == {
+            frozenset({"gpu0", "gpu1"}), frozenset({"gpu0", "gpu2"})}
+        singles = [r for lane in lanes for r in lane.runs if not r.get("group")]
+        assert len(singles) == 4 * 4 * 5  # [0], [1], [2], [3] on their own
+
+
+def test_a_gpu_list_that_is_not_swept_is_no_pattern(topo):
+    lanes = build_plan("f", load_experiment("quick_test", ["experiment.hardware.gpu_ids=[0,1,2,3]"]), topo)
+    assert not any(r.get("group") for lane in lanes for r in lane.runs)

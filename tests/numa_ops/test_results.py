@@ -19,7 +19,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
 
 def test_finalize_writes_results_and_summary_and_quarantines_bad_files(tmp_path):
     folder = tmp_path / "f1"
-    results.write_json_atomic(folder / "plan.json", {"lanes": [{"runs": [{}, {}, {}, {}]}]})
+    results.write_json_atomic(folder / "plan.json", {"lanes": [{"runs": [{"run_id": f"f1.{c}"} for c in "abcd"]}]})
     results.write_json_atomic(folder / "runs" / "f1.a.json", record("f1.a"))
     results.write_json_atomic(folder / "runs" / "f1.b.json", record("f1.b", success=False))
     (folder / "runs" / "f1.c.json").write_text('{"run_id": "f1.c", "succ')  # truncated

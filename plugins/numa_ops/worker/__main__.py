@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # heavy imports after argument parsing: a bad call fails fast
 
     from numa_ops import results
+    from numa_ops.worker import coordination
     from numa_ops.worker.environment import environment
     from numa_ops.worker.measure import measure_run
 
@@ -51,16 +52,27 @@ def main(argv: list[str] | None = None) -> int:
     startup_s = time.perf_counter() - started
     emit("ready", startup_s=startup_s, pid=os.getpid(), device=str(device))
 
+    lane_started = float(os.environ.get("NUMA_LAB_LANE_STARTED") or 0)
     failures = 0
     for spec in specs:
+        claim = coordination.claim(args.folder_path, spec, lane_started) if spec.get("pool") else None
+        if isinstance(claim, str):  # a pooled run another lane has taken
+            emit("skip", run_id=spec["run_id"], reason=claim)
+            continue
         emit("start", run_id=spec["run_id"], model=spec["model"]["name"])
         record = results.base_record(spec)
         record["started_at"] = results.now()
         t0 = time.perf_counter()
+        group: dict = {}
+
+        def barrier(spec: dict = spec, group: dict = group) -> None:
+            if spec.get("group"):
+                group.update(coordination.wait_at_barrier(args.folder_path, spec, spec["test"]["timeout_s"] / 2))
+
         try:
             if device is None:
                 raise RuntimeError(f"GPU {gpu_id} was requested but CUDA is not available in the worker")
-            metrics = measure_run(spec, device, nvml_index=gpu_id)
+            metrics = measure_run(spec, device, nvml_index=gpu_id, before_timing=barrier)
             record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
             failures += 1
@@ -77,10 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         record["finished_at"] = results.now()
         record["environment"] = env
         record["worker_startup_s"] = startup_s
+        if spec.get("group"):
+            record["group"] = group or {"id": spec["group"]["id"], "lanes": sorted(spec["group"]["runs"])}
+            coordination.leave_barrier(args.folder_path, spec)
         if fake_gpu:
             record["fake_gpu"] = True
         record["profile"] = profile
         results.write_json_atomic(results.record_path(args.folder_path, spec["run_id"]), record)
+        if claim is not None:
+            claim.release()
         emit(
             "end",
             run_id=spec["run_id"],

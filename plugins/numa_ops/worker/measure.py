@@ -268,12 +268,24 @@ def stopping_rule(test: dict[str, Any]) -> StoppingRule:
     )
 
 
-def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | None = None) -> dict[str, Any]:
-    """Measure one run spec on ``device`` and return its metrics."""
+def measure_run(
+    spec: dict[str, Any],
+    device: torch.device,
+    nvml_index: int | None = None,
+    before_timing: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Measure one run spec on ``device`` and return its metrics.
+
+    ``before_timing`` is called once the run is built and warmed up, just before the timed trials
+    (a multi-GPU pattern waits there for its other GPUs).
+    """
     test = spec["test"]
     engine = Engine(spec, device)
     cuda, bs = engine.cuda, engine.batch_size
     engine.warmup(test.get("warmup_batches", 3))
+    if before_timing is not None:
+        before_timing()
+    timed_from = time.time()
     num_batches = math.ceil(test["num_samples"] / bs)
     samples = num_batches * bs
     rule = stopping_rule(test)
@@ -297,6 +309,7 @@ def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | No
             if done:
                 break
     trials_s = time.perf_counter() - t0
+    timed_to = time.time()
     launch_cpu = current_cpu()
     if mode == "separate":  # one more pass of each kind, not counted, with NVML sampling
         with Telemetry(nvml_index) as telemetry:
@@ -328,6 +341,8 @@ def measure_run(spec: dict[str, Any], device: torch.device, nvml_index: int | No
         "batches": num_batches,
         "trials": len(serial_rates),
         "trials_s": trials_s,
+        "timed_from": timed_from,  # epoch seconds: the window of the timed trials (overlap of patterns)
+        "timed_to": timed_to,
         "ci_target": rule.target,
         "ci_target_met": stop_reason == "target_met",
         "stop_reason": stop_reason,

@@ -1,0 +1,104 @@
+"""Lanes of several GPUs working on one plan: pooled runs (``hardware.spread``) and multi-GPU
+patterns timed together behind a barrier (``hardware.together``), with real workers.
+
+The host has no GPU: workers measure on the CPU with ``NUMA_LAB_FAKE_GPU=1`` and run unbound on a
+simulated 2-GPU host (see test_gpu_scheduling.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from numa_ops import pipeline, results
+from numa_ops.topology import discover
+from numa_ops.worker import coordination
+
+from tests.numa_ops.fake_sysfs import make_sysfs
+
+TINY = [
+    "experiment.hardware.numa_nodes=[0]", "experiment.test.num_samples=512",
+    "experiment.test.min_trials=3", "experiment.test.max_trials=3", "experiment.test.telemetry=off",
+    "experiment.vit_configs=[{name:t,patch_size:8,depth:1,heads:2,dim:32,mlp_dim:64}]",
+]
+
+
+@pytest.fixture
+def two_gpus(tmp_path, monkeypatch, configs_dir, outputs_dir):
+    monkeypatch.setenv("NUMA_LAB_FAKE_GPU", "1")
+    monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
+    monkeypatch.setenv("NUMA_LAB_TORCH_THREADS", "1")
+    return discover(make_sysfs(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:3b:00.0": 0, "0000:af:00.0": 1}), use_nvml=False)
+
+
+def _records(folder_path):
+    return [json.loads(p.read_text()) for p in sorted((folder_path / "runs").glob("*.json"))]
+
+
+def test_pooled_runs_are_measured_once_each(two_gpus):
+    folder_path, lanes = pipeline.prepare("tiny", [*TINY, "experiment.hardware.spread=true",
+                                                   "experiment.test.batch_size=4,8,16,32"], two_gpus)
+    # one run was measured in an earlier attempt: no lane measures it again
+    done = lanes[0].runs[0]
+    results.write_json_atomic(results.record_path(folder_path, done["run_id"]),
+                              {**results.base_record(done), "success": True, "metrics": {}, "earlier": True})
+    outcomes = pipeline.run_lanes(lanes, folder_path, max_workers=2, log=lambda _: None)
+    recs = _records(folder_path)
+    assert len(recs) == 4 and all(r["success"] and r["pooled"] for r in recs)
+    assert next(r for r in recs if r["run_id"] == done["run_id"]).get("earlier")
+    measured = [run_id for o in outcomes for run_id in o.succeeded]
+    assert sorted(measured) == sorted(r["run_id"] for r in recs if not r.get("earlier"))  # each once
+    for o in outcomes:  # every run was skipped up front, measured here, or taken by the other lane
+        assert o.skipped + len(o.succeeded) + len(o.elsewhere) == 4 and not o.failed
+    for r in recs:  # each record names the lane and GPU that measured it
+        assert r["lane"] == f"gpu{r['gpu_id']}-cpu0-mem0"
+
+
+def test_a_pattern_times_its_gpus_together(two_gpus):
+    folder_path, lanes = pipeline.prepare("tiny", [*TINY, "experiment.hardware.gpu_ids=[0,1]",
+                                                   "experiment.hardware.together=true"], two_gpus)
+    pipeline.run_lanes(lanes, folder_path, max_workers=1, log=lambda _: None)  # the pattern raises it to 2
+    a, b = _records(folder_path)
+    assert a["success"] and b["success"], (a.get("error"), b.get("error"))
+    assert a["group_id"] == b["group_id"] == a["group"]["id"] == b["group"]["id"]
+    assert a["group"]["lanes"] == ["gpu0-cpu0-mem0", "gpu1-cpu0-mem0"] and a["group"]["absent"] == []
+    ma, mb = a["metrics"], b["metrics"]
+    assert ma["timed_from"] < mb["timed_to"] and mb["timed_from"] < ma["timed_to"]  # the timed trials overlap
+    for rec in (a, b):  # each GPU timed only after every GPU had arrived
+        assert max(a["group"]["arrived_at"], b["group"]["arrived_at"]) <= rec["group"]["released_at"]
+        assert rec["group"]["released_at"] <= rec["metrics"]["timed_from"]
+    assert not any((folder_path / "barriers").rglob("gpu*"))  # both marks taken off
+    summary = results.finalize(folder_path)
+    (group,) = summary["groups"]
+    assert group["gpus"] == [0, 1] and group["complete"]
+    assert group["aggregate_samples_per_s"] == pytest.approx(ma["samples_per_s"] + mb["samples_per_s"])
+
+
+def test_a_pattern_whose_other_gpu_never_comes_fails_with_the_reason(two_gpus):
+    folder_path, lanes = pipeline.prepare("tiny", [*TINY, "experiment.hardware.gpu_ids=[0,1]",
+                                                   "experiment.hardware.together=true", "experiment.test.timeout_s=4",
+                                                   "experiment.test.max_trial_time_s=1"],
+                                          two_gpus)
+    pipeline.run_lanes(lanes[:1], folder_path, log=lambda _: None)  # gpu1's lane never starts
+    (rec,) = _records(folder_path)
+    assert not rec["success"]
+    assert "barrier: lanes ['gpu1-cpu0-mem0']" in rec["error"] and "did not arrive within 2 s" in rec["error"]
+
+
+def test_claims(tmp_path):
+    spec = {"run_id": "f.s.pool.t.1", "lane": "gpu0-cpu0-mem0", "folder": "f", "experiment": "e", "gpu_id": 0,
+            "cpu_node": 0, "mem_node": 0, "model": {}, "test": {}}
+    first = coordination.claim(tmp_path, spec, since=0.0)
+    assert isinstance(first, coordination.Claim)
+    assert coordination.claim(tmp_path, spec, since=0.0) == "being measured by another lane"
+    results.write_json_atomic(results.record_path(tmp_path, spec["run_id"]), results.failed_record(spec, "boom"))
+    first.release()
+    mtime = results.record_path(tmp_path, spec["run_id"]).stat().st_mtime
+    assert "already failed on gpu0-cpu0-mem0 in this attempt: boom" in coordination.claim(tmp_path, spec, since=mtime)
+    again = coordination.claim(tmp_path, spec, since=mtime + 1)  # a later attempt tries a failed run again
+    assert isinstance(again, coordination.Claim)
+    results.write_json_atomic(results.record_path(tmp_path, spec["run_id"]), {**results.base_record(spec), "success": True})
+    again.release()
+    assert coordination.claim(tmp_path, spec, since=0.0) == "already measured on gpu0-cpu0-mem0"
+    assert os.listdir(tmp_path / "claims") == ["f.s.pool.t.1.lock"]
