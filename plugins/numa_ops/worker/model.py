@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from types import ModuleType
+
 import torch
 from einops import repeat
-from vit_pytorch import ViT
+
+
+def _vit_module() -> ModuleType:
+    """vit-pytorch's ``vit`` module alone.
+
+    The package's ``__init__`` imports torchvision and some forty other models (6-7 s of a GPU
+    worker's start-up); ``vit.py`` itself needs only torch and einops, so it is loaded by itself.
+    Falls back to the normal import if the package's layout changes.
+    """
+    name = "vit_pytorch.vit"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec("vit_pytorch")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    file_spec = importlib.util.spec_from_file_location(name, f"{locations[0]}/vit.py") if locations else None
+    if file_spec is None or file_spec.loader is None:
+        from vit_pytorch import vit
+
+        return vit
+    module = importlib.util.module_from_spec(file_spec)
+    file_spec.loader.exec_module(module)
+    return module
+
+
+ViT = _vit_module().ViT
 
 
 class ViTForProfiling(ViT):
