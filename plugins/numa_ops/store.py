@@ -8,7 +8,7 @@ loads never race for DuckDB's single-writer lock: the second waits, then catches
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,86 +21,104 @@ from numa_ops import paths, results
 DB_NAME = "numa_lab.duckdb"
 LOCK_TIMEOUT_S = 600
 
-# column name, SQL type, how to read it from a record
-COLUMNS: list[tuple[str, str]] = [
-    ("run_id", "VARCHAR PRIMARY KEY"),
-    ("folder", "VARCHAR"),
-    ("experiment", "VARCHAR"),
-    ("study", "VARCHAR"),
-    ("sweep_point", "INTEGER"),
-    ("lane", "VARCHAR"),
-    ("device", "VARCHAR"),
-    ("gpu_id", "INTEGER"),
-    ("cpu_node", "INTEGER"),
-    ("mem_node", "INTEGER"),
-    ("placement", "VARCHAR"),
-    ("model_name", "VARCHAR"),
-    ("patch_size", "INTEGER"),
-    ("depth", "INTEGER"),
-    ("heads", "INTEGER"),
-    ("dim", "INTEGER"),
-    ("mlp_dim", "INTEGER"),
-    ("parameters", "BIGINT"),
-    ("num_samples", "INTEGER"),
-    ("batch_size", "INTEGER"),
-    ("channels", "INTEGER"),
-    ("height", "INTEGER"),
-    ("width", "INTEGER"),
-    ("memory_size_mb", "INTEGER"),
-    ("compile_model", "BOOLEAN"),
-    ("success", "BOOLEAN"),
-    ("error", "VARCHAR"),
-    ("duration_s", "DOUBLE"),
-    ("started_at", "TIMESTAMPTZ"),
-    ("finished_at", "TIMESTAMPTZ"),
-    ("samples_per_s", "DOUBLE"),
-    ("h2d_ms_median", "DOUBLE"),
-    ("h2d_ms_p95", "DOUBLE"),
-    ("forward_ms_median", "DOUBLE"),
-    ("forward_ms_p95", "DOUBLE"),
-    ("d2h_ms_median", "DOUBLE"),
-    ("d2h_ms_p95", "DOUBLE"),
-    ("batch_ms_median", "DOUBLE"),
-    ("batch_ms_p95", "DOUBLE"),
-    ("batch_ms_p99", "DOUBLE"),
-    ("h2d_bytes_per_batch", "BIGINT"),
-    ("d2h_bytes_per_batch", "BIGINT"),
-    ("h2d_gbps", "DOUBLE"),
-    ("d2h_gbps", "DOUBLE"),
-    ("execution", "VARCHAR"),
-    ("d2h_mode", "VARCHAR"),
-    ("pinned_memory", "BOOLEAN"),
-    ("trials", "INTEGER"),
-    ("ci_target_met", "BOOLEAN"),
-    ("samples_per_s_ci_low", "DOUBLE"),
-    ("samples_per_s_ci_high", "DOUBLE"),
-    ("pipelined_samples_per_s", "DOUBLE"),
-    ("ideal_samples_per_s", "DOUBLE"),
-    ("fwd_gpu_ms", "DOUBLE"),
-    ("launch_overhead_share", "DOUBLE"),
-    ("regime", "VARCHAR"),
-    ("flops_per_sample", "BIGINT"),
-    ("gpu_util_pct_mean", "DOUBLE"),
-    ("pcie_rx_mbps_max", "DOUBLE"),
-    ("power_w_mean", "DOUBLE"),
-    ("numa_distance", "INTEGER"),
-    ("pool_fraction_on_node", "DOUBLE"),
-    ("launch_cpu", "INTEGER"),
-    ("launch_cpu_node", "INTEGER"),
-    ("peak_gpu_mem_mb", "DOUBLE"),
-    ("compile_s", "DOUBLE"),
-    ("worker_startup_s", "DOUBLE"),
-    ("host", "VARCHAR"),
-    ("gpu_name", "VARCHAR"),
-    ("driver", "VARCHAR"),
-    ("torch_version", "VARCHAR"),
-    ("cuda_runtime", "VARCHAR"),
-    ("binding", "VARCHAR"),
-    ("cpus_allowed", "VARCHAR"),
-    ("mems_allowed", "VARCHAR"),
-    ("record", "JSON"),
+# column name, SQL type, where it sits in a record (a dotted path; None: one of COMPUTED below)
+COLUMNS: list[tuple[str, str, str | None]] = [
+    ("run_id", "VARCHAR PRIMARY KEY", "run_id"),
+    ("folder", "VARCHAR", "folder"),
+    ("experiment", "VARCHAR", "experiment"),
+    ("study", "VARCHAR", "study"),
+    ("sweep_point", "INTEGER", "sweep_point"),
+    ("lane", "VARCHAR", "lane"),
+    ("device", "VARCHAR", None),
+    ("gpu_id", "INTEGER", "gpu_id"),
+    ("cpu_node", "INTEGER", "cpu_node"),
+    ("mem_node", "INTEGER", "mem_node"),
+    ("placement", "VARCHAR", "placement"),
+    ("model_name", "VARCHAR", "model.name"),
+    ("patch_size", "INTEGER", "model.patch_size"),
+    ("depth", "INTEGER", "model.depth"),
+    ("heads", "INTEGER", "model.heads"),
+    ("dim", "INTEGER", "model.dim"),
+    ("mlp_dim", "INTEGER", "model.mlp_dim"),
+    ("parameters", "BIGINT", "metrics.parameters"),
+    ("num_samples", "INTEGER", "test.num_samples"),
+    ("batch_size", "INTEGER", "test.batch_size"),
+    ("channels", "INTEGER", None),
+    ("height", "INTEGER", None),
+    ("width", "INTEGER", None),
+    ("memory_size_mb", "INTEGER", "test.memory_size_mb"),
+    ("compile_model", "BOOLEAN", "test.compile_model"),
+    ("success", "BOOLEAN", None),
+    ("error", "VARCHAR", "error"),
+    ("duration_s", "DOUBLE", "duration"),
+    ("started_at", "TIMESTAMPTZ", "started_at"),
+    ("finished_at", "TIMESTAMPTZ", "finished_at"),
+    ("samples_per_s", "DOUBLE", "metrics.samples_per_s"),
+    ("h2d_ms_median", "DOUBLE", "metrics.h2d_ms.median"),
+    ("h2d_ms_p95", "DOUBLE", "metrics.h2d_ms.p95"),
+    ("forward_ms_median", "DOUBLE", "metrics.forward_ms.median"),
+    ("forward_ms_p95", "DOUBLE", "metrics.forward_ms.p95"),
+    ("d2h_ms_median", "DOUBLE", "metrics.d2h_ms.median"),
+    ("d2h_ms_p95", "DOUBLE", "metrics.d2h_ms.p95"),
+    ("batch_ms_median", "DOUBLE", "metrics.batch_ms.median"),
+    ("batch_ms_p95", "DOUBLE", "metrics.batch_ms.p95"),
+    ("batch_ms_p99", "DOUBLE", "metrics.batch_ms.p99"),
+    ("h2d_bytes_per_batch", "BIGINT", "metrics.h2d_bytes_per_batch"),
+    ("d2h_bytes_per_batch", "BIGINT", "metrics.d2h_bytes_per_batch"),
+    ("h2d_gbps", "DOUBLE", "metrics.h2d_gbps"),
+    ("d2h_gbps", "DOUBLE", "metrics.d2h_gbps"),
+    ("execution", "VARCHAR", "metrics.execution"),
+    ("d2h_mode", "VARCHAR", "metrics.d2h_mode"),
+    ("pinned_memory", "BOOLEAN", "metrics.pool_pinned"),
+    ("trials", "INTEGER", "metrics.trials"),
+    ("ci_target_met", "BOOLEAN", "metrics.ci_target_met"),
+    ("samples_per_s_ci_low", "DOUBLE", "metrics.samples_per_s_ci.low"),
+    ("samples_per_s_ci_high", "DOUBLE", "metrics.samples_per_s_ci.high"),
+    ("pipelined_samples_per_s", "DOUBLE", "metrics.pipelined_samples_per_s"),
+    ("ideal_samples_per_s", "DOUBLE", "metrics.ideal_samples_per_s"),
+    ("fwd_gpu_ms", "DOUBLE", "metrics.fwd_gpu_ms"),
+    ("launch_overhead_share", "DOUBLE", "metrics.launch_overhead_share"),
+    ("regime", "VARCHAR", "metrics.regime"),
+    ("flops_per_sample", "BIGINT", "metrics.flops_per_sample"),
+    ("gpu_util_pct_mean", "DOUBLE", "metrics.telemetry.gpu_util_pct_mean"),
+    ("pcie_rx_mbps_max", "DOUBLE", "metrics.telemetry.pcie_rx_mbps_max"),
+    ("power_w_mean", "DOUBLE", "metrics.telemetry.power_w_mean"),
+    ("numa_distance", "INTEGER", "numa_distance"),
+    ("pool_fraction_on_node", "DOUBLE", "metrics.pool_pages.fraction_on_intended"),
+    ("launch_cpu", "INTEGER", "metrics.launch_cpu"),
+    ("launch_cpu_node", "INTEGER", "metrics.launch_cpu_node"),
+    ("peak_gpu_mem_mb", "DOUBLE", "metrics.peak_gpu_mem_mb"),
+    ("compile_s", "DOUBLE", "metrics.compile_s"),
+    ("worker_startup_s", "DOUBLE", "worker_startup_s"),
+    ("host", "VARCHAR", "environment.host"),
+    ("gpu_name", "VARCHAR", "environment.gpu_name"),
+    ("driver", "VARCHAR", "environment.driver"),
+    ("torch_version", "VARCHAR", "environment.torch"),
+    ("cuda_runtime", "VARCHAR", "environment.cuda_runtime"),
+    ("binding", "VARCHAR", "environment.binding.numactl"),
+    ("cpus_allowed", "VARCHAR", "environment.binding.cpus_allowed"),
+    ("mems_allowed", "VARCHAR", "environment.binding.mems_allowed"),
+    ("record", "JSON", None),
 ]
-NAMES = [name for name, _ in COLUMNS]
+NAMES = [name for name, _, _ in COLUMNS]
+
+# Columns not read from one path of the parsed record ``j`` (the file's text is ``raw``).
+COMPUTED = {
+    "device": "coalesce(j['device'], j['metrics']['device'])",
+    "channels": "j['test']['tensor_shape'][1]",
+    "height": "j['test']['tensor_shape'][2]",
+    "width": "j['test']['tensor_shape'][3]",
+    "success": "coalesce(j['success'], false)",
+    "record": "json(raw)",
+}
+# Parsed too, though not a column of their own (``trials`` is read from the last one).
+EXTRA_PATHS = {
+    "device": "VARCHAR",
+    "success": "BOOLEAN",
+    "metrics.device": "VARCHAR",
+    "test.tensor_shape": "INTEGER[]",
+    "metrics.trial_samples_per_s": "MAP(VARCHAR, DOUBLE[])",
+}
 
 
 VIEWS = {
@@ -206,97 +224,6 @@ def db_path(base: Path | None = None) -> Path:
     return (base or paths.outputs_dir()) / DB_NAME
 
 
-def _row(record: dict[str, Any]) -> list[Any]:
-    metrics = record.get("metrics") or {}
-    env = record.get("environment") or {}
-    bind = env.get("binding") or {}
-    model, test = record.get("model") or {}, record.get("test") or {}
-    shape = test.get("tensor_shape") or [None, None, None]
-
-    def stage(name: str, stat: str) -> Any:
-        return (metrics.get(name) or {}).get(stat)
-
-    values = {
-        "run_id": record["run_id"],
-        "folder": record.get("folder"),
-        "experiment": record.get("experiment"),
-        "study": record.get("study"),
-        "sweep_point": record.get("sweep_point"),
-        "lane": record.get("lane"),
-        "device": record.get("device") or metrics.get("device"),
-        "gpu_id": record.get("gpu_id"),
-        "cpu_node": record.get("cpu_node"),
-        "mem_node": record.get("mem_node"),
-        "placement": record.get("placement"),
-        "model_name": model.get("name"),
-        "patch_size": model.get("patch_size"),
-        "depth": model.get("depth"),
-        "heads": model.get("heads"),
-        "dim": model.get("dim"),
-        "mlp_dim": model.get("mlp_dim"),
-        "parameters": metrics.get("parameters"),
-        "num_samples": test.get("num_samples"),
-        "batch_size": test.get("batch_size"),
-        "channels": shape[0],
-        "height": shape[1],
-        "width": shape[2],
-        "memory_size_mb": test.get("memory_size_mb"),
-        "compile_model": test.get("compile_model"),
-        "success": bool(record.get("success")),
-        "error": record.get("error"),
-        "duration_s": record.get("duration"),
-        "started_at": record.get("started_at"),
-        "finished_at": record.get("finished_at"),
-        "samples_per_s": metrics.get("samples_per_s"),
-        "h2d_ms_median": stage("h2d_ms", "median"),
-        "h2d_ms_p95": stage("h2d_ms", "p95"),
-        "forward_ms_median": stage("forward_ms", "median"),
-        "forward_ms_p95": stage("forward_ms", "p95"),
-        "d2h_ms_median": stage("d2h_ms", "median"),
-        "d2h_ms_p95": stage("d2h_ms", "p95"),
-        "batch_ms_median": stage("batch_ms", "median"),
-        "batch_ms_p95": stage("batch_ms", "p95"),
-        "batch_ms_p99": stage("batch_ms", "p99"),
-        "h2d_bytes_per_batch": metrics.get("h2d_bytes_per_batch"),
-        "d2h_bytes_per_batch": metrics.get("d2h_bytes_per_batch"),
-        "h2d_gbps": metrics.get("h2d_gbps"),
-        "d2h_gbps": metrics.get("d2h_gbps"),
-        "execution": metrics.get("execution"),
-        "d2h_mode": metrics.get("d2h_mode"),
-        "pinned_memory": metrics.get("pool_pinned"),
-        "trials": metrics.get("trials"),
-        "ci_target_met": metrics.get("ci_target_met"),
-        "samples_per_s_ci_low": (metrics.get("samples_per_s_ci") or {}).get("low"),
-        "samples_per_s_ci_high": (metrics.get("samples_per_s_ci") or {}).get("high"),
-        "pipelined_samples_per_s": metrics.get("pipelined_samples_per_s"),
-        "ideal_samples_per_s": metrics.get("ideal_samples_per_s"),
-        "fwd_gpu_ms": metrics.get("fwd_gpu_ms"),
-        "launch_overhead_share": metrics.get("launch_overhead_share"),
-        "regime": metrics.get("regime"),
-        "flops_per_sample": metrics.get("flops_per_sample"),
-        "gpu_util_pct_mean": (metrics.get("telemetry") or {}).get("gpu_util_pct_mean"),
-        "pcie_rx_mbps_max": (metrics.get("telemetry") or {}).get("pcie_rx_mbps_max"),
-        "power_w_mean": (metrics.get("telemetry") or {}).get("power_w_mean"),
-        "numa_distance": record.get("numa_distance"),
-        "pool_fraction_on_node": (metrics.get("pool_pages") or {}).get("fraction_on_intended"),
-        "launch_cpu": metrics.get("launch_cpu"),
-        "launch_cpu_node": metrics.get("launch_cpu_node"),
-        "peak_gpu_mem_mb": metrics.get("peak_gpu_mem_mb"),
-        "compile_s": metrics.get("compile_s"),
-        "worker_startup_s": record.get("worker_startup_s"),
-        "host": env.get("host"),
-        "gpu_name": env.get("gpu_name"),
-        "driver": env.get("driver"),
-        "torch_version": env.get("torch"),
-        "cuda_runtime": env.get("cuda_runtime"),
-        "binding": bind.get("numactl"),
-        "cpus_allowed": bind.get("cpus_allowed"),
-        "mems_allowed": bind.get("mems_allowed"),
-        "record": json.dumps(record, default=str, sort_keys=True),
-    }
-    return [values[name] for name in NAMES]
-
-
 def _load_topologies(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
     """One topology snapshot per run folder (the host as it was when the plan was made)."""
     for folder in folders:
@@ -356,23 +283,6 @@ def last_accepted_night(phase: str, before: str, database: Path | None = None) -
     return row[0] if row else None
 
 
-def _load_trials(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
-    """One row per trial and timing mode of each (re)loaded run."""
-    rows = []
-    for rec in records:
-        per_mode = ((rec.get("metrics") or {}).get("trial_samples_per_s") or {}) if rec.get("success") else {}
-        for mode, values in per_mode.items():
-            rows += [(rec["run_id"], i, mode, float(v)) for i, v in enumerate(values or [])]
-    ids = [r["run_id"] for r in records]
-    if ids:
-        con.execute("DELETE FROM trials WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
-    if rows:
-        frame = pd.DataFrame(rows, columns=["run_id", "trial", "mode", "samples_per_s"])
-        con.register("incoming_trials", frame)
-        con.execute("INSERT INTO trials SELECT run_id, CAST(trial AS INTEGER), mode, samples_per_s FROM incoming_trials")
-        con.unregister("incoming_trials")
-
-
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables if they are missing."""
     con.execute(
@@ -389,64 +299,132 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         "CREATE TABLE IF NOT EXISTS topology (folder VARCHAR PRIMARY KEY, host VARCHAR, numa_nodes INTEGER, "
         "gpus INTEGER, notes VARCHAR, snapshot JSON)"
     )
-    cols = ",\n  ".join(f"{name} {sql}" for name, sql in COLUMNS)
+    cols = ",\n  ".join(f"{name} {sql}" for name, sql, _ in COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS runs (\n  {cols}\n)")
     have = {row[0] for row in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
-    for name, sql in COLUMNS:  # a database written by an older numa-lab gains the new columns
+    for name, sql, _ in COLUMNS:  # a database written by an older numa-lab gains the new columns
         if name not in have:
             con.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql.replace(' PRIMARY KEY', '')}")
     for name, body in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
 
 
-def _upsert(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]], before: dict[str, bool]) -> dict[str, int]:
-    failed_rows = dict(con.execute("SELECT run_id, finished_at FROM runs WHERE NOT success").fetchall())
-    fresh = [r for r in records if r["run_id"] not in before]
-
-    def remeasured(r: dict[str, Any]) -> bool:  # a failed row is replaced only by a newer record
-        if r["run_id"] not in failed_rows:
-            return False
-        if r.get("success"):
-            return True
-        stored, finished = failed_rows[r["run_id"]], r.get("finished_at")
-        return stored is None or finished is None or datetime.fromisoformat(finished) != stored
-
-    redo = [r for r in records if remeasured(r)]
-    if fresh or redo:
-        # One set-based insert from a DataFrame: row-by-row inserts take minutes for a night's runs.
-        frame = pd.DataFrame([_row(r) for r in fresh + redo], columns=NAMES).astype(object)
-        con.register("incoming", frame)
-        casts = ", ".join(f"CAST({n} AS {sql.replace(' PRIMARY KEY', '')})" for n, sql in COLUMNS)
-        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in NAMES if n != "run_id")
-        con.execute(
-            f"INSERT INTO runs ({', '.join(NAMES)}) SELECT {casts} FROM incoming "
-            f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE NOT runs.success"
-        )
-        con.unregister("incoming")
-        _load_trials(con, fresh + redo)
-    return {"inserted": len(fresh), "rechecked_failed": len(redo), "unchanged": len(records) - len(fresh) - len(redo)}
+def _structure() -> str:
+    """The ``json_transform`` structure that parses a record into every column's type in one pass."""
+    tree: dict[str, Any] = {}
+    leaves = [(path, sql.replace(" PRIMARY KEY", "")) for _, sql, path in COLUMNS if path] + list(EXTRA_PATHS.items())
+    for path, sql in leaves:
+        *parents, leaf = path.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = sql
+    return json.dumps(tree)
 
 
-def _read_new(folders: list[Path], stored_ok: set[str]) -> tuple[dict[str, dict[str, Any]], int]:
-    """Records not yet stored as successful (those are final and are not read again), and how many were skipped.
+def _select() -> str:
+    """One SQL expression per column, over the parsed record ``j``."""
+    exprs = []
+    for name, _, path in COLUMNS:
+        expr = COMPUTED[name] if path is None else "j" + "".join(f"['{part}']" for part in path.split("."))
+        exprs.append(f"{expr} AS {name}")
+    return ", ".join(exprs)
 
-    Unreadable files are quarantined.
+
+def _read_new(folders: list[Path], stored_ok: set[str]) -> tuple[pd.DataFrame, int]:
+    """The text of every run file not yet stored as successful (those are final), and how many were skipped.
+
+    Files that cannot be read as text are quarantined; a file gone since the listing is left out.
     """
-    records: dict[str, dict[str, Any]] = {}
+    paths_, texts = [], []
     skipped = 0
     for folder in folders:
-        for path in sorted((folder / "runs").glob("*.json")):
-            if path.stem in stored_ok:
+        runs_dir = os.path.join(folder, "runs")  # plain strings: pathlib costs seconds over 100k files
+        if not os.path.isdir(runs_dir):
+            continue
+        with os.scandir(runs_dir) as entries:
+            names = sorted(e.name for e in entries if e.name.endswith(".json"))
+        for name in names:
+            if name[:-5] in stored_ok:
                 skipped += 1
                 continue
+            path = os.path.join(runs_dir, name)
             try:
-                record = results.read_record(path)
-            except ValueError as exc:
-                results.quarantine(path, str(exc))
+                with open(path, "rb") as fh:
+                    texts.append(fh.read().decode())
+            except FileNotFoundError:
                 continue
-            if record is not None:
-                records[record["run_id"]] = record
-    return records, skipped
+            except (OSError, UnicodeDecodeError) as exc:
+                results.quarantine(Path(path), f"unreadable run file: {exc}")
+                continue
+            paths_.append(path)
+    return pd.DataFrame({"path": paths_, "raw": texts}), skipped
+
+
+def _keep_records(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> pd.DataFrame:
+    """Drop (and quarantine) files that are not run records; DuckDB checks them all at once.
+
+    What DuckDB refuses goes through ``results.read_record``, so a file is quarantined for the
+    same reasons and with the same words as everywhere else.
+    """
+    con.register("incoming_files", files)
+    bad = [row[0] for row in con.execute(
+        "SELECT path FROM incoming_files WHERE NOT CASE WHEN json_valid(raw) THEN json_type(raw) = 'OBJECT' "
+        "AND json_exists(raw, '$.run_id') AND json_exists(raw, '$.success') ELSE false END"
+    ).fetchall()]
+    con.unregister("incoming_files")
+    if not bad:
+        return files
+    fixed: dict[str, str | None] = {}
+    for path in bad:
+        try:
+            record = results.read_record(Path(path))
+        except ValueError as exc:
+            results.quarantine(Path(path), str(exc))
+            record = None
+        fixed[path] = None if record is None else json.dumps(record, default=str, sort_keys=True)
+    files = files.assign(raw=[fixed.get(p, raw) for p, raw in zip(files["path"], files["raw"], strict=True)])
+    return files[files["raw"].notna()].reset_index(drop=True)
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> dict[str, int]:
+    """Parse the records in DuckDB and store the new ones and the failed ones measured again, set-based."""
+    files = files.assign(ord=range(len(files)))
+    con.register("incoming_files", files)
+    # A run_id met twice (in two folders) counts once: the last file read wins.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * EXCLUDE (pos) FROM ("
+        f"  SELECT raw, j, row_number() OVER (PARTITION BY j['run_id'] ORDER BY ord DESC) AS pos"
+        f"  FROM (SELECT ord, raw, json_transform(raw, '{_structure()}') AS j FROM incoming_files)"
+        f") WHERE pos = 1"
+    )
+    con.unregister("incoming_files")
+    # A failed row is replaced only by a newer record: a success, or a failure with another end time.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE incoming_take AS "
+        "SELECT i.raw, i.j, r.run_id IS NULL AS fresh FROM incoming i LEFT JOIN runs r ON r.run_id = i.j['run_id'] "
+        "WHERE r.run_id IS NULL OR (NOT r.success AND (coalesce(i.j['success'], false) OR r.finished_at IS NULL "
+        "OR i.j['finished_at'] IS NULL OR i.j['finished_at'] <> r.finished_at))"
+    )
+    seen = con.execute("SELECT count(*) FROM incoming").fetchone()[0]
+    fresh, redo = con.execute("SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM incoming_take").fetchone()
+    if fresh or redo:
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in NAMES if n != "run_id")
+        con.execute(
+            f"INSERT INTO runs ({', '.join(NAMES)}) SELECT {_select()} FROM incoming_take "
+            f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE NOT runs.success"
+        )
+        # One row per trial and timing mode of each (re)loaded successful run.
+        con.execute("DELETE FROM trials WHERE run_id IN (SELECT j['run_id'] FROM incoming_take)")
+        con.execute(
+            "INSERT INTO trials WITH modes AS ("
+            "  SELECT j['run_id'] AS run_id, unnest(map_entries(j['metrics']['trial_samples_per_s'])) AS m"
+            "  FROM incoming_take WHERE coalesce(j['success'], false)"
+            ") SELECT run_id, CAST(unnest(range(len(m.value))) AS INTEGER), m.key, unnest(m.value) FROM modes"
+        )
+    con.execute("DROP TABLE incoming_take")
+    con.execute("DROP TABLE incoming")
+    return {"inserted": fresh, "rechecked_failed": redo, "unchanged": seen - fresh - redo}
 
 
 def load(folders: list[Path], database: Path | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S) -> dict[str, int]:
@@ -457,10 +435,11 @@ def load(folders: list[Path], database: Path | None = None, lock_timeout_s: floa
         with FileLock(str(database) + ".lock", timeout=lock_timeout_s):
             with duckdb.connect(str(database)) as con:
                 ensure_schema(con)
-                before = dict(con.execute("SELECT run_id, success FROM runs").fetchall())
-                records, skipped = _read_new(folders, {rid for rid, ok in before.items() if ok})
+                stored_ok = {row[0] for row in con.execute("SELECT run_id FROM runs WHERE success").fetchall()}
+                files, skipped = _read_new(folders, stored_ok)
+                files = _keep_records(con, files)
                 con.execute("BEGIN TRANSACTION")
-                counts = _upsert(con, list(records.values()), before)
+                counts = _upsert(con, files)
                 counts["unchanged"] += skipped
                 _load_topologies(con, folders)
                 con.execute("COMMIT")
