@@ -169,19 +169,46 @@ VIEWS = {
         FROM runs WHERE success AND device = 'cuda'
         GROUP BY ALL ORDER BY model_name, height, batch_size, execution
     """,
-    # Per shape and execution mode: the smallest model (by FLOPs) whose GPU compute outlasts its copies.
+    # Per shape and execution mode: where the GPU's compute overtakes the copies (RQ2). The crossover model is
+    # the smallest one from which on every larger model is compute-dominated (one noisy small model does not
+    # move it); the estimate interpolates gpu_ms / copy_ms = 1 in log-log between it and the model before it.
     "crossover": """
         WITH s AS (
             SELECT host, height, batch_size, coalesce(execution, 'eager') AS execution, pinned_memory, model_name,
-                   median(flops_per_sample) AS flops_per_sample, median(fwd_gpu_ms) AS gpu_ms,
-                   median(h2d_ms_median + d2h_ms_median) AS copy_ms, mode(regime) AS regime
+                   median(flops_per_sample) AS flops_per_sample, median(parameters) AS parameters,
+                   median(fwd_gpu_ms) AS gpu_ms, median(h2d_ms_median + d2h_ms_median) AS copy_ms, mode(regime) AS regime
             FROM runs WHERE success AND device = 'cuda' AND fwd_gpu_ms IS NOT NULL GROUP BY ALL
+        ),
+        marked AS (
+            SELECT *, gpu_ms > copy_ms AS compute_dominated,
+                   coalesce(max(flops_per_sample) FILTER (WHERE gpu_ms <= copy_ms)
+                            OVER (PARTITION BY host, height, batch_size, execution, pinned_memory), -1) AS last_copy_flops
+            FROM s
+        ),
+        agg AS (
+            SELECT host, height, batch_size, execution, pinned_memory,
+                   min(flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
+                       AS crossover_flops_per_sample,
+                   arg_min(model_name, flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
+                       AS first_compute_dominated_model,
+                   arg_min(parameters, flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
+                       AS crossover_parameters,
+                   arg_min(gpu_ms / copy_ms, flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
+                       AS ratio_after,
+                   arg_max(model_name, flops_per_sample) FILTER (WHERE NOT compute_dominated) AS last_transfer_dominated_model,
+                   max(flops_per_sample) FILTER (WHERE NOT compute_dominated) AS flops_before,
+                   arg_max(gpu_ms / copy_ms, flops_per_sample) FILTER (WHERE NOT compute_dominated) AS ratio_before,
+                   count(*) AS models, list(model_name || ':' || regime ORDER BY flops_per_sample) AS regimes
+            FROM marked GROUP BY ALL
         )
-        SELECT host, height, batch_size, execution, pinned_memory,
-               min(flops_per_sample) FILTER (WHERE gpu_ms > copy_ms) AS crossover_flops_per_sample,
-               arg_min(model_name, flops_per_sample) FILTER (WHERE gpu_ms > copy_ms) AS first_compute_dominated_model,
-               count(*) AS models, list(model_name || ':' || regime ORDER BY flops_per_sample) AS regimes
-        FROM s GROUP BY ALL ORDER BY height, batch_size, execution
+        SELECT host, height, batch_size, execution, pinned_memory, crossover_flops_per_sample, first_compute_dominated_model,
+               crossover_parameters, last_transfer_dominated_model,
+               CASE WHEN ratio_before > 0 AND ratio_after > ratio_before AND flops_before > 0 THEN
+                   exp(ln(flops_before) + (0 - ln(ratio_before)) * (ln(crossover_flops_per_sample) - ln(flops_before))
+                       / (ln(ratio_after) - ln(ratio_before)))
+               END AS crossover_flops_estimate,
+               models, regimes
+        FROM agg ORDER BY height, batch_size, execution
     """,
     # samples/s against model size, per experiment and execution mode (fits: numa_ops.analysis).
     "scaling": """

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import duckdb
+import pytest
 from numa_ops import results, store
 
+from tests.numa_ops import planted
 from tests.numa_ops.records import record
 
 
@@ -155,3 +158,71 @@ def test_trials_table_one_row_per_trial_and_mode(tmp_path):
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT mode, count(*), avg(samples_per_s) FROM trials GROUP BY mode ORDER BY mode").fetchall()
     assert rows == [("pipelined", 1, 12.0), ("serial", 3, 10.0)]
+
+
+def _crossover(db, height=224):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(
+            "SELECT first_compute_dominated_model, crossover_flops_per_sample, crossover_parameters, "
+            "last_transfer_dominated_model, crossover_flops_estimate, models FROM crossover WHERE height = ?", [height]
+        ).fetchone()
+
+
+def test_crossover_view_finds_the_planted_crossover(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)
+    store.load([folder], db)
+    first, flops, params, last_copy, estimate, models = _crossover(db)
+    # Compute (0.1 ms per 1e8 FLOPs) overtakes the copies (1.2 ms) at 1.2e9 FLOPs: between d8 and d16.
+    assert (first, flops, params, last_copy, models) == ("d16", 16 * planted.FLOPS_PER_DEPTH, 16 * 10**6, "d8", 6)
+    assert estimate == pytest.approx(planted.CROSSOVER_FLOPS, rel=1e-6)
+    with duckdb.connect(str(db), read_only=True) as con:
+        shares = con.execute("SELECT depth, h2d_share, forward_share FROM stage_breakdown ORDER BY depth").fetchall()
+    assert [d for d, _, _ in shares] == list(planted.DEPTHS)
+    h2d, fwd = [s[1] for s in shares], [s[2] for s in shares]
+    assert all(a > b for a, b in zip(h2d, h2d[1:], strict=False)), "the H2D share falls with model size"
+    assert all(a < b for a, b in zip(fwd, fwd[1:], strict=False)), "the compute share rises with model size"
+    assert h2d[3] > fwd[3] and h2d[4] < fwd[4]  # the shares cross between d8 and d16 too
+
+
+def test_one_noisy_small_model_does_not_move_the_crossover(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)
+    for i in range(3):  # d1 at 64 px looks compute-dominated (a disturbed measurement); d2..d8 do not
+        planted.write(folder, planted.sized_run(f"f1.h64.d1.{i}", 1, gpu_ms=2.0, height=64))
+    for depth in planted.DEPTHS[1:]:
+        planted.write(folder, planted.sized_run(f"f1.h64.d{depth}", depth, height=64))
+    store.load([folder], db)
+    assert _crossover(db, 64)[:4] == _crossover(db, 224)[:4] == ("d16", 16 * planted.FLOPS_PER_DEPTH, 16 * 10**6, "d8")
+
+
+def test_crossover_view_when_no_model_is_compute_dominated(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for depth in planted.DEPTHS[:4]:
+        planted.write(folder, planted.sized_run(f"f1.d{depth}", depth))
+    store.load([folder], db)
+    assert _crossover(db) == (None, None, None, "d8", None, 4)
+
+
+def test_unreadable_and_foreign_files_are_quarantined_the_rest_loads(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, record("f1.a"))
+    (folder / "runs" / "f1.cut.json").write_text('{"run_id": "f1.cut", "succ')  # a file cut short
+    (folder / "runs" / "f1.list.json").write_text("[1, 2]")  # JSON, but not a record
+    (folder / "runs" / "f1.bin.json").write_bytes(b"\xff\xfe{}")  # not text
+    counts = store.load([folder], db)
+    assert counts["inserted"] == 1 and [r[0] for r in _rows(db)] == ["f1.a"]
+    quarantined = sorted(p.name for p in (folder / "quarantine").glob("*.json"))
+    assert quarantined == ["f1.bin.json", "f1.cut.json", "f1.list.json"]
+    assert "not a run record" in (folder / "quarantine" / "f1.list.json.reason.txt").read_text()
+    assert "unreadable run file" in (folder / "quarantine" / "f1.cut.json.reason.txt").read_text()
+
+
+def test_a_run_in_two_folders_is_stored_once_and_keeps_its_whole_record(tmp_path):
+    db = tmp_path / "db.duckdb"
+    _write(tmp_path / "f1", record("r.a", folder="f1", samples_per_s=1.0))
+    _write(tmp_path / "f2", record("r.a", folder="f2", samples_per_s=2.0))
+    assert store.load([tmp_path / "f1", tmp_path / "f2"], db)["inserted"] == 1
+    with duckdb.connect(str(db), read_only=True) as con:
+        folder_, rec = con.execute("SELECT folder, record FROM runs").fetchone()
+    assert folder_ == "f2" and json.loads(rec) == record("r.a", folder="f2", samples_per_s=2.0)

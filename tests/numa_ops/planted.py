@@ -1,0 +1,76 @@
+"""Synthetic run records with planted answers (a crossover, a NUMA penalty, a power law) for the analysis tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numa_ops import results
+
+from tests.numa_ops.records import record
+
+# Crossover: the copies take COPY_MS per batch whatever the model; the GPU's compute grows linearly with
+# FLOPs, GPU_MS_PER_FLOP per FLOP per sample. Compute overtakes the copies at CROSSOVER_FLOPS exactly.
+H2D_MS, D2H_MS, LAUNCH_MS = 1.0, 0.2, 0.05
+COPY_MS = H2D_MS + D2H_MS
+GPU_MS_PER_FLOP = 1e-9
+CROSSOVER_FLOPS = COPY_MS / GPU_MS_PER_FLOP  # 1.2e9: between depth 8 (0.8e9) and depth 16 (1.6e9)
+FLOPS_PER_DEPTH = 10**8
+DEPTHS = (1, 2, 4, 8, 16, 32)
+
+
+def write(folder: Path, rec: dict[str, Any]) -> None:
+    """Write ``rec`` as a run file of ``folder`` (and say so in the record)."""
+    rec["folder"] = folder.name
+    results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+
+
+def sized_run(run_id: str, depth: int, gpu_ms: float | None = None, height: int = 224, noise: float = 1.0) -> dict[str, Any]:
+    """A CUDA run of model ``d<depth>``: fixed copies, GPU compute proportional to FLOPs (unless ``gpu_ms``)."""
+    flops = depth * FLOPS_PER_DEPTH
+    gpu = (gpu_ms if gpu_ms is not None else flops * GPU_MS_PER_FLOP) * noise
+    forward = gpu + LAUNCH_MS
+    batch = H2D_MS + forward + D2H_MS
+    model = {"name": f"d{depth}", "patch_size": 16, "depth": depth, "heads": 4, "dim": 256, "mlp_dim": 1024}
+    rec = record(run_id, device="cuda", placement="local", gpu_id=0, lane="gpu0-cpu0-mem0", model=model, metrics={
+        "samples_per_s": 8 / batch * 1000, "flops_per_sample": flops, "parameters": depth * 10**6, "execution": "eager",
+        "fwd_gpu_ms": gpu, "h2d_ms": {"median": H2D_MS}, "forward_ms": {"median": forward}, "d2h_ms": {"median": D2H_MS},
+        "batch_ms": {"median": batch}, "regime": "transfer-bound" if COPY_MS >= gpu else "compute-bound",
+    })
+    rec["test"].update(batch_size=8, tensor_shape=[3, height, height])
+    h2d_bytes = 8 * 3 * height * height * 4
+    rec["metrics"].update(h2d_bytes_per_batch=h2d_bytes, d2h_bytes_per_batch=8 * 1256 * 4, h2d_gbps=h2d_bytes / H2D_MS / 1e6)
+    return rec
+
+
+def write_crossover_runs(folder: Path, height: int = 224) -> None:
+    """Three runs per model (GPU time 3% below, at, and 3% above the planted line: the median is on it)."""
+    for depth in DEPTHS:
+        for i, noise in enumerate((0.97, 1.0, 1.03)):
+            write(folder, sized_run(f"{folder.name}.h{height}.d{depth}.{i}", depth, height=height, noise=noise))
+
+
+def write_penalty_runs(folder: Path, penalty: float, seed: int, runs: int = 3, trials: int = 6, spread: float = 0.015) -> None:
+    """Local and remote runs of one model; each trial's samples/s is noisy around 1000 and 1000 * (1 - penalty)."""
+    rng = np.random.default_rng(seed)
+    for place, mean in (("local", 1000.0), ("remote", 1000.0 * (1 - penalty))):
+        for i in range(runs):
+            serial = [float(v) for v in mean * (1 + rng.normal(0, spread, trials))]
+            rec = record(f"{folder.name}.{place}{i}", device="cuda", placement=place, gpu_id=0,
+                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
+                         metrics={"samples_per_s": float(np.median(serial)), "execution": "eager", "regime": "transfer-bound",
+                                  "h2d_gbps": float(np.median(serial)) / 100, "trial_samples_per_s": {"serial": serial}})
+            rec["model"]["name"] = "m"
+            write(folder, rec)
+
+
+def write_power_law_runs(folder: Path, exponent: float, seed: int, spread: float = 0.03) -> None:
+    """Seven models whose time per sample is ``2e-9 * parameters ** exponent``, with lognormal noise."""
+    rng = np.random.default_rng(seed)
+    for i, params in enumerate(1e6 * 2.0 ** np.arange(7)):
+        seconds = 2e-9 * params**exponent * float(np.exp(rng.normal(0, spread)))
+        rec = record(f"{folder.name}.p{i}", device="cuda", placement="local", gpu_id=0,
+                     metrics={"samples_per_s": 1 / seconds, "parameters": int(params), "execution": "eager"})
+        rec["model"]["name"] = f"p{i}"
+        write(folder, rec)
