@@ -235,6 +235,74 @@ def scaling_chart(database: Path, folder: str | None = None) -> alt.Chart | None
     ).properties(width=420, height=240)
 
 
+CROSSOVER_MODELS_SQL = """
+SELECT coalesce(execution, 'eager') || ' ' || height || 'px b' || batch_size
+           || CASE WHEN coalesce(pinned_memory, true) THEN '' ELSE ' pageable' END AS series,
+       model_name, median(flops_per_sample) AS flops_per_sample, median(fwd_gpu_ms) AS "GPU compute",
+       median(h2d_ms_median + d2h_ms_median) AS "copies (H2D + D2H)"
+FROM runs WHERE success AND device = 'cuda' AND fwd_gpu_ms IS NOT NULL AND flops_per_sample > 0 AND {where}
+GROUP BY ALL
+"""
+
+
+def crossover_table(database: Path, folder: str | None = None) -> pd.DataFrame:
+    """The ``crossover`` view (over one folder's runs, or all): where GPU compute overtakes the copies."""
+    where, params = _scope(folder)
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(
+            f"WITH runs AS (SELECT * FROM main.runs WHERE {where}) SELECT * FROM ({store.VIEWS['crossover']}) "
+            "WHERE models >= 2", params).df()
+
+
+def crossover_chart(database: Path, folder: str | None = None, table: pd.DataFrame | None = None) -> alt.Chart | None:
+    """GPU compute and copy time per batch against FLOPs per sample, with a rule where compute overtakes (RQ2)."""
+    where, params = _scope(folder)
+    with duckdb.connect(str(database), read_only=True) as con:
+        df = con.execute(CROSSOVER_MODELS_SQL.format(where=where), params).df()
+    if not len(df) or df.groupby("series")["model_name"].nunique().max() < 2:
+        return None
+    long = df.melt(id_vars=["series", "model_name", "flops_per_sample"], value_vars=["GPU compute", "copies (H2D + D2H)"],
+                   var_name="component", value_name="ms").dropna(subset=["ms"])
+    lines = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("flops_per_sample:Q", title="FLOPs per sample", scale=alt.Scale(type="log")),
+        y=alt.Y("ms:Q", title="ms per batch", scale=alt.Scale(type="log")),
+        color=alt.Color("series:N", title="execution, shape"), strokeDash=alt.StrokeDash("component:N"),
+        tooltip=["series", "model_name", "component", alt.Tooltip("ms:Q", format=".3f")],
+    )
+    table = crossover_table(database, folder) if table is None else table
+    marks = table.assign(
+        series=table["execution"] + " " + table["height"].astype(str) + "px b" + table["batch_size"].astype(str)
+        + table["pinned_memory"].map(lambda p: "" if p is None or pd.isna(p) or p else " pageable"),
+        at=table["crossover_flops_estimate"].fillna(table["crossover_flops_per_sample"]),
+    ).dropna(subset=["at"])[["series", "at", "first_compute_dominated_model"]]
+    chart = lines
+    if len(marks):
+        rules = alt.Chart(marks).mark_rule(strokeWidth=2).encode(
+            x="at:Q", color=alt.Color("series:N"),
+            tooltip=["series", alt.Tooltip("at:Q", title="crossover FLOPs/sample", format=".3g"),
+                     alt.Tooltip("first_compute_dominated_model:N", title="first compute-dominated model")],
+        )
+        chart = alt.layer(lines, rules)
+    return chart.properties(title="Crossover: GPU compute vs copies per batch (rule: where compute overtakes)",
+                            width=420, height=240)
+
+
+def _crossover_html(table: pd.DataFrame) -> str:
+    if not len(table):
+        return ""
+    shown = pd.DataFrame({
+        "image": table["height"], "batch": table["batch_size"], "execution": table["execution"],
+        "first compute-dominated model": table["first_compute_dominated_model"].fillna("none measured"),
+        "its parameters": table["crossover_parameters"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "its FLOPs/sample": table["crossover_flops_per_sample"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "crossover FLOPs/sample (interpolated)": table["crossover_flops_estimate"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "last transfer-dominated model": table["last_transfer_dominated_model"].fillna("-"),
+        "models": table["models"],
+    })
+    return ("<h2>Crossover (where the GPU's compute overtakes the H2D + D2H copies)</h2>"
+            + shown.to_html(index=False, classes="data crossover"))
+
+
 def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) -> Path:
     """``best_practices.md``: the recommendations with their numbers, and what could not be measured here."""
     with duckdb.connect(str(database), read_only=True) as con:
@@ -288,7 +356,7 @@ def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
             continue
         rows.append({
             "experiment": key[0], "execution": key[1], "device": key[2], "image": key[3], "batch": key[4],
-            "models": fit.points, "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
+            "models": fit.points, "exponent": round(fit.exponent, 4), "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
             "R2": round(fit.r_squared, 4), "max |log10 residual|": round(fit.max_abs_residual, 3), "regime": fit.regime(),
         })
     return pd.DataFrame(rows)
@@ -308,7 +376,8 @@ def numa_penalties(database: Path, folder: str | None = None) -> pd.DataFrame:
         ).df()
     rows = []
     for key, group in df.groupby(["model_name", "gpu_id", "height", "batch_size", "execution"]):
-        trials = {p: [v for t in g["trials"] for v in json.loads(t or "[]")] for p, g in group.groupby("placement")}
+        # a run without per-trial numbers (a null, NaN in the frame) adds none
+        trials = {p: [v for t in g["trials"] if isinstance(t, str) for v in json.loads(t)] for p, g in group.groupby("placement")}
         if not trials.get("remote") or not trials.get("local"):
             continue
         ci = penalty_ci(trials["local"], trials["remote"])
@@ -336,6 +405,37 @@ def _notes(df: pd.DataFrame, topology: dict[str, Any] | None, failed: pd.DataFra
     return notes
 
 
+def _page(title: str, header: str, charts: dict[str, alt.Chart], footer: str) -> str:
+    """The HTML page: Vega's bundle inlined once, then one SVG embed per chart (a chart that fails says why)."""
+    import vl_convert
+
+    head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>.chart{margin:1em 0} .chart-error{color:#b00}</style>")
+    if not charts:
+        return f"{head}</head><body>{header}<p>No successful runs to chart.</p>{footer}</body></html>"
+    bundle = vl_convert.javascript_bundle(vl_version="_".join(alt.SCHEMA_VERSION.split(".")[:2]))
+    divs = "".join(f'<div class="chart" id="chart-{name}"></div>' for name in charts)
+    specs = {name: chart.to_dict() for name, chart in charts.items()}
+    # "</" inside a string of the specs must not end the script element.
+    specs_js = json.dumps(specs).replace("</", "<\\/")
+    script = f"""<script>
+const specs = {specs_js};
+Promise.allSettled(Object.entries(specs).map(([name, spec]) =>
+  vegaEmbed('#chart-' + name, spec, {{renderer: 'svg', actions: false}}).catch((err) => {{
+    const note = document.createElement('pre');
+    note.className = 'chart-error';
+    note.textContent = 'chart ' + name + ' failed: ' + err;
+    document.getElementById('chart-' + name).replaceChildren(note);
+    throw err;
+  }})
+)).then((outcomes) => {{
+  document.body.dataset.chartsRendered = outcomes.filter((o) => o.status === 'fulfilled').length;
+}});
+</script>"""
+    return (f"{head}<script>{bundle}</script></head><body>{header}<div class='charts' data-charts='{len(charts)}'>"
+            f"{divs}</div>{script}{footer}</body></html>")
+
+
 def write_report(
     out_dir: Path,
     title: str,
@@ -356,7 +456,10 @@ def write_report(
     for name, chart in (("sensitivity", sensitivity_heatmap(database, folder)), ("scaling", scaling_chart(database, folder))):
         if chart is not None:
             charts[name] = chart
-    for name, chart in (("compile", compile_chart(database, folder)), ("nightly", regression_chart(database))):
+    crossovers = crossover_table(database, folder)
+    charts_more = (("crossover", crossover_chart(database, folder, crossovers)), ("compile", compile_chart(database, folder)),
+                   ("nightly", regression_chart(database)))
+    for name, chart in charts_more:
         if chart is not None:
             charts[name] = chart
     for name, chart in charts.items():
@@ -381,20 +484,12 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
     if len(laws):
         footer += ("<h2>Scaling laws (time per sample vs parameters, least squares in log space)</h2>"
                    + laws.to_html(index=False, classes="data"))
+    footer += _crossover_html(crossovers)
     if fail_rows:
         footer += f'<h2>Failed runs</h2><table class="data"><tr><th>run_id</th><th>error</th></tr>{fail_rows}</table>'
-    if charts:
-        combined = alt.vconcat(*charts.values()).resolve_scale(color="independent", strokeDash="independent")
-        page = combined.resolve_legend(color="independent", strokeDash="independent").to_html(inline=True)
-        # The inlined Vega bundle itself contains "<body>": the page's own tags are the last ones.
-        body_at, end_at = page.rindex("<body>") + len("<body>"), page.rindex("</body>")
-        doc = page[:body_at] + header + page[body_at:end_at] + footer + page[end_at:]
-        doc = doc.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
-    else:
-        doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-               f"<body>{header}<p>No successful runs to chart.</p>{footer}</body></html>")
+    doc = _page(title, header, charts, footer)
     write_guide(out_dir, database, topology)
     index = out_dir / "index.html"
     index.write_text(doc)
-    (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(df), "failed": len(failed)}))
+    (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(df), "failed": len(failed), "charts": list(charts)}))
     return index

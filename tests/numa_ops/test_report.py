@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
 import re
 
+import pytest
 from numa_ops import report, results, store
 
+from tests.numa_ops import planted
 from tests.numa_ops.records import record
 
 
@@ -83,3 +86,29 @@ def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
     assert d2h == [1256 * 4, 1256 * 4]
     report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
     assert (tmp_path / "rep" / "h2d_vs_image.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_shows_the_planted_crossover(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)
+    store.load([folder], db)
+    (row,) = report.crossover_table(db, "f1").to_dict("records")
+    assert row["first_compute_dominated_model"] == "d16"
+    assert row["crossover_flops_estimate"] == pytest.approx(planted.CROSSOVER_FLOPS, rel=1e-6)
+    chart = report.crossover_chart(db, "f1")
+    assert chart.layer[1].data["at"].tolist() == [pytest.approx(planted.CROSSOVER_FLOPS, rel=1e-6)]  # the rule
+    index = report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
+    crossover_html = index.read_text().split("<h2>Crossover", 1)[1].split("</table>", 1)[0]
+    assert "<td>d16</td>" in crossover_html and "<td>1.2e+09</td>" in crossover_html and "<td>d8</td>" in crossover_html
+    assert "crossover" in json.loads((tmp_path / "rep" / "report.json").read_text())["charts"]
+    assert (tmp_path / "rep" / "crossover.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_crossover_is_scoped_to_its_folder(tmp_path):
+    db = tmp_path / "db.duckdb"
+    planted.write_crossover_runs(tmp_path / "f1")
+    for depth in planted.DEPTHS[:3]:  # another folder: small models only, no crossover
+        planted.write(tmp_path / "f2", planted.sized_run(f"f2.d{depth}", depth))
+    store.load([tmp_path / "f1", tmp_path / "f2"], db)
+    assert report.crossover_table(db, "f2")["first_compute_dominated_model"].tolist() == [None]
+    assert report.crossover_table(db, "f1")["first_compute_dominated_model"].tolist() == ["d16"]
