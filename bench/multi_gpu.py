@@ -1,7 +1,9 @@
-"""Phase 1's multi-GPU validation and a sweep's wall time on 1 GPU vs all GPUs, through the plan and
-the lane supervisor (the code the Airflow operator runs), one lane per GPU in parallel.
+"""Phase 1's multi-GPU validation, a sweep's wall time on 1 GPU vs all GPUs, and multi-GPU patterns
+timed together, through the plan and the lane supervisor (the code the Airflow operator runs), one
+lane per GPU in parallel.
 
-Usage: ``python bench/multi_gpu.py [--gpus 0,1,2,3]``. Prints a table per step.
+Usage: ``python bench/multi_gpu.py [--gpus 0,1,2,3] [--steps validation,sweep,patterns] [--out DIR]``.
+Prints a table per step; with ``--out`` the run folders are tarred there.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -19,30 +22,97 @@ SWEEP = [
     "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024},"
     "{name:d6,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536},{name:d12,patch_size:32,depth:12,heads:12,dim:768,mlp_dim:3072}]",
     "experiment.test.batch_size=8,16,32,64", "experiment.test.execution=cuda_graph,eager",
-    "experiment.test.num_samples=1024", "experiment.test.min_trials=5", "experiment.test.max_trials=5",
+    'experiment.test.tensor_shape="[3,224,224],[3,384,384]"',
+    "experiment.test.num_samples=2048", "experiment.test.min_trials=5", "experiment.test.max_trials=5",
     "experiment.test.telemetry=off",
 ]
 
+# contention: each GPU alone, then pairs and all four at once (a transfer-heavy and a launch-bound case)
+PATTERNS = {
+    "transfer-heavy (768px, batch 16, pageable, cuda_graph)": [
+        "experiment=quick_test", "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
+        'experiment.test.tensor_shape=[3,768,768]', "experiment.test.batch_size=16", "experiment.test.pinned_memory=false",
+        "experiment.test.execution=cuda_graph", "experiment.test.memory_size_mb=512",
+    ],
+    "pinned transfer-heavy (768px, batch 16, pinned, cuda_graph)": [
+        "experiment=quick_test", "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
+        'experiment.test.tensor_shape=[3,768,768]', "experiment.test.batch_size=16",
+        "experiment.test.execution=cuda_graph", "experiment.test.memory_size_mb=512",
+    ],
+    "launch-bound (quick_test medium, eager)": [
+        "experiment=quick_test", "experiment.vit_configs=[{name:medium,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
+    ],
+}
+PATTERN_COMMON = ["experiment.test.num_samples=4096", "experiment.test.min_trials=6", "experiment.test.max_trials=6",
+                  "experiment.test.telemetry=off"]
 
-def run_plan(overrides: list[str]) -> tuple[float, list[dict], list]:
+
+FOLDERS: list[Path] = []
+
+
+def run_plan(overrides: list[str]) -> tuple[float, list[dict], list, dict]:
     from numa_ops import pipeline, results
     from numa_ops.topology import discover
 
     folder_path, lanes = pipeline.prepare("", overrides, discover())
+    FOLDERS.append(folder_path)
     t0 = time.perf_counter()
     outcomes = pipeline.run_lanes(lanes, folder_path, log=lambda _: None)
     wall = time.perf_counter() - t0
-    results.finalize(folder_path)
-    return wall, json.loads((folder_path / "results.json").read_text()), outcomes
+    summary = results.finalize(folder_path)
+    return wall, json.loads((folder_path / "results.json").read_text()), outcomes, summary
+
+
+def patterns(gpus: str) -> None:
+    ids = gpus.split(",")
+    sets = [f"[{g}]" for g in ids] + [f"[{ids[0]},{ids[1]}]", f"[{gpus}]"] if len(ids) > 1 else [f"[{ids[0]}]"]
+    for title, overrides in PATTERNS.items():
+        wall, records, _, summary = run_plan([*overrides, *PATTERN_COMMON, f'experiment.hardware.gpu_ids="{",".join(sets)}"'])
+        alone = {r["gpu_id"]: r["metrics"]["samples_per_s"] for r in records
+                 if r["success"] and not r.get("group_id")}
+        print(f"\n## multi-GPU patterns, {title}: {wall:.1f} s, {sum(r['success'] for r in records)}/{len(records)} ok\n")
+        print("alone (samples/s):", {g: round(v, 1) for g, v in sorted(alone.items())})
+        print("\n| GPUs | per GPU samples/s | vs alone | aggregate | vs sum alone | start skew ms | overlap s | complete |")
+        print("|---|---|---|---|---|---|---|---|")
+        for g in summary["groups"]:
+            per = {int(k): v for k, v in g["samples_per_s"].items()}
+            ratio = {k: round(v / alone[k], 3) for k, v in per.items() if k in alone}
+            base = sum(alone.get(k, 0) for k in per)
+            agg = g["aggregate_samples_per_s"]
+            print(f"| {g['gpus']} | { {k: round(v, 1) for k, v in per.items()} } | {ratio} | {agg and round(agg, 1)} | "
+                  f"{round(agg / base, 3) if agg and base else None} | "
+                  f"{g['start_skew_s'] and round(g['start_skew_s'] * 1e3, 2)} | {g['overlap_s'] and round(g['overlap_s'], 2)} | "
+                  f"{g['complete']} |")
+        h2d = {r["gpu_id"] if not r.get("group_id") else f"{r['gpu_id']}@{r['group_id'].split('gpus')[-1]}":
+               round(r["metrics"]["h2d_gbps"], 1) for r in records if r["success"] and r["metrics"].get("h2d_gbps")}
+        print("H2D GB/s (gpu@pattern):", h2d)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpus", default="0,1,2,3")
+    parser.add_argument("--steps", default="validation,sweep,patterns")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    gpus = args.gpus
+    gpus, steps = args.gpus, args.steps.split(",")
+    try:
+        if "validation" in steps:
+            validation(gpus)
+        if "sweep" in steps:
+            sweep(gpus)
+        if "patterns" in steps:
+            patterns(gpus)
+    finally:
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(args.out / "multi_gpu_runs.tar.gz", "w:gz") as tar:
+                for folder in FOLDERS:
+                    tar.add(folder, arcname=folder.name, filter=lambda t: None if "/lanes/" in t.name else t)
+    return 0
 
-    wall, records, outcomes = run_plan(["experiment=quick_test", f"experiment.hardware.gpu_ids=[{gpus}]"])
+
+def validation(gpus: str) -> None:
+    wall, records, outcomes, _ = run_plan(["experiment=quick_test", f"experiment.hardware.gpu_ids=[{gpus}]"])
     print(f"## Phase 1 multi-GPU validation (gpu_ids=[{gpus}]): {wall:.1f} s\n")
     print("| lane | model | success | samples/s | H2D GB/s | GPU | start | end |")
     print("|---|---|---|---|---|---|---|---|")
@@ -52,14 +122,16 @@ def main() -> int:
               f"{m.get('h2d_gbps')} | {(r.get('environment') or {}).get('pci_bus_id')} | {r.get('started_at')} | {r.get('finished_at')} |")
     print("start-up per lane (s):", {o.lane: [round(s, 1) for s in o.startup_s] for o in outcomes})
 
-    one, rec1, _ = run_plan([*SWEEP, f"experiment.hardware.gpu_ids=[{gpus.split(',')[0]}]"])
-    many, rec4, outs = run_plan([*SWEEP, f"experiment.hardware.gpu_ids=[{gpus}]"])
+
+def sweep(gpus: str) -> None:
+    one, rec1, _, _ = run_plan([*SWEEP, f"experiment.hardware.gpu_ids=[{gpus.split(',')[0]}]"])
+    many, rec4, outs, _ = run_plan([*SWEEP, f"experiment.hardware.gpu_ids=[{gpus}]"])
     ok1, ok4 = sum(r["success"] for r in rec1), sum(r["success"] for r in rec4)
     print(f"\n## sweep of {len(rec1)} runs (spread): 1 GPU {one:.1f} s ({ok1} ok), {len(gpus.split(','))} GPUs "
           f"{many:.1f} s ({ok4} ok): speed-up {one / many:.2f}x (target >= 3.5x)")
     print("runs per lane:", {o.lane: len(o.succeeded) for o in outs},
-          "start-up (s):", {o.lane: [round(s, 1) for s in o.startup_s] for o in outs})
-    return 0
+          "start-up (s):", {o.lane: [round(s, 1) for s in o.startup_s] for o in outs},
+          "lane wall (s):", {o.lane: round(o.wall_s, 1) for o in outs})
 
 
 if __name__ == "__main__":

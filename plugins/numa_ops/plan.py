@@ -147,9 +147,12 @@ def build_plan(
                 else:
                     for spec in specs:
                         spec["run_id"] = f"{folder}.{study}.{spec['lane']}.{vit.name}.{_digest(spec)}"
-                    if cfg.hardware.together and len(specs) > 1:
-                        _group(folder, study, point, vit.name, specs, k)
-                        workers = max(workers, len(specs))  # a pattern's GPUs must run at once
+                    if cfg.hardware.together:  # measured alone among pattern runs, or as one pattern
+                        for spec in specs:
+                            spec["exclusive"] = True
+                        if len(specs) > 1:
+                            _group(folder, study, point, vit.name, specs, k)
+                            workers = max(workers, len(specs))  # a pattern's GPUs must run at once
                 for spec in specs:
                     lanes.setdefault((spec["gpu_id"], spec["cpu_node"], spec["mem_node"]), []).append(spec)
     total = count_runs(lanes.values())

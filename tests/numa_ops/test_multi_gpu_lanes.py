@@ -63,12 +63,14 @@ def test_a_pattern_times_its_gpus_together(two_gpus):
     assert a["success"] and b["success"], (a.get("error"), b.get("error"))
     assert a["group_id"] == b["group_id"] == a["group"]["id"] == b["group"]["id"]
     assert a["group"]["lanes"] == ["gpu0-cpu0-mem0", "gpu1-cpu0-mem0"] and a["group"]["absent"] == []
+    assert a["group"]["leader"] == "gpu0-cpu0-mem0" and a["group"]["stragglers"] == []  # waited for gpu1 to finish
+    assert a["finished_at"] >= b["finished_at"]
     ma, mb = a["metrics"], b["metrics"]
     assert ma["timed_from"] < mb["timed_to"] and mb["timed_from"] < ma["timed_to"]  # the timed trials overlap
     for rec in (a, b):  # each GPU timed only after every GPU had arrived
         assert max(a["group"]["arrived_at"], b["group"]["arrived_at"]) <= rec["group"]["released_at"]
         assert rec["group"]["released_at"] <= rec["metrics"]["timed_from"]
-    assert not any((folder_path / "barriers").rglob("gpu*"))  # both marks taken off
+    assert not any(p.is_file() for p in (folder_path / "barriers").rglob("*"))  # every mark taken off
     summary = results.finalize(folder_path)
     (group,) = summary["groups"]
     assert group["gpus"] == [0, 1] and group["complete"]
@@ -83,7 +85,7 @@ def test_a_pattern_whose_other_gpu_never_comes_fails_with_the_reason(two_gpus):
     pipeline.run_lanes(lanes[:1], folder_path, log=lambda _: None)  # gpu1's lane never starts
     (rec,) = _records(folder_path)
     assert not rec["success"]
-    assert "barrier: lanes ['gpu1-cpu0-mem0']" in rec["error"] and "did not arrive within 2 s" in rec["error"]
+    assert "barrier of group " in rec["error"] and "lanes ['gpu1-cpu0-mem0'] did not arrive within 2 s" in rec["error"]
 
 
 def test_claims(tmp_path):
@@ -102,3 +104,19 @@ def test_claims(tmp_path):
     again.release()
     assert coordination.claim(tmp_path, spec, since=0.0) == "already measured on gpu0-cpu0-mem0"
     assert os.listdir(tmp_path / "claims") == ["f.s.pool.t.1.lock"]
+
+
+def test_in_a_pattern_sweep_a_gpu_alone_is_measured_alone(two_gpus):
+    folder_path, lanes = pipeline.prepare(
+        "tiny", [*TINY, 'experiment.hardware.gpu_ids="[0],[1],[0,1]"'],
+        two_gpus)
+    pipeline.run_lanes(lanes, folder_path, max_workers=2, log=lambda _: None)
+    recs = _records(folder_path)
+    assert len(recs) == 4 and all(r["success"] for r in recs), [r.get("error") for r in recs]
+    windows = {}  # the pattern's windows, or each single run's: no two overlap
+    for r in recs:
+        key = r["group_id"] or r["run_id"]
+        lo, hi = windows.get(key, (float("inf"), 0.0))
+        windows[key] = (min(lo, r["metrics"]["timed_from"]), max(hi, r["metrics"]["timed_to"]))
+    spans = sorted(windows.values())
+    assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))

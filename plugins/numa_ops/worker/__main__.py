@@ -64,16 +64,23 @@ def main(argv: list[str] | None = None) -> int:
         record["started_at"] = results.now()
         t0 = time.perf_counter()
         group: dict = {}
+        held: list = []  # the pattern lock, while this run (or its pattern) measures
+        wait_s = spec["test"]["timeout_s"] / 2
 
-        def barrier(spec: dict = spec, group: dict = group) -> None:
+        def before_timing(spec: dict = spec, group: dict = group, held: list = held, wait_s: float = wait_s) -> None:
+            take = lambda: held.append(coordination.take_pattern_lock(wait_s))  # noqa: E731
             if spec.get("group"):
-                group.update(coordination.wait_at_barrier(args.folder_path, spec, spec["test"]["timeout_s"] / 2))
+                group.update(coordination.wait_at_barrier(args.folder_path, spec, wait_s, on_all_arrived=take))
+            elif spec.get("exclusive"):
+                take()
 
         try:
             if device is None:
                 raise RuntimeError(f"GPU {gpu_id} was requested but CUDA is not available in the worker")
-            metrics = measure_run(spec, device, nvml_index=gpu_id, before_timing=barrier)
+            metrics = measure_run(spec, device, nvml_index=gpu_id, before_timing=before_timing)
             record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
+            if held:
+                metrics["pattern_lock_wait_s"] = held[0].waited_s
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
             failures += 1
             text = str(exc).lower()
@@ -85,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             record["traceback"] = traceback.format_exc(limit=8)
             if device is not None and device.type == "cuda":
                 torch.cuda.empty_cache()
+        if group and group["leader"] != spec["lane"]:
+            coordination.mark_done(args.folder_path, spec)
+        elif group:  # the leader keeps the pattern lock until every member has finished measuring
+            group["stragglers"] = coordination.wait_done(args.folder_path, spec, group, wait_s)
+        for lock in held:
+            lock.release()
         record["duration"] = time.perf_counter() - t0
         record["finished_at"] = results.now()
         record["environment"] = env

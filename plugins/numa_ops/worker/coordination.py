@@ -6,6 +6,11 @@
 - **Barriers** (``hardware.together``): the lanes of a multi-GPU pattern each write
   ``barriers/<group>/<lane>`` when their run is warmed up and ready to time, and start timing once
   every member has arrived, so the GPUs' timed trials overlap.
+- **The pattern lock** (``hardware.together``): a pattern study compares GPUs measured alone with
+  the same GPUs measured together, so each of its runs, or each pattern as a whole, holds
+  ``<outputs>/.locks/patterns.lock`` while it measures: a GPU "alone" is alone among pattern runs.
+  A pattern's first lane (by name) takes it before arriving at the barrier and lets go once every
+  member has written ``barriers/<group>/<lane>.done``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,11 +87,15 @@ def _barrier_dir(folder_path: Path, group_id: str) -> Path:
     return paths.inside(folder_path, "barriers", paths.safe_name(group_id, "group"))
 
 
-def wait_at_barrier(folder_path: Path, spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def wait_at_barrier(
+    folder_path: Path, spec: dict[str, Any], timeout_s: float, on_all_arrived: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Arrive at the run's group barrier and wait for the other lanes; returns what to record.
 
-    A member whose run already has a successful record (measured in an earlier attempt) will not
-    come again: it is listed as absent, and this run is timed without it.
+    When every member has arrived, the pattern's first lane calls ``on_all_arrived`` (it takes the
+    pattern lock) and then says go; the others start when they see that go. A member whose run
+    already has a successful record (an earlier attempt) will not come again: it is listed as
+    absent, and this run is timed without it.
     """
     group = spec["group"]
     here = _barrier_dir(folder_path, group["id"])
@@ -96,27 +106,96 @@ def wait_at_barrier(folder_path: Path, spec: dict[str, Any], timeout_s: float) -
     others = {lane: run_id for lane, run_id in group["runs"].items() if lane != spec["lane"]}
     absent = sorted(lane for lane, run_id in others.items() if results.successful(folder_path, run_id))
     waiting = set(others) - set(absent)
-    while waiting:
-        waiting = {lane for lane in waiting if not (here / lane).exists()}
-        if not waiting:
-            break
-        if time.monotonic() > deadline:
-            leave_barrier(folder_path, spec)
-            raise BarrierTimeout(
-                f"barrier: lanes {sorted(waiting)} of group {group['id']} did not arrive within {timeout_s:.0f} s "
-                "(a pattern's GPUs must be measured at once: max_workers / max_lanes at least the group's size)"
-            )
-        time.sleep(POLL_S)
+    leader = min(set(group["runs"]) - set(absent))
+
+    def wait(what: str, ready: Callable[[], bool]) -> None:
+        while not ready():
+            if time.monotonic() > deadline:
+                leave_barrier(folder_path, spec)
+                raise BarrierTimeout(
+                    f"barrier of group {group['id']}: {what} within {timeout_s:.0f} s (a pattern's GPUs must be "
+                    "measured at once: max_workers / max_lanes at least the group's size)"
+                )
+            time.sleep(POLL_S)
+
+    def all_arrived() -> bool:
+        waiting.difference_update({lane for lane in waiting if (here / lane).exists()})
+        return not waiting
+
+    wait(f"lanes {sorted(waiting)} did not arrive", all_arrived)
+    go = here / "go"
+    if spec["lane"] == leader:
+        if on_all_arrived is not None:
+            on_all_arrived()
+        results.write_json_atomic(go, {"at": time.time()})
+    else:
+        wait(f"lane {leader} did not say go", lambda: go.exists() and go.stat().st_mtime >= arrived_at)
     released_at = time.time()
     return {
         "id": group["id"],
         "lanes": sorted(group["runs"]),
         "size": len(group["runs"]),
+        "leader": leader,
         "absent": absent,
         "arrived_at": arrived_at,
         "released_at": released_at,
         "waited_s": released_at - arrived_at,
     }
+
+
+class PatternLock:
+    """The host-wide pattern lock, held by this process (released on close or death)."""
+
+    def __init__(self, handle: IO[str], waited_s: float):
+        self._handle = handle
+        self.waited_s = waited_s
+
+    def release(self) -> None:
+        """Let other pattern runs measure."""
+        if not self._handle.closed:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+
+
+def take_pattern_lock(timeout_s: float) -> PatternLock:
+    """Wait (up to ``timeout_s``) until no other pattern run measures on this host, then hold the lock."""
+    path = paths.outputs_dir() / ".locks" / "patterns.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    t0 = time.monotonic()
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return PatternLock(handle, time.monotonic() - t0)
+        except BlockingIOError:
+            if time.monotonic() - t0 > timeout_s:
+                handle.close()
+                raise BarrierTimeout(f"pattern lock: other pattern runs held {path} for more than {timeout_s:.0f} s") from None
+            time.sleep(0.01)
+
+
+def mark_done(folder_path: Path, spec: dict[str, Any]) -> None:
+    """Say this lane's pattern run has finished measuring."""
+    results.write_json_atomic(_barrier_dir(folder_path, spec["group"]["id"]) / f"{spec['lane']}.done", {"at": time.time()})
+
+
+def wait_done(folder_path: Path, spec: dict[str, Any], group: dict[str, Any], timeout_s: float) -> list[str]:
+    """The leader waits until the pattern's other lanes finished measuring; returns those that did not."""
+    here = _barrier_dir(folder_path, spec["group"]["id"])
+    waiting = set(group["lanes"]) - {spec["lane"]} - set(group["absent"])
+    deadline = time.monotonic() + timeout_s
+
+    def done(lane: str) -> bool:
+        mark = here / f"{lane}.done"
+        return mark.exists() and mark.stat().st_mtime >= group["released_at"]
+
+    while waiting and time.monotonic() < deadline:
+        waiting = {lane for lane in waiting if not done(lane)}
+        time.sleep(POLL_S)
+    for lane in set(group["lanes"]) - waiting:  # every member is past the go: the marks can go
+        (here / f"{lane}.done").unlink(missing_ok=True)
+    (here / "go").unlink(missing_ok=True)
+    return sorted(waiting)
 
 
 def leave_barrier(folder_path: Path, spec: dict[str, Any]) -> None:
