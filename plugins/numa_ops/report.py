@@ -326,6 +326,19 @@ def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) 
     else:
         lines.append("- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
                      "The penalty, its confidence interval and the pairing advice need a multi-node host.")
+    cross = crossover_table(database)
+    if len(cross):
+        lines += ["", "## Compute vs copies (crossover)", ""]
+        for r in cross.itertuples():
+            where = f"{r.height}px, batch {r.batch_size}, `{r.execution}`"
+            if pd.isna(r.crossover_flops_per_sample):
+                lines.append(f"- {where}: no measured model's GPU compute outlasts its copies (largest: "
+                             f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
+                continue
+            est = "" if pd.isna(r.crossover_flops_estimate) else f"; interpolated crossover {r.crossover_flops_estimate:.3g} FLOPs/sample"
+            lines.append(f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
+                         f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); "
+                         "smaller models are transfer-dominated.")
     if len(comp):
         lines += ["", "## torch.compile", ""]
         for r in comp.itertuples():

@@ -112,3 +112,11 @@ def test_report_crossover_is_scoped_to_its_folder(tmp_path):
     store.load([tmp_path / "f1", tmp_path / "f2"], db)
     assert report.crossover_table(db, "f2")["first_compute_dominated_model"].tolist() == [None]
     assert report.crossover_table(db, "f1")["first_compute_dominated_model"].tolist() == ["d16"]
+
+
+def test_guide_quotes_the_crossover(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)
+    store.load([folder], db)
+    guide = report.write_guide(tmp_path, db, None).read_text()
+    assert "from **d16** on (1.6e+09 FLOPs/sample, 1.6e+07 parameters; interpolated crossover 1.2e+09 FLOPs/sample)" in guide
