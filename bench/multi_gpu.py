@@ -95,19 +95,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     gpus, steps = args.gpus, args.steps.split(",")
-    try:
-        if "validation" in steps:
-            validation(gpus)
-        if "sweep" in steps:
-            sweep(gpus)
-        if "patterns" in steps:
-            patterns(gpus)
-    finally:
+    for step in steps:  # each step's run folders are saved as soon as it ends
+        {"validation": validation, "sweep": sweep, "patterns": patterns}[step](gpus)
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(args.out / "multi_gpu_runs.tar.gz", "w:gz") as tar:
+            with tarfile.open(args.out / f"multi_gpu_{step}.tar.gz", "w:gz") as tar:
                 for folder in FOLDERS:
                     tar.add(folder, arcname=folder.name, filter=lambda t: None if "/lanes/" in t.name else t)
+            FOLDERS.clear()
+        sys.stdout.flush()
     return 0
 
 
