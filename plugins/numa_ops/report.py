@@ -12,6 +12,7 @@ from typing import Any
 
 import altair as alt
 import duckdb
+import numpy as np
 import pandas as pd
 
 from numa_ops import store
@@ -375,28 +376,51 @@ def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RUNS_AS_UNIT = 5  # runs per placement from which the bootstrap resamples runs rather than trials
+
+PENALTY_SQL = """
+WITH r AS (
+    SELECT model_name, gpu_id, height, batch_size, coalesce(execution, 'eager') AS execution, placement,
+           coalesce(regime, 'unknown') AS regime,
+           CAST(json_extract(record, '$.metrics.trial_samples_per_s.serial') AS DOUBLE[]) AS trials
+    FROM runs WHERE success AND device = 'cuda' AND placement IN ('local', 'remote') AND {where}
+)
+SELECT model_name, gpu_id, height, batch_size, execution, placement, list(DISTINCT regime) AS regimes,
+       flatten(list(trials) FILTER (WHERE len(trials) > 0)) AS trials,
+       list(list_avg(trials)) FILTER (WHERE len(trials) > 0) AS run_means
+FROM r GROUP BY ALL ORDER BY ALL
+"""
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list | tuple | np.ndarray)
+
+
 def numa_penalties(database: Path, folder: str | None = None) -> pd.DataFrame:
-    """Remote vs local penalty with a bootstrap 95% CI over per-trial samples/s, per model, GPU, shape, execution."""
+    """Remote vs local penalty with a bootstrap 95% CI, per model, GPU, shape and execution mode.
+
+    The bootstrap resamples runs (their mean trial samples/s) where each placement has at least
+    ``RUNS_AS_UNIT`` runs: trials of one run share its worker, memory and moment, so they are not
+    independent draws. With fewer runs it resamples the trials of all runs.
+    """
     from numa_ops.analysis import penalty_ci
 
     where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
-        df = con.execute(
-            "SELECT model_name, gpu_id, height, batch_size, coalesce(execution, 'eager') AS execution, placement, "
-            "coalesce(regime, 'unknown') AS regime, record->>'$.metrics.trial_samples_per_s.serial' AS trials "
-            f"FROM runs WHERE success AND device = 'cuda' AND placement IN ('local', 'remote') AND {where}",
-            params,
-        ).df()
+        df = con.execute(PENALTY_SQL.format(where=where), params).df()
     rows = []
     for key, group in df.groupby(["model_name", "gpu_id", "height", "batch_size", "execution"]):
-        # a run without per-trial numbers (a null, NaN in the frame) adds none
-        trials = {p: [v for t in g["trials"] if isinstance(t, str) for v in json.loads(t)] for p, g in group.groupby("placement")}
-        if not trials.get("remote") or not trials.get("local"):
+        # per placement: (mean of each run's trials, all trials); a placement without trials has neither
+        got = {r.placement: (list(r.run_means), list(r.trials)) for r in group.itertuples() if _is_list(r.run_means)}
+        if "local" not in got or "remote" not in got:
             continue
-        ci = penalty_ci(trials["local"], trials["remote"])
+        unit = "runs" if min(len(got["local"][0]), len(got["remote"][0])) >= RUNS_AS_UNIT else "trials"
+        values = [got[p][0 if unit == "runs" else 1] for p in ("local", "remote")]
+        ci = penalty_ci(values[0], values[1])
         rows.append({"model": key[0], "gpu": key[1], "image": key[2], "batch": key[3], "execution": key[4],
-                     "regime": ", ".join(sorted(set(group["regime"]))), "penalty": ci["penalty"],
-                     "95% CI low": ci["low"], "95% CI high": ci["high"]})
+                     "regime": ", ".join(sorted({g for r in group.itertuples() for g in r.regimes})),
+                     "penalty": ci["penalty"], "95% CI low": ci["low"], "95% CI high": ci["high"],
+                     "resampled": f"{unit} ({len(values[0])} local, {len(values[1])} remote)"})
     return pd.DataFrame(rows)
 
 

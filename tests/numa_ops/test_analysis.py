@@ -58,9 +58,11 @@ def _loaded(tmp_path, write, *args):
     return db
 
 
-def test_planted_20pct_remote_penalty_is_recovered_with_a_ci_containing_it(tmp_path):
-    db = _loaded(tmp_path, planted.write_penalty_runs, 0.20, 0)
+@pytest.mark.parametrize(("runs", "unit"), [pytest.param(3, "trials", id="3-runs"), pytest.param(8, "runs", id="8-runs")])
+def test_planted_20pct_remote_penalty_is_recovered_with_a_ci_containing_it(tmp_path, runs, unit):
+    db = _loaded(tmp_path, planted.write_penalty_runs, 0.20, 0, runs)
     (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    assert row["resampled"].startswith(unit)  # few runs: their trials are resampled; enough runs: the runs
     assert row["95% CI low"] < 0.20 < row["95% CI high"]
     assert row["penalty"] == pytest.approx(0.20, abs=0.01)
     assert row["95% CI high"] - row["95% CI low"] < 0.03  # an interval that says something

@@ -120,3 +120,15 @@ def test_guide_quotes_the_crossover(tmp_path):
     store.load([folder], db)
     guide = report.write_guide(tmp_path, db, None).read_text()
     assert "from **d16** on (1.6e+09 FLOPs/sample, 1.6e+07 parameters; interpolated crossover 1.2e+09 FLOPs/sample)" in guide
+
+
+def test_numa_penalty_skips_a_placement_without_trials(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for place, trials in (("local", {"serial": [100.0, 101.0, 99.0]}), ("remote", None)):
+        metrics = {"samples_per_s": 90.0, **({"trial_samples_per_s": trials} if trials else {})}
+        rec = record(f"f1.{place}", device="cuda", placement=place, gpu_id=0, metrics=metrics)
+        rec["model"]["name"] = "m"
+        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    store.load([folder], db)
+    assert report.numa_penalties(db, "f1").empty
+    assert "NUMA penalty" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
