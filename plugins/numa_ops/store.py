@@ -312,10 +312,12 @@ def last_accepted_night(phase: str, before: str, database: Path | None = None) -
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables if they are missing."""
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS trials (run_id VARCHAR, trial INTEGER, mode VARCHAR, samples_per_s DOUBLE, "
-        "PRIMARY KEY (run_id, trial, mode))"
-    )
+    # No primary key: the load keeps (run_id, trial, mode) unique (a run's trials are replaced with it), and
+    # an index over millions of trial rows took 3 of the 10 s that 100k runs may take to load.
+    con.execute("CREATE TABLE IF NOT EXISTS trials (run_id VARCHAR, trial INTEGER, mode VARCHAR, samples_per_s DOUBLE)")
+    if con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'trials' "
+                   "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]:  # a database written by an older numa-lab
+        con.execute("CREATE OR REPLACE TABLE trials AS SELECT * FROM trials")
     con.execute(
         "CREATE TABLE IF NOT EXISTS regressions (phase VARCHAR, accepted BOOLEAN, night VARCHAR, baseline VARCHAR, "
         "config_key VARCHAR, config VARCHAR, tonight_mean DOUBLE, tonight_low DOUBLE, tonight_high DOUBLE, "
@@ -396,8 +398,8 @@ def _keep_records(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> pd.Dat
     """
     con.register("incoming_files", files)
     bad = [row[0] for row in con.execute(
-        "SELECT path FROM incoming_files WHERE NOT CASE WHEN json_valid(raw) THEN json_type(raw) = 'OBJECT' "
-        "AND json_exists(raw, '$.run_id') AND json_exists(raw, '$.success') ELSE false END"
+        "SELECT path FROM incoming_files WHERE NOT CASE WHEN json_valid(raw) "
+        "THEN list_bool_and(json_exists(raw, ['$.run_id', '$.success'])) ELSE false END"
     ).fetchall()]
     con.unregister("incoming_files")
     if not bad:
@@ -415,30 +417,31 @@ def _keep_records(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> pd.Dat
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> dict[str, int]:
-    """Parse the records in DuckDB and store the new ones and the failed ones measured again, set-based."""
-    files = files.assign(ord=range(len(files)))
-    con.register("incoming_files", files)
+    """Parse the records in DuckDB and store the new ones and the failed ones measured again, set-based.
+
+    Only the parsed fields are materialised; the files' text stays in the DataFrame until it is inserted.
+    """
+    con.register("incoming_files", files.assign(ord=range(len(files))))
     # A run_id met twice (in two folders) counts once: the last file read wins.
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * EXCLUDE (pos) FROM ("
-        f"  SELECT raw, j, row_number() OVER (PARTITION BY j['run_id'] ORDER BY ord DESC) AS pos"
-        f"  FROM (SELECT ord, raw, json_transform(raw, '{_structure()}') AS j FROM incoming_files)"
-        f") WHERE pos = 1"
+        f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT ord, j FROM ("
+        f"  SELECT ord, json_transform(raw, '{_structure()}') AS j FROM incoming_files"
+        f") QUALIFY row_number() OVER (PARTITION BY j['run_id'] ORDER BY ord DESC) = 1"
     )
-    con.unregister("incoming_files")
     # A failed row is replaced only by a newer record: a success, or a failure with another end time.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE incoming_take AS "
-        "SELECT i.raw, i.j, r.run_id IS NULL AS fresh FROM incoming i LEFT JOIN runs r ON r.run_id = i.j['run_id'] "
+        "SELECT i.ord, i.j, r.run_id IS NULL AS fresh FROM incoming i LEFT JOIN runs r ON r.run_id = i.j['run_id'] "
         "WHERE r.run_id IS NULL OR (NOT r.success AND (coalesce(i.j['success'], false) OR r.finished_at IS NULL "
         "OR i.j['finished_at'] IS NULL OR i.j['finished_at'] <> r.finished_at))"
     )
-    seen = con.execute("SELECT count(*) FROM incoming").fetchone()[0]
-    fresh, redo = con.execute("SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM incoming_take").fetchone()
+    ((seen,),) = con.execute("SELECT count(*) FROM incoming").fetchall()
+    ((fresh, redo),) = con.execute(
+        "SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM incoming_take").fetchall()
     if fresh or redo:
         updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in NAMES if n != "run_id")
         con.execute(
-            f"INSERT INTO runs ({', '.join(NAMES)}) SELECT {_select()} FROM incoming_take "
+            f"INSERT INTO runs ({', '.join(NAMES)}) SELECT {_select()} FROM incoming_take JOIN incoming_files USING (ord) "
             f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE NOT runs.success"
         )
         # One row per trial and timing mode of each (re)loaded successful run.
@@ -449,6 +452,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> dict[str, in
             "  FROM incoming_take WHERE coalesce(j['success'], false)"
             ") SELECT run_id, CAST(unnest(range(len(m.value))) AS INTEGER), m.key, unnest(m.value) FROM modes"
         )
+    con.unregister("incoming_files")
     con.execute("DROP TABLE incoming_take")
     con.execute("DROP TABLE incoming")
     return {"inserted": fresh, "rechecked_failed": redo, "unchanged": seen - fresh - redo}

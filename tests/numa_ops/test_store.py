@@ -226,3 +226,16 @@ def test_a_run_in_two_folders_is_stored_once_and_keeps_its_whole_record(tmp_path
     with duckdb.connect(str(db), read_only=True) as con:
         folder_, rec = con.execute("SELECT folder, record FROM runs").fetchone()
     assert folder_ == "f2" and json.loads(rec) == record("r.a", folder="f2", samples_per_s=2.0)
+
+
+def test_trials_table_of_an_older_database_loses_its_key_but_not_its_rows(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE trials (run_id VARCHAR, trial INTEGER, mode VARCHAR, samples_per_s DOUBLE, "
+                    "PRIMARY KEY (run_id, trial, mode))")
+        con.execute("INSERT INTO trials VALUES ('old', 0, 'serial', 1.0)")
+    _write(folder, record("f1.a", metrics={"samples_per_s": 10.0, "trial_samples_per_s": {"serial": [9.0, 11.0]}}))
+    store.load([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT run_id, count(*) FROM trials GROUP BY run_id ORDER BY run_id").fetchall() == [("f1.a", 2), ("old", 1)]
+        assert not con.execute("SELECT * FROM duckdb_constraints() WHERE table_name = 'trials'").fetchall()
