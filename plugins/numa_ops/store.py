@@ -408,10 +408,13 @@ def _keep_records(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> pd.Dat
     for path in bad:
         try:
             record = results.read_record(Path(path))
+            text = None if record is None else json.dumps(record, default=str, sort_keys=True)
+            if text is not None and not con.execute("SELECT json_valid(?)", [text]).fetchall()[0][0]:
+                raise ValueError("unreadable run file: JSON that DuckDB cannot read (e.g. a lone surrogate escape)")
         except ValueError as exc:
             results.quarantine(Path(path), str(exc))
-            record = None
-        fixed[path] = None if record is None else json.dumps(record, default=str, sort_keys=True)
+            text = None
+        fixed[path] = text
     files = files.assign(raw=[fixed.get(p, raw) for p, raw in zip(files["path"], files["raw"], strict=True)])
     return files[files["raw"].notna()].reset_index(drop=True)
 

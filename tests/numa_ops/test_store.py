@@ -210,10 +210,11 @@ def test_unreadable_and_foreign_files_are_quarantined_the_rest_loads(tmp_path):
     (folder / "runs" / "f1.cut.json").write_text('{"run_id": "f1.cut", "succ')  # a file cut short
     (folder / "runs" / "f1.list.json").write_text("[1, 2]")  # JSON, but not a record
     (folder / "runs" / "f1.bin.json").write_bytes(b"\xff\xfe{}")  # not text
+    (folder / "runs" / "f1.sur.json").write_text('{"run_id": "f1.sur\\ud800", "success": true}')  # Python reads it, DuckDB not
     counts = store.load([folder], db)
     assert counts["inserted"] == 1 and [r[0] for r in _rows(db)] == ["f1.a"]
     quarantined = sorted(p.name for p in (folder / "quarantine").glob("*.json"))
-    assert quarantined == ["f1.bin.json", "f1.cut.json", "f1.list.json"]
+    assert quarantined == ["f1.bin.json", "f1.cut.json", "f1.list.json", "f1.sur.json"]
     assert "not a run record" in (folder / "quarantine" / "f1.list.json.reason.txt").read_text()
     assert "unreadable run file" in (folder / "quarantine" / "f1.cut.json.reason.txt").read_text()
 
