@@ -4,6 +4,10 @@ discover_topology -> plan_runs -> measure (one mapped instance per lane) -> load
 
 The gate comes last so that results are loaded and reported even when it fails; only a phase
 that passes its gate updates its Asset, which schedules the phases after it.
+
+With GPU hosts configured (``NUMA_LAB_HOSTS``, Celery), each host gets a task group of its own
+(``<host>.discover_topology -> <host>.plan_runs -> <host>.measure``) on the Celery queue named for
+it, with its own run folder (``<folder>_<host>``); load, report and gate cover every host's folder.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, TriggerRule, task
+from airflow.sdk import DAG, Asset, Param, TaskGroup, TriggerRule, task
+from airflow.sdk.exceptions import AirflowSkipException
 
-from numa_ops.config import available_experiments
+from numa_ops.config import ConfigError, available_experiments
+from numa_ops.hosts import configured_hosts
 from numa_ops.operators import NumaLaneOperator
 from numa_ops.phases import Phase, load_phases
 
@@ -42,10 +48,44 @@ def _doc(dag_id: str, phase: Phase) -> str:
     )
 
 
-def _params(phase: Phase) -> dict[str, Param]:
+def _lanes(plans: list[Any]) -> list[dict[str, Any]]:
+    """Every lane of ``plans``: one host's lanes, or a list of each host's lanes (None where a host skipped)."""
+    return [lane for plan in plans if plan for lane in (plan if isinstance(plan, list) else [plan])]
+
+
+def _folders(plans: list[Any]) -> list[str]:
+    """The run folders of ``plans``, one per host, in order."""
+    folders = list(dict.fromkeys(lane["folder"] for lane in _lanes(plans)))
+    if not folders:
+        raise RuntimeError("nothing was planned: no host had a study to run")
+    return folders
+
+
+def _studies_on(phase: Phase, host: str | None, params: dict[str, Any]) -> list[str]:
+    """The chosen studies that run on ``host``; skips the host's tasks when it has none (or was not chosen)."""
+    if host is None:
+        return params["studies"]
+    if host not in (params.get("hosts") or []):
+        raise AirflowSkipException(f"host {host} was not chosen in the trigger form")
+    if params.get("experiment"):
+        return params["studies"]
+    wanted = params["studies"] or list(phase.studies)
+    pinned = {name: study.hosts for name, study in phase.studies.items() if study.hosts}
+    chosen = [s for s in wanted if host in pinned.get(s, [host])]
+    if not chosen:
+        raise AirflowSkipException(f"none of the chosen studies ({', '.join(wanted)}) runs on host {host}")
+    return chosen
+
+
+def _on_host(lane: dict[str, Any], topology: dict[str, Any], queue: str | None) -> dict[str, Any]:
+    """A lane that names the host whose topology it was planned on (and that host's queue)."""
+    return {**lane, "host": topology["host"], "queue": queue}
+
+
+def _params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Param]:
     experiments = [None, *available_experiments()]
     override_list = {"type": "string", "pattern": OVERRIDE_PATTERN, "maxLength": 500}
-    return {
+    params = {
         "studies": Param(
             list(phase.studies),
             type="array",
@@ -78,12 +118,24 @@ def _params(phase: Phase) -> dict[str, Param]:
             description="Re-use this run folder: runs already complete there are skipped.",
         ),
     }
+    if hosts:
+        params["hosts"] = Param(
+            list(hosts), type="array", items={"type": "string", "enum": list(hosts)}, uniqueItems=True,
+            title="Hosts", description="GPU hosts to run on (each measures on its own GPUs, into <folder>_<host>).",
+        )
+        params["folder"].description = "Re-use the run folders <folder>_<host>: runs already complete there are skipped."
+    return params
 
 
 def build_phase_dag(dag_id: str) -> DAG:
     """The DAG of phase ``dag_id``."""
     phases = load_phases()
     phase = phases[dag_id]
+    hosts = configured_hosts()
+    for study_name, study in phase.studies.items():
+        unknown = [h for h in study.hosts if hosts and h not in hosts]
+        if unknown:
+            raise ConfigError(f"phases.yaml: {dag_id}.studies.{study_name}.hosts: {unknown} not in NUMA_LAB_HOSTS ({', '.join(hosts)})")
     schedule = phase.schedule or [phase_asset(a) for a in phase.after] or None
     with DAG(
         dag_id=dag_id,
@@ -93,7 +145,7 @@ def build_phase_dag(dag_id: str) -> DAG:
         start_date=datetime(2026, 1, 1),
         catchup=False,
         tags=["numa-lab", *phase.tags],
-        params=_params(phase),
+        params=_params(phase, hosts),
         max_active_runs=1,
         default_args={"retries": 0},
         # a cron-scheduled sweep would start at once on its first unpause; it waits for a person instead
@@ -111,7 +163,9 @@ def build_phase_dag(dag_id: str) -> DAG:
             return topo.to_dict()
 
         @task
-        def plan_runs(topology: dict[str, Any], params: dict[str, Any] | None = None, dag_run: Any = None) -> list[dict[str, Any]]:
+        def plan_runs(
+            topology: dict[str, Any], host: str | None = None, params: dict[str, Any] | None = None, dag_run: Any = None
+        ) -> list[dict[str, Any]]:
             """Validate the request against the phase's studies and the host; write the plan."""
             from numa_ops.paths import safe_name
             from numa_ops.phases import study_configs
@@ -121,11 +175,13 @@ def build_phase_dag(dag_id: str) -> DAG:
             extra = [*params["overrides"], *params["sweeps"]]
             if params.get("num_samples"):
                 extra.append(f"experiment.test.num_samples={int(params['num_samples'])}")
-            studies = study_configs(phase, params["studies"], extra, params.get("experiment") or None)
+            studies = study_configs(phase, _studies_on(phase, host, params), extra, params.get("experiment") or None)
             name = params.get("experiment") or dag_id.split("_")[0]
             folder = safe_name(params["folder"], "folder") if params.get("folder") else folder_name(
                 name, dag_run.run_after, token=f"{dag_run.dag_id}|{dag_run.run_id}"
             )
+            if host:
+                folder = safe_name(f"{folder}_{host}", "folder")
             request = {"phase": dag_id, "params": dict(params)}
             folder_path, lanes = write_plan(folder, studies, Topology.from_dict(topology), request)
             runs = sum(len(lane.runs) for lane in lanes)
@@ -134,74 +190,106 @@ def build_phase_dag(dag_id: str) -> DAG:
                 print(f"  study {study}: {len(configs)} sweep point(s)")
             for lane in lanes:
                 print(f"  lane {lane.name}: {len(lane.runs)} runs")
-            return [lane.to_dict() for lane in lanes]
+            return [_on_host(lane.to_dict(), topology, host) for lane in lanes]
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def load_duckdb(lanes: list[dict[str, Any]]) -> dict[str, Any]:
+        def load_duckdb(lanes: list[Any]) -> dict[str, Any]:
             """Write results.json and the summary; load every run record into DuckDB."""
             from numa_ops import pipeline, results
 
-            loaded = pipeline.load(results.run_folder(lanes[0]["folder"]))
-            print(f"summary: {loaded['summary']}; duckdb: {loaded['load']}")
+            loaded = {}
+            for folder in _folders(lanes):
+                loaded = pipeline.load(results.run_folder(folder))
+                print(f"{folder}: summary: {loaded['summary']}; duckdb: {loaded['load']}")
             return loaded
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def report(lanes: list[dict[str, Any]]) -> dict[str, Any]:
+        def report(lanes: list[Any]) -> dict[str, Any]:
             """Write this run's report and the cumulative one; say where everything is."""
             from numa_ops import pipeline, results
 
-            where = pipeline.write_reports(results.run_folder(lanes[0]["folder"]))
-            for key, value in where.items():
-                print(f"{key}: {value}")
+            where = {}
+            for folder in _folders(lanes):
+                where = pipeline.write_reports(results.run_folder(folder))
+                for key, value in where.items():
+                    print(f"{key}: {value}")
             return where
 
         @task(outlets=[phase_asset(dag_id)], trigger_rule=TriggerRule.ALL_DONE)
-        def gate(lanes: list[dict[str, Any]]) -> dict[str, Any]:
+        def gate(lanes: list[Any]) -> dict[str, Any]:
             """Fail the phase (and hold back the next ones) if too many runs failed or are too noisy."""
             from numa_ops import results
             from numa_ops.gate import check
 
-            verdict = check(results.run_folder(lanes[0]["folder"]), phase.gate)
-            print(verdict["summary"])
-            for line in verdict["problems"]:
-                print(f"  {line}")
-            if not verdict["passed"]:
-                raise RuntimeError(f"{dag_id} did not pass its gate: {verdict['summary']}")
-            return verdict
+            verdicts = [check(results.run_folder(folder), phase.gate) for folder in _folders(lanes)]
+            for verdict in verdicts:
+                print(verdict["summary"])
+                for line in verdict["problems"]:
+                    print(f"  {line}")
+            failed = [v["summary"] for v in verdicts if not v["passed"]]
+            if failed:
+                raise RuntimeError(f"{dag_id} did not pass its gate: {'; '.join(failed)}")
+            return verdicts[0] if len(verdicts) == 1 else {"passed": True, "hosts": verdicts}
 
         @task
-        def compare_baseline(lanes: list[dict[str, Any]]) -> dict[str, Any]:
+        def compare_baseline(lanes: list[Any]) -> dict[str, Any]:
             """Compare tonight with the baseline night; a regression outside both CIs fails the run."""
             from numa_ops import nightly, paths, results, store
 
-            folder_path = results.run_folder(lanes[0]["folder"])
-            if phase.baseline == "last_accepted":
-                base_name = store.last_accepted_night(dag_id, before=folder_path.name)
-            else:
-                base_name = phase.baseline
-            baseline = results.run_folder(base_name) if base_name else None
-            verdicts = nightly.compare(folder_path, baseline)
-            ok = nightly.accepted(verdicts)
-            store.save_verdicts(dag_id, verdicts, ok)
-            print(f"baseline: {base_name or 'none yet: this night becomes the baseline'}")
-            for v in verdicts:
-                print(f"  {v['verdict']:12} {v['config']}: {v['tonight_mean']} vs {v['baseline_mean']} ({v['change']})")
-            results.write_json_atomic(folder_path / "regressions.json", verdicts)
-            if not ok:
-                bad = [v["config"] for v in verdicts if v["verdict"] in (nightly.REGRESSION, nightly.MISSING)]
-                raise RuntimeError(f"regression against {base_name}: {', '.join(bad)} (see {paths.outputs_dir()} and table regressions)")
-            return {"baseline": base_name, "verdicts": len(verdicts)}
+            problems, out = [], {}
+            queues = {lane["folder"]: lane.get("queue") for lane in _lanes(lanes)}
+            for folder in _folders(lanes):
+                folder_path = results.run_folder(folder)
+                host_queue = queues[folder]
+                key = f"{dag_id}@{host_queue}" if host_queue else dag_id  # each host is compared with its own nights
+                if phase.baseline == "last_accepted":
+                    base_name = store.last_accepted_night(key, before=folder_path.name)
+                else:
+                    base_name = f"{phase.baseline}_{host_queue}" if host_queue else phase.baseline
+                baseline = results.run_folder(base_name) if base_name else None
+                verdicts = nightly.compare(folder_path, baseline)
+                ok = nightly.accepted(verdicts)
+                store.save_verdicts(key, verdicts, ok)
+                print(f"{folder}: baseline: {base_name or 'none yet: this night becomes the baseline'}")
+                for v in verdicts:
+                    print(f"  {v['verdict']:12} {v['config']}: {v['tonight_mean']} vs {v['baseline_mean']} ({v['change']})")
+                results.write_json_atomic(folder_path / "regressions.json", verdicts)
+                if not ok:
+                    bad = [v["config"] for v in verdicts if v["verdict"] in (nightly.REGRESSION, nightly.MISSING)]
+                    problems.append(f"regression against {base_name}: {', '.join(bad)}")
+                out = {"baseline": base_name, "verdicts": len(verdicts)}
+            if problems:
+                raise RuntimeError(f"{'; '.join(problems)} (see {paths.outputs_dir()} and table regressions)")
+            return out
 
-        plan = plan_runs(discover_topology())
-        measure = NumaLaneOperator.partial(
-            task_id="measure",
-            map_index_template="{{ lane_name }}",
-            max_active_tis_per_dagrun=phase.max_lanes,
-        ).expand(lane=plan)
+        if not hosts:
+            plan: Any = plan_runs(discover_topology())
+            measures = [
+                NumaLaneOperator.partial(
+                    task_id="measure",
+                    map_index_template="{{ lane_name }}",
+                    max_active_tis_per_dagrun=phase.max_lanes,
+                ).expand(lane=plan)
+            ]
+        else:  # one task group per GPU host, on the Celery queue named for it
+            plan, measures = [], []
+            for host in hosts:
+                with TaskGroup(group_id=host, tooltip=f"discover, plan and measure on {host} (queue {host})"):
+                    host_plan = plan_runs.override(queue=host)(discover_topology.override(queue=host)(), host=host)
+                    measures.append(
+                        NumaLaneOperator.partial(
+                            task_id="measure",
+                            queue=host,
+                            map_index_template="{{ lane_name }}",
+                            max_active_tis_per_dagrun=phase.max_lanes,
+                        ).expand(lane=host_plan)
+                    )
+                plan.append(host_plan)
         loaded = load_duckdb(plan)
         reported = report(plan)
         gated = gate(plan)
-        measure >> loaded >> reported >> gated
+        measures >> loaded
+        loaded >> reported >> gated
         if phase.baseline:
             gated >> compare_baseline(plan)
     return dag

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -16,7 +17,8 @@ class NumaLaneOperator(BaseOperator):
     Each run's progress streams into the task log. A run that crashes or passes its
     ``timeout_s`` is recorded as failed and the lane goes on; the task fails at the end if any
     run failed, after every run has been tried. A retry measures only runs without a
-    successful record. Killing the task ends the worker's whole process group.
+    successful record. Killing the task ends the worker's whole process group. A lane planned on
+    one host's topology (``lane["host"]``) refuses to measure on another.
     """
 
     template_fields = ("lane",)
@@ -31,6 +33,12 @@ class NumaLaneOperator(BaseOperator):
         lane = self.lane
         context["lane_name"] = lane["name"]  # names the mapped instance in the UI
         folder_path = results.run_folder(lane["folder"])
+        here = socket.gethostname()
+        if lane.get("host") and lane["host"] != here:
+            raise RuntimeError(
+                f"lane {lane['name']} was planned on the topology of {lane['host']} but runs on {here}: "
+                f"queue {lane.get('queue') or 'default'} must be served by {lane['host']}'s worker alone"
+            )
         self._supervisor = LaneSupervisor(lane, folder_path, log=self.log.info)
         self.log.info("lane %s: %d runs into %s", lane["name"], len(lane["runs"]), folder_path)
         outcome = self._supervisor.run()

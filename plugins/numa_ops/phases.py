@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from numa_ops import paths
 from numa_ops.config import ConfigError, ExperimentConfig, load_experiment, split_experiment
+from numa_ops.hosts import check_host_name
 
 
 class _Strict(BaseModel):
@@ -21,6 +22,9 @@ class Study(_Strict):
     experiment: str
     overrides: list[str] = []
     zip: list[list[str]] = []
+    # the hosts of NUMA_LAB_HOSTS this study runs on, each on its own GPUs (empty: every host);
+    # without configured hosts there is one host and this is not used
+    hosts: list[str] = []
 
 
 class Gate(_Strict):
@@ -54,6 +58,9 @@ def load_phases() -> dict[str, Phase]:
     except ValidationError as exc:
         raise ConfigError(f"phases.yaml: {exc}") from None
     for name, phase in phases.items():
+        for study_name, study in phase.studies.items():
+            for host in study.hosts:
+                check_host_name(host, f"phases.yaml: {name}.studies.{study_name}.hosts")
         unknown = [a for a in phase.after if a not in phases]
         if unknown:
             raise ConfigError(f"phases.yaml: {name}.after names unknown phases {unknown}")
