@@ -3,11 +3,15 @@ triggerer; SQLite) in a private home, stopped through its process group."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -48,6 +52,37 @@ def call(method, path, token=None, body=None):
         req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read() or b"null")
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres():
+    """A private PostgreSQL cluster (Debian's server, as root); yields its SQLAlchemy URL."""
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb or os.geteuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs Debian's postgresql package and root (.ci/run installs it)")
+    bindir = os.path.dirname(initdb[-1])
+    data = tempfile.mkdtemp(prefix="numa-lab-pg-", dir="/tmp")
+    shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, f"{bindir}/initdb", "-D", data, "--auth=trust", "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", data, "-o", f"-p {port} -k {data} -c listen_addresses=localhost",
+                    "-l", f"{data}/server.log", "-w", "start"], check=True, capture_output=True)
+    try:
+        sql = "CREATE USER airflow PASSWORD 'airflow'; CREATE DATABASE airflow OWNER airflow;"
+        for statement in sql.split(";")[:2]:
+            subprocess.run([*as_pg, f"{bindir}/psql", "-h", data, "-p", str(port), "-c", statement], check=True, capture_output=True)
+        yield f"postgresql+psycopg2://airflow:airflow@localhost:{port}/airflow"
+    finally:
+        subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture
