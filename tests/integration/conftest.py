@@ -146,6 +146,11 @@ def airflow(tmp_path, configs_dir, outputs_dir, airflow_extra_env):
                 break
             time.sleep(1)
             survivors = _live_members(proc.pid)
+        if survivors:  # fail, but leave nothing running behind
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         assert not survivors, f"processes of airflow standalone survived SIGTERM to its group: {survivors}"
 
 
