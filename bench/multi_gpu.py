@@ -23,7 +23,7 @@ SWEEP = [
     "{name:d6,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536},{name:d12,patch_size:32,depth:12,heads:12,dim:768,mlp_dim:3072}]",
     "experiment.test.batch_size=8,16,32,64", "experiment.test.execution=cuda_graph,eager",
     'experiment.test.tensor_shape="[3,224,224],[3,384,384]"',
-    "experiment.test.num_samples=2048", "experiment.test.min_trials=5", "experiment.test.max_trials=5",
+    "experiment.test.num_samples=1536", "experiment.test.min_trials=5", "experiment.test.max_trials=5",
     "experiment.test.telemetry=off",
 ]
 

@@ -49,6 +49,9 @@ class HardwareConfig(_Strict):
     # true: a multi-GPU pattern: one worker per GPU, each run timed on all of them at once (after a
     # common barrier), to measure contention; false: each GPU's runs timed on their own schedule
     together: Annotated[bool, Field(strict=True)] = False
+    # how long a pattern's lane waits for its other GPUs (busy with other runs) before giving up;
+    # the run's own timeout_s counts only once the pattern starts timing
+    barrier_timeout_s: Annotated[int, Field(strict=True, ge=1, le=7 * 86400)] = 3600
 
     @model_validator(mode="after")
     def _non_empty(self) -> HardwareConfig:

@@ -170,6 +170,7 @@ def build_phase_dag(dag_id: str) -> DAG:
             from numa_ops.paths import safe_name
             from numa_ops.phases import study_configs
             from numa_ops.pipeline import folder_name, write_plan
+            from numa_ops.plan import count_runs
             from numa_ops.topology import Topology
 
             extra = [*params["overrides"], *params["sweeps"]]
@@ -184,7 +185,7 @@ def build_phase_dag(dag_id: str) -> DAG:
                 folder = safe_name(f"{folder}_{host}", "folder")
             request = {"phase": dag_id, "params": dict(params)}
             folder_path, lanes = write_plan(folder, studies, Topology.from_dict(topology), request)
-            runs = sum(len(lane.runs) for lane in lanes)
+            runs = count_runs(lanes)
             print(f"plan: {runs} runs of {len(studies)} studies on {len(lanes)} lane(s) into {folder_path}")
             for study, configs in studies.items():
                 print(f"  study {study}: {len(configs)} sweep point(s)")

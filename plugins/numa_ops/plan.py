@@ -149,7 +149,7 @@ def build_plan(
                         spec["run_id"] = f"{folder}.{study}.{spec['lane']}.{vit.name}.{_digest(spec)}"
                     if cfg.hardware.together:  # measured alone among pattern runs, or as one pattern
                         for spec in specs:
-                            spec["exclusive"] = True
+                            spec.update(exclusive=True, barrier_timeout_s=cfg.hardware.barrier_timeout_s)
                         if len(specs) > 1:
                             _group(folder, study, point, vit.name, specs, k)
                             workers = max(workers, len(specs))  # a pattern's GPUs must run at once

@@ -281,6 +281,11 @@ class LaneSupervisor:
                         timeout = current["test"]["timeout_s"] if current else startup_timeout_s()
                         deadline = time.monotonic() + timeout
                         self.log(f"[{self.name}] run {done + len(settled) + 1}/{total} started: {event['run_id']}")
+                    elif event["event"] == "waiting" and current is not None:  # for a pattern's other GPUs
+                        deadline = time.monotonic() + event["limit_s"] + 60
+                        self.log(f"[{self.name}] run {event['run_id']} waiting for its pattern (up to {event['limit_s']:.0f} s)")
+                    elif event["event"] == "timing" and current is not None:  # the run's own timeout starts again
+                        deadline = time.monotonic() + current["test"]["timeout_s"]
                     elif event["event"] == "end":
                         settled.add(event["run_id"])
                         (outcome.succeeded if event["success"] else outcome.failed).append(event["run_id"])

@@ -79,13 +79,25 @@ def test_a_pattern_times_its_gpus_together(two_gpus):
 
 def test_a_pattern_whose_other_gpu_never_comes_fails_with_the_reason(two_gpus):
     folder_path, lanes = pipeline.prepare("tiny", [*TINY, "experiment.hardware.gpu_ids=[0,1]",
-                                                   "experiment.hardware.together=true", "experiment.test.timeout_s=4",
-                                                   "experiment.test.max_trial_time_s=1"],
+                                                   "experiment.hardware.together=true", "experiment.test.timeout_s=3",
+                                                   "experiment.test.max_trial_time_s=1", "experiment.hardware.barrier_timeout_s=4"],
                                           two_gpus)
     pipeline.run_lanes(lanes[:1], folder_path, log=lambda _: None)  # gpu1's lane never starts
     (rec,) = _records(folder_path)
-    assert not rec["success"]
-    assert "barrier of group " in rec["error"] and "lanes ['gpu1-cpu0-mem0'] did not arrive within 2 s" in rec["error"]
+    assert not rec["success"]  # failed by the worker at the barrier's limit, not killed at the run's timeout_s=3
+    assert "barrier of group " in rec["error"] and "lanes ['gpu1-cpu0-mem0'] did not arrive within 4 s" in rec["error"]
+
+
+def test_a_pattern_gives_up_at_once_when_another_gpus_run_failed(two_gpus):
+    folder_path, lanes = pipeline.prepare("tiny", [*TINY, "experiment.hardware.gpu_ids=[0,1]",
+                                                   "experiment.hardware.together=true"], two_gpus)
+    other = next(r for r in lanes[1].runs)
+    results.write_json_atomic(results.record_path(folder_path, other["run_id"]),
+                              results.failed_record(other, "out of memory: planted"))
+    os.utime(results.record_path(folder_path, other["run_id"]), (4e9, 4e9))  # newer than gpu0's arrival
+    pipeline.run_lanes(lanes[:1], folder_path, log=lambda _: None)
+    rec = next(r for r in _records(folder_path) if r["lane"] == "gpu0-cpu0-mem0")
+    assert "gpu1-cpu0-mem0's run of the pattern failed: out of memory: planted" in rec["error"]
 
 
 def test_claims(tmp_path):

@@ -65,14 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         group: dict = {}
         held: list = []  # the pattern lock, while this run (or its pattern) measures
-        wait_s = spec["test"]["timeout_s"] / 2
+        wait_s = float(spec.get("barrier_timeout_s") or spec["test"]["timeout_s"])
 
         def before_timing(spec: dict = spec, group: dict = group, held: list = held, wait_s: float = wait_s) -> None:
+            if not spec.get("exclusive"):
+                return
+            # waiting for other GPUs or pattern runs does not count against the run's timeout_s
+            emit("waiting", run_id=spec["run_id"], limit_s=wait_s)
             take = lambda: held.append(coordination.take_pattern_lock(wait_s))  # noqa: E731
-            if spec.get("group"):
-                group.update(coordination.wait_at_barrier(args.folder_path, spec, wait_s, on_all_arrived=take))
-            elif spec.get("exclusive"):
-                take()
+            try:
+                if spec.get("group"):
+                    group.update(coordination.wait_at_barrier(args.folder_path, spec, wait_s, on_all_arrived=take))
+                else:
+                    take()
+            finally:
+                emit("timing", run_id=spec["run_id"])
 
         try:
             if device is None:

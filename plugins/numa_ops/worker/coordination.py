@@ -108,13 +108,33 @@ def wait_at_barrier(
     waiting = set(others) - set(absent)
     leader = min(set(group["runs"]) - set(absent))
 
+    def partner_failed() -> str | None:
+        for lane, run_id in others.items():
+            path = results.record_path(folder_path, run_id)
+            try:
+                if path.stat().st_mtime < arrived_at:
+                    continue
+                record = results.read_record(path)
+            except (OSError, ValueError):
+                continue
+            if record and not record.get("success"):
+                return f"{lane}'s run of the pattern failed: {record.get('error')}"
+        return None
+
     def wait(what: str, ready: Callable[[], bool]) -> None:
+        checked = time.monotonic()
         while not ready():
+            if time.monotonic() - checked > 0.5:
+                checked = time.monotonic()
+                failure = partner_failed()
+                if failure:
+                    leave_barrier(folder_path, spec)
+                    raise BarrierTimeout(f"barrier of group {group['id']}: {failure}")
             if time.monotonic() > deadline:
                 leave_barrier(folder_path, spec)
                 raise BarrierTimeout(
-                    f"barrier of group {group['id']}: {what} within {timeout_s:.0f} s (a pattern's GPUs must be "
-                    "measured at once: max_workers / max_lanes at least the group's size)"
+                    f"barrier of group {group['id']}: {what} within {timeout_s:.0f} s (hardware.barrier_timeout_s; "
+                    "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the group's size)"
                 )
             time.sleep(POLL_S)
 
