@@ -43,7 +43,7 @@ PATTERNS = {
         "experiment=quick_test", "experiment.vit_configs=[{name:medium,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
     ],
 }
-PATTERN_COMMON = ["experiment.test.num_samples=4096", "experiment.test.min_trials=6", "experiment.test.max_trials=6",
+PATTERN_COMMON = ["experiment.test.num_samples=1024", "experiment.test.min_trials=6", "experiment.test.max_trials=6",
                   "experiment.test.telemetry=off"]
 
 
