@@ -197,6 +197,29 @@ def _format(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+ARCHITECTURE = ("patch_size", "depth", "heads", "dim", "mlp_dim", "num_classes")
+
+
+def _rename_changed_models(data: dict[str, Any], overrides: list[Override]) -> None:
+    """A model whose architecture an override changes gets a name that says so (``base`` -> ``base-depth4``).
+
+    Records, DuckDB views and charts tell models apart by name: a depth sweep of ``base`` must not
+    come out as one model. An override that also sets the name keeps that name.
+    """
+    changed: dict[int, list[str]] = {}
+    named = set()
+    for o in overrides:
+        if len(o.path) == 3 and o.path[0] == "vit_configs" and isinstance(o.path[1], int):
+            if o.path[2] == "name":
+                named.add(o.path[1])
+            elif o.path[2] in ARCHITECTURE:
+                changed.setdefault(o.path[1], []).append(f"{o.path[2]}{o.value}")
+    for index, parts in changed.items():
+        vit = data["vit_configs"][index]
+        if index not in named and isinstance(vit, dict) and isinstance(vit.get("name"), str):
+            vit["name"] = "-".join([vit["name"], *parts])
+
+
 def build_config(data: dict[str, Any], overrides: list[Override]) -> ExperimentConfig:
     """Apply non-sweep ``overrides`` to a raw config mapping and validate the result."""
     data = copy.deepcopy(data)
@@ -204,6 +227,7 @@ def build_config(data: dict[str, Any], overrides: list[Override]) -> ExperimentC
         if not override.path:
             raise ConfigError(f"{override.text!r}: choose the experiment with the experiment parameter")
         _set(data, override)
+    _rename_changed_models(data, overrides)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:

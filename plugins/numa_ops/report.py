@@ -337,9 +337,12 @@ def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) 
                              f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
                 continue
             est = "" if pd.isna(r.crossover_flops_estimate) else f"; interpolated crossover {r.crossover_flops_estimate:.3g} FLOPs/sample"
+            below = ("smaller models are transfer-dominated." if r.last_transfer_dominated_model else
+                     f"that is the smallest of the {r.models} models measured, so the crossover lies below it: "
+                     "measure smaller models (or larger images) to find it.")
             lines.append(f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
                          f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); "
-                         "smaller models are transfer-dominated.")
+                         + below)
     if len(comp):
         lines += ["", "## torch.compile", ""]
         for r in comp.itertuples():

@@ -75,3 +75,17 @@ def test_split_experiment():
     )
     with pytest.raises(ConfigError, match="no experiment given"):
         split_experiment(["experiment.test.num_samples=5"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        (["experiment.vit_configs[0].depth=2,4"], ["base-depth2", "base-depth4"]),
+        (["experiment.vit_configs[0].dim=128", "experiment.vit_configs[0].heads=4"], ["base-dim128-heads4"]),
+        (["experiment.vit_configs[0].depth=2", "experiment.vit_configs[0].name=tiny"], ["tiny"]),
+        (["experiment.test.batch_size=8,16"], ["base", "base"]),
+    ],
+    ids=["depth-sweep", "two-fields", "named", "not-architecture"],
+)
+def test_a_model_whose_architecture_is_overridden_is_renamed(overrides, names):
+    assert [c.vit_configs[0].name for c in load_experiment("scaling_study", overrides)] == names

@@ -132,3 +132,13 @@ def test_numa_penalty_skips_a_placement_without_trials(tmp_path):
     store.load([folder], db)
     assert report.numa_penalties(db, "f1").empty
     assert "NUMA penalty" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+
+
+def test_guide_says_the_crossover_lies_below_the_smallest_model(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for depth in planted.DEPTHS[-2:]:  # d16 and d32 only: compute-dominated, no copy-dominated model measured
+        planted.write(folder, planted.sized_run(f"f1.d{depth}", depth))
+    store.load([folder], db)
+    guide = report.write_guide(tmp_path, db, None).read_text()
+    assert "from **d16** on" in guide and "the crossover lies below it" in guide
+    assert "smaller models are transfer-dominated" not in guide
