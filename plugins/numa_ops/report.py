@@ -223,8 +223,8 @@ def scaling_chart(database: Path, folder: str | None = None) -> alt.Chart | None
     where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         df = con.execute(
-            "SELECT coalesce(execution, 'eager') || ' ' || height || 'px b' || batch_size AS series, model_name, "
-            "median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample FROM runs "
+            "SELECT coalesce(study || ' ', '') || coalesce(execution, 'eager') || ' ' || height || 'px b' || batch_size "
+            "AS series, model_name, median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample FROM runs "
             f"WHERE success AND parameters IS NOT NULL AND {where} GROUP BY ALL",
             params,
         ).df()
@@ -337,12 +337,18 @@ def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) 
                              f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
                 continue
             est = "" if pd.isna(r.crossover_flops_estimate) else f"; interpolated crossover {r.crossover_flops_estimate:.3g} FLOPs/sample"
-            below = ("smaller models are transfer-dominated." if r.last_transfer_dominated_model else
+            below = ("smaller models are transfer-dominated." if isinstance(r.last_transfer_dominated_model, str) else
                      f"that is the smallest of the {r.models} models measured, so the crossover lies below it: "
                      "measure smaller models (or larger images) to find it.")
             lines.append(f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
                          f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); "
                          + below)
+    laws = scaling_laws(database)
+    if len(laws):
+        lines += ["", "## Scaling laws (time per sample vs parameters)", ""]
+        for r in laws.itertuples():
+            lines.append(f"- {r.experiment} {r.study} ({r.execution}, {r.image}px, batch {r.batch}, {r.models} models): "
+                         f"{r.law}, R^2 {r.R2:.3f}: {r.regime}.")
     if len(comp):
         lines += ["", "## torch.compile", ""]
         for r in comp.itertuples():
@@ -355,24 +361,25 @@ def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) 
 
 
 def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
-    """Time per sample against parameters, fitted as a power law per experiment, execution and shape."""
+    """Time per sample against parameters, fitted as a power law per experiment, study (a depth sweep and a
+    dim sweep are fitted apart), execution and shape."""
     from numa_ops.analysis import fit_power_law
 
     where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
         df = con.execute(
-            f"SELECT experiment, coalesce(execution, 'eager') AS execution, device, height, batch_size, model_name, "
-            f"median(parameters) AS parameters, median(samples_per_s) AS samples_per_s FROM runs "
+            f"SELECT experiment, coalesce(study, '') AS study, coalesce(execution, 'eager') AS execution, device, height, "
+            f"batch_size, model_name, median(parameters) AS parameters, median(samples_per_s) AS samples_per_s FROM runs "
             f"WHERE success AND {where} GROUP BY ALL",
             params,
         ).df()
     rows = []
-    for key, group in df.groupby(["experiment", "execution", "device", "height", "batch_size"]):
+    for key, group in df.groupby(["experiment", "study", "execution", "device", "height", "batch_size"]):
         fit = fit_power_law(list(group["parameters"]), list(1.0 / group["samples_per_s"]))
         if fit is None:
             continue
         rows.append({
-            "experiment": key[0], "execution": key[1], "device": key[2], "image": key[3], "batch": key[4],
+            "experiment": key[0], "study": key[1], "execution": key[2], "device": key[3], "image": key[4], "batch": key[5],
             "models": fit.points, "exponent": round(fit.exponent, 4), "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
             "R2": round(fit.r_squared, 4), "max |log10 residual|": round(fit.max_abs_residual, 3), "regime": fit.regime(),
         })

@@ -142,3 +142,20 @@ def test_guide_says_the_crossover_lies_below_the_smallest_model(tmp_path):
     guide = report.write_guide(tmp_path, db, None).read_text()
     assert "from **d16** on" in guide and "the crossover lies below it" in guide
     assert "smaller models are transfer-dominated" not in guide
+    assert "## Scaling laws" not in guide  # two models: nothing to fit
+
+
+def test_a_depth_sweep_and_a_dim_sweep_are_fitted_apart(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for study, exponent in (("depth_scaling", 1.0), ("dim_scaling", 0.5)):
+        for i, params in enumerate((1e6, 2e6, 4e6, 8e6)):
+            rec = record(f"f1.{study}.{i}", samples_per_s=1.0 / (1e-9 * params**exponent), study=study)
+            rec["metrics"]["parameters"] = params
+            rec["model"]["name"] = f"{study}{i}"
+            results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    store.load([folder], db)
+    laws = report.scaling_laws(db, "f1").set_index("study")
+    assert laws.loc["depth_scaling", "exponent"] == pytest.approx(1.0, abs=1e-3)
+    assert laws.loc["dim_scaling", "exponent"] == pytest.approx(0.5, abs=1e-3)
+    guide = report.write_guide(tmp_path, db, None).read_text()
+    assert "depth_scaling (eager, 32px, batch 4, 4 models): s/sample = 1e-09 * params^1.000, R^2 1.000: linear." in guide
