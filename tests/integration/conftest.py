@@ -85,6 +85,23 @@ def postgres():
         shutil.rmtree(data, ignore_errors=True)
 
 
+def airflow_env(home: Path, port: int) -> dict[str, str]:
+    """The environment of an Airflow under test: this repo's DAGs and plugins, fast polling, on ``port``."""
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+    }
+
+
 @pytest.fixture
 def airflow_extra_env():
     """Extra environment for the Airflow under test (a test may override this fixture)."""
@@ -96,17 +113,7 @@ def airflow(tmp_path, configs_dir, outputs_dir, airflow_extra_env):
     (configs_dir / "phases.yaml").write_text("".join(PHASES.format(name=n, after=json.dumps(a)) for n, a in CHAIN.items()))
     home = tmp_path / "airflow"
     env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__API__PORT": str(PORT),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{BASE}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        **airflow_env(home, PORT),
         "PYTHONWARNINGS": "ignore",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
         **airflow_extra_env,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PHASES, REPO, _live_members, free_port
+from tests.integration.conftest import PHASES, _live_members, airflow_env, free_port
 
 pytestmark = pytest.mark.integration
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -117,8 +117,7 @@ def test_phase1_runs_on_the_hosts_celery_queue(tmp_path, configs_dir, outputs_di
     port = free_port()
     base = f"http://localhost:{port}"
     env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
+        **airflow_env(home, port),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres,
         "AIRFLOW__CELERY__BROKER_URL": redis_url,
@@ -128,15 +127,6 @@ def test_phase1_runs_on_the_hosts_celery_queue(tmp_path, configs_dir, outputs_di
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(16).hex(),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "NUMA_LAB_HOSTS": QUEUE,
         "PYTHONWARNINGS": "ignore",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
