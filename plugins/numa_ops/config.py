@@ -254,7 +254,8 @@ def load_experiment(
     """Load experiment ``name`` with ``overrides``; one config per sweep point (cartesian, or zipped).
 
     A sweep over GPU sets with a multi-GPU set among them (the plan's "multi-GPU patterns",
-    ``gpu_ids="[0],[1],[0,1]"``) measures each set's GPUs together, unless ``hardware.together`` is given.
+    ``gpu_ids="[0],[1],[0,1]"``) measures each set's GPUs together, unless ``hardware.together`` or
+    ``hardware.spread`` is given.
     """
     data = _read_yaml(name)
     try:
@@ -266,7 +267,8 @@ def load_experiment(
         o.path == ("hardware", "gpu_ids") and o.is_sweep and any(isinstance(v, list) and len(v) > 1 for v in o.values)
         for o in parsed
     )
-    if patterns and not any(o.path == ("hardware", "together") for o in parsed):
+    explicit = any(o.path in (("hardware", "together"), ("hardware", "spread")) for o in parsed)
+    if patterns and not explicit and not (data.get("hardware") or {}).get("spread"):
         data = copy.deepcopy(data)
         data.setdefault("hardware", {})["together"] = True
     return [build_config(data, point) for point in points]

@@ -43,8 +43,9 @@ class NumaLaneOperator(BaseOperator):
         self.log.info("lane %s: %d runs into %s", lane["name"], len(lane["runs"]), folder_path)
         outcome = self._supervisor.run()
         self.log.info(
-            "lane %s: %d succeeded, %d failed, %d skipped (already measured); %d worker(s), start-up %s s, %.1f s in all",
-            lane["name"], len(outcome.succeeded), len(outcome.failed), outcome.skipped,
+            "lane %s: %d succeeded, %d failed, %d skipped (already measured), %d taken by other lanes (spread); "
+            "%d worker(s), start-up %s s, %.1f s in all",
+            lane["name"], len(outcome.succeeded), len(outcome.failed), outcome.skipped, len(outcome.elsewhere),
             outcome.workers_started, [round(s, 1) for s in outcome.startup_s], outcome.wall_s,
         )
         if outcome.failed:

@@ -106,3 +106,10 @@ def test_multi_gpu_patterns_run_their_gpus_together(topo):
 def test_a_gpu_list_that_is_not_swept_is_no_pattern(topo):
     lanes = build_plan("f", load_experiment("quick_test", ["experiment.hardware.gpu_ids=[0,1,2,3]"]), topo)
     assert not any(r.get("group") for lane in lanes for r in lane.runs)
+
+
+def test_a_swept_gpu_set_with_spread_is_shared_out_not_a_pattern(topo):
+    configs = load_experiment("quick_test", ['experiment.hardware.gpu_ids="[0,1],[2,3]"', "experiment.hardware.spread=true"])
+    lanes = build_plan("f", configs, topo)
+    assert not any(r.get("group") for lane in lanes for r in lane.runs)
+    assert all(r.get("pool") for lane in lanes for r in lane.runs)
