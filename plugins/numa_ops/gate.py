@@ -8,13 +8,14 @@ from typing import Any
 
 from numa_ops import results
 from numa_ops.phases import Gate
+from numa_ops.plan import distinct_runs
 
 
 def check(folder_path: Path, gate: Gate) -> dict[str, Any]:
     """The verdict for a run folder: passed, a one-line summary, and each problem with its run and reason."""
     records = results.collect(folder_path)
     plan = json.loads((folder_path / "plan.json").read_text())
-    specs = list({spec["run_id"]: spec for lane in plan["lanes"] for spec in lane["runs"]}.values())
+    specs = distinct_runs(plan["lanes"])
     planned = len(specs)
     by_id = {r["run_id"]: r for r in records}
     problems = []

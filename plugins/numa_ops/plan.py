@@ -106,16 +106,21 @@ def _group(folder: str, study: str, point: int, name: str, specs: list[dict[str,
         spec["group"] = group
 
 
-def count_runs(lanes: Any) -> int:
-    """How many distinct runs lanes hold (a pooled run is offered to several lanes but runs once).
+def distinct_runs(lanes: Any) -> list[dict[str, Any]]:
+    """Each run of ``lanes`` once (a pooled run is offered to several lanes but runs once).
 
     ``lanes``: :class:`Lane` objects, lane dicts from ``plan.json``, or lists of run specs.
     """
-    ids = set()
+    runs: dict[str, dict[str, Any]] = {}
     for lane in lanes:
-        runs = lane.runs if isinstance(lane, Lane) else lane["runs"] if isinstance(lane, dict) else lane
-        ids.update(r["run_id"] for r in runs)
-    return len(ids)
+        for spec in lane.runs if isinstance(lane, Lane) else lane["runs"] if isinstance(lane, dict) else lane:
+            runs.setdefault(spec["run_id"], spec)
+    return list(runs.values())
+
+
+def count_runs(lanes: Any) -> int:
+    """How many distinct runs ``lanes`` hold (see :func:`distinct_runs`)."""
+    return len(distinct_runs(lanes))
 
 
 def max_runs() -> int:

@@ -11,6 +11,7 @@ import json
 import os
 
 import pytest
+from filelock import FileLock
 from numa_ops import pipeline, results
 from numa_ops.topology import discover
 from numa_ops.worker import coordination
@@ -104,14 +105,14 @@ def test_claims(tmp_path):
     spec = {"run_id": "f.s.pool.t.1", "lane": "gpu0-cpu0-mem0", "folder": "f", "experiment": "e", "gpu_id": 0,
             "cpu_node": 0, "mem_node": 0, "model": {}, "test": {}}
     first = coordination.claim(tmp_path, spec, since=0.0)
-    assert isinstance(first, coordination.Claim)
+    assert isinstance(first, FileLock) and first.is_locked
     assert coordination.claim(tmp_path, spec, since=0.0) == "being measured by another lane"
     results.write_json_atomic(results.record_path(tmp_path, spec["run_id"]), results.failed_record(spec, "boom"))
     first.release()
     mtime = results.record_path(tmp_path, spec["run_id"]).stat().st_mtime
     assert "already failed on gpu0-cpu0-mem0 in this attempt: boom" in coordination.claim(tmp_path, spec, since=mtime)
     again = coordination.claim(tmp_path, spec, since=mtime + 1)  # a later attempt tries a failed run again
-    assert isinstance(again, coordination.Claim)
+    assert isinstance(again, FileLock) and again.is_locked
     results.write_json_atomic(results.record_path(tmp_path, spec["run_id"]), {**results.base_record(spec), "success": True})
     again.release()
     assert coordination.claim(tmp_path, spec, since=0.0) == "already measured on gpu0-cpu0-mem0"

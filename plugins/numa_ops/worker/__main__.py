@@ -63,31 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         record = results.base_record(spec)
         record["started_at"] = results.now()
         t0 = time.perf_counter()
-        group: dict = {}
-        held: list = []  # the pattern lock, while this run (or its pattern) measures
-        wait_s = float(spec.get("barrier_timeout_s") or spec["test"]["timeout_s"])
-
-        def before_timing(spec: dict = spec, group: dict = group, held: list = held, wait_s: float = wait_s) -> None:
-            if not spec.get("exclusive"):
-                return
-            # waiting for other GPUs or pattern runs does not count against the run's timeout_s
-            emit("waiting", run_id=spec["run_id"], limit_s=wait_s)
-            take = lambda: held.append(coordination.take_pattern_lock(wait_s))  # noqa: E731
-            try:
-                if spec.get("group"):
-                    group.update(coordination.wait_at_barrier(args.folder_path, spec, wait_s, on_all_arrived=take))
-                else:
-                    take()
-            finally:
-                emit("timing", run_id=spec["run_id"])
-
+        pattern = coordination.PatternRun(args.folder_path, spec, emit) if spec.get("exclusive") else None
         try:
             if device is None:
                 raise RuntimeError(f"GPU {gpu_id} was requested but CUDA is not available in the worker")
-            metrics = measure_run(spec, device, nvml_index=gpu_id, before_timing=before_timing)
+            metrics = measure_run(spec, device, nvml_index=gpu_id, before_timing=pattern and pattern.before_timing)
             record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
-            if held:
-                metrics["pattern_lock_wait_s"] = held[0].waited_s
+            if pattern and pattern.lock_wait_s is not None:
+                metrics["pattern_lock_wait_s"] = pattern.lock_wait_s
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
             failures += 1
             text = str(exc).lower()
@@ -99,19 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             record["traceback"] = traceback.format_exc(limit=8)
             if device is not None and device.type == "cuda":
                 torch.cuda.empty_cache()
-        if group and group["leader"] != spec["lane"]:
-            coordination.mark_done(args.folder_path, spec)
-        elif group:  # the leader keeps the pattern lock until every member has finished measuring
-            group["stragglers"] = coordination.wait_done(args.folder_path, spec, group, wait_s)
-        for lock in held:
-            lock.release()
+        group = pattern.finish() if pattern else None
         record["duration"] = time.perf_counter() - t0
         record["finished_at"] = results.now()
         record["environment"] = env
         record["worker_startup_s"] = startup_s
-        if spec.get("group"):
-            record["group"] = group or {"id": spec["group"]["id"], "lanes": sorted(spec["group"]["runs"])}
-            coordination.leave_barrier(args.folder_path, spec)
+        if group is not None:
+            record["group"] = group
         if fake_gpu:
             record["fake_gpu"] = True
         record["profile"] = profile

@@ -9,18 +9,22 @@
 - **The pattern lock** (``hardware.together``): a pattern study compares GPUs measured alone with
   the same GPUs measured together, so each of its runs, or each pattern as a whole, holds
   ``<outputs>/.locks/patterns.lock`` while it measures: a GPU "alone" is alone among pattern runs.
-  A pattern's first lane (by name) takes it before arriving at the barrier and lets go once every
-  member has written ``barriers/<group>/<lane>.done``.
+  A pattern's first lane (by name) takes it once every member has arrived (so no lane holds it
+  while waiting for another), then says go, and lets go once every member has written
+  ``barriers/<group>/<lane>.done``.
+
+Locks are ``filelock`` locks (``flock`` on Linux): the kernel drops them when a worker dies.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from filelock import FileLock, Timeout
 
 from numa_ops import paths, results
 
@@ -31,20 +35,7 @@ class BarrierTimeout(RuntimeError):
     """Some lanes of a multi-GPU pattern never reached the barrier."""
 
 
-class Claim:
-    """An exclusive hold on a pooled run while this process measures it (released on close or death)."""
-
-    def __init__(self, handle: IO[str]):
-        self._handle = handle
-
-    def release(self) -> None:
-        """Let go of the run (its record is written by now)."""
-        if not self._handle.closed:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-
-
-def claim(folder_path: Path, spec: dict[str, Any], since: float) -> Claim | str:
+def claim(folder_path: Path, spec: dict[str, Any], since: float) -> FileLock | str:
     """Take a pooled run, or say why another lane has it.
 
     ``since``: when this lane's supervisor started; a failed record newer than that means another
@@ -53,11 +44,10 @@ def claim(folder_path: Path, spec: dict[str, Any], since: float) -> Claim | str:
     run_id = spec["run_id"]
     path = paths.inside(folder_path, "claims", paths.safe_name(run_id, "run_id") + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
+    lock = FileLock(str(path))
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        lock.acquire(timeout=0)
+    except Timeout:
         return "being measured by another lane"
     try:
         record = results.read_record(results.record_path(folder_path, run_id))
@@ -73,14 +63,9 @@ def claim(folder_path: Path, spec: dict[str, Any], since: float) -> Claim | str:
         else:
             verdict = ""
         if verdict:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+            lock.release()
             return verdict
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{spec['lane']} pid {os.getpid()} {results.now()}\n")
-    handle.flush()
-    return Claim(handle)
+    return lock
 
 
 def _barrier_dir(folder_path: Path, group_id: str) -> Path:
@@ -163,35 +148,16 @@ def wait_at_barrier(
     }
 
 
-class PatternLock:
-    """The host-wide pattern lock, held by this process (released on close or death)."""
-
-    def __init__(self, handle: IO[str], waited_s: float):
-        self._handle = handle
-        self.waited_s = waited_s
-
-    def release(self) -> None:
-        """Let other pattern runs measure."""
-        if not self._handle.closed:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-
-
-def take_pattern_lock(timeout_s: float) -> PatternLock:
-    """Wait (up to ``timeout_s``) until no other pattern run measures on this host, then hold the lock."""
+def take_pattern_lock(timeout_s: float) -> tuple[FileLock, float]:
+    """Wait (up to ``timeout_s``) until no other pattern run measures on this host; the held lock and the wait."""
     path = paths.outputs_dir() / ".locks" / "patterns.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
-    t0 = time.monotonic()
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return PatternLock(handle, time.monotonic() - t0)
-        except BlockingIOError:
-            if time.monotonic() - t0 > timeout_s:
-                handle.close()
-                raise BarrierTimeout(f"pattern lock: other pattern runs held {path} for more than {timeout_s:.0f} s") from None
-            time.sleep(0.01)
+    lock, t0 = FileLock(str(path)), time.monotonic()
+    try:
+        lock.acquire(timeout=timeout_s, poll_interval=0.01)
+    except Timeout:
+        raise BarrierTimeout(f"pattern lock: other pattern runs held {path} for more than {timeout_s:.0f} s") from None
+    return lock, time.monotonic() - t0
 
 
 def mark_done(folder_path: Path, spec: dict[str, Any]) -> None:
@@ -222,3 +188,49 @@ def leave_barrier(folder_path: Path, spec: dict[str, Any]) -> None:
     """Take this lane's mark off its group's barrier (its run is over, or its worker died)."""
     if spec.get("group"):
         (_barrier_dir(folder_path, spec["group"]["id"]) / spec["lane"]).unlink(missing_ok=True)
+
+
+class PatternRun:
+    """One run of a pattern study (``spec["exclusive"]``): the waits before its timing, the clean-up after.
+
+    ``notify(event, **fields)`` tells the supervisor when the run starts waiting (its ``timeout_s``
+    is paused) and when it starts timing.
+    """
+
+    def __init__(self, folder_path: Path, spec: dict[str, Any], notify: Callable[..., None]):
+        self.folder_path, self.spec, self.notify = folder_path, spec, notify
+        self.wait_s = float(spec.get("barrier_timeout_s") or spec["test"]["timeout_s"])
+        self.group: dict[str, Any] = {}  # what the barrier said, once passed
+        self.lock: FileLock | None = None
+        self.lock_wait_s: float | None = None
+
+    def _take_lock(self) -> None:
+        self.lock, self.lock_wait_s = take_pattern_lock(self.wait_s)
+
+    def before_timing(self) -> None:
+        """Hold the pattern lock (a single-GPU run) or pass the pattern's barrier (a multi-GPU one)."""
+        self.notify("waiting", run_id=self.spec["run_id"], limit_s=self.wait_s)
+        try:
+            if self.spec.get("group"):
+                self.group.update(wait_at_barrier(self.folder_path, self.spec, self.wait_s, on_all_arrived=self._take_lock))
+            else:
+                self._take_lock()
+        finally:
+            self.notify("timing", run_id=self.spec["run_id"])
+
+    def finish(self) -> dict[str, Any] | None:
+        """After measuring (or failing): members say done, the leader waits for them, locks and marks go.
+
+        Returns what the record keeps under ``group`` (None for a single-GPU run).
+        """
+        spec = self.spec
+        if self.group and self.group["leader"] != spec["lane"]:
+            mark_done(self.folder_path, spec)
+        elif self.group:  # the leader keeps the pattern lock until every member has finished measuring
+            self.group["stragglers"] = wait_done(self.folder_path, spec, self.group, self.wait_s)
+        if self.lock is not None:
+            self.lock.release()
+        if not spec.get("group"):
+            return None
+        leave_barrier(self.folder_path, spec)
+        return self.group or {"id": spec["group"]["id"], "lanes": sorted(spec["group"]["runs"])}
