@@ -282,7 +282,7 @@ class LaneSupervisor:
                         deadline = time.monotonic() + timeout
                         self.log(f"[{self.name}] run {done + len(settled) + 1}/{total} started: {event['run_id']}")
                     elif event["event"] == "waiting" and current is not None:  # for a pattern's other GPUs
-                        deadline = time.monotonic() + event["limit_s"] + 60
+                        deadline = time.monotonic() + 2 * event["limit_s"] + 60  # the barrier, then the lock
                         self.log(f"[{self.name}] run {event['run_id']} waiting for its pattern (up to {event['limit_s']:.0f} s)")
                     elif event["event"] == "timing" and current is not None:  # the run's own timeout starts again
                         deadline = time.monotonic() + current["test"]["timeout_s"]
