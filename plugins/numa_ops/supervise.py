@@ -160,12 +160,20 @@ class LaneSupervisor:
         return outcome
 
     def stop(self, reason: str = "killed: the task was stopped") -> None:
-        """End the worker's process group now (Airflow's ``on_kill``); the current run is recorded as killed."""
+        """End the worker's process group now (Airflow's ``on_kill``); the current run is recorded as killed.
+
+        The record is written here, before returning: the task's own process may be killed right
+        after ``on_kill``, before the lane's loop would get to it.
+        """
         with self._lock:
             self._stopped = reason
-            proc = self._proc
+            proc, current = self._proc, self._current
         if proc is not None:
             _kill_group(proc)
+        if current is not None:
+            path = results.record_path(self.folder_path, current["run_id"])
+            if not path.exists():  # the worker did not finish it first
+                results.write_json_atomic(path, results.failed_record(current, reason))
 
     # -- internals ----------------------------------------------------------------------------
     def _record_failure(self, spec: dict[str, Any], reason: str, outcome: LaneOutcome) -> None:
@@ -278,6 +286,8 @@ class LaneSupervisor:
                         self.log(f"[{self.name}] pooled run {event['run_id']}: {event['reason']}")
                     elif event["event"] == "start":
                         current = by_id.get(event["run_id"])
+                        with self._lock:
+                            self._current = current
                         timeout = current["test"]["timeout_s"] if current else startup_timeout_s()
                         deadline = time.monotonic() + timeout
                         self.log(f"[{self.name}] run {done + len(settled) + 1}/{total} started: {event['run_id']}")
@@ -295,6 +305,8 @@ class LaneSupervisor:
                         self.log(f"[{self.name}] run {done + len(settled)}/{total} {status} "
                                  f"({event['duration']:.1f} s) {event['run_id']}")
                         current, deadline = None, float("inf")
+                        with self._lock:
+                            self._current = None
                 if time.monotonic() > deadline and failure is None:
                     if current is not None:
                         failure = f"timeout: run exceeded timeout_s={current['test']['timeout_s']}"

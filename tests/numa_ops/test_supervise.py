@@ -92,6 +92,8 @@ def test_worker_killed_mid_run_is_recorded_with_the_signal(configs_dir, outputs_
 def test_stop_ends_the_process_group_and_records_the_kill(configs_dir, outputs_dir):
     folder_path, lane, sup, thread, box, proc = _start_long_lane()
     sup.stop("killed: test")
+    # recorded before stop() returns: Airflow may kill the task's process right after on_kill
+    assert _record(folder_path, lane["runs"][0]["run_id"])["error"] == "killed: test"
     thread.join(timeout=60)
     assert not thread.is_alive()
     with pytest.raises(ProcessLookupError):
