@@ -42,13 +42,18 @@ def stand_in(tmp_path, monkeypatch):
     return path, log
 
 
+# These tests are about wrapping the worker, not about the host's free disk: a CI machine with
+# less than the default profile.min_free_gb free would otherwise run them unprofiled.
+ANY_DISK = "experiment.profile.min_free_gb=0"
+
+
 def _records(folder_path, lane):
     return [json.loads((folder_path / "runs" / f"{r['run_id']}.json").read_text()) for r in lane["runs"]]
 
 
 def test_nsys_on_wraps_the_worker(configs_dir, outputs_dir, stand_in):
     nsys, log = stand_in
-    folder_path, lane = tiny_lane("experiment.profile.nsys=on")
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on", ANY_DISK)
     outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     assert len(outcome.succeeded) == 2
     (argv,) = [json.loads(line) for line in log.read_text().splitlines()]
@@ -64,7 +69,7 @@ def test_nsys_on_wraps_the_worker(configs_dir, outputs_dir, stand_in):
 def test_a_raw_capture_without_report_is_said(configs_dir, outputs_dir, stand_in, monkeypatch):
     nsys, _ = stand_in
     nsys.write_text(nsys.read_text().replace('".nsys-rep"', '".qdstrm"'))  # as the copy seen on the GPU hosts
-    folder_path, lane = tiny_lane("experiment.profile.nsys=on")
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on", ANY_DISK)
     LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     for rec in _records(folder_path, lane):
         assert rec["success"] and rec["profile"]["report"] is None
@@ -72,9 +77,11 @@ def test_a_raw_capture_without_report_is_said(configs_dir, outputs_dir, stand_in
 
 
 def test_retention_failed_removes_reports_of_clean_workers(configs_dir, outputs_dir, stand_in):
-    folder_path, lane = tiny_lane("experiment.profile.nsys=on", "experiment.profile.retention=failed")
-    LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on", "experiment.profile.retention=failed", ANY_DISK)
+    lines = []
+    LaneSupervisor(lane, folder_path, log=lines.append).run()
     assert list((folder_path / "nsys").glob("*.nsys-rep")) == []
+    assert any("removed (profile.retention=failed)" in line for line in lines)  # there was one, and it went
 
 
 def test_nsys_absent_on_runs_unprofiled_with_a_warning(configs_dir, outputs_dir, monkeypatch, tmp_path):
@@ -95,6 +102,15 @@ def test_nsys_absent_required_fails_every_run_clearly(configs_dir, outputs_dir, 
     assert outcome.workers_started == 0 and len(outcome.failed) == 2
     for rec in _records(folder_path, lane):
         assert not rec["success"] and rec["error"].startswith("profile.nsys=required: nsys not found")
+
+
+def test_too_little_disk_for_reports_runs_unprofiled_with_a_warning(configs_dir, outputs_dir, stand_in):
+    nsys, log = stand_in
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on", "experiment.profile.min_free_gb=100000")
+    outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    assert len(outcome.succeeded) == 2 and not log.exists()
+    for rec in _records(folder_path, lane):
+        assert "below profile.min_free_gb=100000" in rec["profile"]["warning"]
 
 
 def test_too_little_disk_for_reports_is_refused_when_required(configs_dir, outputs_dir, stand_in):
