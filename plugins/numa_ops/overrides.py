@@ -99,40 +99,71 @@ def parse_override(text: str) -> Override:
     return Override(text=text, key=key, path=path[1:], values=values, is_sweep=is_sweep)
 
 
+def latest_per_key(overrides: list[Override]) -> list[Override]:
+    """Drop every override that a later one of the same key replaces (as Hydra: the last one wins).
+
+    Keys are compared by their parsed path, so ``experiment.vit_configs[0].depth`` matches however
+    it is spelt. The overrides that stay keep their order, which is the order they apply in.
+    """
+    last = {o.path: i for i, o in enumerate(overrides)}
+    return [o for i, o in enumerate(overrides) if last[o.path] == i]
+
+
 def parse_overrides(texts: list[str]) -> list[Override]:
-    """Parse a list of override strings, keeping their order."""
-    return [parse_override(t) for t in texts]
+    """Parse a list of override strings, in order; a later override of a key replaces an earlier one.
+
+    A phase's trigger form appends its overrides after the study's own, so the form's
+    ``experiment.test.batch_size=16`` replaces the study's ``batch_size=4,8,16,32`` sweep.
+    """
+    return latest_per_key([parse_override(t) for t in texts])
 
 
 def _single(o: Override, value: Any) -> Override:
     return Override(o.text, o.key, o.path, (value,), False)
 
 
+def _zip_path(key: str) -> tuple[PathPart, ...] | None:
+    try:
+        path = _parse_path(key)
+    except OverrideError:
+        return None
+    return path[1:] if path[0] == ROOT and len(path) > 1 else None
+
+
 def expand_sweeps(overrides: list[Override], zip_keys: list[list[str]] | None = None) -> list[list[Override]]:
     """Sweep points: the cartesian product of sweeps (as Hydra's ``-m``), one point if none sweep.
 
-    Keys named together in ``zip_keys`` are paired element by element instead (the plan's
-    "larger images with smaller batches"); their sweeps must have the same length.
+    A later override of a key replaces an earlier one, so each key is one axis at most. Keys
+    named together in ``zip_keys`` are paired element by element instead (the plan's "larger
+    images with smaller batches"); their sweeps must have the same length. A zipped key set to a
+    single value (a trigger form's ``batch_size=16`` over a study's zipped batch sweep) holds that
+    value at every point of the zip.
     """
-    groups = [list(g) for g in (zip_keys or [])]
-    by_key = {o.key: o for o in overrides}
-    zipped: set[str] = set()
+    overrides = latest_per_key(overrides)
+    by_path = {o.path: o for o in overrides}
+    zipped: set[tuple[PathPart, ...]] = set()
     axes: list[list[list[Override]]] = []
-    for group in groups:
-        missing = [k for k in group if k not in by_key]
+    for group in zip_keys or []:
+        paths = [_zip_path(k) for k in group]
+        missing = [k for k, p in zip(group, paths, strict=True) if p not in by_path]
         if missing:
             raise OverrideError(f"zip names {missing}, which no override sets")
-        members = [by_key[k] for k in group]
-        lengths = {len(o.values) for o in members}
-        if len(lengths) != 1:
-            raise OverrideError(f"zip {group}: the sweeps have different lengths {[len(o.values) for o in members]}")
-        axes.append([[_single(o, o.values[i]) for o in members] for i in range(lengths.pop())])
-        zipped.update(group)
+        again = [k for k, p in zip(group, paths, strict=True) if p in zipped]
+        if again:
+            raise OverrideError(f"zip {list(group)}: {again} is already in another zip group")
+        members = [by_path[p] for p in dict.fromkeys(paths)]
+        sweeps = [o for o in members if o.is_sweep]  # the others are constants, added below
+        lengths = {len(o.values) for o in sweeps}
+        if len(lengths) > 1:
+            raise OverrideError(f"zip {list(group)}: the sweeps have different lengths {[len(o.values) for o in sweeps]}")
+        if sweeps:
+            axes.append([[_single(o, o.values[i]) for o in sweeps] for i in range(lengths.pop())])
+        zipped.update(o.path for o in sweeps)
     for o in overrides:
-        if o.key not in zipped:
+        if o.path not in zipped:
             axes.append([[_single(o, v)] for v in o.values] if o.is_sweep else [[o]])
     points = []
     for combo in itertools.product(*axes):
-        chosen = {o.key: o for part in combo for o in part}
-        points.append([chosen[o.key] for o in overrides])  # keep the overrides' own order
+        chosen = {o.path: o for part in combo for o in part}
+        points.append([chosen[o.path] for o in overrides])  # keep the overrides' own order
     return points

@@ -91,3 +91,45 @@ def test_zip_needs_equal_lengths():
             [parse_override("experiment.test.batch_size=1,2"), parse_override("experiment.test.num_samples=1,2,3")],
             zip_keys=[["experiment.test.batch_size", "experiment.test.num_samples"]],
         )
+
+
+def test_a_later_override_of_a_key_replaces_the_earlier_one():
+    points = expand_sweeps(
+        [
+            parse_override("experiment.test.batch_size=4,8,16,32"),
+            parse_override("experiment.test.memory_size_mb=512,1024"),
+            parse_override("experiment.test.batch_size=16"),
+        ]
+    )
+    assert [[(o.key, o.value) for o in p] for p in points] == [
+        [("experiment.test.memory_size_mb", 512), ("experiment.test.batch_size", 16)],
+        [("experiment.test.memory_size_mb", 1024), ("experiment.test.batch_size", 16)],
+    ]
+
+
+def test_indexed_keys_are_matched_by_path():
+    points = expand_sweeps(
+        [parse_override("experiment.vit_configs[0].depth=2,4"), parse_override("experiment.vit_configs[00].depth=3")]
+    )
+    assert [[(o.path, o.value) for o in p] for p in points] == [[(("vit_configs", 0, "depth"), 3)]]
+
+
+def test_a_zipped_key_set_to_one_value_is_held_at_every_point():
+    points = expand_sweeps(
+        [
+            parse_override('experiment.test.tensor_shape="[3,224,224],[3,384,384]"'),
+            parse_override("experiment.test.batch_size=10,8"),
+            parse_override("experiment.test.batch_size=16"),
+        ],
+        zip_keys=[["experiment.test.tensor_shape", "experiment.test.batch_size"]],
+    )
+    assert [(p[0].value[1], p[1].value) for p in points] == [(224, 16), (384, 16)]
+
+
+def test_a_key_in_two_zip_groups_is_refused():
+    with pytest.raises(OverrideError, match="already in another zip group"):
+        expand_sweeps(
+            [parse_override(f"experiment.test.{k}=1,2") for k in ("batch_size", "num_samples", "memory_size_mb")],
+            zip_keys=[["experiment.test.batch_size", "experiment.test.num_samples"],
+                      ["experiment.test.num_samples", "experiment.test.memory_size_mb"]],
+        )

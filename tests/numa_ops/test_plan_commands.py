@@ -113,3 +113,39 @@ def test_a_swept_gpu_set_with_spread_is_shared_out_not_a_pattern(topo):
     lanes = build_plan("f", configs, topo)
     assert not any(r.get("group") for lane in lanes for r in lane.runs)
     assert all(r.get("pool") for lane in lanes for r in lane.runs)
+
+
+def _runs(lanes):
+    return [r for lane in lanes for r in lane.runs]
+
+
+def test_a_form_override_replaces_the_studys_sweep_of_the_same_key(topo):
+    configs = study_configs(load_phases()["phase4_memory_transfer"], ["batch_sizes"], ["experiment.test.batch_size=16"])
+    assert [c.test.batch_size for c in configs["batch_sizes"]] == [16, 16]
+    assert sorted(c.test.memory_size_mb for c in configs["batch_sizes"]) == [512, 1024]
+    runs = _runs(build_plan("f", configs, topo))
+    assert len(runs) == 2 * 80
+    assert len({r["run_id"] for r in runs}) == len(runs)
+    assert {r["test"]["batch_size"] for r in runs} == {16}
+
+
+def test_a_form_override_of_an_indexed_key_names_the_model_once(topo):
+    configs = study_configs(load_phases()["phase3_scaling"], ["depth_scaling"], ["experiment.vit_configs[0].depth=3"])
+    assert len(configs["depth_scaling"]) == 1
+    runs = _runs(build_plan("f", configs, topo))
+    assert len(runs) == 4
+    assert {r["model"]["name"] for r in runs} == {"base-depth3"}
+
+
+def test_a_form_override_of_a_zipped_key_leaves_the_rest_of_the_zip_swept(topo):
+    configs = study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"], ["experiment.test.batch_size=16"])
+    runs = _runs(build_plan("f", configs, topo))
+    assert len(runs) == 4 * 80
+    assert {(r["test"]["tensor_shape"][1], r["test"]["batch_size"]) for r in runs} == {(224, 16), (384, 16), (512, 16), (768, 16)}
+
+
+def test_a_form_override_of_the_gpu_sets_is_no_pattern(topo):
+    configs = study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"], ["experiment.hardware.gpu_ids=[0,1]"])
+    runs = _runs(build_plan("f", configs, topo))
+    assert not any(r.get("group") for r in runs)
+    assert len(runs) == 2 * 4 * 5
