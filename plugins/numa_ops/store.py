@@ -122,13 +122,15 @@ EXTRA_PATHS = {
 
 
 VIEWS = {
-    # Remote vs local placement per model x GPU x shape x execution, split by regime (a launch-bound
-    # run's penalty is a penalty on the launching CPU, a transfer-bound run's on the copies).
+    # Remote vs local placement per model x GPU x shape x execution. The regime is what a run turned out
+    # to be, not a setting: a local run may be launch-bound where its remote twin is transfer-bound, so
+    # it is reported (every regime met, as report.PENALTY_SQL does), never grouped by.
     "numa_penalty": """
         WITH ok AS (SELECT * FROM runs WHERE success AND device = 'cuda'),
         grouped AS (
             SELECT host, any_value(gpu_name) AS gpu_name, gpu_id, model_name, depth, dim, height, width, batch_size,
-                   coalesce(execution, 'eager') AS execution, coalesce(regime, 'unknown') AS regime,
+                   coalesce(execution, 'eager') AS execution,
+                   array_to_string(list_sort(list(DISTINCT coalesce(regime, 'unknown'))), ', ') AS regime,
                    count(*) FILTER (WHERE placement = 'local') AS local_runs,
                    count(*) FILTER (WHERE placement = 'remote') AS remote_runs,
                    median(samples_per_s) FILTER (WHERE placement = 'local') AS local_samples_per_s,
@@ -147,13 +149,15 @@ VIEWS = {
         FROM grouped
         ORDER BY model_name, gpu_id, height, batch_size, execution
     """,
-    # The penalty per model configuration, largest first (measured rows only).
+    # The penalty per model configuration, largest first (measured rows only), with every regime met.
     "sensitivity_map": """
-        SELECT model_name, depth, dim, regime, count(*) AS configurations,
+        SELECT model_name, depth, dim,
+               array_to_string(list_sort(list_distinct(flatten(list(string_split(regime, ', '))))), ', ') AS regime,
+               count(*) AS configurations,
                median(throughput_penalty) AS median_penalty, max(throughput_penalty) AS max_penalty,
                rank() OVER (ORDER BY median(throughput_penalty) DESC) AS rank
         FROM numa_penalty WHERE status = 'measured'
-        GROUP BY ALL
+        GROUP BY model_name, depth, dim
     """,
     # Where a batch's time goes, per configuration: copies, the GPU's compute, launch overhead.
     "stage_breakdown": """

@@ -104,21 +104,38 @@ def test_older_database_gains_new_columns(tmp_path):
         assert con.execute("SELECT run_id, regime FROM runs ORDER BY run_id").fetchall() == [("f1.a", "launch-bound"), ("old", None)]
 
 
-def _gpu(run_id, placement, rate, regime="transfer-bound"):
+def _gpu(run_id, placement, rate, regime="transfer-bound", batch_size=4):
     model = {"name": "m", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64}
-    return record(run_id, device="cuda", placement=placement, gpu_id=0, model=model,
-                  metrics={"samples_per_s": rate, "h2d_gbps": rate / 10, "regime": regime, "execution": "eager"})
+    rec = record(run_id, device="cuda", placement=placement, gpu_id=0, model=model,
+                 metrics={"samples_per_s": rate, "h2d_gbps": rate / 10, "regime": regime, "execution": "eager"})
+    rec["test"]["batch_size"] = batch_size
+    return rec
 
 
 def test_numa_penalty_view(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     for rec in (_gpu("f1.a", "local", 100.0), _gpu("f1.b", "remote", 80.0),
-                _gpu("f1.c", "local", 50.0, "launch-bound"), _gpu("f1.d", "remote", 45.0, "launch-bound")):
+                _gpu("f1.c", "local", 50.0, "launch-bound", 16), _gpu("f1.d", "remote", 45.0, "launch-bound", 16)):
         _write(folder, rec)
     store.load([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT regime, throughput_penalty, status FROM numa_penalty ORDER BY regime").fetchall()
     assert [(r[0], round(r[1], 3), r[2]) for r in rows] == [("launch-bound", 0.1, "measured"), ("transfer-bound", 0.2, "measured")]
+
+
+def test_numa_penalty_pairs_runs_whose_regimes_differ(tmp_path):
+    # The regime is a result: the local run came out launch-bound, its remote twin transfer-bound. Same config.
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_penalty_runs(folder, 0.20, seed=0, regimes=("launch-bound", "transfer-bound"))
+    store.load([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT regime, throughput_penalty, status FROM numa_penalty").fetchall()
+        sens = con.execute("SELECT model_name, regime, median_penalty FROM sensitivity_map").fetchall()
+    ((regime, penalty, status),) = rows
+    assert status == "measured" and penalty == pytest.approx(0.20, abs=0.02)
+    assert regime == "launch-bound, transfer-bound"
+    ((model, sens_regime, sens_penalty),) = sens
+    assert (model, sens_regime) == ("m", "launch-bound, transfer-bound") and sens_penalty == pytest.approx(penalty)
 
 
 def test_numa_penalty_says_when_no_remote_node_exists(tmp_path):
