@@ -280,19 +280,27 @@ REGRESSION_COLUMNS = [
 
 def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, database: Path | None = None,
                   lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
-    """Store a night's verdicts (again for the same night: replaced, never duplicated)."""
+    """Store a night's verdicts (again for the same night: replaced, never duplicated); none: nothing to store."""
     database = database or db_path()
-    with FileLock(str(database) + ".lock", timeout=lock_timeout_s), duckdb.connect(str(database)) as con:
-        ensure_schema(con)
-        con.execute("BEGIN TRANSACTION")
-        nights = {v["night"] for v in verdicts}
-        for night in nights:
-            con.execute("DELETE FROM regressions WHERE night = ?", [night])
-        con.executemany(
-            f"INSERT INTO regressions VALUES (?, ?, {', '.join('?' for _ in REGRESSION_COLUMNS)}, now())",
-            [[phase, accepted, *[v[c] for c in REGRESSION_COLUMNS]] for v in verdicts],
-        )
-        con.execute("COMMIT")
+    try:
+        with FileLock(str(database) + ".lock", timeout=lock_timeout_s), duckdb.connect(str(database)) as con:
+            ensure_schema(con)
+            if not verdicts:  # DuckDB's executemany refuses an empty list
+                return
+            con.execute("BEGIN TRANSACTION")
+            nights = {v["night"] for v in verdicts}
+            for night in nights:
+                con.execute("DELETE FROM regressions WHERE night = ?", [night])
+            con.executemany(
+                f"INSERT INTO regressions VALUES (?, ?, {', '.join('?' for _ in REGRESSION_COLUMNS)}, now())",
+                [[phase, accepted, *[v[c] for c in REGRESSION_COLUMNS]] for v in verdicts],
+            )
+            con.execute("COMMIT")
+    except Timeout:
+        raise StoreBusyError(
+            f"{database} is held by another load for over {lock_timeout_s:.0f} s; the verdicts were not stored, "
+            "store them again later"
+        ) from None
 
 
 def last_accepted_night(phase: str, before: str, database: Path | None = None) -> str | None:

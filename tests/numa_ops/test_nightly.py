@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 from numa_ops import nightly, results, store
 
 from tests.numa_ops.records import record
@@ -53,3 +54,21 @@ def test_verdicts_stored_once_and_last_accepted(tmp_path):
     assert store.last_accepted_night("nightly_sweep", before="n3", database=db) == "n1"
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT night, verdict FROM regressions ORDER BY night").fetchall() == [("n1", "new"), ("n2", "regression")]
+
+
+def test_no_verdicts_store_nothing_and_do_not_fail(tmp_path):
+    db = tmp_path / "db.duckdb"
+    store.save_verdicts("nightly_sweep", [], True, db)  # an empty night folder: nothing to compare
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM regressions").fetchone() == (0,)
+    assert store.last_accepted_night("nightly_sweep", before="n1", database=db) is None
+
+
+def test_saving_verdicts_to_a_busy_store_fails_clearly(tmp_path):
+    from filelock import FileLock
+
+    db = tmp_path / "db.duckdb"
+    n1 = _night(tmp_path, "n1", {"a": (100, 98, 102)})
+    with FileLock(str(db) + ".lock"):
+        with pytest.raises(store.StoreBusyError, match="verdicts were not stored"):
+            store.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db, lock_timeout_s=0.2)
