@@ -171,15 +171,17 @@ class LaneSupervisor:
         if proc is not None:
             _kill_group(proc)
         if current is not None:
-            path = results.record_path(self.folder_path, current["run_id"])
-            if not path.exists():  # the worker did not finish it first
-                results.write_json_atomic(path, results.failed_record(current, reason))
+            self._write_failed(current, reason)
 
     # -- internals ----------------------------------------------------------------------------
-    def _record_failure(self, spec: dict[str, Any], reason: str, outcome: LaneOutcome) -> None:
-        path = results.record_path(self.folder_path, spec["run_id"])
+    def _write_failed(self, spec: dict[str, Any], reason: str) -> None:
+        """Record ``spec`` as failed for ``reason``, unless the worker recorded it as a success first."""
         if not results.successful(self.folder_path, spec["run_id"]):
-            results.write_json_atomic(path, results.failed_record(spec, reason))
+            results.write_json_atomic(results.record_path(self.folder_path, spec["run_id"]),
+                                      results.failed_record(spec, reason))
+
+    def _record_failure(self, spec: dict[str, Any], reason: str, outcome: LaneOutcome) -> None:
+        self._write_failed(spec, reason)
         outcome.failed.append(spec["run_id"])
         self.on_settled(spec["run_id"], False)
         self.log(f"[{self.name}] run {spec['run_id']} FAILED: {reason}")
@@ -318,7 +320,6 @@ class LaneSupervisor:
         reader.join(timeout=5)
         with self._lock:
             self._proc = None
-        self._retain_report(todo, outcome)
         if returncode != 0 and failure is None:
             failure = self._stopped or _exit_reason(returncode)
         unsettled = [r for r in todo if r["run_id"] not in settled]
@@ -334,6 +335,7 @@ class LaneSupervisor:
             for spec in unsettled:
                 self._record_failure(spec, f"worker failed to start: {failure}", outcome)
                 settled.add(spec["run_id"])
+        self._retain_report(todo, outcome)  # after the failures above: retention=failed keeps their report
         return settled
 
     def _note_report(self, todo: list[dict[str, Any]], report: Path) -> None:
@@ -352,7 +354,7 @@ class LaneSupervisor:
                 rec = results.read_record(path)
             except ValueError:
                 continue
-            if rec is not None and rec.get("profile", {}).get("nsys_binary"):
+            if rec is not None and rec.get("profile", {}).get("report") == str(rep):  # measured by this worker
                 rec["profile"] = {**rec["profile"], **produced}
                 results.write_json_atomic(path, rec)
         if produced["warning"]:

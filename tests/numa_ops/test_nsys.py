@@ -84,6 +84,16 @@ def test_retention_failed_removes_reports_of_clean_workers(configs_dir, outputs_
     assert any("removed (profile.retention=failed)" in line for line in lines)  # there was one, and it went
 
 
+def test_retention_failed_keeps_the_report_of_a_worker_that_timed_out(configs_dir, outputs_dir, stand_in):
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on", "experiment.profile.retention=failed", ANY_DISK)
+    lane["runs"][0]["test"].update(num_samples=10_000_000, timeout_s=2)  # cannot finish in 2 s
+    outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    assert outcome.workers_started == 2 and len(outcome.failed) == 1
+    kept = list((folder_path / "nsys").glob("*.nsys-rep"))
+    assert len(kept) == 1  # the timed-out worker's report; the clean second worker's is removed
+    assert _records(folder_path, lane)[1]["profile"]["report"] != str(kept[0])
+
+
 def test_nsys_absent_on_runs_unprofiled_with_a_warning(configs_dir, outputs_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("NUMA_LAB_NSYS", str(tmp_path / "no-such-nsys"))
     folder_path, lane = tiny_lane("experiment.profile.nsys=on")

@@ -102,3 +102,14 @@ def test_stop_ends_the_process_group_and_records_the_kill(configs_dir, outputs_d
         rec = _record(folder_path, spec["run_id"])
         assert rec["success"] is False and rec["error"] == "killed: test"
     assert not results.successful(folder_path, lane["runs"][1]["run_id"])
+
+
+def test_stop_replaces_an_earlier_attempts_failure_with_the_kill(configs_dir, outputs_dir):
+    folder_path, lane = tiny_lane()
+    spec = lane["runs"][0]
+    results.write_json_atomic(results.record_path(folder_path, spec["run_id"]),
+                              results.failed_record(spec, "timeout: an earlier attempt"))
+    sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
+    sup._current = spec  # this attempt's worker is measuring it when the task is stopped
+    sup.stop("killed: test")
+    assert _record(folder_path, spec["run_id"])["error"] == "killed: test"
