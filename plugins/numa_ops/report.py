@@ -168,10 +168,12 @@ def transfer_charts(database: Path, folder: str | None = None) -> dict[str, alt.
 
 def compile_chart(database: Path, folder: str | None = None) -> alt.Chart | None:
     """torch.compile's forward speed-up per model and mode, from the ``compile_speedup`` view."""
-    where = f"model_name IN (SELECT model_name FROM runs WHERE folder = '{folder}')" if folder else "true"
+    where, params = _scope(folder)
     with duckdb.connect(str(database), read_only=True) as con:
-        df = con.execute(f"SELECT model_name, execution, median(forward_speedup) AS speedup FROM compile_speedup "
-                         f"WHERE forward_speedup IS NOT NULL AND {where} GROUP BY ALL").df()
+        df = con.execute(
+            f"WITH runs AS (SELECT * FROM main.runs WHERE {where}) "
+            f"SELECT model_name, execution, median(forward_speedup) AS speedup FROM ({store.VIEWS['compile_speedup']}) "
+            "WHERE forward_speedup IS NOT NULL GROUP BY ALL", params).df()
     if not len(df):
         return None
     return alt.Chart(df, title="torch.compile forward speed-up over eager").mark_bar().encode(

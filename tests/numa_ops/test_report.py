@@ -159,3 +159,16 @@ def test_a_depth_sweep_and_a_dim_sweep_are_fitted_apart(tmp_path):
     assert laws.loc["dim_scaling", "exponent"] == pytest.approx(0.5, abs=1e-3)
     guide = report.write_guide(tmp_path, db, None).read_text()
     assert "depth_scaling (eager, 32px, batch 4, 4 models): s/sample = 1e-09 * params^1.000, R^2 1.000: linear." in guide
+
+
+def test_compile_chart_is_scoped_to_its_folder(tmp_path):
+    db = tmp_path / "db.duckdb"
+    for name, speedup in (("f1", 1.5), ("f2", 3.0)):  # the same model in both folders, another speed-up
+        rec = record(f"{name}.m", folder=name, metrics={"samples_per_s": 100.0, "execution": "compile", "compile_speedup": speedup})
+        rec["model"]["name"] = "m"
+        planted.write(tmp_path / name, rec)
+    store.load([tmp_path / "f1", tmp_path / "f2"], db)
+    assert report.compile_chart(db, "f1").data[["model_name", "speedup"]].values.tolist() == [["m", 1.5]]
+    assert report.compile_chart(db, "f2").data[["model_name", "speedup"]].values.tolist() == [["m", 3.0]]
+    assert report.compile_chart(db).data["speedup"].tolist() == [2.25]  # everything: both folders
+    assert report.compile_chart(db, "f1'; --") is None  # a folder name is a value, never SQL
