@@ -306,12 +306,30 @@ def _crossover_html(table: pd.DataFrame) -> str:
             + shown.to_html(index=False, classes="data crossover"))
 
 
-def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) -> Path:
-    """``best_practices.md``: the recommendations with their numbers, and what could not be measured here."""
+def _view(con: duckdb.DuckDBPyConnection, name: str, columns: str, folder: str | None) -> pd.DataFrame:
+    """One of the store's views over one folder's runs (or all runs)."""
+    where, params = _scope(folder)
+    return con.execute(f"WITH runs AS (SELECT * FROM main.runs WHERE {where}) "
+                       f"SELECT {columns} FROM ({store.VIEWS[name]})", params).df()
+
+
+def write_guide(
+    out_dir: Path,
+    database: Path,
+    topology: dict[str, Any] | None,
+    folder: str | None = None,
+    crossovers: pd.DataFrame | None = None,
+    laws: pd.DataFrame | None = None,
+) -> Path:
+    """``best_practices.md``: the recommendations with their numbers, and what could not be measured here.
+
+    Over one folder's runs (or all runs); ``crossovers`` and ``laws``, when the caller has them for that
+    scope already, are used as they are.
+    """
     with duckdb.connect(str(database), read_only=True) as con:
-        recs = con.execute("SELECT * FROM recommendations").df()
-        pen = con.execute("SELECT model_name, execution, regime, throughput_penalty, status FROM numa_penalty").df()
-        comp = con.execute("SELECT model_name, execution, forward_speedup, break_even_samples FROM compile_speedup").df()
+        recs = _view(con, "recommendations", "*", folder)
+        pen = _view(con, "numa_penalty", "model_name, execution, regime, throughput_penalty, status", folder)
+        comp = _view(con, "compile_speedup", "model_name, execution, forward_speedup, break_even_samples", folder)
     lines = ["# Best practices from the measured runs", ""]
     if topology:
         lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
@@ -329,7 +347,7 @@ def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) 
     else:
         lines.append("- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
                      "The penalty, its confidence interval and the pairing advice need a multi-node host.")
-    cross = crossover_table(database)
+    cross = crossover_table(database, folder) if crossovers is None else crossovers
     if len(cross):
         lines += ["", "## Compute vs copies (crossover)", ""]
         for r in cross.itertuples():
@@ -345,7 +363,7 @@ def write_guide(out_dir: Path, database: Path, topology: dict[str, Any] | None) 
             lines.append(f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
                          f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); "
                          + below)
-    laws = scaling_laws(database)
+    laws = scaling_laws(database, folder) if laws is None else laws
     if len(laws):
         lines += ["", "## Scaling laws (time per sample vs parameters)", ""]
         for r in laws.itertuples():
@@ -537,7 +555,7 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
     if fail_rows:
         footer += f'<h2>Failed runs</h2><table class="data"><tr><th>run_id</th><th>error</th></tr>{fail_rows}</table>'
     doc = _page(title, header, charts, footer)
-    write_guide(out_dir, database, topology)
+    write_guide(out_dir, database, topology, folder, crossovers=crossovers, laws=laws)
     index = out_dir / "index.html"
     index.write_text(doc)
     (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(df), "failed": len(failed), "charts": list(charts)}))

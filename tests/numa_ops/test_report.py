@@ -172,3 +172,21 @@ def test_compile_chart_is_scoped_to_its_folder(tmp_path):
     assert report.compile_chart(db, "f2").data[["model_name", "speedup"]].values.tolist() == [["m", 3.0]]
     assert report.compile_chart(db).data["speedup"].tolist() == [2.25]  # everything: both folders
     assert report.compile_chart(db, "f1'; --") is None  # a folder name is a value, never SQL
+
+
+def test_a_folders_guide_quotes_its_own_runs_only(tmp_path):
+    db = tmp_path / "db.duckdb"
+    for name, local, remote in (("f1", 100.0, 80.0), ("f2", 200.0, 100.0)):  # penalties 20% and 50%
+        for place, rate in (("local", local), ("remote", remote)):
+            rec = record(f"{name}.{place}", folder=name, device="cuda", placement=place, gpu_id=0,
+                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
+                         metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound"})
+            rec["model"]["name"] = "m"
+            planted.write(tmp_path / name, rec)
+    store.load([tmp_path / "f1", tmp_path / "f2"], db)
+    report.write_report(tmp_path / "rep1", "t", database=db, folder="f1")
+    guide = (tmp_path / "rep1" / "best_practices.md").read_text()
+    assert "remote placement costs 20.0% of samples/s" in guide and "100 samples/s" in guide
+    assert "50.0%" not in guide and "40.0%" not in guide and "200 samples/s" not in guide and "150 samples/s" not in guide
+    report.write_report(tmp_path / "rep", "t", database=db)  # the cumulative guide: every folder's runs
+    assert "remote placement costs 40.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
