@@ -40,8 +40,9 @@ def _ci(record: dict[str, Any]) -> tuple[float | None, float | None, float | Non
 
 def compare(tonight: Path, baseline: Path | None) -> list[dict[str, Any]]:
     """One verdict per configuration of tonight's folder (and per baseline configuration gone missing)."""
-    now = {config_key(r): r for r in results.collect(tonight) if r.get("success")}
-    failed = {config_key(r): r for r in results.collect(tonight) if not r.get("success")}
+    records = results.collect(tonight)  # once: a record written in between must not be in one dict and not the other
+    now = {config_key(r): r for r in records if r.get("success")}
+    failed = {config_key(r): r for r in records if not r.get("success")}
     base = {config_key(r): r for r in results.collect(baseline) if r.get("success")} if baseline else {}
     verdicts = []
     for key in sorted(set(now) | set(base) | set(failed)):

@@ -72,3 +72,14 @@ def test_saving_verdicts_to_a_busy_store_fails_clearly(tmp_path):
     with FileLock(str(db) + ".lock"):
         with pytest.raises(store.StoreBusyError, match="verdicts were not stored"):
             store.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db, lock_timeout_s=0.2)
+
+
+def test_tonight_is_read_once(tmp_path, monkeypatch):
+    base = _night(tmp_path, "n1", {"a": (100, 98, 102)})
+    tonight = _night(tmp_path, "n2", {"a": (100, 98, 102)}, failed=["b"])
+    read = []
+    collect = results.collect
+    monkeypatch.setattr(results, "collect", lambda folder: read.append(folder.name) or collect(folder))
+    got = {v["config"].split()[2]: v["verdict"] for v in nightly.compare(tonight, base)}
+    assert got == {"a": "same", "b": "regression"}
+    assert sorted(read) == ["n1", "n2"]  # each folder's files read once
