@@ -189,8 +189,10 @@ def regression_chart(database: Path) -> alt.Chart | None:
         exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'regressions'").fetchone()[0]
         if not exists:
             return None
-        df = con.execute("SELECT night, min(checked_at) AS checked_at, config, any_value(change) AS change, "
-                         "any_value(verdict) AS verdict FROM regressions GROUP BY night, config").df()
+        # By configuration key: two configurations may share a readable label.
+        df = con.execute("SELECT night, config_key, min(checked_at) AS checked_at, any_value(config) AS config, "
+                         "any_value(change) AS change, any_value(verdict) AS verdict FROM regressions "
+                         "GROUP BY night, config_key ORDER BY night, config_key").df()
     if not len(df):
         return None
     return alt.Chart(df, title="Nightly regression timeline").mark_point(filled=True, size=60).encode(

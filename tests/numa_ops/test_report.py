@@ -190,3 +190,15 @@ def test_a_folders_guide_quotes_its_own_runs_only(tmp_path):
     assert "50.0%" not in guide and "40.0%" not in guide and "200 samples/s" not in guide and "150 samples/s" not in guide
     report.write_report(tmp_path / "rep", "t", database=db)  # the cumulative guide: every folder's runs
     assert "remote placement costs 40.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
+
+
+def test_regression_chart_keeps_configs_that_share_a_label(tmp_path):
+    db = tmp_path / "db.duckdb"
+    verdicts = [{"night": "n2", "baseline": "n1", "config_key": key, "config": "nightly lane m 224px b8 eager",
+                 "tonight_mean": 90.0, "tonight_low": 88.0, "tonight_high": 92.0, "baseline_mean": 100.0,
+                 "baseline_low": 98.0, "baseline_high": 102.0, "change": change, "verdict": verdict, "error": None}
+                for key, change, verdict in (("k1", -0.1, "regression"), ("k2", 0.0, "same"))]
+    store.save_verdicts("nightly_sweep", verdicts, False, db)
+    data = report.regression_chart(db).data
+    assert sorted(zip(data["change"], data["verdict"], strict=True)) == [(-0.1, "regression"), (0.0, "same")]
+    assert set(data["config"]) == {"nightly lane m 224px b8 eager"}
