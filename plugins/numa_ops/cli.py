@@ -14,17 +14,34 @@ from numa_ops.plan import PlanError, count_runs
 from numa_ops.topology import PlacementError, discover
 
 
+class UsageError(ValueError):
+    """Command-line arguments that cannot be understood."""
+
+
+ZIP_USAGE = "--zip needs two or more keys: --zip KEY1,KEY2"
+
+
+def _zip_group(value: str | None) -> list[str]:
+    keys = [k.strip() for k in (value or "").split(",") if k.strip()]
+    if len(set(keys)) < 2:
+        raise UsageError(f"{ZIP_USAGE} (got {value!r})" if value is not None else ZIP_USAGE)
+    return keys
+
+
 def parse_run_args(args: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Split ``run`` arguments into overrides and zip groups; ``-m``/``--multirun`` is accepted (sweeps always expand)."""
+    """Split ``run`` arguments into overrides and zip groups; ``-m``/``--multirun`` is accepted (sweeps always expand).
+
+    Raises :class:`UsageError` for a ``--zip`` without two or more keys.
+    """
     overrides, zips = [], []
     items = iter(args)
     for arg in items:
         if arg in ("-m", "--multirun"):
             continue
         if arg == "--zip":
-            zips.append([k.strip() for k in next(items, "").split(",") if k.strip()])
+            zips.append(_zip_group(next(items, None)))
         elif arg.startswith("--zip="):
-            zips.append([k.strip() for k in arg.split("=", 1)[1].split(",") if k.strip()])
+            zips.append(_zip_group(arg.split("=", 1)[1]))
         else:
             overrides.append(arg)
     return overrides, zips
@@ -32,7 +49,11 @@ def parse_run_args(args: list[str]) -> tuple[list[str], list[list[str]]]:
 
 def run(args: list[str]) -> int:
     """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded."""
-    overrides, zip_keys = parse_run_args(args)
+    try:
+        overrides, zip_keys = parse_run_args(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         folder_path, lanes = pipeline.prepare("", overrides, discover(), zip_keys=zip_keys)
     except (ConfigError, PlacementError, PlanError, paths.UnsafePathError, pipeline.OutputsError) as exc:

@@ -54,3 +54,35 @@ def test_outputs_disk_too_full_is_refused_before_any_run(configs_dir, outputs_di
     result = run_cli("experiment=tiny")
     assert result.returncode == 2 and "below NUMA_LAB_MIN_FREE_MB" in result.stderr
     assert not any(outputs_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--zip", ""], id="empty"),
+        pytest.param(["--zip"], id="no-value"),
+        pytest.param(["--zip="], id="empty-equals"),
+        pytest.param(["--zip", "experiment.test.batch_size"], id="one-key"),
+        pytest.param(["--zip=experiment.test.batch_size,experiment.test.batch_size"], id="one-key-twice"),
+        pytest.param(["--zip", " , "], id="only-commas"),
+    ],
+)
+def test_zip_without_two_keys_is_refused_when_parsed(args):
+    from numa_ops.cli import UsageError, parse_run_args
+
+    with pytest.raises(UsageError, match="--zip needs two or more keys: --zip KEY1,KEY2"):
+        parse_run_args(["experiment=quick_test", "experiment.test.batch_size=4,8", *args])
+
+
+def test_zip_with_two_keys_is_a_group():
+    from numa_ops.cli import parse_run_args
+
+    assert parse_run_args(["experiment=e", "--zip", "a.b, c.d", "--zip=e.f,g.h"]) == (
+        ["experiment=e"], [["a.b", "c.d"], ["e.f", "g.h"]])
+
+
+def test_zip_without_two_keys_is_refused_by_the_command(configs_dir, outputs_dir):
+    result = run_cli("experiment=quick_test", "experiment.test.batch_size=4,8", "--zip", "")
+    assert result.returncode == 2
+    assert "--zip needs two or more keys: --zip KEY1,KEY2" in result.stderr
+    assert "different lengths" not in result.stderr
