@@ -169,9 +169,6 @@ def build_plan(
         ids = [r["run_id"] for r in runs]
         if len(set(ids)) != len(ids):
             raise PlanError(f"the plan repeats a run on lane {lane_name(*key)} (same model, settings and placement twice)")
-    ids = [r["run_id"] for runs in lanes.values() for r in runs if "pool" not in r]
-    if len(set(ids)) != len(ids):
-        raise PlanError("the plan repeats a run (same model, settings and placement twice)")
     return [
         Lane(lane_name(*key), folder, key[0], key[1], key[2], workers, runs)
         for key, runs in sorted(lanes.items(), key=lambda kv: lane_name(*kv[0]))
