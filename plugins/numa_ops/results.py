@@ -196,7 +196,8 @@ def finalize(folder_path: Path) -> dict[str, Any]:
     planned = None
     plan_file = folder_path / "plan.json"
     if plan_file.is_file():
-        planned = len({r["run_id"] for lane in json.loads(plan_file.read_text())["lanes"] for r in lane["runs"]})
+        plan = json.loads(plan_file.read_text())
+        planned = plan.get("runs") or len({r["run_id"] for lane in plan["lanes"] for r in lane["runs"]})
     summary = summarize(folder_path.name, records, planned)
     write_json_atomic(folder_path / "results.json", records)
     write_json_atomic(folder_path / "experiment_summary.json", summary)
