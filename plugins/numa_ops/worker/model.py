@@ -28,6 +28,7 @@ def _vit_module() -> ModuleType:
 
         return vit
     module = importlib.util.module_from_spec(file_spec)
+    sys.modules[name] = module  # as an import would: a later ``import vit_pytorch`` reuses it
     file_spec.loader.exec_module(module)
     return module
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from numa_ops.worker.model import build_model
@@ -28,3 +32,11 @@ def test_pool_is_round_robin_over_whole_batches():
 def test_pool_smaller_than_a_batch_still_holds_one():
     pool = HostPool(memory_size_mb=1, batch_size=64, tensor_shape=[3, 224, 224], pinned=False)
     assert pool.num_batches == 1
+
+
+def test_vit_loaded_alone_is_the_module_a_later_import_finds():
+    # loaded without vit_pytorch's package __init__ (start-up time), but registered as an import
+    # would be, so a later ``import vit_pytorch.vit`` (pickling, user code) gets the same class
+    code = ("from numa_ops.worker.model import ViTForProfiling; import vit_pytorch.vit as v; "
+            "assert issubclass(ViTForProfiling, v.ViT), 'two copies of vit_pytorch.vit'")
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
