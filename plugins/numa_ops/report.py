@@ -202,24 +202,39 @@ def regression_chart(database: Path) -> alt.Chart | None:
 
 
 def sensitivity_heatmap(database: Path, folder: str | None = None) -> alt.Chart | None:
-    """Samples/s per model x placement (lane class), normalised to the model's local placement."""
-    where, params = _scope(folder)
+    """Samples/s per configuration x placement, relative to the configuration's local placement.
+
+    Read from the ``numa_penalty`` view (remote = 1 - its ``throughput_penalty``), as best_practices.md is,
+    so the page and the guide show the same penalty for the same configuration.
+    """
     with duckdb.connect(str(database), read_only=True) as con:
-        df = con.execute(
-            "SELECT model_name, placement || ' (d=' || coalesce(CAST(numa_distance AS VARCHAR), '?') || ')' AS placement, "
-            "median(samples_per_s) AS samples_per_s FROM runs "
-            f"WHERE success AND device = 'cuda' AND placement IN ('local', 'remote') AND {where} GROUP BY ALL",
-            params,
-        ).df()
-    if not len(df) or not df["placement"].str.startswith("remote").any():
-        return None  # no remote placement: nothing to map (the notes say why)
-    local = df[df["placement"].str.startswith("local")].groupby("model_name")["samples_per_s"].median()
-    df["relative"] = df.apply(lambda r: r["samples_per_s"] / local.get(r["model_name"], float("nan")), axis=1)
+        pen = _view(con, "numa_penalty", "*", folder)
+    pen = pen[pen["status"] == "measured"]
+    if not len(pen):
+        return None  # no remote placement paired with a local one: nothing to map (the notes say why)
+    config = (pen["model_name"] + " | gpu" + pen["gpu_id"].astype(str) + " " + pen["height"].astype(str) + "px b"
+              + pen["batch_size"].astype(str) + " " + pen["execution"])
+    if pen["host"].nunique() > 1:
+        config = config + " | " + pen["host"].fillna("?")
+
+    def dist(col: str) -> pd.Series:
+        return pen[col].map(lambda d: "?" if pd.isna(d) else str(int(d)))
+
+    df = pd.concat([
+        pd.DataFrame({"model_name": pen["model_name"], "config": config, "regime": pen["regime"],
+                      "placement": "local (d=" + dist("local_numa_distance") + ")", "relative": 1.0,
+                      "samples_per_s": pen["local_samples_per_s"]}),
+        pd.DataFrame({"model_name": pen["model_name"], "config": config, "regime": pen["regime"],
+                      "placement": "remote (d=" + dist("remote_numa_distance") + ")", "relative": 1 - pen["throughput_penalty"],
+                      "samples_per_s": pen["remote_samples_per_s"]}),
+    ], ignore_index=True)
     return alt.Chart(df, title="NUMA sensitivity: samples/s relative to local placement").mark_rect().encode(
-        x=alt.X("placement:N", title="placement (SLIT distance)"), y=alt.Y("model_name:N", title="model"),
+        x=alt.X("placement:N", title="placement (SLIT distance)"),
+        y=alt.Y("config:N", title="model | GPU, shape, execution", axis=alt.Axis(labelLimit=480)),
         color=alt.Color("relative:Q", scale=alt.Scale(scheme="redyellowgreen", domainMid=1.0)),
-        tooltip=["model_name", "placement", alt.Tooltip("relative:Q", format=".3f"), alt.Tooltip("samples_per_s:Q", format=".0f")],
-    ).properties(width=300, height=220)
+        tooltip=["model_name", "config", "placement", "regime", alt.Tooltip("relative:Q", format=".3f"),
+                 alt.Tooltip("samples_per_s:Q", format=".0f")],
+    ).properties(width=300)
 
 
 def scaling_chart(database: Path, folder: str | None = None) -> alt.Chart | None:

@@ -136,7 +136,9 @@ VIEWS = {
                    median(samples_per_s) FILTER (WHERE placement = 'local') AS local_samples_per_s,
                    median(samples_per_s) FILTER (WHERE placement = 'remote') AS remote_samples_per_s,
                    median(h2d_gbps) FILTER (WHERE placement = 'local') AS local_h2d_gbps,
-                   median(h2d_gbps) FILTER (WHERE placement = 'remote') AS remote_h2d_gbps
+                   median(h2d_gbps) FILTER (WHERE placement = 'remote') AS remote_h2d_gbps,
+                   max(numa_distance) FILTER (WHERE placement = 'local') AS local_numa_distance,
+                   max(numa_distance) FILTER (WHERE placement = 'remote') AS remote_numa_distance
             FROM ok GROUP BY ALL
         )
         SELECT *,

@@ -202,3 +202,22 @@ def test_regression_chart_keeps_configs_that_share_a_label(tmp_path):
     data = report.regression_chart(db).data
     assert sorted(zip(data["change"], data["verdict"], strict=True)) == [(-0.1, "regression"), (0.0, "same")]
     assert set(data["config"]) == {"nightly lane m 224px b8 eager"}
+
+
+def test_heatmap_and_guide_show_the_same_penalty_per_config(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for batch, local, remote in ((4, 100.0, 80.0), (16, 400.0, 200.0)):  # 20% at batch 4, 50% at batch 16
+        for place, rate in (("local", local), ("remote", remote)):
+            rec = record(f"f1.b{batch}.{place}", device="cuda", placement=place, gpu_id=0, numa_distance=10 if place == "local" else 21,
+                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
+                         metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound"})
+            rec["model"]["name"] = "m"
+            rec["test"]["batch_size"] = batch
+            planted.write(folder, rec)
+    store.load([folder], db)
+    data = report.sensitivity_heatmap(db, "f1").data
+    remote = data[data["placement"] == "remote (d=21)"].set_index("config")["relative"].round(6).to_dict()
+    assert remote == {"m | gpu0 32px b4 eager": 0.8, "m | gpu0 32px b16 eager": 0.5}
+    assert set(data[data["placement"] == "local (d=10)"]["relative"]) == {1.0}
+    guide = report.write_guide(tmp_path, db, None, "f1").read_text()
+    assert "remote placement costs 20.0% of samples/s" in guide and "remote placement costs 50.0% of samples/s" in guide
