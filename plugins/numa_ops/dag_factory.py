@@ -48,16 +48,20 @@ def _doc(dag_id: str, phase: Phase) -> str:
     )
 
 
-def _lanes(plans: list[Any]) -> list[dict[str, Any]]:
-    """Every lane of ``plans``: one host's lanes, or a list of each host's lanes (None where a host skipped)."""
-    return [lane for plan in plans if plan for lane in (plan if isinstance(plan, list) else [plan])]
+def _lanes(plans: list[Any] | None) -> list[dict[str, Any]]:
+    """Every lane of ``plans``: one host's lanes, or a list of each host's lanes (None where a host skipped).
+
+    ``plans`` is None when planning failed (Airflow passes None for a failed task's XCom).
+    """
+    return [lane for plan in plans or [] if plan for lane in (plan if isinstance(plan, list) else [plan])]
 
 
-def _folders(plans: list[Any]) -> list[str]:
-    """The run folders of ``plans``, one per host, in order."""
+def _folders(plans: list[Any] | None) -> list[str]:
+    """The run folders of ``plans``, one per host, in order; skips the task when nothing was planned."""
     folders = list(dict.fromkeys(lane["folder"] for lane in _lanes(plans)))
     if not folders:
-        raise RuntimeError("nothing was planned: no host had a study to run")
+        raise AirflowSkipException("nothing was planned (plan_runs failed, or no host had a study to run): "
+                                   "see plan_runs's log for the reason")
     return folders
 
 
