@@ -267,8 +267,8 @@ def load_experiment(
         o.path == ("hardware", "gpu_ids") and o.is_sweep and any(isinstance(v, list) and len(v) > 1 for v in o.values)
         for o in parsed
     )
+    hardware = data.get("hardware") if isinstance(data.get("hardware"), dict) else {}
     explicit = any(o.path in (("hardware", "together"), ("hardware", "spread")) for o in parsed)
-    if patterns and not explicit and not (data.get("hardware") or {}).get("spread"):
-        data = copy.deepcopy(data)
-        data.setdefault("hardware", {})["together"] = True
+    if patterns and not explicit and "together" not in hardware and not hardware.get("spread"):
+        data = {**copy.deepcopy(data), "hardware": {**hardware, "together": True}}
     return [build_config(data, point) for point in points]

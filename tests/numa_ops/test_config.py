@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from numa_ops.config import ConfigError, available_experiments, load_experiment, split_experiment
 
 
@@ -89,3 +90,23 @@ def test_split_experiment():
 )
 def test_a_model_whose_architecture_is_overridden_is_renamed(overrides, names):
     assert [c.vit_configs[0].name for c in load_experiment("scaling_study", overrides)] == names
+
+
+
+@pytest.mark.parametrize(
+    ("hardware", "together"),
+    [
+        pytest.param({"together": False}, False, id="together-false-in-yaml"),
+        pytest.param(None, True, id="empty-hardware-section"),
+        pytest.param("absent", True, id="no-hardware-section"),
+    ],
+)
+def test_gpu_set_sweep_is_a_pattern_unless_the_yaml_says_otherwise(configs_dir, hardware, together):
+    data = yaml.safe_load((configs_dir / "quick_test.yaml").read_text())
+    if hardware == "absent":
+        del data["hardware"]
+    else:
+        data["hardware"] = hardware
+    (configs_dir / "sets.yaml").write_text(yaml.safe_dump(data))
+    configs = load_experiment("sets", ['experiment.hardware.gpu_ids="[0],[0,1]"'])
+    assert [c.hardware.together for c in configs] == [together, together]
