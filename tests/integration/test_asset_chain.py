@@ -29,5 +29,6 @@ def test_phase1_trigger_starts_the_chain(airflow, outputs_dir):
     assert states == dict.fromkeys(wanted, "success"), f"{states}\n{log.read_text()[-3000:]}"
     for dag_id in wanted[1:]:
         assert dag_runs(token, dag_id)[0]["run_type"] == "asset_triggered"
-    folders = [p for p in outputs_dir.iterdir() if (p / "runs").is_dir()]
-    assert len(folders) >= 4 and all(json.loads((f / "gate.json").read_text())["passed"] for f in folders if (f / "gate.json").exists())
+    for dag_id in wanted:  # each phase's folder passed its gate (Phase 5, after 3, may still be running)
+        (folder,) = [p for p in outputs_dir.iterdir() if p.name.startswith(dag_id.split("_")[0] + "_")]
+        assert json.loads((folder / "gate.json").read_text())["passed"], folder.name
