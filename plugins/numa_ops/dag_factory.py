@@ -199,25 +199,24 @@ def build_phase_dag(dag_id: str) -> DAG:
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def load_duckdb(lanes: list[Any]) -> dict[str, Any]:
-            """Write results.json and the summary; load every run record into DuckDB."""
+            """Write each host's results.json and summary; load every run record into DuckDB, once."""
             from numa_ops import pipeline, results
 
-            loaded = {}
-            for folder in _folders(lanes):
-                loaded = pipeline.load(results.run_folder(folder))
-                print(f"{folder}: summary: {loaded['summary']}; duckdb: {loaded['load']}")
+            folders = _folders(lanes)
+            loaded = pipeline.load([results.run_folder(folder) for folder in folders])
+            for folder, summary in loaded.get("summaries", {folders[0]: loaded["summary"]}).items():
+                print(f"{folder}: summary: {summary}")
+            print(f"duckdb: {loaded['load']}")
             return loaded
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def report(lanes: list[Any]) -> dict[str, Any]:
-            """Write this run's report and the cumulative one; say where everything is."""
+            """Write each host's report and the cumulative one; say where everything is."""
             from numa_ops import pipeline, results
 
-            where = {}
-            for folder in _folders(lanes):
-                where = pipeline.write_reports(results.run_folder(folder))
-                for key, value in where.items():
-                    print(f"{key}: {value}")
+            where = pipeline.write_reports([results.run_folder(folder) for folder in _folders(lanes)])
+            for key, value in where.items():
+                print(f"{key}: {value}")
             return where
 
         @task(outlets=[phase_asset(dag_id)], trigger_rule=TriggerRule.ALL_DONE)

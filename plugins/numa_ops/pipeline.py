@@ -130,28 +130,51 @@ def run_lanes(
         return [o for group in pool.map(one_gpu, by_gpu.values()) for o in group]
 
 
-def load(folder_path: Path) -> dict[str, Any]:
-    """Write results.json and the summary; load DuckDB from every run folder (so it catches up)."""
+SUMMARY_KEYS = ("planned_runs", "successful_runs", "failed_runs", "missing_runs")
+
+
+def _folders(folder_paths: Path | list[Path]) -> list[Path]:
+    folders = [folder_paths] if isinstance(folder_paths, Path) else list(dict.fromkeys(folder_paths))
+    if not folders:
+        raise ValueError("no run folder given")
+    return folders
+
+
+def _summary(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: summary[k] for k in SUMMARY_KEYS}
+
+
+def _total(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several folders' summaries added up (a count unknown in one folder, no plan.json there, stays unknown)."""
+    return {k: None if any(s[k] is None for s in summaries) else sum(s[k] for s in summaries) for k in SUMMARY_KEYS}
+
+
+def load(folder_paths: Path | list[Path]) -> dict[str, Any]:
+    """Write each folder's results.json and summary; load DuckDB once, from every run folder (so it catches up).
+
+    One folder: ``{"summary", "load"}``. Several (one per GPU host): ``"summary"`` adds theirs up and
+    ``"summaries"`` holds each folder's, by folder name.
+    """
     from numa_ops import store
 
-    summary = results.finalize(folder_path)
+    folders = _folders(folder_paths)
+    summaries = {f.name: _summary(results.finalize(f)) for f in folders}
     counts = store.load(store.run_folders())
-    return {"summary": {k: summary[k] for k in ("planned_runs", "successful_runs", "failed_runs", "missing_runs")},
-            "load": counts}
+    if len(folders) == 1:
+        return {"summary": summaries[folders[0].name], "load": counts}
+    return {"summary": _total(list(summaries.values())), "summaries": summaries, "load": counts}
 
 
-def write_reports(folder_path: Path) -> dict[str, Any]:
-    """This folder's report and the cumulative one; returns (and saves to latest.json) where things are."""
-    from numa_ops import report, store
-
+def _topology(folder_path: Path) -> dict[str, Any] | None:
     topo_file = folder_path / "topology.json"
-    topology = json.loads(topo_file.read_text()) if topo_file.is_file() else None
-    run_report = report.write_report(
-        folder_path / "report", f"numa-lab: {folder_path.name}", folder=folder_path.name, topology=topology
-    )
-    all_report = report.write_report(paths.outputs_dir() / "report", "numa-lab: all runs", topology=topology)
+    return json.loads(topo_file.read_text()) if topo_file.is_file() else None
+
+
+def _where(folder_path: Path, run_report: Path, all_report: Path) -> dict[str, Any]:
+    from numa_ops import store
+
     summary = json.loads((folder_path / "experiment_summary.json").read_text())
-    where = {
+    return {
         "folder": str(folder_path),
         "results_json": str(folder_path / "results.json"),
         "experiment_summary_json": str(folder_path / "experiment_summary.json"),
@@ -159,7 +182,40 @@ def write_reports(folder_path: Path) -> dict[str, Any]:
         "duckdb": str(store.db_path()),
         "report": str(run_report),
         "report_all_runs": str(all_report),
-        "summary": {k: summary[k] for k in ("planned_runs", "successful_runs", "failed_runs", "missing_runs")},
+        "summary": _summary(summary),
     }
+
+
+def write_reports(folder_paths: Path | list[Path]) -> dict[str, Any]:
+    """Each folder's report and, once, the cumulative one; returns (and saves to latest.json) where things are.
+
+    One folder: that folder's paths and summary. Several (one per GPU host): each per-folder key
+    (``folder``, ``results_json``, ``experiment_summary_json``, ``experiment_log``, ``report``) lists
+    every folder's, in order; ``summary`` adds them up, ``summaries`` holds each folder's.
+    """
+    from numa_ops import report
+
+    folders = _folders(folder_paths)
+    topologies = {f.name: _topology(f) for f in folders}
+    run_reports = {
+        f.name: report.write_report(f / "report", f"numa-lab: {f.name}", folder=f.name, topology=topologies[f.name])
+        for f in folders
+    }
+    # the host's notes belong on the all-runs page only when every folder was measured on the same host
+    shared = list(topologies.values())
+    topology = shared[0] if all(t == shared[0] for t in shared) else None
+    all_report = report.write_report(paths.outputs_dir() / "report", "numa-lab: all runs", topology=topology)
+    each = [_where(f, run_reports[f.name], all_report) for f in folders]
+    if len(each) == 1:
+        where = each[0]
+    else:
+        where = {key: [w[key] for w in each] for key in ("folder", "results_json", "experiment_summary_json",
+                                                        "experiment_log", "report")}
+        where.update(
+            duckdb=each[0]["duckdb"],
+            report_all_runs=str(all_report),
+            summary=_total([w["summary"] for w in each]),
+            summaries={Path(w["folder"]).name: w["summary"] for w in each},
+        )
     results.write_json_atomic(paths.outputs_dir() / LATEST, where)
     return where

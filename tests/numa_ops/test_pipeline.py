@@ -1,0 +1,63 @@
+"""Finishing a phase: each folder's results, one DuckDB load, each folder's report and one cumulative report."""
+
+from __future__ import annotations
+
+import json
+
+from numa_ops import pipeline, report, results, store
+
+from tests.numa_ops import planted
+from tests.numa_ops.records import record
+
+
+def _host_folder(outputs_dir, name, host, runs=("a", "b")):
+    folder = outputs_dir / name
+    for model in runs:
+        planted.write(folder, record(f"{name}.{model}"))
+    results.write_json_atomic(folder / "topology.json", {"host": host, "nodes": [{}], "gpus": [], "notes": []})
+    return folder
+
+
+def _counting(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append((a, k)) or real(*a, **k))
+    return calls
+
+
+def test_several_hosts_load_once_and_latest_names_every_folder(outputs_dir, monkeypatch):
+    a = _host_folder(outputs_dir, "n_gpu-a", "host-a")
+    b = _host_folder(outputs_dir, "n_gpu-b", "host-b", runs=("a",))
+    loads = _counting(monkeypatch, store, "load")
+    reports = _counting(monkeypatch, report, "write_report")
+
+    loaded = pipeline.load([a, b])
+    assert len(loads) == 1 and loaded["load"]["inserted"] == 3
+    assert (a / "results.json").is_file() and (b / "experiment_summary.json").is_file()
+    assert {k: v["successful_runs"] for k, v in loaded["summaries"].items()} == {"n_gpu-a": 2, "n_gpu-b": 1}
+    assert loaded["summary"]["successful_runs"] == 3
+
+    where = pipeline.write_reports([a, b])
+    titles = [k["folder"] if "folder" in k else None for _, k in reports]
+    assert titles == ["n_gpu-a", "n_gpu-b", None]  # each folder's report, then the cumulative one once
+    assert reports[-1][1]["topology"] is None  # two hosts: no one host's notes on the all-runs page
+    latest = json.loads((outputs_dir / pipeline.LATEST).read_text())
+    assert latest == json.loads(json.dumps(where))
+    assert latest["folder"] == [str(a), str(b)]
+    assert latest["results_json"] == [str(a / "results.json"), str(b / "results.json")]
+    assert latest["report"] == [str(a / "report" / "index.html"), str(b / "report" / "index.html")]
+    assert latest["report_all_runs"] == str(outputs_dir / "report" / "index.html")
+    assert latest["summary"]["successful_runs"] == 3 and set(latest["summaries"]) == {"n_gpu-a", "n_gpu-b"}
+    assert (a / "report" / "index.html").is_file() and (b / "report" / "index.html").is_file()
+
+
+def test_one_folder_keeps_its_shape(outputs_dir):
+    a = _host_folder(outputs_dir, "n1", "host-a")
+    loaded = pipeline.load(a)
+    assert set(loaded) == {"summary", "load"} and loaded["summary"]["successful_runs"] == 2
+    assert set(pipeline.load([a])) == {"summary", "load"}  # a list of one folder: the same shape
+    where = pipeline.write_reports(a)
+    assert set(where) == {"folder", "results_json", "experiment_summary_json", "experiment_log", "duckdb", "report",
+                          "report_all_runs", "summary"}
+    assert where["results_json"] == str(a / "results.json")
+    assert json.loads((outputs_dir / pipeline.LATEST).read_text()) == where
