@@ -238,30 +238,19 @@ def build_phase_dag(dag_id: str) -> DAG:
         @task
         def compare_baseline(lanes: list[Any]) -> dict[str, Any]:
             """Compare tonight with the baseline night; a regression outside both CIs fails the run."""
-            from numa_ops import nightly, paths, results, store
+            from numa_ops import nightly, paths, results
 
             problems, out = [], {}
             queues = {lane["folder"]: lane.get("queue") for lane in _lanes(lanes)}
             for folder in _folders(lanes):
-                folder_path = results.run_folder(folder)
                 host_queue = queues[folder]
                 key = f"{dag_id}@{host_queue}" if host_queue else dag_id  # each host is compared with its own nights
-                if phase.baseline == "last_accepted":
-                    base_name = store.last_accepted_night(key, before=folder_path.name)
-                else:
-                    base_name = f"{phase.baseline}_{host_queue}" if host_queue else phase.baseline
-                baseline = results.run_folder(base_name) if base_name else None
-                verdicts = nightly.compare(folder_path, baseline)
-                ok = nightly.accepted(verdicts)
-                store.save_verdicts(key, verdicts, ok)
-                print(f"{folder}: baseline: {base_name or 'none yet: this night becomes the baseline'}")
-                for v in verdicts:
+                checked = nightly.check(results.run_folder(folder), key, phase.baseline, host_queue)
+                print(f"{folder}: baseline: {checked['baseline'] or 'none yet: this night becomes the baseline'}")
+                for v in checked["verdicts"]:
                     print(f"  {v['verdict']:12} {v['config']}: {v['tonight_mean']} vs {v['baseline_mean']} ({v['change']})")
-                results.write_json_atomic(folder_path / "regressions.json", verdicts)
-                if not ok:
-                    bad = [v["config"] for v in verdicts if v["verdict"] in (nightly.REGRESSION, nightly.MISSING)]
-                    problems.append(f"regression against {base_name}: {', '.join(bad)}")
-                out = {"baseline": base_name, "verdicts": len(verdicts)}
+                problems.extend(checked["problems"])
+                out = {"baseline": checked["baseline"], "verdicts": len(checked["verdicts"])}
             if problems:
                 raise RuntimeError(f"{'; '.join(problems)} (see {paths.outputs_dir()} and table regressions)")
             return out

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pytest
 from numa_ops import nightly, results, store
@@ -83,3 +85,38 @@ def test_tonight_is_read_once(tmp_path, monkeypatch):
     got = {v["config"].split()[2]: v["verdict"] for v in nightly.compare(tonight, base)}
     assert got == {"a": "same", "b": "regression"}
     assert sorted(read) == ["n1", "n2"]  # each folder's files read once
+
+
+def _verdicts(checked):
+    return {v["config"].split()[2]: v["verdict"] for v in checked["verdicts"]}
+
+
+def test_check_first_night_becomes_the_baseline(outputs_dir):
+    n1 = _night(outputs_dir, "n1", {"a": (100, 98, 102)})
+    checked = nightly.check(n1, "nightly_sweep", "last_accepted")
+    assert checked["baseline"] is None and checked["ok"] and checked["problems"] == []
+    assert _verdicts(checked) == {"a": "new"}
+    assert [v["verdict"] for v in json.loads((n1 / "regressions.json").read_text())] == ["new"]
+    assert store.last_accepted_night("nightly_sweep", before="n2") == "n1"
+
+
+def test_check_flags_a_regression_outside_both_intervals(outputs_dir):
+    nightly.check(_night(outputs_dir, "n1", {"a": (100, 98, 102), "b": (100, 98, 102)}), "nightly_sweep", "last_accepted")
+    n2 = _night(outputs_dir, "n2", {"a": (90, 88, 92), "b": (99, 96, 101)})  # a: planted 10% drop; b: overlaps
+    checked = nightly.check(n2, "nightly_sweep", "last_accepted")
+    assert checked["baseline"] == "n1" and not checked["ok"]
+    assert _verdicts(checked) == {"a": "regression", "b": "same"}
+    (problem,) = checked["problems"]
+    assert problem.startswith("regression against n1: ") and " a " in problem and " b " not in problem
+    assert store.last_accepted_night("nightly_sweep", before="n3") == "n1"  # a regressed night is no baseline
+
+
+def test_check_pinned_baseline_on_a_host_uses_its_suffix(outputs_dir):
+    _night(outputs_dir, "pinned_gpu-a", {"a": (100, 98, 102)})
+    _night(outputs_dir, "pinned", {"a": (50, 48, 52)})  # the unsuffixed folder is not the host's baseline
+    tonight = _night(outputs_dir, "n2_gpu-a", {"a": (101, 99, 103)})
+    checked = nightly.check(tonight, "nightly_sweep@gpu-a", "pinned", "gpu-a")
+    assert checked["baseline"] == "pinned_gpu-a" and checked["ok"] and _verdicts(checked) == {"a": "same"}
+    assert store.query("SELECT DISTINCT phase, night, baseline FROM regressions") == [
+        ("nightly_sweep@gpu-a", "n2_gpu-a", "pinned_gpu-a")]
+    assert store.last_accepted_night("nightly_sweep@gpu-b", before="n3_gpu-b") is None  # each host its own nights
