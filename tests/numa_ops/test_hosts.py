@@ -93,7 +93,7 @@ def test_downstream_tasks_see_every_hosts_folder():
     b = [{"folder": "f_gpu-b", "queue": "gpu-b"}]
     assert dag_factory._folders([a, None, b]) == ["f_gpu-a", "f_gpu-b"]  # None: a host that skipped
     assert dag_factory._folders(a) == ["f_gpu-a"]  # one host, as without hosts
-    with pytest.raises(RuntimeError, match="nothing was planned"):
+    with pytest.raises(AirflowSkipException, match="nothing was planned"):
         dag_factory._folders([None, None])
 
 
