@@ -8,6 +8,7 @@ successful record are never measured again.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -44,10 +45,10 @@ def device_lock(lane: dict[str, Any], log: Callable[[str], None]) -> Iterator[No
     """Hold the lane's device (a GPU, or a CPU node for CPU lanes) so no two timed lanes share it.
 
     A file lock under the outputs folder: it holds across tasks, DAG runs and the command line on
-    this host. ``hardware.share_gpu: true`` in a run's config opts out (to measure contention).
+    this host. ``hardware.share_gpu: true`` in the configs of all the lane's runs opts out (to measure
+    contention); a lane that mixes the two takes the lock.
     """
-    first = lane["runs"][0] if lane["runs"] else {}
-    if (first.get("hardware") or {}).get("share_gpu"):
+    if lane["runs"] and all((r.get("hardware") or {}).get("share_gpu") for r in lane["runs"]):
         yield
         return
     key = f"cpu-node{lane['cpu_node']}" if lane["gpu_id"] is None else f"gpu{lane['gpu_id']}"
@@ -142,15 +143,19 @@ class LaneSupervisor:
         outcome = LaneOutcome(self.name, len(runs), skipped=len(runs) - len(todo))
         if outcome.skipped:
             self.log(f"[{self.name}] {outcome.skipped} of {len(runs)} runs already have a successful record: skipped")
-        refusal = self._profiling_refusal(todo)
-        if refusal:
-            for spec in todo:
-                self._record_failure(spec, refusal, outcome)
-            todo = []
         done = outcome.skipped
         with device_lock(self.lane, self.log) if todo else nullcontext():
             while todo and not self._stopped:
-                finished = self._run_worker(todo, outcome, done, len(runs))
+                # one worker per stretch of runs with the same profile settings (a lane may hold several studies)
+                profile = todo[0].get("profile")
+                batch = list(itertools.takewhile(lambda r, p=profile: r.get("profile") == p, todo))
+                refusal = self._profiling_refusal(batch)
+                if refusal:
+                    for spec in batch:
+                        self._record_failure(spec, refusal, outcome)
+                    finished = {r["run_id"] for r in batch}
+                else:
+                    finished = self._run_worker(batch, outcome, done, len(runs))
                 done += len(finished)
                 todo = [r for r in todo if r["run_id"] not in finished]
         if self._stopped:

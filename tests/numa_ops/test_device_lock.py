@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+
+from filelock import FileLock
+from numa_ops.supervise import device_lock
 
 HOLD = """
 import json, sys, time
@@ -33,3 +37,34 @@ def test_same_gpu_never_overlaps(outputs_dir):
 def test_different_gpus_overlap(outputs_dir):
     a, b = _hold_all([0, 1])
     assert _overlap(a, b)
+
+
+def _lane(*share_gpu):
+    return {"name": "l", "gpu_id": 0, "cpu_node": 0, "runs": [{"hardware": {"share_gpu": s}} for s in share_gpu]}
+
+
+def test_a_lane_whose_runs_all_share_the_gpu_takes_no_lock(outputs_dir):
+    held = FileLock(str(outputs_dir / ".locks" / "gpu0.lock"))
+    (outputs_dir / ".locks").mkdir(parents=True, exist_ok=True)
+    with held:
+        with device_lock(_lane(True, True), print):
+            pass  # entered while another lane holds the GPU
+
+
+def test_a_lane_mixing_shared_and_exclusive_runs_takes_the_lock(outputs_dir):
+    (outputs_dir / ".locks").mkdir(parents=True, exist_ok=True)
+    held = FileLock(str(outputs_dir / ".locks" / "gpu0.lock"))
+    held.acquire()
+    waiting, entered = threading.Event(), threading.Event()
+
+    def lane():
+        with device_lock(_lane(True, False), lambda line: waiting.set() if "waiting for gpu0" in line else None):
+            entered.set()
+
+    thread = threading.Thread(target=lane)
+    thread.start()
+    assert waiting.wait(timeout=60)
+    assert not entered.is_set()
+    held.release()
+    thread.join(timeout=60)
+    assert entered.is_set()

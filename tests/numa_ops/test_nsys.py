@@ -128,3 +128,15 @@ def test_too_little_disk_for_reports_is_refused_when_required(configs_dir, outpu
     outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     assert outcome.workers_started == 0
     assert "below profile.min_free_gb=100000" in _records(folder_path, lane)[0]["error"]
+
+
+def test_each_runs_own_profile_setting_holds_in_a_lane_of_several_studies(configs_dir, outputs_dir, stand_in):
+    nsys, log = stand_in
+    folder_path, lane = tiny_lane(ANY_DISK)
+    lane["runs"][1]["profile"] = {**lane["runs"][1]["profile"], "nsys": "on"}  # as another study's run would be
+    outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    assert len(outcome.succeeded) == 2 and outcome.workers_started == 2
+    first, second = _records(folder_path, lane)
+    assert first["profile"]["nsys"] == "off" and first["profile"].get("report") is None
+    assert second["profile"]["report"].endswith(".nsys-rep")
+    assert len(log.read_text().splitlines()) == 1  # only the second run's worker ran under nsys
