@@ -2,13 +2,19 @@
 
 A run is stored once (primary key ``run_id``). A successful row is never replaced; a failed row
 is replaced when the run is measured again. Loads take a file lock beside the database, so two
-loads never race for DuckDB's single-writer lock: the second waits, then catches up.
+loads never race for DuckDB's single-writer lock: the second waits, then catches up. Reads take the
+same lock (``read_connection``): while a load writes, DuckDB refuses even a read-only connection, so a
+report waits for the load instead of failing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -249,12 +255,84 @@ VIEWS = {
 
 
 class StoreBusyError(RuntimeError):
-    """Another load held the database for longer than the wait allowed."""
+    """Another process held the database for longer than the wait allowed."""
 
 
 def db_path(base: Path | None = None) -> Path:
     """The DuckDB file (``outputs/numa_lab.duckdb``)."""
     return (base or paths.outputs_dir()) / DB_NAME
+
+
+def lock_path(database: Path) -> str:
+    """The file lock that loads and reads of ``database`` take."""
+    return str(database) + ".lock"
+
+
+def _busy(database: Path, lock_timeout_s: float) -> StoreBusyError:
+    return StoreBusyError(
+        f"{database} stayed locked by another process (a load writing it, or another reader) for over "
+        f"{lock_timeout_s:.0f} s (lock file {lock_path(database)}); nothing was read, try again once it is done"
+    )
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+_reading = threading.local()  # per thread: database file -> the read connection open on it
+
+
+@contextmanager
+def read_connection(database: Path | None = None,
+                    lock_timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the database, held under the loads' file lock; both released on exit.
+
+    While another process has the file open to write, DuckDB refuses even a read-only connection
+    ("Could not set lock on file"): this waits for the lock instead, and then for DuckDB's own lock
+    (a writer that does not take ours, e.g. an analyst's ``duckdb`` shell), up to ``lock_timeout_s`` in
+    all, and raises ``StoreBusyError`` past it. Keep the block to the reads: loads wait while it is open.
+    A database whose folder cannot hold the lock file (read-only) is read without it. Within a block, a
+    second ``read_connection`` to the same file in the same thread gets the same connection (a second lock
+    would wait for the first).
+    """
+    database = Path(database or db_path())
+    held = _reading.__dict__.setdefault("held", {})
+    key = os.path.realpath(database)
+    if key in held:
+        yield held[key]
+        return
+    deadline = time.monotonic() + lock_timeout_s
+    lock: FileLock | None = None
+    if database.exists():  # a missing one: DuckDB says so below, and no lock file (nor folder) is made for it
+        lock = FileLock(lock_path(database), timeout=lock_timeout_s)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise _busy(database, lock_timeout_s) from None
+        except OSError:  # not ours to write: no load of ours can be writing there either
+            lock = None
+    try:
+        pause = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(database), read_only=True)
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_conflict(exc) or time.monotonic() + pause > deadline:
+                    if _is_lock_conflict(exc):
+                        raise _busy(database, lock_timeout_s) from exc
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+        held[key] = con
+        try:
+            yield con
+        finally:
+            del held[key]
+            con.close()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _load_topologies(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
@@ -285,7 +363,7 @@ def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, da
     """Store a night's verdicts (again for the same night: replaced, never duplicated); none: nothing to store."""
     database = database or db_path()
     try:
-        with FileLock(str(database) + ".lock", timeout=lock_timeout_s), duckdb.connect(str(database)) as con:
+        with FileLock(lock_path(database), timeout=lock_timeout_s), duckdb.connect(str(database)) as con:
             ensure_schema(con)
             if not verdicts:  # DuckDB's executemany refuses an empty list
                 return
@@ -300,17 +378,18 @@ def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, da
             con.execute("COMMIT")
     except Timeout:
         raise StoreBusyError(
-            f"{database} is held by another load for over {lock_timeout_s:.0f} s; the verdicts were not stored, "
+            f"{database} is held by another load (or a report reading it) for over {lock_timeout_s:.0f} s; the verdicts were not stored, "
             "store them again later"
         ) from None
 
 
-def last_accepted_night(phase: str, before: str, database: Path | None = None) -> str | None:
+def last_accepted_night(phase: str, before: str, database: Path | None = None,
+                        lock_timeout_s: float = LOCK_TIMEOUT_S) -> str | None:
     """The latest accepted night of ``phase`` other than ``before`` (None: no baseline yet)."""
     database = database or db_path()
     if not database.exists():
         return None
-    with duckdb.connect(str(database), read_only=True) as con:
+    with read_connection(database, lock_timeout_s) as con:
         ensure_tables_exist = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'regressions'"
         ).fetchone()[0]
@@ -480,7 +559,7 @@ def load(folders: list[Path], database: Path | None = None, lock_timeout_s: floa
     database = database or db_path()
     database.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(str(database) + ".lock", timeout=lock_timeout_s):
+        with FileLock(lock_path(database), timeout=lock_timeout_s):
             with duckdb.connect(str(database)) as con:
                 ensure_schema(con)
                 stored_ok = {row[0] for row in con.execute("SELECT run_id FROM runs WHERE success").fetchall()}
@@ -494,7 +573,7 @@ def load(folders: list[Path], database: Path | None = None, lock_timeout_s: floa
                 counts["total_rows"] = con.execute("SELECT count(*) FROM runs").fetchone()[0]
     except Timeout:
         raise StoreBusyError(
-            f"{database} is held by another load for over {lock_timeout_s:.0f} s; nothing was written, "
+            f"{database} is held by another load (or a report reading it) for over {lock_timeout_s:.0f} s; nothing was written, "
             "run the load again later (it catches up on every run file)"
         ) from None
     return counts
@@ -506,7 +585,8 @@ def run_folders(base: Path | None = None) -> list[Path]:
     return sorted(p.parent for p in base.glob("*/runs") if p.is_dir())
 
 
-def query(sql: str, params: list[Any] | None = None, database: Path | None = None) -> list[tuple]:
-    """Run a read-only query on the database."""
-    with duckdb.connect(str(database or db_path()), read_only=True) as con:
+def query(sql: str, params: list[Any] | None = None, database: Path | None = None,
+          lock_timeout_s: float = LOCK_TIMEOUT_S) -> list[tuple]:
+    """Run a read-only query on the database (waiting for a running load, see ``read_connection``)."""
+    with read_connection(database, lock_timeout_s) as con:
         return con.execute(sql, params or []).fetchall()
