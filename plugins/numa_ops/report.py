@@ -1,12 +1,17 @@
 """Altair report: one offline HTML page (Vega inlined) plus a PNG per chart.
 
-Data is aggregated in DuckDB before it reaches Altair, so a page never carries raw rows.
+Data is aggregated in DuckDB before it reaches Altair, so a page never carries raw rows. Every
+reader below takes the database's path (it opens ``store.read_connection``, which waits for a
+running load) or an open connection; ``write_report`` reads everything through one connection and
+renders once it has let go of the database.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +47,35 @@ ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_
 """
 
 
+Source = Path | duckdb.DuckDBPyConnection  # the database file, or a connection already open on it
+
+
+@contextmanager
+def _reading(source: Source) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The connection itself, or a read connection to the file under the store's lock."""
+    if isinstance(source, duckdb.DuckDBPyConnection):
+        yield source
+    else:
+        with store.read_connection(source) as con:
+            yield con
+
+
 def _scope(folder: str | None) -> tuple[str, list[Any]]:
     """SQL condition and parameters for one run folder, or for everything."""
     return ("folder = ?", [folder]) if folder else ("true", [])
 
 
-def aggregate(database: Path, folder: str | None = None) -> pd.DataFrame:
+def aggregate(database: Source, folder: str | None = None) -> pd.DataFrame:
     """Per experiment x model x lane medians (one folder, or everything)."""
     where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         return con.execute(AGGREGATE_SQL.format(where=where), params).df()
 
 
-def failures(database: Path, folder: str | None = None) -> pd.DataFrame:
+def failures(database: Source, folder: str | None = None) -> pd.DataFrame:
     """Failed runs with their reasons."""
     where, params = ("folder = ? AND NOT success", [folder]) if folder else ("NOT success", [])
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         return con.execute(f"SELECT run_id, lane, model_name, error FROM runs WHERE {where} ORDER BY run_id", params).df()
 
 
@@ -146,10 +164,10 @@ FROM runs WHERE success AND device = 'cuda' AND {where} GROUP BY ALL ORDER BY mo
 """
 
 
-def transfer_charts(database: Path, folder: str | None = None) -> dict[str, alt.Chart]:
+def transfer_charts(database: Source, folder: str | None = None) -> dict[str, alt.Chart]:
     """H2D GB/s and bytes per sample against image size (D2H should stay flat with ViTForProfiling)."""
     where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         df = con.execute(TRANSFER_SQL.format(where=where), params).df()
     if df["image"].nunique() < 2 if len(df) else True:
         return {}
@@ -166,10 +184,10 @@ def transfer_charts(database: Path, folder: str | None = None) -> dict[str, alt.
     return {"h2d_vs_image": h2d, "bytes_vs_image": byte}
 
 
-def compile_chart(database: Path, folder: str | None = None) -> alt.Chart | None:
+def compile_chart(database: Source, folder: str | None = None) -> alt.Chart | None:
     """torch.compile's forward speed-up per model and mode, from the ``compile_speedup`` view."""
     where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         df = con.execute(
             f"WITH runs AS (SELECT * FROM main.runs WHERE {where}) "
             f"SELECT model_name, execution, median(forward_speedup) AS speedup FROM ({store.VIEWS['compile_speedup']}) "
@@ -183,9 +201,9 @@ def compile_chart(database: Path, folder: str | None = None) -> alt.Chart | None
     ).properties(width=420, height=220)
 
 
-def regression_chart(database: Path) -> alt.Chart | None:
+def regression_chart(database: Source) -> alt.Chart | None:
     """Nightly verdicts over time: tonight's change against the baseline, per configuration."""
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'regressions'").fetchone()[0]
         if not exists:
             return None
@@ -201,13 +219,13 @@ def regression_chart(database: Path) -> alt.Chart | None:
     ).properties(width=420, height=220)
 
 
-def sensitivity_heatmap(database: Path, folder: str | None = None) -> alt.Chart | None:
+def sensitivity_heatmap(database: Source, folder: str | None = None) -> alt.Chart | None:
     """Samples/s per configuration x placement, relative to the configuration's local placement.
 
     Read from the ``numa_penalty`` view (remote = 1 - its ``throughput_penalty``), as best_practices.md is,
     so the page and the guide show the same penalty for the same configuration.
     """
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         pen = _view(con, "numa_penalty", "*", folder)
     pen = pen[pen["status"] == "measured"]
     if not len(pen):
@@ -237,10 +255,10 @@ def sensitivity_heatmap(database: Path, folder: str | None = None) -> alt.Chart 
     ).properties(width=300)
 
 
-def scaling_chart(database: Path, folder: str | None = None) -> alt.Chart | None:
+def scaling_chart(database: Source, folder: str | None = None) -> alt.Chart | None:
     """Time per sample against parameters (log-log), one line per execution mode and shape."""
     where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         df = con.execute(
             "SELECT coalesce(study || ' ', '') || coalesce(execution, 'eager') || ' ' || height || 'px b' || batch_size "
             "AS series, model_name, median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample FROM runs "
@@ -265,20 +283,22 @@ GROUP BY ALL
 """
 
 
-def crossover_table(database: Path, folder: str | None = None) -> pd.DataFrame:
+def crossover_table(database: Source, folder: str | None = None) -> pd.DataFrame:
     """The ``crossover`` view (over one folder's runs, or all): where GPU compute overtakes the copies."""
     where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         return con.execute(
             f"WITH runs AS (SELECT * FROM main.runs WHERE {where}) SELECT * FROM ({store.VIEWS['crossover']}) "
             "WHERE models >= 2", params).df()
 
 
-def crossover_chart(database: Path, folder: str | None = None, table: pd.DataFrame | None = None) -> alt.Chart | None:
+def crossover_chart(database: Source, folder: str | None = None, table: pd.DataFrame | None = None) -> alt.Chart | None:
     """GPU compute and copy time per batch against FLOPs per sample, with a rule where compute overtakes (RQ2)."""
     where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
+    with _reading(database) as con:
         df = con.execute(CROSSOVER_MODELS_SQL.format(where=where), params).df()
+        if table is None:
+            table = crossover_table(con, folder)
     if not len(df) or df.groupby("series")["model_name"].nunique().max() < 2:
         return None
     long = df.melt(id_vars=["series", "model_name", "flops_per_sample"], value_vars=["GPU compute", "copies (H2D + D2H)"],
@@ -289,7 +309,6 @@ def crossover_chart(database: Path, folder: str | None = None, table: pd.DataFra
         color=alt.Color("series:N", title="execution, shape"), strokeDash=alt.StrokeDash("component:N"),
         tooltip=["series", "model_name", "component", alt.Tooltip("ms:Q", format=".3f")],
     )
-    table = crossover_table(database, folder) if table is None else table
     marks = table.assign(
         series=table["execution"] + " " + table["height"].astype(str) + "px b" + table["batch_size"].astype(str)
         + table["pinned_memory"].map(lambda p: "" if p is None or pd.isna(p) or p else " pageable"),
@@ -332,7 +351,7 @@ def _view(con: duckdb.DuckDBPyConnection, name: str, columns: str, folder: str |
 
 def write_guide(
     out_dir: Path,
-    database: Path,
+    database: Source,
     topology: dict[str, Any] | None,
     folder: str | None = None,
     crossovers: pd.DataFrame | None = None,
@@ -343,10 +362,25 @@ def write_guide(
     Over one folder's runs (or all runs); ``crossovers`` and ``laws``, when the caller has them for that
     scope already, are used as they are.
     """
-    with duckdb.connect(str(database), read_only=True) as con:
-        recs = _view(con, "recommendations", "*", folder)
-        pen = _view(con, "numa_penalty", "model_name, execution, regime, throughput_penalty, status", folder)
-        comp = _view(con, "compile_speedup", "model_name, execution, forward_speedup, break_even_samples", folder)
+    with _reading(database) as con:
+        views = _guide_views(con, folder)
+        cross = crossover_table(con, folder) if crossovers is None else crossovers
+        laws = scaling_laws(con, folder) if laws is None else laws
+    return _write_guide(out_dir, topology, views, cross, laws)
+
+
+def _guide_views(con: duckdb.DuckDBPyConnection, folder: str | None) -> dict[str, pd.DataFrame]:
+    """The views ``best_practices.md`` reads, over one folder's runs (or all runs)."""
+    return {
+        "recs": _view(con, "recommendations", "*", folder),
+        "pen": _view(con, "numa_penalty", "model_name, execution, regime, throughput_penalty, status", folder),
+        "comp": _view(con, "compile_speedup", "model_name, execution, forward_speedup, break_even_samples", folder),
+    }
+
+
+def _write_guide(out_dir: Path, topology: dict[str, Any] | None, views: dict[str, pd.DataFrame],
+                 cross: pd.DataFrame, laws: pd.DataFrame) -> Path:
+    recs, pen, comp = views["recs"], views["pen"], views["comp"]
     lines = ["# Best practices from the measured runs", ""]
     if topology:
         lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
@@ -364,7 +398,6 @@ def write_guide(
     else:
         lines.append("- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
                      "The penalty, its confidence interval and the pairing advice need a multi-node host.")
-    cross = crossover_table(database, folder) if crossovers is None else crossovers
     if len(cross):
         lines += ["", "## Compute vs copies (crossover)", ""]
         for r in cross.itertuples():
@@ -380,7 +413,6 @@ def write_guide(
             lines.append(f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
                          f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); "
                          + below)
-    laws = scaling_laws(database, folder) if laws is None else laws
     if len(laws):
         lines += ["", "## Scaling laws (time per sample vs parameters)", ""]
         for r in laws.itertuples():
@@ -397,19 +429,26 @@ def write_guide(
     return path
 
 
-def scaling_laws(database: Path, folder: str | None = None) -> pd.DataFrame:
+def scaling_laws(database: Source, folder: str | None = None) -> pd.DataFrame:
     """Time per sample against parameters, fitted as a power law per experiment, study (a depth sweep and a
     dim sweep are fitted apart), execution and shape."""
+    with _reading(database) as con:
+        return _fit_laws(_law_points(con, folder))
+
+
+def _law_points(con: duckdb.DuckDBPyConnection, folder: str | None) -> pd.DataFrame:
+    where, params = _scope(folder)
+    return con.execute(
+        f"SELECT experiment, coalesce(study, '') AS study, coalesce(execution, 'eager') AS execution, device, height, "
+        f"batch_size, model_name, median(parameters) AS parameters, median(samples_per_s) AS samples_per_s FROM runs "
+        f"WHERE success AND {where} GROUP BY ALL",
+        params,
+    ).df()
+
+
+def _fit_laws(df: pd.DataFrame) -> pd.DataFrame:
     from numa_ops.analysis import fit_power_law
 
-    where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
-        df = con.execute(
-            f"SELECT experiment, coalesce(study, '') AS study, coalesce(execution, 'eager') AS execution, device, height, "
-            f"batch_size, model_name, median(parameters) AS parameters, median(samples_per_s) AS samples_per_s FROM runs "
-            f"WHERE success AND {where} GROUP BY ALL",
-            params,
-        ).df()
     rows = []
     for key, group in df.groupby(["experiment", "study", "execution", "device", "height", "batch_size"]):
         fit = fit_power_law(list(group["parameters"]), list(1.0 / group["samples_per_s"]))
@@ -443,18 +482,26 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, list | tuple | np.ndarray)
 
 
-def numa_penalties(database: Path, folder: str | None = None) -> pd.DataFrame:
+def numa_penalties(database: Source, folder: str | None = None) -> pd.DataFrame:
     """Remote vs local penalty with a bootstrap 95% CI, per model, GPU, shape and execution mode.
 
     The bootstrap resamples runs (their mean trial samples/s) where each placement has at least
     ``RUNS_AS_UNIT`` runs: trials of one run share its worker, memory and moment, so they are not
     independent draws. With fewer runs it resamples the trials of all runs.
     """
+    with _reading(database) as con:
+        trials = _penalty_trials(con, folder)
+    return _penalty_table(trials)
+
+
+def _penalty_trials(con: duckdb.DuckDBPyConnection, folder: str | None) -> pd.DataFrame:
+    where, params = _scope(folder)
+    return con.execute(PENALTY_SQL.format(where=where), params).df()
+
+
+def _penalty_table(df: pd.DataFrame) -> pd.DataFrame:
     from numa_ops.analysis import penalty_ci
 
-    where, params = _scope(folder)
-    with duckdb.connect(str(database), read_only=True) as con:
-        df = con.execute(PENALTY_SQL.format(where=where), params).df()
     rows = []
     for key, group in df.groupby(["model_name", "gpu_id", "height", "batch_size", "execution"]):
         # per placement: (mean of each run's trials, all trials); a placement without trials has neither
@@ -526,26 +573,34 @@ def write_report(
     database: Path | None = None,
     folder: str | None = None,
     topology: dict[str, Any] | None = None,
+    lock_timeout_s: float = store.LOCK_TIMEOUT_S,
 ) -> Path:
-    """Write ``index.html`` (self-contained) and one PNG per chart into ``out_dir``."""
+    """Write ``index.html`` (self-contained) and one PNG per chart into ``out_dir``.
+
+    The database is read through one connection under the store's lock (so a load running in another
+    process is waited for, up to ``lock_timeout_s``: ``store.StoreBusyError`` past it), and let go before
+    anything is rendered or written.
+    """
     database = database or store.db_path()
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = aggregate(database, folder)
-    failed = failures(database, folder)
-    ok = _label(df[df["ok_runs"] > 0])
-    charts = {"throughput": throughput_chart(ok), "stages": stage_chart(ok)} if len(ok) else {}
-    if len(ok) and ok["fwd_gpu_ms"].notna().any():
-        charts["regimes"] = regime_chart(ok)
-    charts.update(transfer_charts(database, folder))
-    for name, chart in (("sensitivity", sensitivity_heatmap(database, folder)), ("scaling", scaling_chart(database, folder))):
-        if chart is not None:
-            charts[name] = chart
-    crossovers = crossover_table(database, folder)
-    charts_more = (("crossover", crossover_chart(database, folder, crossovers)), ("compile", compile_chart(database, folder)),
-                   ("nightly", regression_chart(database)))
-    for name, chart in charts_more:
-        if chart is not None:
-            charts[name] = chart
+    with store.read_connection(database, lock_timeout_s) as con:
+        df = aggregate(con, folder)
+        failed = failures(con, folder)
+        ok = _label(df[df["ok_runs"] > 0])
+        charts = {"throughput": throughput_chart(ok), "stages": stage_chart(ok)} if len(ok) else {}
+        if len(ok) and ok["fwd_gpu_ms"].notna().any():
+            charts["regimes"] = regime_chart(ok)
+        charts.update(transfer_charts(con, folder))
+        crossovers = crossover_table(con, folder)
+        charts_more = (("sensitivity", sensitivity_heatmap(con, folder)), ("scaling", scaling_chart(con, folder)),
+                       ("crossover", crossover_chart(con, folder, crossovers)), ("compile", compile_chart(con, folder)),
+                       ("nightly", regression_chart(con)))
+        charts.update((name, chart) for name, chart in charts_more if chart is not None)
+        penalty_trials = _penalty_trials(con, folder)
+        law_points = _law_points(con, folder)
+        guide_views = _guide_views(con, folder)
+    penalties = _penalty_table(penalty_trials)
+    laws = _fit_laws(law_points)
     for name, chart in charts.items():
         chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(df, topology, failed))
@@ -557,14 +612,12 @@ def write_report(
 table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
 <h1>{html.escape(title)}</h1><ul class="notes">{notes}</ul>"""
     footer = f"<h2>Medians per model and lane</h2>{table}"
-    penalties = numa_penalties(database, folder)
     if len(penalties):
         footer += ("<h2>NUMA penalty (remote vs local samples/s, bootstrap 95% CI)</h2>"
                    + penalties.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="data"))
     elif (df["device"] == "cuda").any():
         footer += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
                    "NUMA node none exists), so no penalty is reported.</p>")
-    laws = scaling_laws(database, folder)
     if len(laws):
         footer += ("<h2>Scaling laws (time per sample vs parameters, least squares in log space)</h2>"
                    + laws.to_html(index=False, classes="data"))
@@ -572,7 +625,7 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
     if fail_rows:
         footer += f'<h2>Failed runs</h2><table class="data"><tr><th>run_id</th><th>error</th></tr>{fail_rows}</table>'
     doc = _page(title, header, charts, footer)
-    write_guide(out_dir, database, topology, folder, crossovers=crossovers, laws=laws)
+    _write_guide(out_dir, topology, guide_views, crossovers, laws)
     index = out_dir / "index.html"
     index.write_text(doc)
     (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(df), "failed": len(failed), "charts": list(charts)}))

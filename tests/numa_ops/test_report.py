@@ -3,11 +3,15 @@ from __future__ import annotations
 import json
 import re
 
+import duckdb
+import pandas as pd
 import pytest
+from filelock import FileLock
 from numa_ops import report, results, store
 
 from tests.numa_ops import planted
 from tests.numa_ops.records import record
+from tests.numa_ops.test_store import waits_for_writer, writer_holding
 
 
 def test_report_is_offline_and_has_charts(tmp_path):
@@ -221,3 +225,47 @@ def test_heatmap_and_guide_show_the_same_penalty_per_config(tmp_path):
     assert set(data[data["placement"] == "local (d=10)"]["relative"]) == {1.0}
     guide = report.write_guide(tmp_path, db, None, "f1").read_text()
     assert "remote placement costs 20.0% of samples/s" in guide and "remote placement costs 50.0% of samples/s" in guide
+
+
+def _crossover_runs(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)
+    store.load([folder], db)
+    return db
+
+
+def test_report_waits_for_a_load_in_another_process(tmp_path):
+    db = _crossover_runs(tmp_path)
+    index = waits_for_writer(db, lambda: report.write_report(tmp_path / "rep", "t", database=db, folder="f1"))
+    assert "Crossover" in index.read_text() and (tmp_path / "rep" / "best_practices.md").is_file()
+
+
+def test_report_held_up_past_its_wait_fails_clearly(tmp_path):
+    db = _crossover_runs(tmp_path)
+    with writer_holding(db), pytest.raises(store.StoreBusyError, match=f"lock file {re.escape(str(db))}.lock"):
+        report.write_report(tmp_path / "rep", "t", database=db, folder="f1", lock_timeout_s=0.2)
+    assert not (tmp_path / "rep" / "index.html").exists()
+
+
+def test_report_lets_go_of_the_database_before_rendering(tmp_path, monkeypatch):
+    db = _crossover_runs(tmp_path)
+    page = report._page
+
+    def free_then_page(*args, **kwargs):
+        lock = FileLock(store.lock_path(db), timeout=0)
+        lock.acquire()  # Timeout if the report still held it
+        lock.release()
+        duckdb.connect(str(db)).close()  # a writer may open it (refused while our read connection is open)
+        return page(*args, **kwargs)
+
+    monkeypatch.setattr(report, "_page", free_then_page)
+    assert "Crossover" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+
+
+def test_readers_take_an_open_connection_too(tmp_path):
+    db = _crossover_runs(tmp_path)
+    by_path = report.crossover_table(db, "f1")
+    with store.read_connection(db) as con:
+        pd.testing.assert_frame_equal(report.crossover_table(con, "f1"), by_path)
+        pd.testing.assert_frame_equal(report.crossover_table(db, "f1"), by_path)  # same thread, same file: no second lock
+        assert report.crossover_chart(con, "f1") is not None
