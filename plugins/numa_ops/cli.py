@@ -85,11 +85,13 @@ def where(airflow_rc: int | None) -> int:
     summary = info["summary"]
     print("\nnuma-lab results")
     for key in ("results_json", "experiment_summary_json", "experiment_log", "duckdb", "report", "report_all_runs"):
-        print(f"  {key:24} {info[key]}")
+        for value in info[key] if isinstance(info[key], list) else [info[key]]:  # a list: one per GPU host
+            print(f"  {key:24} {value}")
     print(f"  runs: {summary['successful_runs']} succeeded, {summary['failed_runs']} failed, "
           f"{summary['missing_runs']} missing of {summary['planned_runs']} planned")
     print("\nTry:")
-    print(f"  jq '.[] | {{run_id, duration, success, gpu_id, numa_node}}' {info['results_json']}")
+    results_json = info["results_json"] if isinstance(info["results_json"], list) else [info["results_json"]]
+    print(f"  jq '.[] | {{run_id, duration, success, gpu_id, numa_node}}' {' '.join(results_json)}")
     print(f"  {sys.executable} -c \"import duckdb; print(duckdb.connect('{info['duckdb']}', read_only=True)"
           ".sql('select model_name, lane, samples_per_s from runs order by finished_at desc limit 10'))\"")
     failed = summary["failed_runs"] or summary["missing_runs"]

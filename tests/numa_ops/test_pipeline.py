@@ -61,3 +61,18 @@ def test_one_folder_keeps_its_shape(outputs_dir):
                           "report_all_runs", "summary"}
     assert where["results_json"] == str(a / "results.json")
     assert json.loads((outputs_dir / pipeline.LATEST).read_text()) == where
+
+
+def test_where_prints_every_hosts_folder(outputs_dir, capsys):
+    from numa_ops import cli
+
+    a = _host_folder(outputs_dir, "n_gpu-a", "host-a")
+    b = _host_folder(outputs_dir, "n_gpu-b", "host-b", runs=("a",))
+    pipeline.load([a, b])
+    pipeline.write_reports([a, b])
+    assert cli.where(None) == 0
+    out = capsys.readouterr().out
+    for folder in (a, b):
+        assert f"results_json             {folder / 'results.json'}\n" in out
+    assert f"{a / 'results.json'} {b / 'results.json'}\n" in out  # the jq example reads both
+    assert "runs: 3 succeeded, 0 failed" in out  # added up over the hosts
