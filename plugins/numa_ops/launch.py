@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from numa_ops import paths
 
@@ -37,6 +39,11 @@ NSYS_LOCATIONS = (
 )
 
 
+def _version_key(path: str) -> list[Any]:
+    """Sort key that orders the numbers in a path by value: 2024.10 after 2024.9."""
+    return [(1, int(part), "") if part.isdigit() else (0, 0, part) for part in re.split(r"(\d+)", path)]
+
+
 def find_nsys() -> str | None:
     """Nsight Systems: ``NUMA_LAB_NSYS``, else ``nsys`` on PATH, else the usual install folders."""
     configured = os.environ.get("NUMA_LAB_NSYS")
@@ -46,7 +53,7 @@ def find_nsys() -> str | None:
     if found:
         return found
     for pattern in NSYS_LOCATIONS:
-        hits = sorted(glob.glob(pattern), reverse=True)
+        hits = sorted(glob.glob(pattern), key=_version_key, reverse=True)  # newest version first
         if hits:
             return hits[0]
     return None

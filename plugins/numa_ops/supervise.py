@@ -198,6 +198,8 @@ class LaneSupervisor:
         if mode == "off":
             return None, None
         nsys = find_nsys()
+        if nsys is None and os.environ.get("NUMA_LAB_NSYS"):
+            return None, f"nsys not found: NUMA_LAB_NSYS={os.environ['NUMA_LAB_NSYS']} is not an executable file"
         if nsys is None:
             return None, ("nsys not found (NUMA_LAB_NSYS, PATH, /opt/nvidia/nsight-systems, /usr/local/cuda/bin, "
                           "/opt/nvidia/nsight-compute/*/host/target-linux-x64)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from numa_ops import launch
 from numa_ops.launch import worker_command
 
 
@@ -32,3 +33,14 @@ def test_cpu_lane_hides_gpus_and_unbound_is_said(monkeypatch):
 def test_refuses_non_integers(gpu, cpu, mem):
     with pytest.raises(ValueError):
         worker_command(Path("r.json"), Path("f"), gpu, cpu, mem)
+
+
+def test_newest_nsys_install_is_found_first(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMA_LAB_NSYS", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    for version in ("2024.9.1", "2024.10.2", "2023.4.4"):
+        binary = tmp_path / "nsight-systems" / version / "bin" / "nsys"
+        binary.parent.mkdir(parents=True)
+        binary.write_text("")
+    monkeypatch.setattr(launch, "NSYS_LOCATIONS", (str(tmp_path / "nsight-systems" / "*" / "bin" / "nsys"),))
+    assert launch.find_nsys() == str(tmp_path / "nsight-systems" / "2024.10.2" / "bin" / "nsys")

@@ -140,3 +140,12 @@ def test_each_runs_own_profile_setting_holds_in_a_lane_of_several_studies(config
     assert first["profile"]["nsys"] == "off" and first["profile"].get("report") is None
     assert second["profile"]["report"].endswith(".nsys-rep")
     assert len(log.read_text().splitlines()) == 1  # only the second run's worker ran under nsys
+
+
+def test_a_configured_nsys_that_is_not_executable_is_named(configs_dir, outputs_dir, monkeypatch, tmp_path):
+    (tmp_path / "nsys").write_text("")  # exists, but not executable
+    monkeypatch.setenv("NUMA_LAB_NSYS", str(tmp_path / "nsys"))
+    folder_path, lane = tiny_lane("experiment.profile.nsys=on")
+    LaneSupervisor(lane, folder_path, log=lambda _: None).run()
+    for rec in _records(folder_path, lane):
+        assert f"NUMA_LAB_NSYS={tmp_path / 'nsys'} is not an executable file" in rec["profile"]["warning"]
