@@ -49,11 +49,13 @@ def _doc(dag_id: str, phase: Phase) -> str:
 
 
 def _lanes(plans: list[Any] | None) -> list[dict[str, Any]]:
-    """Every lane of ``plans``: one host's lanes, or a list of each host's lanes (None where a host skipped).
+    """Every lane of ``plans``: one host's measure units, or a list of each host's (None where a host skipped).
 
+    A unit is a lane, or one GPU's lanes (``lanes``) where the plan has multi-GPU patterns.
     ``plans`` is None when planning failed (Airflow passes None for a failed task's XCom).
     """
-    return [lane for plan in plans or [] if plan for lane in (plan if isinstance(plan, list) else [plan])]
+    units = [unit for plan in plans or [] if plan for unit in (plan if isinstance(plan, list) else [plan])]
+    return [lane for unit in units for lane in unit.get("lanes", [unit])]
 
 
 def _folders(plans: list[Any] | None) -> list[str]:
@@ -81,9 +83,12 @@ def _studies_on(phase: Phase, host: str | None, params: dict[str, Any]) -> list[
     return chosen
 
 
-def _on_host(lane: dict[str, Any], topology: dict[str, Any], queue: str | None) -> dict[str, Any]:
-    """A lane that names the host whose topology it was planned on (and that host's queue)."""
-    return {**lane, "host": topology["host"], "queue": queue}
+def _on_host(unit: dict[str, Any], topology: dict[str, Any], queue: str | None) -> dict[str, Any]:
+    """A measure unit (and its lanes) naming the host whose topology it was planned on, and that host's queue."""
+    where = {"host": topology["host"], "queue": queue}
+    if "lanes" in unit:
+        return {**unit, **where, "lanes": [{**lane, **where} for lane in unit["lanes"]]}
+    return {**unit, **where}
 
 
 def _params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Param]:
@@ -174,7 +179,7 @@ def build_phase_dag(dag_id: str) -> DAG:
             from numa_ops.paths import safe_name
             from numa_ops.phases import study_configs
             from numa_ops.pipeline import folder_name, write_plan
-            from numa_ops.plan import count_runs
+            from numa_ops.plan import count_runs, measure_units
             from numa_ops.topology import Topology
 
             extra = [*params["overrides"], *params["sweeps"]]
@@ -195,7 +200,7 @@ def build_phase_dag(dag_id: str) -> DAG:
                 print(f"  study {study}: {len(configs)} sweep point(s)")
             for lane in lanes:
                 print(f"  lane {lane.name}: {len(lane.runs)} runs")
-            return [_on_host(lane.to_dict(), topology, host) for lane in lanes]
+            return [_on_host(unit, topology, host) for unit in measure_units(lanes, phase.max_lanes)]
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def load_duckdb(lanes: list[Any]) -> dict[str, Any]:

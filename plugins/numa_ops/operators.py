@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from numa_ops import results
-from numa_ops.supervise import LaneSupervisor
+from numa_ops.supervise import LaneOutcome, LaneSupervisor
 
 
 class NumaLaneOperator(BaseOperator):
@@ -19,6 +19,9 @@ class NumaLaneOperator(BaseOperator):
     run failed, after every run has been tried. A retry measures only runs without a
     successful record. Killing the task ends the worker's whole process group. A lane planned on
     one host's topology (``lane["host"]``) refuses to measure on another.
+
+    Where the plan has multi-GPU patterns, ``lane`` is one GPU's lanes (``lane["lanes"]``), measured
+    in turn, in the order that lets every GPU meet its patterns (:func:`numa_ops.plan.measure_units`).
     """
 
     template_fields = ("lane",)
@@ -28,18 +31,32 @@ class NumaLaneOperator(BaseOperator):
         super().__init__(**kwargs)
         self.lane = lane
         self._supervisor: LaneSupervisor | None = None
+        self._killed: str | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
-        lane = self.lane
-        context["lane_name"] = lane["name"]  # names the mapped instance in the UI
-        folder_path = results.run_folder(lane["folder"])
+        unit = self.lane
+        context["lane_name"] = unit["name"]  # names the mapped instance in the UI
         here = socket.gethostname()
-        if lane.get("host") and lane["host"] != here:
+        if unit.get("host") and unit["host"] != here:
             raise RuntimeError(
-                f"lane {lane['name']} was planned on the topology of {lane['host']} but runs on {here}: "
-                f"queue {lane.get('queue') or 'default'} must be served by {lane['host']}'s worker alone"
+                f"lane {unit['name']} was planned on the topology of {unit['host']} but runs on {here}: "
+                f"queue {unit.get('queue') or 'default'} must be served by {unit['host']}'s worker alone"
             )
+        outcomes = [self._measure(lane) for lane in unit.get("lanes", [unit])]
+        failed = [run_id for outcome in outcomes for run_id in outcome.failed]
+        if failed:
+            planned = sum(outcome.planned for outcome in outcomes)
+            raise RuntimeError(
+                f"lane {unit['name']}: {len(failed)} of {planned} runs failed (recorded with their reasons in "
+                f"{results.run_folder(unit['folder']) / 'runs'}): {', '.join(failed[:5])}"
+            )
+        return outcomes[0].to_dict() if len(outcomes) == 1 else {"lanes": [o.to_dict() for o in outcomes]}
+
+    def _measure(self, lane: dict[str, Any]) -> LaneOutcome:
+        folder_path = results.run_folder(lane["folder"])
         self._supervisor = LaneSupervisor(lane, folder_path, log=self.log.info)
+        if self._killed:  # stopped before this lane's turn: its runs are recorded as killed, none measured
+            self._supervisor.stop(self._killed)
         self.log.info("lane %s: %d runs into %s", lane["name"], len(lane["runs"]), folder_path)
         outcome = self._supervisor.run()
         self.log.info(
@@ -48,13 +65,9 @@ class NumaLaneOperator(BaseOperator):
             lane["name"], len(outcome.succeeded), len(outcome.failed), outcome.skipped, len(outcome.elsewhere),
             outcome.workers_started, [round(s, 1) for s in outcome.startup_s], outcome.wall_s,
         )
-        if outcome.failed:
-            raise RuntimeError(
-                f"lane {lane['name']}: {len(outcome.failed)} of {outcome.planned} runs failed "
-                f"(recorded with their reasons in {folder_path / 'runs'}): {', '.join(outcome.failed[:5])}"
-            )
-        return outcome.to_dict()
+        return outcome
 
     def on_kill(self) -> None:
+        self._killed = "killed: the Airflow task was stopped"
         if self._supervisor is not None:
-            self._supervisor.stop("killed: the Airflow task was stopped")
+            self._supervisor.stop(self._killed)

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any
 
 from numa_ops import paths, results
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
-from numa_ops.plan import Lane, build_plan, count_runs
+from numa_ops.plan import Lane, build_plan, count_runs, pattern_gpus, turns
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import Topology
 
@@ -114,18 +113,15 @@ def run_lanes(
 ) -> list[LaneOutcome]:
     """Measure every lane without Airflow: GPUs in parallel (up to ``max_workers``), each GPU's lanes in turn.
 
-    A multi-GPU pattern (``hardware.together``) needs all its GPUs at once: ``max_workers`` is raised
-    to the largest pattern's size.
+    Multi-GPU patterns (``hardware.together``) need all their GPUs at once: ``max_workers`` is raised
+    to the number of GPUs that take part, and those GPUs start first (:func:`plan.turns`).
     """
-    by_gpu: dict[int | None, list[Lane]] = defaultdict(list)
-    for lane in lanes:
-        by_gpu[lane.gpu_id].append(lane)
+    by_gpu = turns(lanes)
 
     def one_gpu(group: list[Lane]) -> list[LaneOutcome]:
         return [LaneSupervisor(lane.to_dict(), folder_path, log=log, on_settled=on_settled).run() for lane in group]
 
-    pattern = max((len(r["group"]["runs"]) for lane in lanes for r in lane.runs if r.get("group")), default=1)
-    workers = max(1, pattern, min(max_workers or len(by_gpu), len(by_gpu)))
+    workers = max(1, len(pattern_gpus(lanes)), min(max_workers or len(by_gpu), len(by_gpu)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return [o for group in pool.map(one_gpu, by_gpu.values()) for o in group]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import defaultdict
 from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from numa_ops.config import ExperimentConfig
@@ -95,13 +97,15 @@ def _pool(folder: str, study: str, name: str, specs: list[dict[str, Any]], k: in
         spec.update(run_id=run_id, pool=lanes)
 
 
-def _group(folder: str, study: str, point: int, name: str, specs: list[dict[str, Any]], k: int) -> None:
+def _group(folder: str, study: str, point: int, name: str, specs: list[dict[str, Any]], k: int, seq: int) -> None:
     """Runs measured at the same time on several GPUs (``hardware.together``): a multi-GPU pattern.
 
     Each lane's worker waits at a common barrier before timing, so the GPUs' timed trials overlap.
+    ``seq`` numbers the plan's patterns in the order they were planned.
     """
     gpus = "-".join(str(s["gpu_id"]) for s in specs)
-    group = {"id": f"{study}.p{point}.{name}.n{k}.gpus{gpus}", "runs": {s["lane"]: s["run_id"] for s in specs}}
+    group = {"id": f"{study}.p{point}.{name}.n{k}.gpus{gpus}", "seq": seq,
+             "runs": {s["lane"]: s["run_id"] for s in specs}}
     for spec in specs:
         spec["group"] = group
 
@@ -138,7 +142,7 @@ def build_plan(
     """
     studies = configs if isinstance(configs, dict) else {"main": configs}
     lanes: dict[tuple[int | None, int, int], list[dict[str, Any]]] = {}
-    workers = 1
+    workers, patterns = 1, 0
     for study, cfg, point in ((s, c, i) for s, cs in studies.items() for i, c in enumerate(cs)):
         gpus = resolve_gpus(cfg.hardware.gpu_ids, topo)
         workers = max(workers, cfg.max_workers)
@@ -156,8 +160,8 @@ def build_plan(
                         for spec in specs:
                             spec.update(exclusive=True, barrier_timeout_s=cfg.hardware.barrier_timeout_s)
                         if len(specs) > 1:
-                            _group(folder, study, point, vit.name, specs, k)
-                            workers = max(workers, len(specs))  # a pattern's GPUs must run at once
+                            _group(folder, study, point, vit.name, specs, k, patterns)
+                            patterns += 1
                 for spec in specs:
                     lanes.setdefault((spec["gpu_id"], spec["cpu_node"], spec["mem_node"]), []).append(spec)
     total = count_runs(lanes.values())
@@ -169,7 +173,72 @@ def build_plan(
         ids = [r["run_id"] for r in runs]
         if len(set(ids)) != len(ids):
             raise PlanError(f"the plan repeats a run on lane {lane_name(*key)} (same model, settings and placement twice)")
-    return [
+    workers = max(workers, len(pattern_gpus(lanes.values())))  # every GPU of the patterns runs at once
+    plan = [
         Lane(lane_name(*key), folder, key[0], key[1], key[2], workers, runs)
         for key, runs in sorted(lanes.items(), key=lambda kv: lane_name(*kv[0]))
+    ]
+    turns(plan)  # refuses patterns that no order of the GPUs' lanes can meet
+    return plan
+
+
+def pattern_gpus(lanes: Any) -> list[int]:
+    """The GPUs that take part in multi-GPU patterns (see :func:`distinct_runs` for ``lanes``)."""
+    return sorted({r["gpu_id"] for r in distinct_runs(lanes) if r.get("group")})
+
+
+def turns(lanes: list[Lane]) -> dict[int | None, list[Lane]]:
+    """Each device's lanes in the order they take it (a device measures one lane at a time).
+
+    Without multi-GPU patterns, plan order. With patterns, the GPUs that take part come first, and each
+    GPU's lanes go in the order of their first pattern, so every GPU meets its patterns in one common
+    order; otherwise two GPUs could each wait at a barrier for a lane the other has yet to start. A plan
+    whose patterns no such order can meet is refused with :class:`PlanError`.
+    """
+    by_device: dict[int | None, list[Lane]] = defaultdict(list)
+    for lane in lanes:
+        by_device[lane.gpu_id].append(lane)
+    gpus = pattern_gpus(lanes)
+    if not gpus:
+        return dict(by_device)
+
+    def first_pattern(lane: Lane) -> float:
+        return min((r["group"]["seq"] for r in lane.runs if r.get("group")), default=float("inf"))
+
+    order = {gpu: sorted(by_device[gpu], key=first_pattern) for gpu in gpus}
+    order.update((device, ls) for device, ls in by_device.items() if device not in order)
+    before: TopologicalSorter[str] = TopologicalSorter()
+    for device_lanes in order.values():
+        met = list(dict.fromkeys(r["group"]["id"] for lane in device_lanes for r in lane.runs if r.get("group")))
+        for earlier, later in zip(met, met[1:], strict=False):
+            before.add(later, earlier)
+    try:
+        before.prepare()
+    except CycleError as exc:
+        raise PlanError(
+            f"the plan's multi-GPU patterns cannot all be met: GPUs would meet patterns {exc.args[1]} in opposite "
+            "orders and wait for each other; plan them in separate runs"
+        ) from None
+    return order
+
+
+def measure_units(lanes: list[Lane], max_concurrent: int) -> list[dict[str, Any]]:
+    """What a scheduler runs as one task each: a lane, or, where the plan has multi-GPU patterns, one
+    device's lanes in :func:`turns` order (``{"name", "folder", "gpu_id", "lanes"}``), pattern GPUs first.
+
+    Patterns need every GPU that takes part running at once: more such GPUs than ``max_concurrent``
+    tasks is refused with :class:`PlanError` instead of waiting at barriers until they time out.
+    """
+    gpus = pattern_gpus(lanes)
+    if not gpus:
+        return [lane.to_dict() for lane in lanes]
+    if len(gpus) > max_concurrent:
+        raise PlanError(
+            f"the plan's multi-GPU patterns use {len(gpus)} GPUs ({gpus}), which must be measured at once, "
+            f"but at most {max_concurrent} lanes run at once: raise the phase's max_lanes to {len(gpus)}"
+        )
+    return [
+        {"name": "cpu" if device is None else f"gpu{device}", "folder": device_lanes[0].folder, "gpu_id": device,
+         "lanes": [lane.to_dict() for lane in device_lanes]}
+        for device, device_lanes in turns(lanes).items()
     ]

@@ -144,7 +144,7 @@ class LaneSupervisor:
         if outcome.skipped:
             self.log(f"[{self.name}] {outcome.skipped} of {len(runs)} runs already have a successful record: skipped")
         done = outcome.skipped
-        with device_lock(self.lane, self.log) if todo else nullcontext():
+        with device_lock(self.lane, self.log) if todo and not self._stopped else nullcontext():
             while todo and not self._stopped:
                 # one worker per stretch of runs with the same profile settings (a lane may hold several studies)
                 profile = todo[0].get("profile")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from filelock import FileLock
-from numa_ops import pipeline, results
+from numa_ops import pipeline, plan, results
+from numa_ops.operators import NumaLaneOperator
 from numa_ops.topology import discover
 from numa_ops.worker import coordination
 
@@ -133,3 +135,40 @@ def test_in_a_pattern_sweep_a_gpu_alone_is_measured_alone(two_gpus):
         windows[key] = (min(lo, r["metrics"]["timed_from"]), max(hi, r["metrics"]["timed_to"]))
     spans = sorted(windows.values())
     assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
+LOCAL_THEN_REMOTE = [*TINY, "experiment.hardware.gpu_ids=[0,1]", "experiment.hardware.together=true",
+                     "experiment.hardware.numa_nodes=local,remote", "experiment.hardware.barrier_timeout_s=30"]
+
+
+def test_patterns_on_local_and_remote_nodes_meet_in_one_order(two_gpus):
+    # local: gpu0-cpu0 with gpu1-cpu1; remote: gpu0-cpu1 with gpu1-cpu0. In name order each GPU would
+    # start with a different pattern and wait at its barrier for a lane the other GPU has not started.
+    folder_path, lanes = pipeline.prepare("tiny", LOCAL_THEN_REMOTE, two_gpus)
+    pipeline.run_lanes(lanes, folder_path, max_workers=1, log=lambda _: None)
+    recs = _records(folder_path)
+    assert len(recs) == 4 and all(r["success"] for r in recs), [r.get("error") for r in recs]
+    assert {r["placement"] for r in recs} == {"local", "remote"}
+    assert len({r["group_id"] for r in recs}) == 2
+
+
+def test_airflow_measures_each_gpus_lanes_in_one_task_in_pattern_order(two_gpus):
+    folder_path, lanes = pipeline.prepare("tiny", LOCAL_THEN_REMOTE, two_gpus)
+    units = plan.measure_units(lanes, max_concurrent=2)
+    assert [(u["name"], [lane["name"] for lane in u["lanes"]]) for u in units] == [
+        ("gpu0", ["gpu0-cpu0-mem0", "gpu0-cpu1-mem1"]), ("gpu1", ["gpu1-cpu1-mem1", "gpu1-cpu0-mem0"])]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the two mapped task instances, at once
+        outcomes = list(pool.map(lambda u: NumaLaneOperator(task_id="measure", lane=u).execute({}), units))
+    assert all(len(o["lanes"]) == 2 for o in outcomes)
+    assert sum(len(lane["succeeded"]) for o in outcomes for lane in o["lanes"]) == 4
+
+
+def test_a_gpu_task_stopped_before_its_turn_records_every_run_killed(two_gpus):
+    folder_path, lanes = pipeline.prepare("tiny", LOCAL_THEN_REMOTE, two_gpus)
+    unit = plan.measure_units(lanes, max_concurrent=2)[0]
+    op = NumaLaneOperator(task_id="measure", lane=unit)
+    op.on_kill()
+    with pytest.raises(RuntimeError, match="2 of 2 runs failed"):
+        op.execute({})
+    recs = _records(folder_path)
+    assert len(recs) == 2 and all(r["error"] == "killed: the Airflow task was stopped" for r in recs)

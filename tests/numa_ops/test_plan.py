@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 from numa_ops.config import ConfigError, load_experiment
-from numa_ops.plan import PlanError, build_plan, count_runs, lane_name
+from numa_ops.plan import Lane, PlanError, build_plan, count_runs, lane_name, measure_units, turns
 from numa_ops.topology import PlacementError, discover
 
 from tests.numa_ops.fake_sysfs import make_sysfs
@@ -88,3 +88,38 @@ def test_together_groups_a_patterns_gpus_behind_one_barrier(topo):
 def test_spread_and_together_exclude_each_other(topo):
     with pytest.raises(ConfigError, match="spread and together"):
         load_experiment("quick_test", ["experiment.hardware.spread=true", "experiment.hardware.together=true"])
+
+
+def test_measure_units_are_lanes_without_patterns(topo):
+    lanes = build_plan("f", load_experiment("quick_test"), topo)
+    assert measure_units(lanes, max_concurrent=1) == [lane.to_dict() for lane in lanes]
+
+
+def test_measure_units_are_gpus_with_patterns_and_need_them_all_at_once(topo):
+    configs = load_experiment("quick_test", ['experiment.hardware.gpu_ids="[0],[1],[0,1]"', "experiment.max_workers=1"])
+    lanes = build_plan("f", configs, topo)
+    assert all(lane.max_workers == 2 for lane in lanes)  # raised: the pattern's GPUs run at once
+    units = measure_units(lanes, max_concurrent=2)
+    assert [(u["name"], u["gpu_id"], [lane["name"] for lane in u["lanes"]]) for u in units] == [
+        ("gpu0", 0, ["gpu0-cpu0-mem0"]), ("gpu1", 1, ["gpu1-cpu0-mem0"])]
+    with pytest.raises(PlanError, match=r"use 2 GPUs \(\[0, 1\]\).*raise the phase's max_lanes to 2"):
+        measure_units(lanes, max_concurrent=1)
+
+
+def _lane(gpu, cpu, *patterns):
+    runs = [{"run_id": f"{gpu}.{cpu}.{seq}", "gpu_id": gpu, "group": {"id": f"p{seq}", "seq": seq}} for seq in patterns]
+    return Lane(lane_name(gpu, cpu, cpu), "f", gpu, cpu, cpu, 2, runs)
+
+
+def test_turns_put_each_gpus_lanes_in_pattern_order():
+    lanes = [_lane(0, 0, 0), _lane(0, 1, 1), _lane(1, 0, 1), _lane(1, 1, 0), _lane(2, 0)]
+    order = turns(lanes)
+    assert list(order) == [0, 1, 2]  # GPUs in patterns first
+    assert [lane.name for lane in order[1]] == ["gpu1-cpu1-mem1", "gpu1-cpu0-mem0"]  # pattern 0, then 1
+
+
+def test_turns_refuse_patterns_that_gpus_would_meet_in_opposite_orders():
+    # gpu0's first lane holds patterns 0 and 3, its second 1; gpu1 meets 1 before 3
+    lanes = [_lane(0, 0, 0, 3), _lane(0, 1, 1), _lane(1, 0, 1), _lane(1, 1, 3)]
+    with pytest.raises(PlanError, match="cannot all be met"):
+        turns(lanes)

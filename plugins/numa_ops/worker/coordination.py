@@ -119,7 +119,7 @@ def wait_at_barrier(
                 leave_barrier(folder_path, spec)
                 raise BarrierTimeout(
                     f"barrier of group {group['id']}: {what} within {timeout_s:.0f} s (hardware.barrier_timeout_s; "
-                    "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the group's size)"
+                    "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the number of GPUs in patterns)"
                 )
             time.sleep(POLL_S)
 
