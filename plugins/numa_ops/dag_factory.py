@@ -23,7 +23,9 @@ from numa_ops.hosts import configured_hosts
 from numa_ops.operators import NumaLaneOperator
 from numa_ops.phases import Phase, load_phases
 
-OVERRIDE_PATTERN = r"^experiment(\.|\[|=)[^\s;&|`$<>]*$"
+# Overrides never reach a shell (argv lists only); shell characters are refused anyway. Plain spaces
+# are allowed, as the override grammar allows them inside lists and mappings: [{name: t, depth: 2}].
+OVERRIDE_PATTERN = r"^experiment(\.|\[|=)[^\t\n\r\f\v;&|`$<>]*$"
 
 
 def phase_asset(dag_id: str) -> Asset:

@@ -84,6 +84,11 @@ def test_form_refuses_hostile_overrides(dagbag, value):
         dag.params.get_param("overrides").resolve(value)
 
 
+def test_form_takes_an_override_as_the_grammar_writes_it(dagbag):
+    value = ["experiment.vit_configs=[{name: t, patch_size: 8, depth: 1, heads: 2, dim: 32, mlp_dim: 64}]"]
+    assert dagbag.dags["phase1_framework_validation"].params.get_param("overrides").resolve(value) == value
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
