@@ -349,3 +349,41 @@ def test_reading_a_missing_database_says_so_and_leaves_no_lock_file(tmp_path):
         with store.read_connection(db):
             pass
     assert not (tmp_path / "none").exists()
+
+
+def _accepted_night(db, night, phase="nightly_sweep"):
+    verdict = {"night": night, "baseline": None, "config_key": "k", "config": "c", "tonight_mean": 1.0, "tonight_low": 1.0,
+               "tonight_high": 1.0, "baseline_mean": None, "baseline_low": None, "baseline_high": None, "change": None,
+               "verdict": "new", "error": None}
+    store.save_verdicts(phase, [verdict], True, db)
+
+
+def test_checking_an_older_night_again_keeps_the_later_baseline(tmp_path):
+    db = tmp_path / "db.duckdb"
+    n1, n2, n3 = (f"nightly_2026112{d}T020000_abc12{d}_gpu-a" for d in (1, 2, 3))
+    _accepted_night(db, n1)
+    _accepted_night(db, n2)
+    _accepted_night(db, n1)  # an Airflow clear of night 1's compare: its verdicts are stored last
+    assert store.last_accepted_night("nightly_sweep", before=n3, database=db) == n2
+    assert store.last_accepted_night("nightly_sweep", before=n1, database=db) is None  # only nights before it
+    assert store.last_accepted_night("nightly_sweep", before=n2, database=db) == n1
+
+
+def test_nights_without_a_time_in_their_name_are_ordered_by_their_runs(tmp_path):
+    db = tmp_path / "db.duckdb"
+    for night, day, ok in (("late", "28", False), ("early", "27", True)):  # every run of "late" failed
+        _write(tmp_path / night, record(f"{night}.a", folder=night, success=ok, started_at=f"2026-11-{day}T02:00:00+00:00"))
+    store.load([tmp_path / "late", tmp_path / "early"], db)
+    _accepted_night(db, "late")
+    _accepted_night(db, "early")  # checked again after the later night
+    assert store.last_accepted_night("nightly_sweep", before="tonight", database=db) == "late"
+    assert store.last_accepted_night("nightly_sweep", before="early", database=db) is None
+
+
+def test_nights_known_only_by_their_verdicts_are_ordered_by_their_first_check(tmp_path):
+    db = tmp_path / "db.duckdb"
+    _accepted_night(db, "n1")
+    _accepted_night(db, "n2")
+    _accepted_night(db, "n1")
+    assert store.last_accepted_night("nightly_sweep", before="n3", database=db) == "n2"
+    assert store.last_accepted_night("nightly_sweep", before="n1", database=db) is None
