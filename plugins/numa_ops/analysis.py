@@ -1,7 +1,7 @@
 """Statistics over stored runs: NUMA penalty with a bootstrap CI, scaling-law fits, scaling regimes.
 
-scipy does the work: ``scipy.stats.bootstrap`` for the ratio of two throughputs, ``scipy.stats.linregress``
-in log space for power laws.
+scipy does the work: ``scipy.stats.bootstrap`` for the ratio of two throughputs, ``scipy.stats.ttest_ind``
+for it over a few runs' means, ``scipy.stats.linregress`` in log space for power laws.
 """
 
 from __future__ import annotations
@@ -28,6 +28,20 @@ def penalty_ci(local: list[float], remote: list[float], level: float = 0.95, see
         n_resamples=2000, method="percentile", random_state=np.random.default_rng(seed),
     )
     return {"penalty": float(point), "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
+
+
+def between_run_ci(local_runs: list[float], remote_runs: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """A CI of the penalty from run means alone (each run one draw): a two-sample t interval of their logs.
+
+    The t distribution, not a bootstrap: with 2 to 4 runs a side a bootstrap has too few distinct resamples
+    and too short tails. One run-to-run spread for both placements (the same host and model), estimated from
+    both: Welch's version has about 2 degrees of freedom with 3 runs a side. None with fewer than 2 runs a side.
+    """
+    loc, rem = np.asarray(local_runs, float), np.asarray(remote_runs, float)
+    if len(loc) < 2 or len(rem) < 2 or (loc <= 0).any() or (rem <= 0).any():
+        return None
+    ci = stats.ttest_ind(np.log(rem), np.log(loc), equal_var=True).confidence_interval(level)  # log(remote / local)
+    return float(1 - np.exp(ci.high)), float(1 - np.exp(ci.low))
 
 
 @dataclass(frozen=True)

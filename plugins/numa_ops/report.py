@@ -463,6 +463,9 @@ def _fit_laws(df: pd.DataFrame) -> pd.DataFrame:
 
 
 RUNS_AS_UNIT = 5  # runs per placement from which the bootstrap resamples runs rather than trials
+# What a penalty's CI covers (column ``ci_basis``): run-to-run variation, or only the trials of one run each.
+BETWEEN_RUNS = "between runs"
+WITHIN_ONE_RUN = "within one run: trials are not independent, run-to-run variation is left out (too narrow)"
 
 PENALTY_SQL = """
 WITH r AS (
@@ -483,11 +486,13 @@ def _is_list(value: Any) -> bool:
 
 
 def numa_penalties(database: Source, folder: str | None = None) -> pd.DataFrame:
-    """Remote vs local penalty with a bootstrap 95% CI, per model, GPU, shape and execution mode.
+    """Remote vs local penalty with a 95% CI, per model, GPU, shape and execution mode.
 
-    The bootstrap resamples runs (their mean trial samples/s) where each placement has at least
-    ``RUNS_AS_UNIT`` runs: trials of one run share its worker, memory and moment, so they are not
-    independent draws. With fewer runs it resamples the trials of all runs.
+    Trials of one run share its worker, memory and moment, so they are not independent draws: only runs
+    are. With at least ``RUNS_AS_UNIT`` runs per placement the bootstrap resamples runs (their mean trial
+    samples/s). With 2 to 4 it resamples the trials, and the interval is widened to hold the t interval over
+    the run means (``analysis.between_run_ci``), which carries the run-to-run variation the trials miss. With
+    one run at a placement only the trials can be resampled: ``ci_basis`` says the interval is within-run.
     """
     with _reading(database) as con:
         trials = _penalty_trials(con, folder)
@@ -500,7 +505,7 @@ def _penalty_trials(con: duckdb.DuckDBPyConnection, folder: str | None) -> pd.Da
 
 
 def _penalty_table(df: pd.DataFrame) -> pd.DataFrame:
-    from numa_ops.analysis import penalty_ci
+    from numa_ops.analysis import between_run_ci, penalty_ci
 
     rows = []
     for key, group in df.groupby(["model_name", "gpu_id", "height", "batch_size", "execution"]):
@@ -508,13 +513,20 @@ def _penalty_table(df: pd.DataFrame) -> pd.DataFrame:
         got = {r.placement: (list(r.run_means), list(r.trials)) for r in group.itertuples() if _is_list(r.run_means)}
         if "local" not in got or "remote" not in got:
             continue
-        unit = "runs" if min(len(got["local"][0]), len(got["remote"][0])) >= RUNS_AS_UNIT else "trials"
+        runs = min(len(got["local"][0]), len(got["remote"][0]))
+        unit = "runs" if runs >= RUNS_AS_UNIT else "trials"
         values = [got[p][0 if unit == "runs" else 1] for p in ("local", "remote")]
         ci = penalty_ci(values[0], values[1])
+        between = between_run_ci(got["local"][0], got["remote"][0]) if unit == "trials" else None
+        if between is not None and ci["low"] is not None:  # the trials' interval, widened to the runs' spread
+            ci["low"], ci["high"] = min(ci["low"], between[0]), max(ci["high"], between[1])
         rows.append({"model": key[0], "gpu": key[1], "image": key[2], "batch": key[3], "execution": key[4],
                      "regime": ", ".join(sorted({g for r in group.itertuples() for g in r.regimes})),
                      "penalty": ci["penalty"], "95% CI low": ci["low"], "95% CI high": ci["high"],
-                     "resampled": f"{unit} ({len(values[0])} local, {len(values[1])} remote)"})
+                     "ci_basis": BETWEEN_RUNS if unit == "runs" or between is not None else WITHIN_ONE_RUN,
+                     "resampled": f"{unit} ({len(values[0])} local, {len(values[1])} remote)"
+                                  + (f", widened to the t interval of the run means ({len(got['local'][0])} local, "
+                                     f"{len(got['remote'][0])} remote)" if between else "")})
     return pd.DataFrame(rows)
 
 
@@ -614,6 +626,9 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
     footer = f"<h2>Medians per model and lane</h2>{table}"
     if len(penalties):
         footer += ("<h2>NUMA penalty (remote vs local samples/s, bootstrap 95% CI)</h2>"
+                   "<p>Trials of one run are not independent draws, runs are: <code>ci_basis</code> says whether an "
+                   "interval holds the run-to-run variation (2 or more runs at each placement) or only the trials of "
+                   "one run, which makes it too narrow; measure more runs for the first.</p>"
                    + penalties.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="data"))
     elif (df["device"] == "cuda").any():
         footer += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 from numa_ops import report, store
-from numa_ops.analysis import fit_power_law, penalty_ci
+from numa_ops.analysis import between_run_ci, fit_power_law, penalty_ci
 
 from tests.numa_ops import planted
+from tests.numa_ops.records import record
 
 
 def test_penalty_ci_contains_the_true_penalty():
@@ -101,3 +103,46 @@ def test_planted_power_law_is_recovered_within_5pct_of_its_exponent(tmp_path, ex
     (law,) = report.scaling_laws(db, "f1").to_dict("records")
     assert law["exponent"] == pytest.approx(exponent, rel=0.05)
     assert law["models"] == 7 and law["regime"] == regime and law["R2"] > 0.98
+
+
+def _runs_apart(penalty, seed, runs=3, trials=6, run_spread=0.03, trial_spread=0.002):
+    """Trials of a run close together, runs far apart: what the penalty's CI must carry is the runs' spread."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for place, mean in (("local", 1000.0), ("remote", 1000.0 * (1 - penalty))):
+        per_run = [mean * (1 + rng.normal(0, run_spread)) * (1 + rng.normal(0, trial_spread, trials)) for _ in range(runs)]
+        rows.append({"model_name": "m", "gpu_id": 0, "height": 224, "batch_size": 8, "execution": "eager", "placement": place,
+                     "regimes": ["transfer-bound"], "trials": np.concatenate(per_run), "run_means": [r.mean() for r in per_run]})
+    return pd.DataFrame(rows)
+
+
+def test_penalty_ci_over_few_runs_carries_their_spread(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    (local, remote) = _runs_apart(0.20, 2).itertuples()  # the trials alone: 0.211 to 0.231
+    for place, row in (("local", local), ("remote", remote)):
+        for i, trials in enumerate(np.split(row.trials, 3)):
+            rec = record(f"f1.{place}{i}", device="cuda", placement=place, gpu_id=0,
+                         metrics={"samples_per_s": float(np.median(trials)), "execution": "eager",
+                                  "trial_samples_per_s": {"serial": [float(v) for v in trials]}})
+            rec["model"]["name"] = "m"
+            planted.write(folder, rec)
+    store.load([folder], db)
+    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    assert row["ci_basis"] == report.BETWEEN_RUNS
+    assert row["95% CI low"] < 0.20 < row["95% CI high"]
+    assert "t interval of the run means (3 local, 3 remote)" in row["resampled"]
+
+
+@pytest.mark.parametrize("runs", [2, 3, 4])
+def test_penalty_ci_over_few_runs_covers_the_planted_value_in_most_repeats(runs):
+    covered = 0
+    for seed in range(300, 400):
+        (row,) = report._penalty_table(_runs_apart(0.20, seed, runs)).to_dict("records")
+        covered += row["95% CI low"] < 0.20 < row["95% CI high"]
+    assert covered >= 88
+
+
+def test_between_run_ci_needs_two_runs_a_side():
+    assert between_run_ci([1.0], [1.0, 2.0]) is None
+    low, high = between_run_ci([100.0, 102.0, 98.0], [80.0, 81.0, 79.0])
+    assert low < 0.2 < high

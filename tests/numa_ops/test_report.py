@@ -74,6 +74,20 @@ def test_numa_penalty_table_with_bootstrap_ci(tmp_path):
     assert "remote placement costs 20.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
 
 
+def test_a_penalty_from_one_run_a_side_says_its_ci_is_within_run(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for place, base in (("local", 100.0), ("remote", 80.0)):
+        rec = record(f"f1.{place}", device="cuda", placement=place, gpu_id=0,
+                     metrics={"samples_per_s": base, "trial_samples_per_s": {"serial": [base - 1, base, base + 1]}})
+        rec["model"]["name"] = "m"
+        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    store.load([folder], db)
+    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    assert row["ci_basis"] == report.WITHIN_ONE_RUN and "too narrow" in row["ci_basis"]
+    html = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+    assert "<th>ci_basis</th>" in html and report.WITHIN_ONE_RUN in html and "Trials of one run are not independent" in html
+
+
 def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     for size in (224, 384):
