@@ -11,7 +11,7 @@
   ``<outputs>/.locks/patterns.lock`` while it measures: a GPU "alone" is alone among pattern runs.
   A pattern's first lane (by name) takes it once every member has arrived (so no lane holds it
   while waiting for another), then says go, and lets go once every member has written
-  ``barriers/<group>/<lane>.done``.
+  ``barriers/<group>/<lane>.done`` or has a failed record (it gave up, or its worker died).
 
 Locks are ``filelock`` locks (``flock`` on Linux): the kernel drops them when a worker dies.
 """
@@ -29,6 +29,9 @@ from filelock import FileLock, Timeout
 from numa_ops import paths, results
 
 POLL_S = 0.001
+# A member waits for go this long beyond the leader's own limit on the pattern lock, so that the
+# leader, not the member, is the one to give up (and record why) when the lock never comes.
+GO_GRACE_S = 10.0
 
 
 class BarrierTimeout(RuntimeError):
@@ -72,22 +75,37 @@ def _barrier_dir(folder_path: Path, group_id: str) -> Path:
     return paths.inside(folder_path, "barriers", paths.safe_name(group_id, "group"))
 
 
+def _failed_since(folder_path: Path, run_id: str, since: float) -> str | None:
+    """The error of ``run_id``'s failed record if that record was written at ``since`` or later."""
+    path = results.record_path(folder_path, run_id)
+    try:
+        if path.stat().st_mtime < since:
+            return None
+        record = results.read_record(path)
+    except (OSError, ValueError):
+        return None
+    if record and not record.get("success"):
+        return str(record.get("error"))
+    return None
+
+
 def wait_at_barrier(
     folder_path: Path, spec: dict[str, Any], timeout_s: float, on_all_arrived: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Arrive at the run's group barrier and wait for the other lanes; returns what to record.
 
     When every member has arrived, the pattern's first lane calls ``on_all_arrived`` (it takes the
-    pattern lock) and then says go; the others start when they see that go. A member whose run
-    already has a successful record (an earlier attempt) will not come again: it is listed as
-    absent, and this run is timed without it.
+    pattern lock) and then says go; the others start when they see that go. Arriving and waiting for
+    the go each have ``timeout_s``: the leader may wait that long for the pattern lock while another
+    pattern measures, so the members' wait for go starts afresh once everyone has arrived. A member
+    whose run already has a successful record (an earlier attempt) will not come again: it is
+    listed as absent, and this run is timed without it.
     """
     group = spec["group"]
     here = _barrier_dir(folder_path, group["id"])
     here.mkdir(parents=True, exist_ok=True)
     arrived_at = time.time()
     results.write_json_atomic(here / spec["lane"], {"pid": os.getpid(), "arrived_at": arrived_at})
-    deadline = time.monotonic() + timeout_s
     others = {lane: run_id for lane, run_id in group["runs"].items() if lane != spec["lane"]}
     absent = sorted(lane for lane, run_id in others.items() if results.successful(folder_path, run_id))
     waiting = set(others) - set(absent)
@@ -95,19 +113,14 @@ def wait_at_barrier(
 
     def partner_failed() -> str | None:
         for lane, run_id in others.items():
-            path = results.record_path(folder_path, run_id)
-            try:
-                if path.stat().st_mtime < arrived_at:
-                    continue
-                record = results.read_record(path)
-            except (OSError, ValueError):
-                continue
-            if record and not record.get("success"):
-                return f"{lane}'s run of the pattern failed: {record.get('error')}"
+            error = _failed_since(folder_path, run_id, arrived_at)
+            if error is not None:
+                return f"{lane}'s run of the pattern failed: {error}"
         return None
 
-    def wait(what: str, ready: Callable[[], bool]) -> None:
+    def wait(what: str, ready: Callable[[], bool], limit_s: float) -> None:
         checked = time.monotonic()
+        deadline = checked + limit_s
         while not ready():
             if time.monotonic() - checked > 0.5:
                 checked = time.monotonic()
@@ -118,7 +131,7 @@ def wait_at_barrier(
             if time.monotonic() > deadline:
                 leave_barrier(folder_path, spec)
                 raise BarrierTimeout(
-                    f"barrier of group {group['id']}: {what} within {timeout_s:.0f} s (hardware.barrier_timeout_s; "
+                    f"barrier of group {group['id']}: {what} within {limit_s:.0f} s (hardware.barrier_timeout_s; "
                     "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the number of GPUs in patterns)"
                 )
             time.sleep(POLL_S)
@@ -127,14 +140,16 @@ def wait_at_barrier(
         waiting.difference_update({lane for lane in waiting if (here / lane).exists()})
         return not waiting
 
-    wait(f"lanes {sorted(waiting)} did not arrive", all_arrived)
+    wait(f"lanes {sorted(waiting)} did not arrive", all_arrived, timeout_s)
     go = here / "go"
     if spec["lane"] == leader:
         if on_all_arrived is not None:
             on_all_arrived()
         results.write_json_atomic(go, {"at": time.time()})
     else:
-        wait(f"lane {leader} did not say go", lambda: go.exists() and go.stat().st_mtime >= arrived_at)
+        # a fresh limit: the leader may wait up to timeout_s for the pattern lock (it fails, and says so, first)
+        wait(f"lane {leader} did not say go", lambda: go.exists() and go.stat().st_mtime >= arrived_at,
+             timeout_s + GO_GRACE_S)
     released_at = time.time()
     return {
         "id": group["id"],
@@ -166,22 +181,42 @@ def mark_done(folder_path: Path, spec: dict[str, Any]) -> None:
 
 
 def wait_done(folder_path: Path, spec: dict[str, Any], group: dict[str, Any], timeout_s: float) -> list[str]:
-    """The leader waits until the pattern's other lanes finished measuring; returns those that did not."""
+    """The leader waits until the pattern's other lanes finished measuring; returns those that did not.
+
+    A member is waited for until its ``.done`` mark appears, or its run's record says it failed in
+    this pass of the barrier (after the leader arrived): it gave up waiting for go, or its worker
+    died and its supervisor recorded the run. Either way it will write no mark, and the leader, which
+    holds the pattern lock, stops waiting for it; ``timeout_s`` caps the wait in any case.
+    """
     here = _barrier_dir(folder_path, spec["group"]["id"])
-    waiting = set(group["lanes"]) - {spec["lane"]} - set(group["absent"])
+    runs = spec["group"]["runs"]
+    since = group["arrived_at"]  # anything older is an earlier attempt's
+    members = set(group["lanes"]) - {spec["lane"]} - set(group["absent"])
+    waiting, failed = set(members), set()
     deadline = time.monotonic() + timeout_s
 
     def done(lane: str) -> bool:
-        mark = here / f"{lane}.done"
-        return mark.exists() and mark.stat().st_mtime >= group["released_at"]
+        try:
+            return (here / f"{lane}.done").stat().st_mtime >= since
+        except OSError:
+            return False
+
+    def settled(lane: str) -> bool:
+        if done(lane):
+            return True
+        if _failed_since(folder_path, runs[lane], since) is not None:
+            failed.add(lane)
+            return True
+        return False
 
     while waiting and time.monotonic() < deadline:
-        waiting = {lane for lane in waiting if not done(lane)}
-        time.sleep(POLL_S)
-    for lane in set(group["lanes"]) - waiting:  # every member is past the go: the marks can go
+        waiting = {lane for lane in waiting if not settled(lane)}
+        if waiting:
+            time.sleep(POLL_S)
+    for lane in set(group["lanes"]) - waiting:  # every member is past the go (or gone): the marks can go
         (here / f"{lane}.done").unlink(missing_ok=True)
     (here / "go").unlink(missing_ok=True)
-    return sorted(waiting)
+    return sorted(waiting | failed)
 
 
 def leave_barrier(folder_path: Path, spec: dict[str, Any]) -> None:
