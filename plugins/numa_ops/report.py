@@ -467,17 +467,26 @@ RUNS_AS_UNIT = 5  # runs per placement from which the bootstrap resamples runs r
 BETWEEN_RUNS = "between runs"
 WITHIN_ONE_RUN = "within one run: trials are not independent, run-to-run variation is left out (too narrow)"
 
+PENALTY_KEY = ["host", "model_name", "depth", "dim", "gpu_id", "height", "width", "batch_size", "execution"]  # as numa_penalty's
 PENALTY_SQL = """
-WITH r AS (
-    SELECT model_name, gpu_id, height, batch_size, coalesce(execution, 'eager') AS execution, placement,
-           coalesce(regime, 'unknown') AS regime,
+WITH runs AS (SELECT * FROM main.runs WHERE {where}),
+pen AS ({view}),
+r AS (
+    SELECT host, model_name, depth, dim, gpu_id, height, width, batch_size, coalesce(execution, 'eager') AS execution,
+           placement, coalesce(regime, 'unknown') AS regime,
            CAST(json_extract(record, '$.metrics.trial_samples_per_s.serial') AS DOUBLE[]) AS trials
-    FROM runs WHERE success AND device = 'cuda' AND placement IN ('local', 'remote') AND {where}
+    FROM runs WHERE success AND device = 'cuda' AND placement IN ('local', 'remote')
+),
+g AS (
+    SELECT host, model_name, depth, dim, gpu_id, height, width, batch_size, execution, placement,
+           list(DISTINCT regime) AS regimes,
+           flatten(list(trials) FILTER (WHERE len(trials) > 0)) AS trials,
+           list(list_avg(trials)) FILTER (WHERE len(trials) > 0) AS run_means
+    FROM r GROUP BY ALL
 )
-SELECT model_name, gpu_id, height, batch_size, execution, placement, list(DISTINCT regime) AS regimes,
-       flatten(list(trials) FILTER (WHERE len(trials) > 0)) AS trials,
-       list(list_avg(trials)) FILTER (WHERE len(trials) > 0) AS run_means
-FROM r GROUP BY ALL ORDER BY ALL
+SELECT g.*, pen.throughput_penalty AS view_penalty
+FROM g LEFT JOIN pen ON {join}
+ORDER BY host, model_name, depth, dim, gpu_id, height, width, batch_size, execution, placement
 """
 
 
@@ -493,6 +502,8 @@ def numa_penalties(database: Source, folder: str | None = None) -> pd.DataFrame:
     samples/s). With 2 to 4 it resamples the trials, and the interval is widened to hold the t interval over
     the run means (``analysis.between_run_ci``), which carries the run-to-run variation the trials miss. With
     one run at a placement only the trials can be resampled: ``ci_basis`` says the interval is within-run.
+    ``penalty`` is the ``numa_penalty`` view's (median of the runs), as the heatmap and best_practices.md
+    give it; ``penalty of means`` is the one the interval is drawn around.
     """
     with _reading(database) as con:
         trials = _penalty_trials(con, folder)
@@ -501,14 +512,16 @@ def numa_penalties(database: Source, folder: str | None = None) -> pd.DataFrame:
 
 def _penalty_trials(con: duckdb.DuckDBPyConnection, folder: str | None) -> pd.DataFrame:
     where, params = _scope(folder)
-    return con.execute(PENALTY_SQL.format(where=where), params).df()
+    join = " AND ".join(f"pen.{c} IS NOT DISTINCT FROM g.{c}" for c in PENALTY_KEY)
+    return con.execute(PENALTY_SQL.format(where=where, view=store.VIEWS["numa_penalty"], join=join), params).df()
 
 
 def _penalty_table(df: pd.DataFrame) -> pd.DataFrame:
     from numa_ops.analysis import between_run_ci, penalty_ci
 
     rows = []
-    for key, group in df.groupby(["model_name", "gpu_id", "height", "batch_size", "execution"]):
+    for _, group in df.groupby(PENALTY_KEY, dropna=False, sort=False):
+        first = group.iloc[0]
         # per placement: (mean of each run's trials, all trials); a placement without trials has neither
         got = {r.placement: (list(r.run_means), list(r.trials)) for r in group.itertuples() if _is_list(r.run_means)}
         if "local" not in got or "remote" not in got:
@@ -520,9 +533,12 @@ def _penalty_table(df: pd.DataFrame) -> pd.DataFrame:
         between = between_run_ci(got["local"][0], got["remote"][0]) if unit == "trials" else None
         if between is not None and ci["low"] is not None:  # the trials' interval, widened to the runs' spread
             ci["low"], ci["high"] = min(ci["low"], between[0]), max(ci["high"], between[1])
-        rows.append({"model": key[0], "gpu": key[1], "image": key[2], "batch": key[3], "execution": key[4],
+        view = first.get("view_penalty")  # numa_penalty's, as the heatmap and best_practices.md show it
+        rows.append({"host": first["host"], "model": first["model_name"], "gpu": first["gpu_id"], "image": first["height"],
+                     "batch": first["batch_size"], "execution": first["execution"],
                      "regime": ", ".join(sorted({g for r in group.itertuples() for g in r.regimes})),
-                     "penalty": ci["penalty"], "95% CI low": ci["low"], "95% CI high": ci["high"],
+                     "penalty": ci["penalty"] if view is None or pd.isna(view) else float(view),
+                     "penalty of means": ci["penalty"], "95% CI low": ci["low"], "95% CI high": ci["high"],
                      "ci_basis": BETWEEN_RUNS if unit == "runs" or between is not None else WITHIN_ONE_RUN,
                      "resampled": f"{unit} ({len(values[0])} local, {len(values[1])} remote)"
                                   + (f", widened to the t interval of the run means ({len(got['local'][0])} local, "
@@ -626,7 +642,10 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
     footer = f"<h2>Medians per model and lane</h2>{table}"
     if len(penalties):
         footer += ("<h2>NUMA penalty (remote vs local samples/s, bootstrap 95% CI)</h2>"
-                   "<p>Trials of one run are not independent draws, runs are: <code>ci_basis</code> says whether an "
+                   "<p><code>penalty</code> is 1 - median remote / median local samples/s of the runs, the number the "
+                   "heatmap and best_practices.md give; the CI is a bootstrap around <code>penalty of means</code> "
+                   "(of the trials' means), which may differ from it slightly. "
+                   "Trials of one run are not independent draws, runs are: <code>ci_basis</code> says whether an "
                    "interval holds the run-to-run variation (2 or more runs at each placement) or only the trials of "
                    "one run, which makes it too narrow; measure more runs for the first.</p>"
                    + penalties.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="data"))

@@ -111,7 +111,8 @@ def _runs_apart(penalty, seed, runs=3, trials=6, run_spread=0.03, trial_spread=0
     rows = []
     for place, mean in (("local", 1000.0), ("remote", 1000.0 * (1 - penalty))):
         per_run = [mean * (1 + rng.normal(0, run_spread)) * (1 + rng.normal(0, trial_spread, trials)) for _ in range(runs)]
-        rows.append({"model_name": "m", "gpu_id": 0, "height": 224, "batch_size": 8, "execution": "eager", "placement": place,
+        rows.append({"host": None, "model_name": "m", "depth": 1, "dim": 32, "gpu_id": 0, "height": 224, "width": 224,
+                     "batch_size": 8, "execution": "eager", "placement": place,
                      "regimes": ["transfer-bound"], "trials": np.concatenate(per_run), "run_means": [r.mean() for r in per_run]})
     return pd.DataFrame(rows)
 

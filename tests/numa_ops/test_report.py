@@ -88,6 +88,26 @@ def test_a_penalty_from_one_run_a_side_says_its_ci_is_within_run(tmp_path):
     assert "<th>ci_basis</th>" in html and report.WITHIN_ONE_RUN in html and "Trials of one run are not independent" in html
 
 
+def test_penalty_table_gives_the_same_penalty_as_the_view_and_the_guide(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for place, rates in (("local", (100.0, 100.0, 130.0)), ("remote", (80.0, 79.0, 81.0))):  # one fast local run
+        for i, rate in enumerate(rates):
+            rec = record(f"f1.{place}{i}", device="cuda", placement=place, gpu_id=0,
+                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
+                         metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound",
+                                  "trial_samples_per_s": {"serial": [rate - 1, rate, rate + 1]}})
+            rec["model"]["name"] = "m"
+            planted.write(folder, rec)
+    store.load([folder], db)
+    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    (view,) = store.query("SELECT throughput_penalty FROM numa_penalty", database=db)
+    assert row["penalty"] == pytest.approx(view[0]) == pytest.approx(0.2)  # median of the runs: 1 - 80 / 100
+    assert row["penalty of means"] == pytest.approx(1 - 80 / 110)  # what the bootstrap is drawn around
+    index = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+    assert "<td>0.200</td>" in index.split("<h2>NUMA penalty", 1)[1]
+    assert "remote placement costs 20.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
+
+
 def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     for size in (224, 384):
