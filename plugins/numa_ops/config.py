@@ -52,6 +52,10 @@ class HardwareConfig(_Strict):
     # how long a pattern's lane waits for its other GPUs (busy with other runs) before giving up;
     # the run's own timeout_s counts only once the pattern starts timing
     barrier_timeout_s: Annotated[int, Field(strict=True, ge=1, le=7 * 86400)] = 3600
+    # process: numactl binds the worker's CPU and all its memory to the placement's nodes (today's binding);
+    # pool: the worker's CPU and memory stay on the GPU's local node and only the host pool the batches are
+    # copied from goes on the placement's memory node (mbind): a penalty then splits into DMA and CPU-side parts
+    placement: Literal["process", "pool"] = "process"
 
     @model_validator(mode="after")
     def _non_empty(self) -> HardwareConfig:
@@ -81,9 +85,17 @@ class TestConfig(_Strict):
     # launch-bound forwards); during: sampled while the trials run; off: not sampled.
     telemetry: Literal["separate", "during", "off"] = "separate"
     ci_target: Annotated[float, Field(gt=0, le=1)] = 0.02
-    min_trials: Annotated[int, Field(strict=True, ge=1, le=1000)] = 3
+    min_trials: Annotated[int, Field(strict=True, ge=1, le=1000)] = 6
     max_trials: Annotated[int, Field(strict=True, ge=1, le=1000)] = 20
     max_trial_time_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 120.0
+    # each trial lasts at least this long (whole passes of num_samples are added until it does)
+    min_trial_s: Annotated[float, Field(ge=0, le=3600)] = 0.5
+    # separate worker processes that measure each configuration (the process is the unit of comparison);
+    # a placement study's repeats are interleaved local/remote (ABBA) in its lanes' order
+    repeats: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
+    # intra-op threads of the worker; null: one on a GPU run (the launching thread alone), every CPU of the
+    # bound node on a CPU run
+    intra_op_threads: Annotated[int, Field(strict=True, ge=1, le=1024)] | None = None
 
     @model_validator(mode="after")
     def _budgets(self) -> TestConfig:
