@@ -13,6 +13,10 @@ Rule, in this order:
 2. **transfer-bound** when the copies take at least as long as the GPU's compute (``fwd_gpu_ms``);
 3. **compute-bound** otherwise.
 
+A run's record uses :func:`of_binding`: the regime is the one of the stage that bounds the pipelined
+rate (``measure._binding``): the CPU's issue time per batch (launch-bound), a copy (transfer-bound),
+or the GPU's gated forward (compute-bound). :func:`classify` is the older rule from stage medians.
+
 Borders belong to the first class that reaches them (a share of exactly 0.5 is launch-bound,
 copies equal to compute are transfer-bound).
 """
@@ -42,3 +46,14 @@ def classify(h2d_ms: float, fwd_ms: float, fwd_gpu_ms: float, d2h_ms: float) -> 
     if copies >= fwd_gpu_ms:
         return TRANSFER_BOUND
     return COMPUTE_BOUND
+
+
+BINDING = {"cpu_issue": LAUNCH_BOUND, "h2d": TRANSFER_BOUND, "d2h": TRANSFER_BOUND, "forward": COMPUTE_BOUND}
+
+
+def of_binding(stage: str) -> str:
+    """The regime of a run whose pipelined rate is bound by ``stage`` (cpu_issue, h2d, d2h or forward)."""
+    try:
+        return BINDING[stage]
+    except KeyError:
+        raise ValueError(f"unknown binding stage {stage!r}; one of {sorted(BINDING)}") from None

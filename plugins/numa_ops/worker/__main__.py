@@ -33,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = json.loads(args.runs.read_text())
     profile = json.loads(os.environ.get("NUMA_LAB_PROFILE") or '{"nsys": "off", "warning": null}')
+    from numa_ops.worker.launch_thread import pin_launching_thread
+
     allowed = os.sched_getaffinity(0)
-    # intra-op threads: one per CPU the worker is bound to (NUMA_LAB_TORCH_THREADS caps it)
-    cap = int(os.environ.get("NUMA_LAB_TORCH_THREADS", "0") or 0)
-    torch.set_num_threads(max(1, min(len(allowed), cap) if cap > 0 else len(allowed)))
     gpu_id = specs[0]["gpu_id"] if specs else None
     fake_gpu = gpu_id is not None and not torch.cuda.is_available() and os.environ.get("NUMA_LAB_FAKE_GPU") == "1"
     if fake_gpu:  # tests of scheduling on simulated multi-GPU hosts: measured on the CPU, and said so
@@ -48,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.set_device(device)
             torch.cuda.init()
+    # intra-op threads: the config's, else one on a GPU (the launching thread alone) and every CPU the
+    # worker is bound to on the CPU; NUMA_LAB_TORCH_THREADS caps it
+    wanted = (specs[0]["test"].get("intra_op_threads") if specs else None) or (
+        1 if device is not None and device.type == "cuda" else len(allowed))
+    cap = int(os.environ.get("NUMA_LAB_TORCH_THREADS", "0") or 0)
+    threads = max(1, min(wanted, cap) if cap > 0 else wanted)
+    torch.set_num_threads(threads)
+    # the launching thread gets one core of the node to itself, unless intra-op threads share the work:
+    # they inherit the thread's affinity, and would all land on its core
+    core = pin_launching_thread() if threads == 1 else None
     env = environment(gpu_id)
     startup_s = time.perf_counter() - started
     emit("ready", startup_s=startup_s, pid=os.getpid(), device=str(device))
@@ -67,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if device is None:
                 raise RuntimeError(f"GPU {gpu_id} was requested but CUDA is not available in the worker")
-            metrics = measure_run(spec, device, nvml_index=gpu_id, before_timing=pattern and pattern.before_timing)
+            metrics = measure_run(spec, device, nvml_index=gpu_id, before_timing=pattern and pattern.before_timing,
+                                  core=core)
             record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
             if pattern and pattern.lock_wait_s is not None:
                 metrics["pattern_lock_wait_s"] = pattern.lock_wait_s
@@ -103,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             samples_per_s=(record.get("metrics") or {}).get("samples_per_s"),
             error=record.get("error"),
         )
+    if core is not None:
+        core.release()
     emit("done", failures=failures, total_s=time.perf_counter() - started)
     return 0
 

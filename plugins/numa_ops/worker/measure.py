@@ -1,20 +1,28 @@
-"""One run's measurement: H2D copy, forward and D2H copy, timed apart, over repeated trials.
+"""One run's measurement: H2D copy, forward and D2H copy, timed apart, over trials of separate passes.
 
-Two timing modes, both in every CUDA record:
+Each trial runs, in this order, beside a CPU-speed control on the launching core:
 
-- ``serial``: each batch's H2D, forward and D2H bracketed by CUDA events, the batch synchronized
-  before the next starts, so the stage times are clean;
-- ``pipelined``: H2D, compute and D2H on three CUDA streams with two buffer slots, so a batch's copy
-  overlaps the previous batch's forward, as a production pipeline runs. Its ideal bound is
-  ``batch / max(stage)`` from the serial stage medians.
+- a **serial** pass (the headline): batch by batch, H2D, forward, D2H, the stream synchronized after
+  each batch; samples/s from the wall clock;
+- a **pipelined** pass: H2D, compute and D2H on three streams with two buffer slots, so a batch's copy
+  overlaps the previous batch's forward, as a production pipeline runs;
+- a **stage** pass: every stage of every batch **gated** (``worker.gating``): a spin kernel holds the
+  stream while the CPU enqueues the stage, so its event pair measures GPU time only; the CPU's issue
+  time of each stage is timed apart. Each execution mode's own forward is timed this way.
 
-Trials alternate serial and pipelined passes of ``num_samples`` each, after warm-up, until the 95%
-confidence interval of both throughputs is within ``ci_target`` or a trial/time budget runs out.
+A **copy micro-pass** then times back-to-back copies from the bound pool (many per event pair), so
+``h2d_gbps`` compares with a raw copy loop of the same size. The ideal pipelined rate is bounded by the
+slowest of the gated stages and the CPU's issue time per batch; the record names the stage that binds.
+
+Passes are sized by time (at least ``min_trial_s`` a trial, in whole passes of ``num_samples``). The
+headline is the median of the trials with its order-statistic interval (``worker.stats``); the number
+of trials is fixed by the pilot trials' spread. Garbage collection is frozen and off while timing.
 On the CPU there is no copy: only the forward is timed (``perf_counter``), copies are marked skipped.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -22,10 +30,13 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from numa_ops import regime
 from numa_ops.worker import flops
+from numa_ops.worker.gating import SLACK_MS, SpinGate, copies_per_event, spin_for
+from numa_ops.worker.launch_thread import Disturbance, LaunchCore, control_rate
 from numa_ops.worker.model import build_model
 from numa_ops.worker.pages import placement_proof
 from numa_ops.worker.pool import HostPool
@@ -34,6 +45,10 @@ from numa_ops.worker.telemetry import Telemetry, empty
 
 SLOTS = 2
 EXECUTIONS = ("eager", "cuda_graph", "compile", "compile_reduce_overhead")
+STAGES = ("h2d", "forward", "d2h")
+MAX_STAGE_BATCHES = 50  # gated batches per trial: enough for stage medians, each batch pays its spins
+CONTROL_FLAG = 0.10  # a trial whose CPU-speed control is this far from the run's median is flagged
+_MISS_SLACK = SLACK_MS / 2  # an enqueue this close to its spin's end counts as a gate miss
 Forward = Callable[[], tuple[torch.Tensor, ...]]
 
 
@@ -41,7 +56,7 @@ def _nvtx(name: str, cuda: bool):
     return torch.cuda.nvtx.range(name) if cuda else nullcontext()
 
 
-def _graph_forward(model: torch.nn.Module, static_in: torch.Tensor, stream: torch.cuda.Stream | None = None) -> Forward:
+def _graph_forward(model: torch.nn.Module, static_in: torch.Tensor) -> Forward:
     """Capture ``model(static_in)`` as a CUDA graph; the returned callable replays it."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -61,7 +76,7 @@ def _graph_forward(model: torch.nn.Module, static_in: torch.Tensor, stream: torc
 
 
 class Engine:
-    """Everything one run needs, built once: pool, model, buffers, streams, forwards per slot."""
+    """Everything one run needs, built once: pool, model, buffers, streams, events, forwards per slot."""
 
     def __init__(self, spec: dict[str, Any], device: torch.device):
         test, model_cfg = spec["test"], spec["model"]
@@ -77,13 +92,15 @@ class Engine:
         if execution == "cuda_graph" and not self.cuda:
             raise ValueError("test.execution=cuda_graph needs a CUDA device")
         self.execution = execution
+        self.placement_mode = spec.get("placement_mode") or "process"
+        self.pool_node = spec.get("pool_node", spec.get("mem_node", 0))
 
         t0 = time.perf_counter()
-        self.pool = HostPool(
-            test["memory_size_mb"], self.batch_size, self.shape, pinned=self.cuda and test.get("pinned_memory", True)
-        )
+        pinned = self.cuda and test.get("pinned_memory", True)
+        where = {"node": self.pool_node} if self.placement_mode == "pool" else {}
+        self.pool = HostPool(test["memory_size_mb"], self.batch_size, self.shape, pinned=pinned, **where)
         self.pool_fill_s = time.perf_counter() - t0
-        self.pool_pages = placement_proof(self.pool.data.data_ptr(), spec.get("mem_node", 0))
+        self.pool_pages = placement_proof(self.pool.data.data_ptr(), self.pool_node)
         self.model = build_model(model_cfg, self.shape, self.d2h_mode).to(device).eval()
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.dev_in = [torch.empty(self.pool.batch_shape, device=device) for _ in range(SLOTS)]
@@ -91,12 +108,26 @@ class Engine:
             probe = self.model(self.dev_in[0].normal_())
         self.out_shapes = [tuple(t.shape) for t in probe]
         self.dev_out = [[torch.empty(s, device=device) for s in self.out_shapes] for _ in range(SLOTS)]
-        pin = self.cuda
-        self.host_out = [[torch.empty(s, pin_memory=pin) for s in self.out_shapes] for _ in range(SLOTS)]
+        self.host_out = [[torch.empty(s, pin_memory=self.cuda) for s in self.out_shapes] for _ in range(SLOTS)]
         self.d2h_bytes = sum(math.prod(s) * 4 for s in self.out_shapes)
         self.compile_s: float | None = None
         self.first_call_s: float | None = None
+        if self.cuda:  # streams and events made once: none is created inside a timed pass
+            self.stream = torch.cuda.Stream(device)
+            self.s_in, self.s_comp, self.s_out = (torch.cuda.Stream(device) for _ in range(3))
+            self.h2d_done, self.comp_done, self.d2h_done = ([torch.cuda.Event() for _ in range(SLOTS)] for _ in range(3))
+            self.stage_events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
+            self.gate: SpinGate | None = None
+        self.spins = {"h2d": 2.0, "forward": 20.0, "d2h": 2.0}  # ms, until measured in warm-up
+        self.gate_misses = {k: 0 for k in STAGES}
+        self.gated_batches = 0
         self.forwards = self._build_forwards()
+
+    def close(self) -> None:
+        """Give back what the pool holds outside torch's allocator (a registered, bound pool)."""
+        close = getattr(self.pool, "close", None)
+        if close is not None:
+            close()
 
     # -- forwards ---------------------------------------------------------------------------
     def _build_forwards(self) -> list[Forward]:
@@ -136,60 +167,108 @@ class Engine:
             self.first_call_s = time.perf_counter() - t0
         return [lambda k=k: model(slots[k]) for k in range(SLOTS)]
 
+    def _forward_into(self, k: int) -> None:
+        """The forward of slot ``k``, its outputs written into the slot's output buffers."""
+        for dst, src in zip(self.dev_out[k], self.forwards[k](), strict=True):
+            dst.copy_(src)
+
+    def _d2h(self, k: int) -> None:
+        for dst, src in zip(self.host_out[k], self.dev_out[k], strict=True):
+            dst.copy_(src, non_blocking=self.cuda)
+
     def warmup(self, batches: int) -> None:
+        """Run every path once (serial, pipelined, gated stages) and size the gates' spins."""
+        batches = max(batches, SLOTS)
         with torch.inference_mode():
-            for i in range(max(batches, SLOTS)):
+            for i in range(batches):
                 k = i % SLOTS
                 self.dev_in[k].copy_(self.pool.batch(i), non_blocking=self.cuda)
-                for dst, src in zip(self.host_out[k], self.forwards[k](), strict=True):
-                    dst.copy_(src, non_blocking=self.cuda)
+                self._forward_into(k)
+                self._d2h(k)
             if self.cuda:
                 torch.cuda.synchronize(self.device)
+                self.gate = SpinGate(self.device, self.stream)
+                self.pipelined_pass(batches)
+                self.serial_pass(batches)
+                first = self.stage_pass(max(batches, 5))  # with generous spins: what does each stage's enqueue take?
+                self.spins = {k: spin_for(first["issue"][k]) for k in STAGES}
+                self.gate_misses = {k: 0 for k in STAGES}
+                self.gated_batches = 0
 
     # -- passes -----------------------------------------------------------------------------
-    def serial_pass(self, num_batches: int) -> dict[str, list[float] | float]:
-        """Every batch timed stage by stage; returns per-batch ms lists and the wall time."""
-        h2d, fwd, d2h, total = [], [], [], []
-        cuda, fwd0, dev_in, host_out = self.cuda, self.forwards[0], self.dev_in[0], self.host_out[0]
-        ev = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if cuda else None
-        start = time.perf_counter()
-        with torch.inference_mode():
+    def serial_pass(self, num_batches: int) -> float:
+        """Batch after batch, each synchronized before the next; returns the wall time in seconds."""
+        cuda = self.cuda
+        with torch.inference_mode(), (torch.cuda.stream(self.stream) if cuda else nullcontext()):
+            start = time.perf_counter()
+            for i in range(num_batches):
+                if cuda:
+                    self.dev_in[0].copy_(self.pool.batch(i), non_blocking=True)
+                self._forward_into(0)  # on the CPU there is no host-device copy to make or time
+                self._d2h(0)
+                if cuda:
+                    self.stream.synchronize()
+            return time.perf_counter() - start
+
+    def stage_pass(self, num_batches: int) -> dict[str, dict[str, list[float]]]:
+        """Every stage of every batch: its GPU time (gated events) and its CPU issue time, in ms."""
+        gpu: dict[str, list[float]] = {k: [] for k in STAGES}
+        issue: dict[str, list[float]] = {k: [] for k in STAGES}
+        if not self.cuda:
+            with torch.inference_mode():
+                for _ in range(num_batches):
+                    c0 = time.perf_counter()
+                    self._forward_into(0)
+                    self._d2h(0)
+                    ms = (time.perf_counter() - c0) * 1e3
+                    gpu["forward"].append(ms)
+                    issue["forward"].append(ms)
+            return {"gpu": gpu, "issue": issue}
+        ev, s, gate, spins = self.stage_events, self.stream, self.gate, self.spins
+        assert gate is not None, "warmup() sizes the gate first"
+        gate_h2d = self.pool.pinned  # a pageable copy is staged by the CPU: the call itself waits, no gate
+        clock = time.perf_counter
+        with torch.inference_mode(), torch.cuda.stream(s):
             for i in range(num_batches):
                 host = self.pool.batch(i)
-                if cuda:
-                    ev[0].record()
-                    with _nvtx("h2d", cuda):
-                        dev_in.copy_(host, non_blocking=True)
-                    ev[1].record()
-                    with _nvtx("forward", cuda):
-                        outs = fwd0()
-                    ev[2].record()
-                    with _nvtx("d2h", cuda):
-                        for dst, src in zip(host_out, outs, strict=True):
-                            dst.copy_(src, non_blocking=True)
-                    ev[3].record()
-                    ev[3].synchronize()
-                    h2d.append(ev[0].elapsed_time(ev[1]))
-                    fwd.append(ev[1].elapsed_time(ev[2]))
-                    d2h.append(ev[2].elapsed_time(ev[3]))
-                    total.append(ev[0].elapsed_time(ev[3]))
-                else:
-                    dev_in.copy_(host)  # untimed: the CPU has no host-device copy to measure
-                    c0 = time.perf_counter()
-                    outs = fwd0()
-                    for dst, src in zip(host_out, outs, strict=True):
-                        dst.copy_(src)
-                    ms = (time.perf_counter() - c0) * 1e3
-                    fwd.append(ms)
-                    total.append(ms)
-        return {"h2d": h2d, "fwd": fwd, "d2h": d2h, "total": total, "wall_s": time.perf_counter() - start}
+                if gate_h2d:
+                    gate.spin(spins["h2d"])
+                c0 = clock()
+                ev[0].record(s)
+                with _nvtx("h2d", True):
+                    self.dev_in[0].copy_(host, non_blocking=True)
+                ev[1].record(s)
+                c1 = clock()
+                gate.spin(spins["forward"])
+                c2 = clock()
+                ev[2].record(s)
+                with _nvtx("forward", True):
+                    self._forward_into(0)
+                ev[3].record(s)
+                c3 = clock()
+                gate.spin(spins["d2h"])
+                c4 = clock()
+                ev[4].record(s)
+                with _nvtx("d2h", True):
+                    self._d2h(0)
+                ev[5].record(s)
+                c5 = clock()
+                ev[5].synchronize()
+                for k, (a, b), (t0, t1) in zip(STAGES, ((0, 1), (2, 3), (4, 5)), ((c0, c1), (c2, c3), (c4, c5)), strict=True):
+                    gpu[k].append(ev[a].elapsed_time(ev[b]))
+                    issue[k].append((t1 - t0) * 1e3)
+                    if (k != "h2d" or gate_h2d) and issue[k][-1] > spins[k] - _MISS_SLACK:
+                        self.gate_misses[k] += 1
+        self.gated_batches += num_batches
+        for k in STAGES:  # a gate that was too short in this pass is lengthened for the next
+            if (k != "h2d" or gate_h2d) and sum(x > spins[k] - _MISS_SLACK for x in issue[k]) > 0.05 * num_batches:
+                self.spins[k] = max(spins[k], 2 * spin_for(issue[k]))
+        return {"gpu": gpu, "issue": issue}
 
     def pipelined_pass(self, num_batches: int) -> float:
         """H2D, compute and D2H on their own streams, two slots deep; returns the wall time."""
-        s_in, s_comp, s_out = torch.cuda.Stream(), torch.cuda.Stream(), torch.cuda.Stream()
-        h2d_done = [torch.cuda.Event() for _ in range(SLOTS)]
-        comp_done = [torch.cuda.Event() for _ in range(SLOTS)]
-        d2h_done = [torch.cuda.Event() for _ in range(SLOTS)]
+        s_in, s_comp, s_out = self.s_in, self.s_comp, self.s_out
+        h2d_done, comp_done, d2h_done = self.h2d_done, self.comp_done, self.d2h_done
         torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         with torch.inference_mode():
@@ -204,37 +283,58 @@ class Engine:
                     s_comp.wait_event(h2d_done[k])
                     if i >= SLOTS:
                         s_comp.wait_event(d2h_done[k])  # slot's outputs are free once copied back
-                    for dst, src in zip(self.dev_out[k], self.forwards[k](), strict=True):
-                        dst.copy_(src)
+                    self._forward_into(k)
                     comp_done[k].record(s_comp)
                 with torch.cuda.stream(s_out), _nvtx("d2h", True):
                     s_out.wait_event(comp_done[k])
-                    for dst, src in zip(self.host_out[k], self.dev_out[k], strict=True):
-                        dst.copy_(src, non_blocking=True)
+                    self._d2h(k)
                     d2h_done[k].record(s_out)
         torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
-    def graph_yardstick(self, reps: int = 50) -> dict[str, Any]:
-        """The eager model's forward replayed as a CUDA graph: the GPU's own time per batch."""
+    def copy_bandwidth(self, reps: int = 11) -> dict[str, Any]:
+        """Back-to-back copies between the bound pool and the GPU, many per event pair, gated: GB/s."""
         if not self.cuda:
-            return {"fwd_gpu_ms": None, "yardstick_error": "cpu"}
-        try:
-            with torch.inference_mode():
-                replay = _graph_forward(self.model, self.dev_in[0])
-                for _ in range(5):
-                    replay()
-                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                times = []
+            return {"h2d_gbps": None, "d2h_gbps": None}
+        assert self.gate is not None, "warmup() sizes the gate first"
+        s, e0, e1 = self.stream, self.stage_events[0], self.stage_events[1]
+        out: dict[str, Any] = {"gate_misses": 0}
+        pinned = self.pool.pinned
+
+        def h2d(j: int) -> None:
+            self.dev_in[j % SLOTS].copy_(self.pool.batch(j), non_blocking=True)
+
+        def d2h(j: int) -> None:
+            for dst, src in zip(self.host_out[j % SLOTS], self.dev_out[j % SLOTS], strict=True):
+                dst.copy_(src, non_blocking=True)
+
+        with torch.inference_mode(), torch.cuda.stream(s):
+            for name, copy, nbytes, gated in (("h2d", h2d, self.pool.batch_bytes, pinned), ("d2h", d2h, self.d2h_bytes, True)):
+                e0.record(s)
+                copy(0)
+                e1.record(s)
+                e1.synchronize()
+                count = copies_per_event(e0.elapsed_time(e1))
+                spin, times, issues = 0.5 + 0.05 * count, [], []
                 for _ in range(reps):
-                    e0.record()
-                    replay()
-                    e1.record()
+                    if gated:
+                        self.gate.spin(spin)
+                    c0 = time.perf_counter()
+                    e0.record(s)
+                    for j in range(count):
+                        copy(j)
+                    e1.record(s)
+                    issue = (time.perf_counter() - c0) * 1e3
                     e1.synchronize()
-                    times.append(e0.elapsed_time(e1))
-            return {"fwd_gpu_ms": percentiles(times)["median"], "yardstick_error": None}
-        except Exception as exc:  # noqa: BLE001 - a model that cannot be captured has no yardstick
-            return {"fwd_gpu_ms": None, "yardstick_error": f"{type(exc).__name__}: {exc}"[:500]}
+                    if gated and issue > spin - _MISS_SLACK:
+                        out["gate_misses"] += 1
+                    times.append(e0.elapsed_time(e1) / count)
+                    issues.append(issue)
+                    spin = spin_for(issues)
+                ms = float(np.median(times))
+                out.update({f"{name}_copy_ms": ms, f"{name}_gbps": nbytes / (ms / 1e3) / 1e9 if ms > 0 else None,
+                            f"{name}_copies_per_event": count, f"{name}_bytes": nbytes})
+        return out
 
 
 def current_cpu() -> int | None:
@@ -259,13 +359,53 @@ def _gbps(nbytes: int, ms: float | None) -> float | None:
 
 
 def stopping_rule(test: dict[str, Any]) -> StoppingRule:
-    """The run's adaptive-stopping settings."""
+    """The run's trial budget (``TestConfig``'s settings; a spec always carries them all)."""
     return StoppingRule(
-        target=test.get("ci_target", 0.02),
-        min_trials=test.get("min_trials", 3),
-        max_trials=test.get("max_trials", 20),
-        max_time_s=test.get("max_trial_time_s", 120.0),
+        target=test["ci_target"], min_trials=test["min_trials"], max_trials=test["max_trials"],
+        max_time_s=test["max_trial_time_s"],
     )
+
+
+def _passes_for(seconds: float, min_trial_s: float) -> int:
+    """Whole passes a trial needs to last ``min_trial_s`` (one pass took ``seconds``)."""
+    return max(1, math.ceil(min_trial_s / seconds)) if seconds > 0 else 1
+
+
+def _binding(gpu: dict[str, list[float]], issue_batch: list[float], cuda: bool) -> dict[str, Any]:
+    """The stage that bounds the pipelined rate, with its margin over the next and whether it is clear.
+
+    Clear: the binding stage's median exceeds the next one's by more than the larger of their relative
+    interquartile ranges (one noisy median does not decide the regime).
+    """
+    if not cuda:
+        return {"binding_stage": None, "binding_margin": None, "binding_clear": None, "regime": None}
+    series = {k: gpu[k] for k in STAGES} | {"cpu_issue": issue_batch}
+    med = {k: float(np.median(v)) for k, v in series.items() if v}
+    iqr = {k: float(np.subtract(*np.percentile(v, [75, 25]))) / med[k] if med[k] else 0.0 for k, v in series.items() if v}
+    ranked = sorted(med, key=med.__getitem__, reverse=True)
+    top, second = ranked[0], ranked[1]
+    margin = med[top] / med[second] - 1 if med[second] else math.inf
+    return {"binding_stage": top, "binding_margin": margin, "binding_clear": margin > max(iqr[top], iqr[second]),
+            "regime": regime.of_binding(top)}
+
+
+def _flags(controls: list[float], disturbances: list[dict[str, Any]], trial_s: list[float]) -> list[list[str]]:
+    """Per trial, what makes it suspect: the CPU slower or faster than the run's norm, the thread
+    switched out, moved, or its core's time stolen."""
+    norm = float(np.median(controls)) if controls else 0.0
+    out = []
+    for control, dist, secs in zip(controls, disturbances, trial_s, strict=True):
+        flags = []
+        if norm and abs(control / norm - 1) > CONTROL_FLAG:
+            flags.append(f"cpu control {control / norm - 1:+.0%} of the run's median")
+        if dist.get("migrations"):
+            flags.append(f"{dist['migrations']} CPU migration(s)")
+        if dist.get("steal_ms") and dist["steal_ms"] > 0.01 * secs * 1e3:
+            flags.append(f"steal {dist['steal_ms']:.0f} ms")
+        if dist.get("involuntary_switches", 0) > 10 * max(secs, 0.1):
+            flags.append(f"{dist['involuntary_switches']} involuntary context switches")
+        out.append(flags)
+    return out
 
 
 def measure_run(
@@ -273,101 +413,151 @@ def measure_run(
     device: torch.device,
     nvml_index: int | None = None,
     before_timing: Callable[[], None] | None = None,
+    core: LaunchCore | None = None,
 ) -> dict[str, Any]:
     """Measure one run spec on ``device`` and return its metrics.
 
     ``before_timing`` is called once the run is built and warmed up, just before the timed trials
-    (a multi-GPU pattern waits there for its other GPUs).
+    (a multi-GPU pattern waits there for its other GPUs). ``core``: the launching thread's core.
     """
-    test = spec["test"]
+    torch._dynamo.reset()  # no compiled state carried over from the worker's previous run
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     engine = Engine(spec, device)
+    try:
+        return _measure(spec, engine, nvml_index, before_timing, core)
+    finally:
+        engine.close()
+
+
+def _measure(
+    spec: dict[str, Any], engine: Engine, nvml_index: int | None, before_timing: Callable[[], None] | None,
+    core: LaunchCore | None,
+) -> dict[str, Any]:
+    test, device = spec["test"], engine.device
     cuda, bs = engine.cuda, engine.batch_size
-    engine.warmup(test.get("warmup_batches", 3))
+    engine.warmup(test["warmup_batches"])
+    num_batches = math.ceil(test["num_samples"] / bs)
+    min_trial_s = test.get("min_trial_s", 0.5)
+    serial_batches = num_batches * _passes_for(engine.serial_pass(num_batches), min_trial_s)
+    pipe_batches = num_batches * _passes_for(engine.pipelined_pass(num_batches), min_trial_s) if cuda else 0
+    stage_batches = min(num_batches, MAX_STAGE_BATCHES)
     if before_timing is not None:
         before_timing()
+    launch_cpu = core.cpu if core is not None and core.cpu is not None else current_cpu()
     timed_from = time.time()
-    num_batches = math.ceil(test["num_samples"] / bs)
-    samples = num_batches * bs
     rule = stopping_rule(test)
 
-    serial_rates, pipe_rates = [], []
-    h2d, fwd, d2h, total = [], [], [], []
+    serial_rates: list[float] = []
+    pipe_rates: list[float] = []
+    gpu: dict[str, list[float]] = {k: [] for k in STAGES}
+    issue: dict[str, list[float]] = {k: [] for k in STAGES}
+    controls: list[float] = []
+    disturbances: list[dict[str, Any]] = []
+    trial_s: list[float] = []
     t0 = time.perf_counter()
     stop_reason = None
     mode = test.get("telemetry", "separate") if cuda else "off"
-    with Telemetry(nvml_index if mode == "during" else None) as telemetry:
-        while True:
-            s = engine.serial_pass(num_batches)
-            serial_rates.append(samples / s["wall_s"])
-            h2d += s["h2d"]
-            fwd += s["fwd"]
-            d2h += s["d2h"]
-            total += s["total"]
-            if cuda:
-                pipe_rates.append(samples / engine.pipelined_pass(num_batches))
-            done, stop_reason = rule.decide([serial_rates, pipe_rates] if cuda else [serial_rates], time.perf_counter() - t0)
-            if done:
-                break
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        with Telemetry(nvml_index if mode == "during" else None, cpus=core.others() if core else None) as telemetry:
+            while True:
+                start, before = time.perf_counter(), Disturbance.now(launch_cpu)
+                control = control_rate(3)
+                serial_rates.append(serial_batches * bs / engine.serial_pass(serial_batches))
+                if cuda:
+                    pipe_rates.append(pipe_batches * bs / engine.pipelined_pass(pipe_batches))
+                stages = engine.stage_pass(stage_batches)
+                for k in STAGES:
+                    gpu[k] += stages["gpu"][k]
+                    issue[k] += stages["issue"][k]
+                controls.append((control + control_rate(3)) / 2)
+                disturbances.append(before.since())
+                trial_s.append(time.perf_counter() - start)
+                done, stop_reason = rule.decide([serial_rates, pipe_rates] if cuda else [serial_rates],
+                                                time.perf_counter() - t0)
+                if done:
+                    break
+    finally:
+        gc.enable()
+        gc.unfreeze()
     trials_s = time.perf_counter() - t0
     timed_to = time.time()
-    launch_cpu = current_cpu()
+    copies = engine.copy_bandwidth()
     if mode == "separate":  # one more pass of each kind, not counted, with NVML sampling
-        with Telemetry(nvml_index) as telemetry:
-            engine.serial_pass(num_batches)
-            engine.pipelined_pass(num_batches)
+        with Telemetry(nvml_index, cpus=core.others() if core else None) as telemetry:
+            engine.serial_pass(serial_batches)
+            engine.pipelined_pass(pipe_batches)
 
-    stages = {"h2d_ms": percentiles(h2d), "forward_ms": percentiles(fwd), "d2h_ms": percentiles(d2h), "batch_ms": percentiles(total)}
+    issue_batch = [sum(x) for x in zip(*(issue[k] for k in STAGES), strict=True)] if cuda else issue["forward"]
+    gpu_batch = [sum(x) for x in zip(*(gpu[k] for k in STAGES), strict=True)] if cuda else gpu["forward"]
+    stage_pct = {f"{k}_ms": percentiles(gpu[k]) for k in STAGES}
+    stage_pct["forward_ms"] = percentiles(gpu["forward"])
+    issue_pct = {k: percentiles(issue[k]) for k in STAGES} | {"batch": percentiles(issue_batch)}
     serial_ci = confidence_interval(serial_rates)
     pipe_ci = confidence_interval(pipe_rates) if cuda else None
-    medians = [stages[k]["median"] for k in ("h2d_ms", "forward_ms", "d2h_ms")]
-    ideal = bs / (max(medians) / 1e3) if cuda else None
-    yard = engine.graph_yardstick() if cuda else {"fwd_gpu_ms": None, "yardstick_error": "cpu"}
-    fwd_ms = stages["forward_ms"]["median"]
+    bound = _binding(gpu, issue_batch, cuda)
+    slowest_ms = max([stage_pct[f"{k}_ms"]["median"] for k in STAGES] + [issue_pct["batch"]["median"]]) if cuda else None
+    ideal = bs / (slowest_ms / 1e3) if slowest_ms else None
+    fwd_gpu = stage_pct["forward_ms"]["median"]
+    fwd_issue = issue_pct["forward"]["median"]
+    fwd_ms = max(fwd_gpu, fwd_issue) if cuda else fwd_gpu
     per_sample = flops.bytes_per_sample(engine.model_cfg, engine.shape, engine.d2h_mode)
-    flop = flops.flops_per_sample(engine.model_cfg, engine.shape)
-
-    regime_class = share = None
-    if cuda and yard["fwd_gpu_ms"] is not None:
-        share = regime.launch_share(fwd_ms, yard["fwd_gpu_ms"])
-        regime_class = regime.classify(stages["h2d_ms"]["median"], fwd_ms, yard["fwd_gpu_ms"], stages["d2h_ms"]["median"])
+    control_ci = confidence_interval(controls)
 
     metrics: dict[str, Any] = {
         "device": "cuda" if cuda else "cpu",
         "execution": engine.execution,
         "d2h_mode": engine.d2h_mode,
         "copies": "timed" if cuda else "skipped (cpu: no host-device copy)",
-        "timing": "cuda_events" if cuda else "perf_counter",
-        "samples_measured": samples,
+        "timing": "cuda_events_gated" if cuda else "perf_counter",
+        "samples_measured": num_batches * bs,
         "batches": num_batches,
+        "batches_per_trial": {"serial": serial_batches, "pipelined": pipe_batches, "stage": stage_batches},
+        "min_trial_s": min_trial_s,
         "trials": len(serial_rates),
         "trials_s": trials_s,
+        "trial_s": trial_s,
         "timed_from": timed_from,  # epoch seconds: the window of the timed trials (overlap of patterns)
         "timed_to": timed_to,
         "ci_target": rule.target,
-        "ci_target_met": stop_reason == "target_met",
+        "ci_target_met": serial_ci["rel_half_width"] is not None and serial_ci["rel_half_width"] <= rule.target
+        and (pipe_ci is None or (pipe_ci["rel_half_width"] is not None and pipe_ci["rel_half_width"] <= rule.target)),
         "stop_reason": stop_reason,
-        # headline: serial samples/s (median of trials) and its 95% CI
+        # headline: serial samples/s, the median of the trials, and the interval of that median
         "samples_per_s": serial_ci["median"],
         "samples_per_s_ci": serial_ci,
         "serial_samples_per_s": serial_ci["median"],
         "pipelined_samples_per_s": pipe_ci["median"] if pipe_ci else None,
         "pipelined_samples_per_s_ci": pipe_ci,
         "ideal_samples_per_s": ideal,
+        **bound,
         "pipelined_vs_ideal": (pipe_ci["median"] / ideal) if pipe_ci and ideal else None,
         "pipelined_vs_serial": (pipe_ci["median"] / serial_ci["median"]) if pipe_ci else None,
         "trial_samples_per_s": {"serial": serial_rates, "pipelined": pipe_rates},
-        **stages,
+        **stage_pct,
+        "batch_ms": percentiles(gpu_batch),
+        "issue_ms": issue_pct,
         "fwd_eager_ms": fwd_ms if engine.execution == "eager" else None,
         "fwd_ms": fwd_ms,
-        "fwd_gpu_ms": yard["fwd_gpu_ms"],
-        "yardstick_error": yard["yardstick_error"],
-        "launch_overhead_share": share,
-        "regime": regime_class,
+        "fwd_gpu_ms": fwd_gpu if cuda else None,
+        "fwd_issue_ms": fwd_issue if cuda else None,
+        "yardstick_error": None if cuda else "cpu",
+        "launch_overhead_share": max(0.0, 1 - fwd_gpu / fwd_issue) if cuda and fwd_issue else None,
+        "gate": {"spins_ms": engine.spins, "misses": engine.gate_misses, "gated_batches": engine.gated_batches,
+                 "copy_misses": copies.get("gate_misses"),
+                 "h2d": "gated" if engine.pool.pinned else "not gated: a pageable copy is staged by the CPU inside the call"}
+        if cuda else None,
+        "copy_pass": {k: v for k, v in copies.items() if k not in ("h2d_gbps", "d2h_gbps")} if cuda else None,
         "h2d_bytes_per_batch": engine.pool.batch_bytes if cuda else 0,
         "d2h_bytes_per_batch": engine.d2h_bytes if cuda else 0,
-        "h2d_gbps": _gbps(engine.pool.batch_bytes, stages["h2d_ms"]["median"]) if cuda else None,
-        "d2h_gbps": _gbps(engine.d2h_bytes, stages["d2h_ms"]["median"]) if cuda else None,
-        "flops_per_sample": flop,
+        "h2d_gbps": copies["h2d_gbps"],
+        "d2h_gbps": copies["d2h_gbps"],
+        "h2d_stage_gbps": _gbps(engine.pool.batch_bytes, stage_pct["h2d_ms"]["median"]) if cuda else None,
+        "d2h_stage_gbps": _gbps(engine.d2h_bytes, stage_pct["d2h_ms"]["median"]) if cuda else None,
+        "flops_per_sample": flops.flops_per_sample(engine.model_cfg, engine.shape),
         "h2d_bytes_per_sample": per_sample["h2d"],
         "d2h_bytes_per_sample": per_sample["d2h"],
         "pool_mb": engine.pool.nbytes / 2**20,
@@ -375,14 +565,22 @@ def measure_run(
         "pool_pinned": engine.pool.pinned,
         "pool_fill_s": engine.pool_fill_s,
         "pool_pages": engine.pool_pages,
+        "placement_mode": engine.placement_mode,
         "parameters": engine.parameters,
         "first_call_s": engine.first_call_s,
         "compile_s": engine.compile_s,
         "compile_break_even_samples": None,
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "telemetry": {**(telemetry.summary() if mode != "off" else empty()), "when": mode},
+        "cpu_control": {"unit": "CPU tensor ops/s on the launching core", "trials": controls,
+                        "median": control_ci["median"], "low": control_ci["low"], "high": control_ci["high"]},
+        "cpu_control_rate": control_ci["median"],
+        "trial_disturbance": disturbances,
+        "trial_flags": _flags(controls, disturbances, trial_s),
+        "intra_op_threads": torch.get_num_threads(),
         "launch_cpu": launch_cpu,
         "launch_cpu_node": cpu_node(launch_cpu),
+        "launch_core": core.summary() if core is not None else None,
     }
     if engine.compile_s is not None:
         metrics.update(_break_even(spec, device, engine, fwd_ms))
@@ -390,10 +588,17 @@ def measure_run(
 
 
 def _break_even(spec: dict[str, Any], device: torch.device, engine: Engine, compiled_fwd_ms: float) -> dict[str, Any]:
-    """Samples after which compiling paid off, against the eager forward of the same model."""
+    """Samples after which compiling paid off, against the eager forward of the same model.
+
+    Both forwards are their serial cost: the larger of the GPU's time and the CPU's issue time.
+    """
     eager = Engine({**spec, "test": {**spec["test"], "execution": "eager", "compile_model": False}}, device)
-    eager.warmup(3)
-    eager_fwd = percentiles(eager.serial_pass(max(8, SLOTS))["fwd"])["median"]
+    try:
+        eager.warmup(3)
+        stages = eager.stage_pass(max(8, SLOTS))
+        eager_fwd = max(percentiles(stages["gpu"]["forward"])["median"], percentiles(stages["issue"]["forward"])["median"])
+    finally:
+        eager.close()
     saved_ms_per_batch = eager_fwd - compiled_fwd_ms
     overhead_s = (engine.compile_s or 0.0) - (eager.first_call_s or 0.0)
     if saved_ms_per_batch <= 0:

@@ -11,6 +11,7 @@ No NVML (or no GPU): every field is None and the run goes on.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,8 +75,9 @@ def sample_forever(index: int, interval_s: float) -> None:
 class Telemetry:
     """Context manager: an NVML sampler process runs while the block runs."""
 
-    def __init__(self, nvml_index: int | None, interval_s: float = 0.1):
+    def __init__(self, nvml_index: int | None, interval_s: float = 0.1, cpus: set[int] | None = None):
         self.index = nvml_index
+        self.cpus = cpus  # where the sampler runs: kept off the launching thread's core
         self.interval_s = interval_s
         self._proc: subprocess.Popen | None = None
         self._samples: list[dict[str, float]] = []
@@ -95,6 +97,11 @@ class Telemetry:
             stderr=subprocess.PIPE,
             text=True,
         )
+        if self.cpus:
+            try:
+                os.sched_setaffinity(self._proc.pid, self.cpus)
+            except OSError:
+                pass  # it exited already: said below
         assert self._proc.stdout is not None
         first = self._proc.stdout.readline()  # wait until it samples, so the timed region is covered
         if not first:

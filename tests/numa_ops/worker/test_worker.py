@@ -37,8 +37,13 @@ def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
         assert m["copies"].startswith("skipped")
         assert m["h2d_ms"]["median"] is None and m["h2d_gbps"] is None
         assert m["parameters"] > 0
-        assert m["trials"] >= 3 and m["stop_reason"] in ("target_met", "max_trials", "time_budget")
-        assert m["samples_per_s_ci"]["n"] == m["trials"]
+        assert m["trials"] >= 3 and m["stop_reason"] in ("planned", "max_trials", "time_budget")
+        assert m["samples_per_s_ci"]["n"] == m["trials"] and m["samples_per_s_ci"]["median"] == m["samples_per_s"]
+        assert m["samples_per_s_ci"]["low"] <= m["samples_per_s"] <= m["samples_per_s_ci"]["high"]
+        # beside every trial: the CPU-speed control and what disturbed the launching thread
+        assert len(m["cpu_control"]["trials"]) == m["trials"] and m["cpu_control_rate"] > 0
+        assert len(m["trial_disturbance"]) == m["trials"] == len(m["trial_flags"]) == len(m["trial_s"])
+        assert all(d["involuntary_switches"] >= 0 for d in m["trial_disturbance"])
         assert m["launch_cpu"] in os.sched_getaffinity(0) and m["launch_cpu_node"] == 0
         assert m["telemetry"]["when"] == "off" and m["telemetry"]["gpu_util_pct_mean"] is None
         assert m["pipelined_samples_per_s"] is None and m["regime"] is None  # no copies on the CPU

@@ -1,0 +1,168 @@
+"""The launching thread as a measured resource: its core, its speed, and what disturbed it.
+
+- **One core, chosen and held.** The thread that enqueues the GPU's work is pinned to one core of
+  the CPU node the worker is bound to. Candidates are timed with the CPU-speed control and the
+  fastest steady one is taken; a host-wide ``flock`` per core keeps workers of other lanes (other
+  GPUs on the same node) off it, and the kernel drops the lock if the worker dies.
+- **A CPU-speed control.** A fixed CPU-side yardstick (a loop of tiny CPU tensor operations: the
+  same Python and dispatcher path a kernel launch takes, without touching the GPU) timed beside every
+  trial. The GPU hosts are VMs whose vCPUs differ in speed by core and over time: a launch-bound
+  throughput moves with this rate, so the record carries it to flag and to adjust comparisons.
+- **Disturbances.** Per trial: involuntary context switches of the thread, its CPU migrations, and
+  the steal time of its core (the hypervisor running someone else).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock, Timeout
+
+CONTROL_OPS = 400  # tensor operations per control sample (about 1-3 ms on a server core)
+CONTROL_SAMPLES = 5
+MAX_CANDIDATES = 4
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def control_rate(samples: int = CONTROL_SAMPLES) -> float:
+    """Operations per second of the CPU-speed control on the calling thread's core (median of samples)."""
+    x = torch.zeros(1)
+    rates = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(CONTROL_OPS):
+            x.add_(1.0)
+        rates.append(CONTROL_OPS / (time.perf_counter() - t0))
+    rates.sort()
+    return rates[len(rates) // 2]
+
+
+def _read_migrations() -> int | None:
+    try:
+        for line in Path("/proc/thread-self/sched").read_text().splitlines():
+            if line.startswith("se.nr_migrations"):
+                return int(line.split(":")[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _read_steal_ticks(cpu: int | None) -> int | None:
+    if cpu is None:
+        return None
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith(f"cpu{cpu} "):
+                return int(line.split()[8])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@dataclass
+class Disturbance:
+    """Counters of the calling thread and its core, read at the start of a trial; ``since()`` the deltas."""
+
+    cpu: int | None
+    nivcsw: int = 0
+    migrations: int | None = None
+    steal: int | None = None
+
+    @classmethod
+    def now(cls, cpu: int | None) -> Disturbance:
+        usage = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
+        return cls(cpu, usage.ru_nivcsw, _read_migrations(), _read_steal_ticks(cpu))
+
+    def since(self) -> dict[str, Any]:
+        later = Disturbance.now(self.cpu)
+        return {
+            "involuntary_switches": later.nivcsw - self.nivcsw,
+            "migrations": None if later.migrations is None or self.migrations is None else later.migrations - self.migrations,
+            "steal_ms": None if later.steal is None or self.steal is None else (later.steal - self.steal) * 1000 / _CLK_TCK,
+        }
+
+
+def core_lock_dir() -> Path:
+    """Host-wide folder of the per-core locks (beside the outputs' other host locks)."""
+    from numa_ops import paths
+
+    return paths.outputs_dir() / ".locks" / "cores"
+
+
+@dataclass
+class LaunchCore:
+    """The core the launching thread is pinned to, why it was chosen, and the lock that holds it."""
+
+    cpu: int | None
+    allowed: list[int]
+    rates: dict[int, float] = field(default_factory=dict)
+    taken_by_others: list[int] = field(default_factory=list)
+    lock: FileLock | None = None
+    note: str | None = None
+
+    def others(self) -> set[int]:
+        """The worker's other CPUs (for helper processes such as telemetry): all but the launching core."""
+        rest = set(self.allowed) - {self.cpu}
+        return rest or set(self.allowed)
+
+    def summary(self) -> dict[str, Any]:
+        return {"cpu": self.cpu, "candidates_ops_per_s": {str(k): round(v) for k, v in self.rates.items()},
+                "taken_by_other_workers": self.taken_by_others, "allowed_cpus": len(self.allowed), "note": self.note}
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def pin_launching_thread(lock_dir: Path | None = None, candidates: int = MAX_CANDIDATES) -> LaunchCore:
+    """Pin the calling thread to the fastest free core among those the worker is bound to.
+
+    Up to ``candidates`` free cores (not locked by another worker) are timed with the control; the
+    fastest is locked and kept. Where no lock can be taken the fastest core is used anyway, and said.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) == 1:
+        return LaunchCore(allowed[0], allowed, note="the worker is bound to one CPU")
+    lock_dir = lock_dir or core_lock_dir()
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        lock_dir = None
+    free, taken = [], []
+    locks: dict[int, FileLock] = {}
+    # spread the candidates over the node: the first cores are where the OS and other lanes land first
+    for cpu in allowed[1:] + allowed[:1]:
+        if len(free) >= candidates:
+            break
+        if lock_dir is None:
+            free.append(cpu)
+            continue
+        lock = FileLock(str(lock_dir / f"cpu{cpu}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            taken.append(cpu)
+            continue
+        locks[cpu] = lock
+        free.append(cpu)
+    note = None
+    if not free:
+        free, note = allowed[:candidates], "every core of the node is held by another worker: sharing one"
+    rates = {}
+    for cpu in free:
+        os.sched_setaffinity(0, {cpu})
+        control_rate(2)  # settle on the core
+        rates[cpu] = control_rate()
+    chosen = max(rates, key=rates.__getitem__)
+    os.sched_setaffinity(0, {chosen})
+    for cpu, lock in locks.items():
+        if cpu != chosen:
+            lock.release()
+    return LaunchCore(chosen, allowed, rates, taken, locks.get(chosen), note)
