@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
-CONTROL_OPS = 400  # tensor operations per control sample (about 1-3 ms on a server core)
+CONTROL_OPS = 1000  # tensor operations per control sample (about 3-6 ms on a server core)
 CONTROL_SAMPLES = 5
 MAX_CANDIDATES = 4
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
