@@ -6,7 +6,7 @@
   GPUs on the same node) off it, and the kernel drops the lock if the worker dies.
 - **A CPU-speed control.** A fixed CPU-side yardstick (a loop of tiny CPU tensor operations: the
   same Python and dispatcher path a kernel launch takes, without touching the GPU) timed beside every
-  trial. The GPU hosts are VMs whose vCPUs differ in speed by core and over time: a launch-bound
+  trial and in short samples inside its serial pass (their time left out of the pass's). The GPU hosts are VMs whose vCPUs differ in speed by core and over time: a launch-bound
   throughput moves with this rate, so the record carries it to flag and to adjust comparisons.
 - **Disturbances.** Per trial: involuntary context switches of the thread, its CPU migrations, and
   the steal time of its core (the hypervisor running someone else).
@@ -30,15 +30,15 @@ MAX_CANDIDATES = 4
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def control_rate(samples: int = CONTROL_SAMPLES) -> float:
+def control_rate(samples: int = CONTROL_SAMPLES, ops: int = CONTROL_OPS) -> float:
     """Operations per second of the CPU-speed control on the calling thread's core (median of samples)."""
     x = torch.zeros(1)
     rates = []
     for _ in range(samples):
         t0 = time.perf_counter()
-        for _ in range(CONTROL_OPS):
+        for _ in range(ops):
             x.add_(1.0)
-        rates.append(CONTROL_OPS / (time.perf_counter() - t0))
+        rates.append(ops / (time.perf_counter() - t0))
     rates.sort()
     return rates[len(rates) // 2]
 

@@ -47,6 +47,8 @@ SLOTS = 2
 EXECUTIONS = ("eager", "cuda_graph", "compile", "compile_reduce_overhead")
 STAGES = ("h2d", "forward", "d2h")
 MAX_STAGE_BATCHES = 50  # gated batches per trial: enough for stage medians, each batch pays its spins
+CONTROL_EVERY_S = 0.025  # a control sample inside the serial pass this often
+CONTROL_SAMPLE_OPS = 100  # its length (well under a millisecond)
 CONTROL_FLAG = 0.10  # a trial whose CPU-speed control is this far from the run's median is flagged
 _MISS_SLACK = SLACK_MS / 2  # an enqueue this close to its spin's end counts as a gate miss
 Forward = Callable[[], tuple[torch.Tensor, ...]]
@@ -196,16 +198,26 @@ class Engine:
                 self.gated_batches = 0
 
     # -- passes -----------------------------------------------------------------------------
-    def serial_pass(self, num_batches: int, issue: dict[str, list[float]] | None = None) -> float:
+    def serial_pass(
+        self, num_batches: int, issue: dict[str, list[float]] | None = None, control: list[float] | None = None
+    ) -> float:
         """Batch after batch, each synchronized before the next; returns the wall time in seconds.
 
         ``issue``: lists to append each stage's CPU issue time to (ms): the enqueue as production makes
         it, into an idle GPU (a pageable copy's call includes its staging through the CPU).
+        ``control``: a list to append short CPU-speed control samples to, taken between batches every
+        ``CONTROL_EVERY_S``; their time is left out of the pass's.
         """
         cuda, clock = self.cuda, time.perf_counter
+        aside, next_control = 0.0, 0.0
         with torch.inference_mode(), (torch.cuda.stream(self.stream) if cuda else nullcontext()):
             start = clock()
             for i in range(num_batches):
+                if control is not None and clock() >= next_control:
+                    c = clock()
+                    control.append(control_rate(1, CONTROL_SAMPLE_OPS))
+                    next_control = clock() + CONTROL_EVERY_S
+                    aside += clock() - c
                 c0 = clock()
                 if cuda:
                     self.dev_in[0].copy_(self.pool.batch(i), non_blocking=True)
@@ -220,7 +232,7 @@ class Engine:
                     issue["h2d"].append((c1 - c0) * 1e3)
                     issue["forward"].append((c2 - c1) * 1e3)
                     issue["d2h"].append((c3 - c2) * 1e3)
-            return clock() - start
+            return clock() - start - aside
 
     def stage_pass(self, num_batches: int) -> dict[str, dict[str, list[float]]]:
         """Every stage of every batch: its GPU time (gated events) and its CPU issue time, in ms.
@@ -481,14 +493,15 @@ def _measure(
         with Telemetry(nvml_index if mode == "during" else None, cpus=core.others() if core else None) as telemetry:
             while True:
                 start, before = time.perf_counter(), Disturbance.now(launch_cpu)
-                control = control_rate(3)
-                serial_rates.append(serial_batches * bs / engine.serial_pass(serial_batches, issue))
+                samples = [control_rate(3)]
+                serial_rates.append(serial_batches * bs / engine.serial_pass(serial_batches, issue, samples))
                 if cuda:
                     pipe_rates.append(pipe_batches * bs / engine.pipelined_pass(pipe_batches))
                 stages = engine.stage_pass(stage_batches)
                 for k in STAGES:
                     gpu[k] += stages["gpu"][k]
-                controls.append((control + control_rate(3)) / 2)
+                samples.append(control_rate(3))
+                controls.append(float(np.median(samples)))
                 disturbances.append(before.since())
                 trial_s.append(time.perf_counter() - start)
                 done, stop_reason = rule.decide([serial_rates, pipe_rates] if cuda else [serial_rates],
