@@ -32,6 +32,8 @@ test:
   timeout_s: 120
   warmup_batches: 1
   max_trial_time_s: 30
+  min_trial_s: 0.05
+  max_trials: 6
 max_workers: 1
 """
 
