@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from numa_ops import paths
+from numa_ops.topology import numactl_path
+
+__all__ = ["Launch", "BindingRefused", "find_nsys", "nsys_prefix", "numactl_path", "worker_command"]
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,8 @@ class Launch:
     binding: str
 
 
-def numactl_path() -> str | None:
-    """The ``numactl`` binary, or None if this host has none (``NUMA_LAB_NUMACTL`` overrides)."""
-    configured = os.environ.get("NUMA_LAB_NUMACTL")
-    if configured == "off":
-        return None
-    return configured or shutil.which("numactl")
+class BindingRefused(RuntimeError):
+    """A lane whose placement this host cannot set up (``hardware.placement=pool`` without numactl)."""
 
 
 NSYS_LOCATIONS = (
@@ -72,18 +71,33 @@ def worker_command(
     mem_node: int,
     python: str | None = None,
     profile: list[str] | None = None,
+    pool_node: int | None = None,
 ) -> Launch:
-    """``numactl --cpunodebind=N --membind=M python -m numa_ops.worker ...`` for one lane."""
+    """``numactl --cpunodebind=N --membind=M python -m numa_ops.worker ...`` for one lane.
+
+    ``pool_node`` (``hardware.placement=pool``): the worker is bound to ``cpu_node``/``mem_node`` (the GPU's
+    own node) all the same, and binds only its host pool to ``pool_node`` itself (mbind); without numactl
+    the worker could not be kept local, so :class:`BindingRefused` is raised rather than run it unbound.
+    """
     if not isinstance(cpu_node, int) or not isinstance(mem_node, int) or cpu_node < 0 or mem_node < 0:
         raise ValueError(f"NUMA nodes must be non-negative integers, got {cpu_node!r}, {mem_node!r}")
+    if pool_node is not None and (not isinstance(pool_node, int) or isinstance(pool_node, bool) or pool_node < 0):
+        raise ValueError(f"pool_node must be a non-negative integer or None, got {pool_node!r}")
     if gpu_id is not None and (not isinstance(gpu_id, int) or gpu_id < 0):
         raise ValueError(f"gpu_id must be a non-negative integer or None, got {gpu_id!r}")
     worker = [python or sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)]
     worker = [*(profile or []), *worker]  # numactl binds nsys and, through it, the worker
     numactl = numactl_path()
+    if numactl is None and pool_node is not None:
+        raise BindingRefused(
+            f"hardware.placement=pool: numactl not found (or NUMA_LAB_NUMACTL=off), so the worker cannot be kept "
+            f"on node {cpu_node} while its host pool goes on node {pool_node}; use hardware.placement=process"
+        )
     if numactl:
         argv = [numactl, f"--cpunodebind={cpu_node}", f"--membind={mem_node}", *worker]
         binding = f"numactl --cpunodebind={cpu_node} --membind={mem_node}"
+        if pool_node is not None:
+            binding += f"; host pool mbind to node {pool_node}"
     else:
         argv = worker
         binding = "none (numactl not found: the worker ran unbound)"

@@ -5,9 +5,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
+import mmap
 import os
+import platform
 import re
+import shutil
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +58,8 @@ class Topology:
     distances: dict[int, list[int]] = field(default_factory=dict)
     gpu_source: str = "none"  # "nvml", "sysfs" or "none"
     notes: list[str] = field(default_factory=list)
+    # why this host cannot bind a buffer to a NUMA node for hardware.placement=pool; None: it can (or unknown)
+    membind_refusal: str | None = None
 
     @property
     def node_ids(self) -> list[int]:
@@ -68,6 +77,7 @@ class Topology:
             distances={int(k): v for k, v in data.get("distances", {}).items()},
             gpu_source=data.get("gpu_source", "none"),
             notes=list(data.get("notes", [])),
+            membind_refusal=data.get("membind_refusal"),
         )
 
 
@@ -187,12 +197,15 @@ def discover(sysfs_root: str | Path = "/sys", use_nvml: bool = True) -> Topology
         notes.append("no NVIDIA GPU found: runs use the CPU")
     if len(nodes) == 1:
         notes.append("one NUMA node: no remote placement exists on this host")
+    refusal = membind_refusal()
+    if refusal:
+        notes.append(f"hardware.placement=pool is not available: {refusal}")
     for g in gpus:
         if g.numa_node is None and len(nodes) > 1:
             notes.append(f"GPU {g.index} ({g.pci_bus_id}) does not report its NUMA node: its placements are 'unknown'")
         if g.numa_node is not None and g.nvml_cpus and g.local_cpus and set(g.nvml_cpus) != set(g.local_cpus):
             notes.append(f"GPU {g.index}: NVML's CPU affinity differs from sysfs local_cpulist; sysfs is used")
-    return Topology(socket.gethostname(), nodes, gpus, distances, source, notes)
+    return Topology(socket.gethostname(), nodes, gpus, distances, source, notes, refusal)
 
 
 def resolve_gpus(requested: str | list[int], topo: Topology) -> list[int | None]:
@@ -271,3 +284,115 @@ def placement_of(gpu: int | None, node: int, topo: Topology) -> tuple[str, int |
             return "local", distance(topo, node, node)
         return "unknown", None
     return ("local" if g.numa_node == node else "remote"), distance(topo, g.numa_node, node)
+
+
+def home_node(gpu: int | None, topo: Topology) -> int:
+    """The node a ``hardware.placement=pool`` worker runs on: the GPU's own (the host's first on the CPU)."""
+    have = topo.node_ids
+    if gpu is None:
+        return have[0]
+    g = _gpu(topo, gpu)
+    if g.numa_node is not None:
+        return g.numa_node
+    if len(have) == 1:
+        return have[0]
+    raise PlacementError(
+        f"experiment.hardware.placement=pool: GPU {gpu} does not report its NUMA node on {topo.host}, so the "
+        "worker cannot be kept on it; use placement=process"
+    )
+
+
+# -- binding memory to a node (hardware.placement=pool) -------------------------------------------------------
+MPOL_BIND = 2
+MPOL_MF_STRICT = 1  # fail if a page of the range is already elsewhere and cannot be moved
+MPOL_MF_MOVE = 2  # move pages of the range that are already elsewhere (none, for a fresh mapping)
+_SYS_MBIND = {"x86_64": 237, "amd64": 237, "aarch64": 235, "arm64": 235}  # elsewhere: libnuma's mbind
+
+# mbind(address, length, mode, nodemask words, maxnode, flags): raises OSError (with errno) on failure
+Binder = Callable[[int, int, int, Sequence[int], int, int], None]
+
+
+def numactl_path() -> str | None:
+    """The ``numactl`` binary, or None if this host has none (``NUMA_LAB_NUMACTL`` overrides; ``off``: none)."""
+    configured = os.environ.get("NUMA_LAB_NUMACTL")
+    if configured == "off":
+        return None
+    return configured or shutil.which("numactl")
+
+
+def nodemask(node: int) -> tuple[list[int], int]:
+    """(the words of an ``unsigned long`` node mask holding only ``node``, ``maxnode`` to pass with it).
+
+    The kernel reads ``maxnode - 1`` bits, so one more than the mask's bits is passed (as libnuma does).
+    """
+    if not isinstance(node, int) or node < 0:
+        raise ValueError(f"a NUMA node must be a non-negative integer, got {node!r}")
+    words = [0] * (node // 64 + 1)
+    words[node // 64] = 1 << (node % 64)
+    return words, 64 * len(words) + 1
+
+
+def _mbind_call() -> Callable[..., int] | None:
+    """The raw mbind: the syscall through libc, else libnuma's ``mbind``; None where neither exists."""
+    number = _SYS_MBIND.get(platform.machine().lower())
+    if number is not None and os.name == "posix":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        return lambda *args: libc.syscall(ctypes.c_long(number), *args)
+    name = ctypes.util.find_library("numa")
+    if name:
+        try:
+            fn = ctypes.CDLL(name, use_errno=True).mbind
+        except (OSError, AttributeError):
+            return None
+        fn.restype = ctypes.c_long
+        return fn
+    return None
+
+
+def mbind(address: int, length: int, mode: int, words: Sequence[int], maxnode: int, flags: int) -> None:
+    """The kernel's ``mbind(2)`` on ``[address, address + length)``; raises OSError with the kernel's errno."""
+    call = _mbind_call()
+    if call is None:
+        raise OSError(errno.ENOSYS, f"no mbind on this platform ({platform.machine()}) and no libnuma")
+    mask = (ctypes.c_ulong * len(words))(*words)
+    rc = call(ctypes.c_void_p(address), ctypes.c_ulong(length), ctypes.c_int(mode), mask,
+              ctypes.c_ulong(maxnode), ctypes.c_uint(flags))
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _allowed_node() -> int:
+    """The lowest node this process may allocate on (``Mems_allowed_list``), 0 if the kernel does not say."""
+    try:
+        for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115 - tiny read
+            if line.startswith("Mems_allowed_list:"):
+                return int(re.split(r"[-,]", line.split(":", 1)[1].strip())[0])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def membind_refusal(binder: Binder | None = None) -> str | None:
+    """Why this host cannot run ``hardware.placement=pool`` (None: it can).
+
+    It needs numactl (to keep the worker on the GPU's node) and a working mbind: one page is mapped and
+    bound to a node this process may use, as the worker will bind its pool.
+    """
+    if numactl_path() is None:
+        return ("numactl not found (or NUMA_LAB_NUMACTL=off): the worker could not be kept on the GPU's node "
+                "while its pool is bound elsewhere")
+    region = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anchor = ctypes.c_char.from_buffer(region)
+    try:
+        words, maxnode = nodemask(_allowed_node())
+        (binder or mbind)(ctypes.addressof(anchor), mmap.PAGESIZE, MPOL_BIND, words, maxnode,
+                          MPOL_MF_STRICT | MPOL_MF_MOVE)
+    except OSError as exc:
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        return f"mbind failed with {name} ({exc.strerror}): this host (or its container) cannot bind memory to a node"
+    finally:
+        del anchor
+        region.close()
+    return None

@@ -33,3 +33,30 @@ def make_sysfs(
     (other / "vendor").write_text("0x8086\n")
     (other / "class").write_text("0x060100\n")
     return root
+
+
+TWO_NODES = {0: "0-7", 1: "8-15"}
+TWO_GPUS = {"0000:3b:00.0": 0, "0000:af:00.0": 1}  # GPU 0 on node 0, GPU 1 on node 1
+TWO_DISTANCES = {0: "10 21", 1: "21 10"}
+
+
+def two_node_host(root: Path) -> Path:
+    """A two-socket host: nodes 0 and 1 (SLIT 10/21), GPU 0 on node 0 and GPU 1 on node 1."""
+    return make_sysfs(root, TWO_NODES, TWO_GPUS, TWO_DISTANCES)
+
+
+class RecordingMbind:
+    """Stands in for ``mbind(2)`` where the node asked for does not exist here (a simulated second node):
+    records each call's (address, length, mode, node mask words, maxnode, flags), binds nothing; with
+    ``fail`` an errno, raises it as the kernel would."""
+
+    def __init__(self, fail: int | None = None):
+        self.calls: list[tuple[int, int, int, tuple[int, ...], int, int]] = []
+        self.fail = fail
+
+    def __call__(self, address: int, length: int, mode: int, words, maxnode: int, flags: int) -> None:
+        self.calls.append((address, length, mode, tuple(words), maxnode, flags))
+        if self.fail is not None:
+            import os
+
+            raise OSError(self.fail, os.strerror(self.fail))

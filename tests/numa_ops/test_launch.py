@@ -44,3 +44,23 @@ def test_newest_nsys_install_is_found_first(tmp_path, monkeypatch):
         binary.write_text("")
     monkeypatch.setattr(launch, "NSYS_LOCATIONS", (str(tmp_path / "nsight-systems" / "*" / "bin" / "nsys"),))
     assert launch.find_nsys() == str(tmp_path / "nsight-systems" / "2024.10.2" / "bin" / "nsys")
+
+
+@pytest.mark.parametrize(
+    ("pool_node", "binding"),
+    [pytest.param(None, "numactl --cpunodebind=0 --membind=0", id="process"),
+     pytest.param(1, "numactl --cpunodebind=0 --membind=0; host pool mbind to node 1", id="pool")],
+)
+def test_pool_placement_keeps_the_worker_on_its_node(monkeypatch, pool_node, binding):
+    monkeypatch.setenv("NUMA_LAB_NUMACTL", "/usr/bin/numactl")
+    launch = worker_command(Path("r.json"), Path("f"), 0, 0, 0, python="/py", pool_node=pool_node)
+    assert launch.argv[:3] == ["/usr/bin/numactl", "--cpunodebind=0", "--membind=0"]  # the pool binds itself
+    assert launch.binding == launch.env["NUMA_LAB_BINDING"] == binding
+
+
+def test_pool_placement_without_numactl_is_refused_not_run_unbound(monkeypatch):
+    monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
+    with pytest.raises(launch.BindingRefused, match="placement=pool: numactl not found .* use hardware.placement=process"):
+        worker_command(Path("r.json"), Path("f"), 0, 0, 0, python="/py", pool_node=1)
+    with pytest.raises(ValueError, match="pool_node"):
+        worker_command(Path("r.json"), Path("f"), 0, 0, 0, pool_node=-1)

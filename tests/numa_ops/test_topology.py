@@ -1,9 +1,26 @@
 from __future__ import annotations
 
-import pytest
-from numa_ops.topology import PlacementError, Topology, discover, parse_cpulist, placement, resolve_gpus, resolve_nodes
+import errno
+import shutil
 
-from tests.numa_ops.fake_sysfs import make_sysfs
+import pytest
+from numa_ops.topology import (
+    MPOL_BIND,
+    MPOL_MF_MOVE,
+    MPOL_MF_STRICT,
+    PlacementError,
+    Topology,
+    discover,
+    home_node,
+    membind_refusal,
+    nodemask,
+    parse_cpulist,
+    placement,
+    resolve_gpus,
+    resolve_nodes,
+)
+
+from tests.numa_ops.fake_sysfs import RecordingMbind, make_sysfs, two_node_host
 
 
 @pytest.mark.parametrize(
@@ -83,3 +100,60 @@ def test_round_trip(two_socket):
 def test_this_host_discovers():
     topo = discover()
     assert topo.nodes and all(n.cpus for n in topo.nodes)
+
+
+# -- can this host bind memory to a node (hardware.placement=pool)? ---------------------------------------------
+@pytest.mark.skipif(shutil.which("numactl") is None, reason="needs numactl")
+def test_this_host_binds_memory_with_real_numactl_and_mbind(monkeypatch):
+    monkeypatch.delenv("NUMA_LAB_NUMACTL", raising=False)
+    assert membind_refusal() is None
+
+
+@pytest.mark.parametrize(
+    ("numactl", "fail", "says"),
+    [
+        pytest.param("off", None, "numactl not found (or NUMA_LAB_NUMACTL=off)", id="numactl-off"),
+        pytest.param("/usr/bin/numactl", errno.EPERM, "mbind failed with EPERM", id="mbind-eperm"),
+        pytest.param("/usr/bin/numactl", errno.EINVAL, "mbind failed with EINVAL", id="mbind-einval"),
+        pytest.param("/usr/bin/numactl", errno.ENOSYS, "mbind failed with ENOSYS", id="no-mbind"),
+    ],
+)
+def test_pool_placement_is_refused_where_memory_cannot_be_bound(monkeypatch, numactl, fail, says):
+    monkeypatch.setenv("NUMA_LAB_NUMACTL", numactl)
+    binder = RecordingMbind(fail)
+    reason = membind_refusal(binder)
+    assert reason is not None and says in reason
+    if numactl != "off":  # the probe binds one page, as the worker binds its pool
+        ((_, length, mode, words, maxnode, flags),) = binder.calls
+        assert (mode, flags, maxnode) == (MPOL_BIND, MPOL_MF_STRICT | MPOL_MF_MOVE, 65) and length > 0
+        assert sum(bin(w).count("1") for w in words) == 1
+
+
+def test_discover_says_when_pool_placement_is_not_available(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
+    topo = discover(two_node_host(tmp_path / "2s"), use_nvml=False)
+    assert topo.membind_refusal and topo.membind_refusal.startswith("numactl not found")
+    assert any(n.startswith("hardware.placement=pool is not available: numactl not found") for n in topo.notes)
+    assert Topology.from_dict(topo.to_dict()) == topo
+    assert Topology.from_dict({**topo.to_dict(), "membind_refusal": None}).membind_refusal is None
+    old = {k: v for k, v in topo.to_dict().items() if k != "membind_refusal"}  # a topology.json of before
+    assert Topology.from_dict(old).membind_refusal is None
+
+
+@pytest.mark.parametrize(
+    ("node", "words", "maxnode"),
+    [pytest.param(0, [1], 65, id="node0"), pytest.param(1, [2], 65, id="node1"),
+     pytest.param(63, [1 << 63], 65, id="node63"), pytest.param(64, [0, 1], 129, id="node64")],
+)
+def test_nodemask(node, words, maxnode):
+    assert nodemask(node) == (words, maxnode)
+
+
+def test_home_node_is_the_gpus_own(tmp_path, one_node_vm):
+    two = discover(two_node_host(tmp_path / "2s"), use_nvml=False)
+    assert [home_node(g, two) for g in (0, 1, None)] == [0, 1, 0]
+    vm = discover(one_node_vm, use_nvml=False)  # numa_node -1 on one node: that node
+    assert home_node(0, vm) == 0
+    unknown = discover(make_sysfs(tmp_path / "u", {0: "0-3", 1: "4-7"}, {"0000:3b:00.0": -1}), use_nvml=False)
+    with pytest.raises(PlacementError, match="placement=pool: GPU 0 does not report its NUMA node"):
+        home_node(0, unknown)

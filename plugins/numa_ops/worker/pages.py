@@ -1,4 +1,10 @@
-"""Where a buffer's pages actually are: ``/proc/self/numa_maps`` for the mapping that holds it."""
+"""Where a buffer's pages actually are: ``/proc/self/numa_maps`` for the mappings that hold it.
+
+A pool made by the bound worker (``hardware.placement=process``) lies in a mapping of torch's
+allocator; a pool bound by itself (``placement=pool``) is an anonymous mapping of its own whose
+numa_maps line says ``bind:N``. Either way the mapping that holds the buffer's first byte is
+found in ``maps`` (or, with ``length``, every mapping the buffer overlaps) and its pages counted.
+"""
 
 from __future__ import annotations
 
@@ -9,38 +15,70 @@ from typing import Any
 _NODE = re.compile(r"\bN(\d+)=(\d+)\b")
 
 
-def _mapping_start(address: int, maps: str) -> int | None:
+def _spans(maps: str) -> list[tuple[int, int]]:
+    spans = []
     for line in maps.splitlines():
-        span = line.split(" ", 1)[0]
-        lo, hi = (int(x, 16) for x in span.split("-"))
-        if lo <= address < hi:
-            return lo
-    return None
+        lo, hi = (int(x, 16) for x in line.split(" ", 1)[0].split("-"))
+        spans.append((lo, hi))
+    return spans
 
 
-def pages_by_node(address: int, proc: Path = Path("/proc/self")) -> dict[int, int] | None:
-    """Pages per NUMA node of the mapping that contains ``address`` (None if the kernel does not say)."""
+def _mapping_start(address: int, maps: str) -> int | None:
+    return next((lo for lo, hi in _spans(maps) if lo <= address < hi), None)
+
+
+def _mapping_starts(address: int, length: int, maps: str) -> list[int]:
+    """Starts of the mappings that ``[address, address + length)`` overlaps (only the first with length <= 1)."""
+    end = address + max(length, 1)
+    return [lo for lo, hi in _spans(maps) if lo < end and address < hi]
+
+
+def _read(address: int, length: int, proc: Path) -> tuple[dict[int, int], list[str]] | None:
+    """(pages per node, policies) over the buffer's mappings; None if the kernel does not say."""
     try:
-        start = _mapping_start(address, (proc / "maps").read_text())
-        if start is None:
+        starts = set(_mapping_starts(address, length, (proc / "maps").read_text()))
+        if not starts:
             return None
+        counts: dict[int, int] = {}
+        policies: list[str] = []
+        found = False
         for line in (proc / "numa_maps").read_text().splitlines():
-            if int(line.split(" ", 1)[0], 16) == start:
-                return {int(n): int(c) for n, c in _NODE.findall(line)}
+            fields = line.split(" ")
+            if int(fields[0], 16) in starts:
+                found = True
+                if len(fields) > 1 and fields[1] not in policies:
+                    policies.append(fields[1])
+                for node, pages in _NODE.findall(line):
+                    counts[int(node)] = counts.get(int(node), 0) + int(pages)
     except (OSError, ValueError):
         return None
-    return None
+    return (counts, policies) if found else None
 
 
-def placement_proof(address: int, intended_node: int, proc: Path = Path("/proc/self")) -> dict[str, Any]:
-    """Pages per node of the buffer's mapping and the fraction on ``intended_node``."""
-    counts = pages_by_node(address, proc)
+def pages_by_node(address: int, proc: Path = Path("/proc/self"), length: int = 0) -> dict[int, int] | None:
+    """Pages per NUMA node of the mapping that contains ``address`` (None if the kernel does not say).
+
+    ``length``: count every mapping that ``[address, address + length)`` overlaps (a buffer the kernel split).
+    """
+    read = _read(address, length, proc)
+    return read[0] if read else None
+
+
+def placement_proof(
+    address: int, intended_node: int, proc: Path = Path("/proc/self"), length: int = 0
+) -> dict[str, Any]:
+    """Pages per node of the buffer's mapping(s), the fraction on ``intended_node``, and the memory policy
+    numa_maps gives them (``default``, or ``bind:N`` for a pool bound with mbind)."""
+    read = _read(address, length, proc)
+    counts, policies = read if read else ({}, [])
     if not counts:
-        return {"source": None, "by_node": None, "intended_node": intended_node, "fraction_on_intended": None}
+        return {"source": None, "by_node": None, "intended_node": intended_node, "fraction_on_intended": None,
+                "policy": None}
     total = sum(counts.values())
     return {
         "source": "numa_maps",
         "by_node": {str(k): v for k, v in sorted(counts.items())},
         "intended_node": intended_node,
         "fraction_on_intended": counts.get(intended_node, 0) / total if total else None,
+        "policy": ",".join(policies) or None,
     }

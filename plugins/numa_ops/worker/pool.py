@@ -1,27 +1,111 @@
 """The host memory pool that batches are copied from.
 
 It is allocated and first touched inside the bound worker, so under ``numactl --membind=N``
-its pages sit on node N. Batches are taken round-robin so the copies really read the pool.
+its pages sit on node N (``hardware.placement=process``). With ``node`` given
+(``hardware.placement=pool``) the pool is an anonymous mapping of its own, bound to that node
+with ``mbind(MPOL_BIND)`` before any page is touched, while the rest of the worker stays where
+numactl put it; a pinned pool is then registered with CUDA (``cudaHostRegister``), so its pages
+stay where they were bound. Batches are taken round-robin so the copies really read the pool.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import mmap
+from typing import Any
+
 import torch
+
+from numa_ops.topology import MPOL_BIND, MPOL_MF_MOVE, MPOL_MF_STRICT, Binder, mbind, nodemask
+
+BIND_FLAGS = MPOL_MF_STRICT | MPOL_MF_MOVE
+
+
+class PoolBindingError(RuntimeError):
+    """The host pool could not be put on the node asked for (``hardware.placement=pool``)."""
+
+
+def cuda_host_register(address: int, nbytes: int) -> None:
+    """Page-lock ``nbytes`` at ``address`` for CUDA (``cudaHostRegister``, default flags)."""
+    if not torch.cuda.is_available():
+        raise PoolBindingError("a pinned host pool needs CUDA, and CUDA is not available in this worker")
+    code = int(torch.cuda.cudart().cudaHostRegister(address, nbytes, 0))
+    if code != 0:
+        raise PoolBindingError(f"cudaHostRegister of the {nbytes / 2**20:.0f} MiB host pool failed (CUDA error {code})")
+
+
+def cuda_host_unregister(address: int) -> None:
+    """Undo :func:`cuda_host_register`."""
+    torch.cuda.cudart().cudaHostUnregister(address)
 
 
 class HostPool:
-    """``memory_size_mb`` of synthetic images, as whole batches (at least one)."""
+    """``memory_size_mb`` of synthetic images, as whole batches (at least one).
 
-    def __init__(self, memory_size_mb: int, batch_size: int, tensor_shape: list[int], pinned: bool, seed: int = 0):
+    ``node``: bind the pool alone to that NUMA node (see the module's note); ``binder`` is the
+    mbind call (the kernel's by default; tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        memory_size_mb: int,
+        batch_size: int,
+        tensor_shape: list[int],
+        pinned: bool,
+        seed: int = 0,
+        node: int | None = None,
+        binder: Binder | None = None,
+    ):
         self.batch_shape = (batch_size, *tensor_shape)
         batch_bytes = batch_size * int(torch.Size(tensor_shape).numel()) * 4
         self.num_batches = max(1, (memory_size_mb * 2**20) // batch_bytes)
+        self.batch_bytes = batch_bytes
         self.pinned = pinned
-        self.data = torch.empty((self.num_batches, *self.batch_shape), dtype=torch.float32, pin_memory=pinned)
+        self.node = node
+        self._map: mmap.mmap | None = None
+        self._registered: int | None = None
+        shape = (self.num_batches, *self.batch_shape)
+        if node is None:
+            self.data = torch.empty(shape, dtype=torch.float32, pin_memory=pinned)
+        else:
+            self.data = self._bound(shape, node, binder or mbind)
         generator = torch.Generator().manual_seed(seed)
         for i in range(self.num_batches):  # first touch, batch by batch, in this (bound) process
             self.data[i].normal_(generator=generator)
-        self.batch_bytes = batch_bytes
+        if node is not None and pinned:  # pinned after the pages exist where they were bound
+            try:
+                cuda_host_register(self.data.data_ptr(), self.nbytes)
+            except BaseException:
+                self.close()
+                raise
+            self._registered = self.data.data_ptr()
+
+    def _bound(self, shape: tuple[int, ...], node: int, binder: Binder) -> torch.Tensor:
+        """An anonymous mapping bound to ``node`` before first touch, as a float32 tensor of ``shape``."""
+        nbytes = self.num_batches * self.batch_bytes
+        length = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
+        self._map = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        anchor = ctypes.c_char.from_buffer(self._map)
+        address = ctypes.addressof(anchor)
+        del anchor
+        words, maxnode = nodemask(node)
+        try:
+            binder(address, length, MPOL_BIND, words, maxnode, BIND_FLAGS)
+        except OSError as exc:
+            self.close()
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            why = {
+                errno.EINVAL: f"node {node} does not exist here or may not be used by this process",
+                errno.EPERM: "the process (or its container) may not set a memory policy",
+                errno.ENOSYS: "the kernel has no mbind",
+            }.get(exc.errno or 0, exc.strerror or str(exc))
+            raise PoolBindingError(
+                f"hardware.placement=pool: cannot bind the host pool to NUMA node {node}: mbind failed with {name} "
+                f"({why}); use hardware.placement=process on this host"
+            ) from None
+        flat = torch.frombuffer(self._map, dtype=torch.float32, count=nbytes // 4)
+        return flat.view(shape)
 
     @property
     def nbytes(self) -> int:
@@ -30,3 +114,22 @@ class HostPool:
     def batch(self, index: int) -> torch.Tensor:
         """Batch ``index``, wrapping round the pool."""
         return self.data[index % self.num_batches]
+
+    def close(self) -> None:
+        """Give back what the pool holds outside torch's allocator: its CUDA registration and its mapping.
+
+        The pool is empty after this. Safe to call twice; a pool made without ``node`` has nothing to give.
+        """
+        if self._registered is not None:
+            cuda_host_unregister(self._registered)
+            self._registered = None
+        if self._map is not None:
+            # torch.frombuffer keeps the mapping alive but does not lock it: closing it under a live view
+            # would leave that view dangling. Dropping our references unmaps it once the last view is gone.
+            self.data = torch.empty((0, *self.batch_shape))
+            self._map = None
+
+    def describe(self) -> dict[str, Any]:
+        """How the pool was made, for the record."""
+        return {"node": self.node, "bound": self.node is not None, "pinned": self.pinned,
+                "registered": self._registered is not None, "bytes": self.nbytes}
