@@ -1,47 +1,202 @@
-"""Statistics over stored runs: NUMA penalty with a bootstrap CI, scaling-law fits, scaling regimes.
+"""Statistics over stored runs: the NUMA penalty between worker processes with its MDE, a CPU-speed (CUPED)
+adjustment, scaling-law fits, scaling regimes.
 
-scipy does the work: ``scipy.stats.bootstrap`` for the ratio of two throughputs, ``scipy.stats.ttest_ind``
-for it over a few runs' means, ``scipy.stats.linregress`` in log space for power laws.
+The unit of a penalty is the worker process: one run record is one process measuring one configuration,
+and its headline (``samples_per_s``) is one draw. Trials of one process share its worker, memory and moment,
+so they are not independent draws, and separate processes of the same configuration differ by more than a
+record's own interval claims. Everything here is deterministic: no random numbers, inputs sorted.
+
+Conventions (the same in the store's views, see ``store.VIEWS``):
+
+- penalty ``= 1 - exp(mean ln remote - mean ln local)``: the slowdown of the geometric mean of the remote
+  processes' samples/s against the local ones' (0.04: remote runs 4% fewer samples/s; negative: faster).
+- its 95% interval: a two-sample t interval of the log ratio, pooled variance, ``df = n_local + n_remote - 2``,
+  mapped through ``1 - exp(.)`` (exact coverage for lognormal process noise of equal spread at both placements).
+- the minimum detectable effect (MDE) at 95% confidence and 80% power, from the same pooled noise:
+  ``mde_log = (t(0.975, df) + t(0.80, df)) * s_p * sqrt(1/n_local + 1/n_remote)``, reported as the slowdown
+  ``mde = 1 - exp(-mde_log)`` (a remote placement this much slower is found 80% of the time).
+- a penalty is **detected** when ``|ln(remote / local)| >= mde_log``; such an interval always excludes 0.
+  Below that the product says "not detectable at this noise (MDE x%)" and quotes no penalty.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
 
 LINEAR_BAND = (0.8, 1.2)  # exponents of time-per-sample vs size counted as linear scaling
+LEVEL = 0.95  # two-sided confidence of every penalty interval
+POWER = 0.80  # power at which the minimum detectable effect is stated
+T_TABLE_MAX_DF = 400  # the store's views embed t quantiles for df 1..T_TABLE_MAX_DF; normal quantiles beyond
 
 
-def penalty_ci(local: list[float], remote: list[float], level: float = 0.95, seed: int = 0) -> dict[str, float | None]:
-    """Remote penalty ``1 - mean(remote) / mean(local)`` of per-trial samples/s, with a bootstrap CI."""
-    if len(local) < 2 or len(remote) < 2:
-        return {"penalty": None, "low": None, "high": None}
-    point = 1 - np.mean(remote) / np.mean(local)
-
-    def statistic(loc, rem, axis=-1):
-        return 1 - np.mean(rem, axis=axis) / np.mean(loc, axis=axis)
-
-    res = stats.bootstrap(
-        (np.asarray(local, float), np.asarray(remote, float)), statistic, confidence_level=level,
-        n_resamples=2000, method="percentile", random_state=np.random.default_rng(seed),
-    )
-    return {"penalty": float(point), "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
+@lru_cache(maxsize=4096)
+def t_quantile(q: float, df: int) -> float:
+    """``scipy.stats.t.ppf(q, df)``; the normal quantile beyond ``T_TABLE_MAX_DF`` (as the store's views do)."""
+    if df > T_TABLE_MAX_DF:
+        return float(stats.norm.ppf(q))
+    return float(stats.t.ppf(q, df))
 
 
-def between_run_ci(local_runs: list[float], remote_runs: list[float], level: float = 0.95) -> tuple[float, float] | None:
-    """A CI of the penalty from run means alone (each run one draw): a two-sample t interval of their logs.
+def mde_factor(df: int, level: float = LEVEL, power: float = POWER) -> float:
+    """``t(1 - (1 - level) / 2, df) + t(power, df)``: the MDE in standard errors."""
+    return t_quantile(1 - (1 - level) / 2, df) + t_quantile(power, df)
 
-    The t distribution, not a bootstrap: with 2 to 4 runs a side a bootstrap has too few distinct resamples
-    and too short tails. One run-to-run spread for both placements (the same host and model), estimated from
-    both: Welch's version has about 2 degrees of freedom with 3 runs a side. None with fewer than 2 runs a side.
+
+def not_detectable(mde: float) -> str:
+    """The words for a penalty smaller than the MDE (the view's ``status`` uses the same)."""
+    return f"not detectable at this noise (MDE {mde:.1%})"
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A remote-vs-local penalty between worker processes, with its 95% t interval and its MDE.
+
+    ``penalty``, ``low``, ``high`` and ``mde`` are relative slowdowns (see the module's conventions);
+    ``sd_log`` is the pooled between-process standard deviation of ln samples/s (about the CV).
     """
-    loc, rem = np.asarray(local_runs, float), np.asarray(remote_runs, float)
-    if len(loc) < 2 or len(rem) < 2 or (loc <= 0).any() or (rem <= 0).any():
+
+    penalty: float
+    low: float
+    high: float
+    mde: float
+    n_local: int
+    n_remote: int
+    df: int
+    sd_log: float
+
+    @property
+    def log_ratio(self) -> float:
+        """``mean ln remote - mean ln local``."""
+        return math.log1p(-self.penalty)
+
+    @property
+    def detectable(self) -> bool:
+        """The penalty is at least the MDE (in log units, either direction)."""
+        return abs(self.log_ratio) >= -math.log1p(-self.mde)
+
+    @property
+    def verdict(self) -> str:
+        if self.detectable:
+            return "measured"
+        return not_detectable(self.mde)
+
+
+@dataclass(frozen=True)
+class AdjustedPenalty:
+    """A penalty after the CUPED adjustment on a per-process covariate (the CPU-speed control).
+
+    ``theta`` is the slope of ln samples/s on ln control within placements (pooled); ``r_squared`` the share
+    of the between-process variance (within placements) the control explains; ``df_lost`` the degree of
+    freedom the slope costs; ``control_shift`` is ``mean ln control remote - mean ln control local``: where the
+    control itself differs between placements, the adjustment moves the penalty by ``theta * control_shift``.
+    """
+
+    adjusted: Penalty
+    unadjusted: Penalty
+    theta: float
+    r_squared: float
+    control_shift: float
+    df_lost: int = 1
+
+
+def _logs(values: list[float]) -> np.ndarray | None:
+    arr = np.sort(np.asarray(values, float))
+    if (~np.isfinite(arr)).any() or (arr <= 0).any():
         return None
-    ci = stats.ttest_ind(np.log(rem), np.log(loc), equal_var=True).confidence_interval(level)  # log(remote / local)
-    return float(1 - np.exp(ci.high)), float(1 - np.exp(ci.low))
+    return np.log(arr)
+
+
+def _from_log(d: float, se: float, df: int, n_local: int, n_remote: int, sd: float) -> Penalty:
+    half = t_quantile(1 - (1 - LEVEL) / 2, df) * se
+    return Penalty(penalty=float(-math.expm1(d)), low=float(-math.expm1(d + half)), high=float(-math.expm1(d - half)),
+                   mde=float(-math.expm1(-mde_factor(df) * se)), n_local=n_local, n_remote=n_remote, df=df, sd_log=float(sd))
+
+
+def process_penalty(local_runs: list[float], remote_runs: list[float]) -> Penalty | None:
+    """The penalty between worker processes: one headline samples/s per process and placement.
+
+    A two-sample t interval of the logs with one pooled between-process spread for both placements (the same
+    host and model; Welch's version has about 2 degrees of freedom with 3 runs a side). None with fewer than
+    2 processes a side or a headline that is not a positive number.
+    """
+    loc, rem = _logs(local_runs), _logs(remote_runs)
+    if loc is None or rem is None or len(loc) < 2 or len(rem) < 2:
+        return None
+    n1, n2 = len(loc), len(rem)
+    df = n1 + n2 - 2
+    var = ((n1 - 1) * np.var(loc, ddof=1) + (n2 - 1) * np.var(rem, ddof=1)) / df
+    sd = math.sqrt(var)
+    return _from_log(float(np.mean(rem) - np.mean(loc)), sd * math.sqrt(1 / n1 + 1 / n2), df, n1, n2, sd)
+
+
+def between_run_ci(local_runs: list[float], remote_runs: list[float], level: float = LEVEL) -> tuple[float, float] | None:
+    """The 95% interval of ``process_penalty`` alone, as ``(low, high)``; None with fewer than 2 runs a side."""
+    out = process_penalty(local_runs, remote_runs)
+    if out is None:
+        return None
+    if level == LEVEL:
+        return out.low, out.high
+    half = t_quantile(1 - (1 - level) / 2, out.df) * out.sd_log * math.sqrt(1 / out.n_local + 1 / out.n_remote)
+    return float(-math.expm1(out.log_ratio + half)), float(-math.expm1(out.log_ratio - half))
+
+
+def noise_floor(runs: list[float]) -> tuple[float, float | None]:
+    """Between-process spread of one configuration at one placement: ``(sd of ln samples/s, A/A MDE)``.
+
+    The A/A MDE is that of a comparison of two placements with as many processes each and this spread (what a
+    one-node host can still say: the smallest penalty its repeats could show). None below 2 processes.
+    """
+    logs = _logs(runs)
+    if logs is None or len(logs) < 2:
+        return (math.nan, None)
+    n = len(logs)
+    sd = float(np.std(logs, ddof=1))
+    return sd, float(-math.expm1(-mde_factor(2 * n - 2) * sd * math.sqrt(2 / n)))
+
+
+def cuped_penalty(local_runs: list[float], remote_runs: list[float], local_control: list[float],
+                  remote_control: list[float]) -> AdjustedPenalty | None:
+    """The process penalty adjusted on a per-process covariate (CUPED, Deng et al. 2013; here ANCOVA).
+
+    ``ln y' = ln y - theta * (ln x - mean ln x)`` with ``theta = cov(ln y, ln x) / var(ln x)`` pooled within
+    the two placements (so the placement's own effect does not leak into the slope), ``mean ln x`` over both.
+    The interval is the ANCOVA t interval: residual spread with ``df = n_local + n_remote - 3`` (one lost to
+    theta) and the standard error ``s_e * sqrt(1/n1 + 1/n2 + control_shift^2 / Sxx)``; the MDE from the same.
+    Pairs ``(y, x)`` are sorted together. None with fewer than 4 processes in all, fewer than 2 a side, a
+    non-positive value, or a control that does not vary within placements.
+    """
+    if len(local_runs) != len(local_control) or len(remote_runs) != len(remote_control):
+        raise ValueError("one control value per process: the runs and their controls differ in number")
+    plain = process_penalty(local_runs, remote_runs)
+    arms = []
+    for ys, xs in ((local_runs, local_control), (remote_runs, remote_control)):
+        pairs = np.asarray(sorted(zip(ys, xs, strict=True)), float).reshape(-1, 2)
+        if (~np.isfinite(pairs)).any() or (pairs <= 0).any():
+            return None
+        arms.append((np.log(pairs[:, 0]), np.log(pairs[:, 1])))
+    (ly1, lx1), (ly2, lx2) = arms
+    n1, n2 = len(ly1), len(ly2)
+    df = n1 + n2 - 3
+    if plain is None or df < 1:
+        return None
+    sxx = float(((lx1 - lx1.mean()) ** 2).sum() + ((lx2 - lx2.mean()) ** 2).sum())
+    sxy = float(((lx1 - lx1.mean()) * (ly1 - ly1.mean())).sum() + ((lx2 - lx2.mean()) * (ly2 - ly2.mean())).sum())
+    syy = float(((ly1 - ly1.mean()) ** 2).sum() + ((ly2 - ly2.mean()) ** 2).sum())
+    if sxx <= 0:
+        return None
+    theta = sxy / sxx
+    shift = float(lx2.mean() - lx1.mean())
+    d = float(ly2.mean() - ly1.mean()) - theta * shift
+    s_e = math.sqrt(max(syy - theta * sxy, 0.0) / df)
+    se = s_e * math.sqrt(1 / n1 + 1 / n2 + shift**2 / sxx)
+    r2 = theta * sxy / syy if syy > 0 else 0.0
+    return AdjustedPenalty(adjusted=_from_log(d, se, df, n1, n2, s_e), unadjusted=plain, theta=float(theta),
+                           r_squared=float(r2), control_shift=shift)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from typing import Any
 
 import altair as alt
 import duckdb
-import numpy as np
 import pandas as pd
 
 from numa_ops import store
@@ -224,35 +223,50 @@ def sensitivity_heatmap(database: Source, folder: str | None = None) -> alt.Char
 
     Read from the ``numa_penalty`` view (remote = 1 - its ``throughput_penalty``), as best_practices.md is,
     so the page and the guide show the same penalty for the same configuration.
+    Each remote cell says its penalty where it is at least its MDE; otherwise "not detectable (MDE x%)" (no
+    colour), or that one process a side gives no interval. Where both pinned and pageable host memory (or
+    both placement modes) were measured, each row names which one it is.
     """
     with _reading(database) as con:
         pen = _view(con, "numa_penalty", "*", folder)
-    pen = pen[pen["status"] == "measured"]
+    pen = pen[pen["throughput_penalty"].notna()]
     if not len(pen):
         return None  # no remote placement paired with a local one: nothing to map (the notes say why)
     config = (pen["model_name"] + " | gpu" + pen["gpu_id"].astype(str) + " " + pen["height"].astype(str) + "px b"
               + pen["batch_size"].astype(str) + " " + pen["execution"])
+    if _both(pen["pinned_memory"]):
+        config = config + " " + pen["pinned_memory"].map(_memory)
+    if _both(pen["placement_mode"]):
+        config = config + " " + pen["placement_mode"] + " placement"
     if pen["host"].nunique() > 1:
         config = config + " | " + pen["host"].fillna("?")
 
     def dist(col: str) -> pd.Series:
         return pen[col].map(lambda d: "?" if pd.isna(d) else str(int(d)))
 
+    measured = pen["status"] == "measured"
+    remote_text = [f"-{p:.1%}" if ok else ("not detectable (MDE " + f"{m:.1%})" if pd.notna(m) else "1 process a side")
+                   for p, m, ok in zip(pen["throughput_penalty"], pen["mde"], measured, strict=True)]
     df = pd.concat([
         pd.DataFrame({"model_name": pen["model_name"], "config": config, "regime": pen["regime"],
                       "placement": "local (d=" + dist("local_numa_distance") + ")", "relative": 1.0,
-                      "samples_per_s": pen["local_samples_per_s"]}),
+                      "samples_per_s": pen["local_samples_per_s"], "label": "reference", "verdict": pen["status"],
+                      "processes": pen["local_processes"]}),
         pd.DataFrame({"model_name": pen["model_name"], "config": config, "regime": pen["regime"],
-                      "placement": "remote (d=" + dist("remote_numa_distance") + ")", "relative": 1 - pen["throughput_penalty"],
-                      "samples_per_s": pen["remote_samples_per_s"]}),
+                      "placement": "remote (d=" + dist("remote_numa_distance") + ")",
+                      "relative": (1 - pen["throughput_penalty"]).where(measured),
+                      "samples_per_s": pen["remote_samples_per_s"], "label": remote_text, "verdict": pen["status"],
+                      "processes": pen["remote_processes"]}),
     ], ignore_index=True)
-    return alt.Chart(df, title="NUMA sensitivity: samples/s relative to local placement").mark_rect().encode(
+    base = alt.Chart().encode(
         x=alt.X("placement:N", title="placement (SLIT distance)"),
         y=alt.Y("config:N", title="model | GPU, shape, execution", axis=alt.Axis(labelLimit=480)),
-        color=alt.Color("relative:Q", scale=alt.Scale(scheme="redyellowgreen", domainMid=1.0)),
-        tooltip=["model_name", "config", "placement", "regime", alt.Tooltip("relative:Q", format=".3f"),
-                 alt.Tooltip("samples_per_s:Q", format=".0f")],
-    ).properties(width=300)
+        tooltip=["model_name", "config", "placement", "regime", "verdict", "processes",
+                 alt.Tooltip("relative:Q", format=".3f"), alt.Tooltip("samples_per_s:Q", format=".0f")],
+    )
+    rect = base.mark_rect().encode(color=alt.Color("relative:Q", scale=alt.Scale(scheme="redyellowgreen", domainMid=1.0)))
+    text = base.mark_text(fontSize=10).encode(text="label:N")
+    return alt.layer(rect, text, data=df, title="NUMA sensitivity: samples/s relative to local placement").properties(width=300)
 
 
 def scaling_chart(database: Source, folder: str | None = None) -> alt.Chart | None:
@@ -261,7 +275,7 @@ def scaling_chart(database: Source, folder: str | None = None) -> alt.Chart | No
     with _reading(database) as con:
         df = con.execute(
             "SELECT coalesce(study || ' ', '') || coalesce(execution, 'eager') || ' ' || height || 'px b' || batch_size "
-            "AS series, model_name, median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample FROM runs "
+            "|| CASE WHEN coalesce(pinned_memory, true) THEN '' ELSE ' pageable' END AS series, model_name, median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample FROM runs "
             f"WHERE success AND parameters IS NOT NULL AND {where} GROUP BY ALL",
             params,
         ).df()
@@ -338,6 +352,8 @@ def _crossover_html(table: pd.DataFrame) -> str:
         "last transfer-dominated model": table["last_transfer_dominated_model"].fillna("-"),
         "models": table["models"],
     })
+    if _both(table["pinned_memory"].map(_memory)):  # pinned and pageable each have their own crossover
+        shown.insert(3, "host memory", table["pinned_memory"].map(_memory))
     return ("<h2>Crossover (where the GPU's compute overtakes the H2D + D2H copies)</h2>"
             + shown.to_html(index=False, classes="data crossover"))
 
@@ -373,14 +389,27 @@ def _guide_views(con: duckdb.DuckDBPyConnection, folder: str | None) -> dict[str
     """The views ``best_practices.md`` reads, over one folder's runs (or all runs)."""
     return {
         "recs": _view(con, "recommendations", "*", folder),
-        "pen": _view(con, "numa_penalty", "model_name, execution, regime, throughput_penalty, status", folder),
-        "comp": _view(con, "compile_speedup", "model_name, execution, forward_speedup, break_even_samples", folder),
+        "pen": _view(con, "numa_penalty", "*", folder),
+        "comp": _view(con, "compile_speedup", "model_name, execution, pinned_memory, forward_speedup, break_even_samples", folder),
+        "split": _view(con, "penalty_split", "*", folder),
+        "noise": _view(con, "process_noise", "*", folder),
     }
 
 
 def _write_guide(out_dir: Path, topology: dict[str, Any] | None, views: dict[str, pd.DataFrame],
                  cross: pd.DataFrame, laws: pd.DataFrame) -> Path:
     recs, pen, comp = views["recs"], views["pen"], views["comp"]
+    split, noise = views.get("split", pd.DataFrame()), views.get("noise", pd.DataFrame())
+    # Where both were measured, every answer names the host memory (and the placement mode) it is about.
+    memories = {_memory(v) for frame in (recs, pen, comp, cross, noise) if len(frame) and "pinned_memory" in frame
+                for v in frame["pinned_memory"]}
+    memories |= set(laws["host_memory"]) if len(laws) and "host_memory" in laws else set()
+    name_memory = len(memories) > 1
+    name_mode = len(pen) > 0 and _both(pen["placement_mode"])
+
+    def memory(pinned: Any) -> str:
+        return f", {_memory(pinned)} host memory" if name_memory else ""
+
     lines = ["# Best practices from the measured runs", ""]
     if topology:
         lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
@@ -388,20 +417,34 @@ def _write_guide(out_dir: Path, topology: dict[str, Any] | None, views: dict[str
     lines += ["## Fastest settings per model and image size", ""]
     for r in recs.itertuples():
         lines.append(f"- **{r.model_name}** at {r.height}px: lane `{r.best_lane}` ({r.placement}), execution "
-                     f"`{r.execution}`, batch {r.batch_size}: {r.samples_per_s:.0f} samples/s "
+                     f"`{r.execution}`, batch {r.batch_size}{memory(r.pinned_memory)}: {r.samples_per_s:.0f} samples/s "
                      f"(median of {r.evidence_runs} run(s)).")
     lines += ["", "## NUMA placement", ""]
-    measured = pen[pen["status"] == "measured"]
-    if len(measured):
-        for r in measured.sort_values("throughput_penalty", ascending=False).itertuples():
-            lines.append(f"- {r.model_name} ({r.execution}, {r.regime}): remote placement costs {r.throughput_penalty:.1%} of samples/s.")
+    paired = pen[pen["throughput_penalty"].notna()] if len(pen) else pen
+    if len(paired):
+        lines += _guide_penalties(paired, memory, name_mode)
     else:
         lines.append("- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
                      "The penalty, its confidence interval and the pairing advice need a multi-node host.")
+    if len(split):
+        lines += ["", "## NUMA penalty split (DMA part and CPU-side part)", ""]
+        for r in split.itertuples():
+            lines.append(f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}): "
+                         f"process placement {_verdict_text(r.process_penalty, r.process_mde, r.process_status)}; "
+                         f"DMA part (pool placement) {_verdict_text(r.dma_penalty, r.dma_mde, r.dma_status)}; "
+                         f"CPU-side part {_verdict_text(r.cpu_side_penalty, r.cpu_side_mde, r.cpu_side_status)}.")
+    spread = noise[noise["processes"] >= 2] if len(noise) else noise
+    if len(spread):
+        lines += ["", "## Noise between worker processes (what a comparison here can detect)", ""]
+        for r in spread.itertuples():
+            mode = f", {r.placement_mode} placement" if name_mode else ""
+            lines.append(f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}{mode}, "
+                         f"{r.placement}): between-process CV {r.between_process_cv:.1%} over {r.processes} processes; "
+                         f"a comparison with {r.processes} processes a side detects {r.aa_mde:.1%} (A/A MDE).")
     if len(cross):
         lines += ["", "## Compute vs copies (crossover)", ""]
         for r in cross.itertuples():
-            where = f"{r.height}px, batch {r.batch_size}, `{r.execution}`"
+            where = f"{r.height}px, batch {r.batch_size}, `{r.execution}`{memory(r.pinned_memory)}"
             if pd.isna(r.crossover_flops_per_sample):
                 lines.append(f"- {where}: no measured model's GPU compute outlasts its copies (largest: "
                              f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
@@ -416,17 +459,38 @@ def _write_guide(out_dir: Path, topology: dict[str, Any] | None, views: dict[str
     if len(laws):
         lines += ["", "## Scaling laws (time per sample vs parameters)", ""]
         for r in laws.itertuples():
-            lines.append(f"- {r.experiment} {r.study} ({r.execution}, {r.image}px, batch {r.batch}, {r.models} models): "
+            mem = f", {r.host_memory} host memory" if name_memory else ""
+            lines.append(f"- {r.experiment} {r.study} ({r.execution}, {r.image}px, batch {r.batch}{mem}, {r.models} models): "
                          f"{r.law}, R^2 {r.R2:.3f}: {r.regime}.")
     if len(comp):
         lines += ["", "## torch.compile", ""]
         for r in comp.itertuples():
             pays = pd.notna(r.break_even_samples) and r.break_even_samples
             after = f"pays off after {r.break_even_samples:.0f} samples" if pays else "never pays off in steady state"
-            lines.append(f"- {r.model_name} `{r.execution}`: {r.forward_speedup:.2f}x forward speed-up; {after}.")
+            lines.append(f"- {r.model_name} `{r.execution}`{memory(r.pinned_memory)}: {r.forward_speedup:.2f}x forward speed-up; {after}.")
     path = out_dir / "best_practices.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _guide_penalties(pen: pd.DataFrame, memory: Any, name_mode: bool) -> list[str]:
+    """One line per configuration with both placements: the penalty only where it is at least its MDE."""
+    lines = []
+    order = pen.assign(_detected=pen["status"] == "measured").sort_values(
+        ["_detected", "throughput_penalty"], ascending=[False, False], kind="stable")
+    for r in order.itertuples():
+        mode = f", {r.placement_mode} placement" if name_mode else ""
+        what = f"{r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}{mode}, {r.regime})"
+        sides = f"{r.local_processes} local and {r.remote_processes} remote processes"
+        if r.status == "measured":
+            cost = (f"remote placement costs {r.throughput_penalty:.1%} of samples/s" if r.throughput_penalty >= 0
+                    else f"remote placement is {-r.throughput_penalty:.1%} faster")
+            lines.append(f"- {what}: {cost} (95% CI {r.penalty_low:.1%} to {r.penalty_high:.1%}, MDE {r.mde:.1%}; {sides}).")
+        elif pd.notna(r.mde):
+            lines.append(f"- {what}: {r.status}; more processes a side (test.repeats) lower the MDE ({sides}).")
+        else:
+            lines.append(f"- {what}: {r.status}.")
+    return lines
 
 
 def scaling_laws(database: Source, folder: str | None = None) -> pd.DataFrame:
@@ -440,7 +504,7 @@ def _law_points(con: duckdb.DuckDBPyConnection, folder: str | None) -> pd.DataFr
     where, params = _scope(folder)
     return con.execute(
         f"SELECT experiment, coalesce(study, '') AS study, coalesce(execution, 'eager') AS execution, device, height, "
-        f"batch_size, model_name, median(parameters) AS parameters, median(samples_per_s) AS samples_per_s FROM runs "
+        f"batch_size, coalesce(pinned_memory, true) AS pinned_memory, model_name, median(parameters) AS parameters, median(samples_per_s) AS samples_per_s FROM runs "
         f"WHERE success AND {where} GROUP BY ALL",
         params,
     ).df()
@@ -450,100 +514,170 @@ def _fit_laws(df: pd.DataFrame) -> pd.DataFrame:
     from numa_ops.analysis import fit_power_law
 
     rows = []
-    for key, group in df.groupby(["experiment", "study", "execution", "device", "height", "batch_size"]):
+    keys = ["experiment", "study", "execution", "device", "height", "batch_size"]
+    if "pinned_memory" in df:  # pinned and pageable host memory are fitted apart, never pooled
+        df = df.assign(host_memory=df["pinned_memory"].map(_memory))
+        keys.append("host_memory")
+    for key, group in df.groupby(keys):
         fit = fit_power_law(list(group["parameters"]), list(1.0 / group["samples_per_s"]))
         if fit is None:
             continue
         rows.append({
             "experiment": key[0], "study": key[1], "execution": key[2], "device": key[3], "image": key[4], "batch": key[5],
+            **({"host_memory": key[6]} if len(key) > 6 else {}),
             "models": fit.points, "exponent": round(fit.exponent, 4), "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
             "R2": round(fit.r_squared, 4), "max |log10 residual|": round(fit.max_abs_residual, 3), "regime": fit.regime(),
         })
     return pd.DataFrame(rows)
 
 
-RUNS_AS_UNIT = 5  # runs per placement from which the bootstrap resamples runs rather than trials
-# What a penalty's CI covers (column ``ci_basis``): run-to-run variation, or only the trials of one run each.
-BETWEEN_RUNS = "between runs"
-WITHIN_ONE_RUN = "within one run: trials are not independent, run-to-run variation is left out (too narrow)"
+# What a penalty's interval covers (column ``ci_basis``).
+BETWEEN_RUNS = "between worker processes: t interval of ln samples/s over one headline per process"
+ONE_PROCESS_A_SIDE = store.ONE_PROCESS
 
-PENALTY_KEY = ["host", "model_name", "depth", "dim", "gpu_id", "height", "width", "batch_size", "execution"]  # as numa_penalty's
-PENALTY_SQL = """
-WITH runs AS (SELECT * FROM main.runs WHERE {where}),
-pen AS ({view}),
-r AS (
-    SELECT host, model_name, depth, dim, gpu_id, height, width, batch_size, coalesce(execution, 'eager') AS execution,
-           placement, coalesce(regime, 'unknown') AS regime,
-           CAST(json_extract(record, '$.metrics.trial_samples_per_s.serial') AS DOUBLE[]) AS trials
-    FROM runs WHERE success AND device = 'cuda' AND placement IN ('local', 'remote')
-),
-g AS (
-    SELECT host, model_name, depth, dim, gpu_id, height, width, batch_size, execution, placement,
-           list(DISTINCT regime) AS regimes,
-           flatten(list(trials) FILTER (WHERE len(trials) > 0)) AS trials,
-           list(list_avg(trials)) FILTER (WHERE len(trials) > 0) AS run_means
-    FROM r GROUP BY ALL
-)
-SELECT g.*, pen.throughput_penalty AS view_penalty
-FROM g LEFT JOIN pen ON {join}
-ORDER BY host, model_name, depth, dim, gpu_id, height, width, batch_size, execution, placement
+PENALTY_KEY = store.PENALTY_KEY  # the numa_penalty view's configuration (host memory and placement mode included)
+PENALTY_RUNS_SQL = """
+SELECT host, gpu_id, model_name, depth, dim, height, width, batch_size, coalesce(execution, 'eager') AS execution,
+       coalesce(pinned_memory, true) AS pinned_memory, coalesce(placement_mode, 'process') AS placement_mode,
+       placement, samples_per_s, cpu_control_rate
+FROM runs WHERE success AND device = 'cuda' AND placement IN ('local', 'remote') AND samples_per_s > 0 AND {where}
+ORDER BY run_id
 """
 
 
-def _is_list(value: Any) -> bool:
-    return isinstance(value, list | tuple | np.ndarray)
-
-
 def numa_penalties(database: Source, folder: str | None = None) -> pd.DataFrame:
-    """Remote vs local penalty with a 95% CI, per model, GPU, shape and execution mode.
+    """Remote vs local penalty per configuration, host memory and placement mode: the ``numa_penalty`` view's.
 
-    Trials of one run share its worker, memory and moment, so they are not independent draws: only runs
-    are. With at least ``RUNS_AS_UNIT`` runs per placement the bootstrap resamples runs (their mean trial
-    samples/s). With 2 to 4 it resamples the trials, and the interval is widened to hold the t interval over
-    the run means (``analysis.between_run_ci``), which carries the run-to-run variation the trials miss. With
-    one run at a placement only the trials can be resampled: ``ci_basis`` says the interval is within-run.
-    ``penalty`` is the ``numa_penalty`` view's (median of the runs), as the heatmap and best_practices.md
-    give it; ``penalty of means`` is the one the interval is drawn around.
+    The process is the unit: the interval is the view's between-process t interval and the MDE its own
+    (``analysis.process_penalty`` computes the same). ``penalty`` is given only where it is at least the MDE;
+    ``verdict`` says "measured", "not detectable at this noise (MDE x%)" or that there was one process a side.
+    Where every process of a configuration recorded the CPU-speed control (``cpu_control_rate``), the
+    CUPED-adjusted penalty, its interval and MDE, and the share of the between-process variance the control
+    explains (``control R^2``) are given beside it (``analysis.cuped_penalty``).
     """
     with _reading(database) as con:
-        trials = _penalty_trials(con, folder)
-    return _penalty_table(trials)
+        rows = _penalty_rows(con, folder)
+    return _penalty_table(*rows)
 
 
-def _penalty_trials(con: duckdb.DuckDBPyConnection, folder: str | None) -> pd.DataFrame:
+def _penalty_rows(con: duckdb.DuckDBPyConnection, folder: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     where, params = _scope(folder)
-    join = " AND ".join(f"pen.{c} IS NOT DISTINCT FROM g.{c}" for c in PENALTY_KEY)
-    return con.execute(PENALTY_SQL.format(where=where, view=store.VIEWS["numa_penalty"], join=join), params).df()
+    pen = _view(con, "numa_penalty", "*", folder)
+    runs = con.execute(PENALTY_RUNS_SQL.format(where=where), params).df()
+    return pen, runs
 
 
-def _penalty_table(df: pd.DataFrame) -> pd.DataFrame:
-    from numa_ops.analysis import between_run_ci, penalty_ci
+def _both(series: pd.Series) -> bool:
+    """Whether a scope holds both values of a setting (then every answer names which one it is about)."""
+    return series.dropna().nunique() > 1
 
-    rows = []
-    for _, group in df.groupby(PENALTY_KEY, dropna=False, sort=False):
-        first = group.iloc[0]
-        # per placement: (mean of each run's trials, all trials); a placement without trials has neither
-        got = {r.placement: (list(r.run_means), list(r.trials)) for r in group.itertuples() if _is_list(r.run_means)}
-        if "local" not in got or "remote" not in got:
-            continue
-        runs = min(len(got["local"][0]), len(got["remote"][0]))
-        unit = "runs" if runs >= RUNS_AS_UNIT else "trials"
-        values = [got[p][0 if unit == "runs" else 1] for p in ("local", "remote")]
-        ci = penalty_ci(values[0], values[1])
-        between = between_run_ci(got["local"][0], got["remote"][0]) if unit == "trials" else None
-        if between is not None and ci["low"] is not None:  # the trials' interval, widened to the runs' spread
-            ci["low"], ci["high"] = min(ci["low"], between[0]), max(ci["high"], between[1])
-        view = first.get("view_penalty")  # numa_penalty's, as the heatmap and best_practices.md show it
-        rows.append({"host": first["host"], "model": first["model_name"], "gpu": first["gpu_id"], "image": first["height"],
-                     "batch": first["batch_size"], "execution": first["execution"],
-                     "regime": ", ".join(sorted({g for r in group.itertuples() for g in r.regimes})),
-                     "penalty": ci["penalty"] if view is None or pd.isna(view) else float(view),
-                     "penalty of means": ci["penalty"], "95% CI low": ci["low"], "95% CI high": ci["high"],
-                     "ci_basis": BETWEEN_RUNS if unit == "runs" or between is not None else WITHIN_ONE_RUN,
-                     "resampled": f"{unit} ({len(values[0])} local, {len(values[1])} remote)"
-                                  + (f", widened to the t interval of the run means ({len(got['local'][0])} local, "
-                                     f"{len(got['remote'][0])} remote)" if between else "")})
-    return pd.DataFrame(rows)
+
+def _memory(pinned: Any) -> str:
+    return "pageable" if pinned is False or (not pd.isna(pinned) and not pinned) else "pinned"
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _key(row: Any) -> tuple:
+    """A row's configuration (``PENALTY_KEY``) as a dictionary key: a missing value is None, never NaN."""
+    return tuple(None if pd.isna(v := getattr(row, c)) else v for c in PENALTY_KEY)
+
+
+def _penalty_table(pen: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per configuration of the ``numa_penalty`` view with both placements measured."""
+    from numa_ops.analysis import cuped_penalty
+
+    pen = pen[pen["local_processes"].gt(0) & pen["remote_processes"].gt(0)] if len(pen) else pen
+    controls: dict[tuple, dict[str, list[tuple[float, float]]]] = {}
+    if runs is not None and len(runs):
+        for r in runs.itertuples(index=False):
+            key = _key(r)
+            controls.setdefault(key, {}).setdefault(r.placement, []).append((r.samples_per_s, r.cpu_control_rate))
+    out = []
+    for r in pen.itertuples(index=False):
+        status = r.status
+        row = {"host": r.host, "model": r.model_name, "gpu": r.gpu_id, "image": r.height, "batch": r.batch_size,
+               "execution": r.execution, "host memory": _memory(r.pinned_memory), "placement mode": r.placement_mode,
+               "regime": r.regime, "local processes": int(r.local_processes), "remote processes": int(r.remote_processes),
+               "penalty": _num(r.throughput_penalty) if status == "measured" else None,
+               "95% CI low": _num(r.penalty_low), "95% CI high": _num(r.penalty_high), "MDE": _num(r.mde),
+               "verdict": status, "ci_basis": BETWEEN_RUNS if r.penalty_low is not None and not pd.isna(r.penalty_low)
+               else ONE_PROCESS_A_SIDE,
+               "CPU-adjusted penalty": None, "adjusted CI low": None, "adjusted CI high": None, "adjusted MDE": None,
+               "control R^2": None}
+        got = controls.get(_key(r), {})
+        sides = [got.get(p, []) for p in ("local", "remote")]
+        if all(sides) and all(not pd.isna(x) for side in sides for _, x in side):
+            adj = cuped_penalty([y for y, _ in sides[0]], [y for y, _ in sides[1]],
+                                [x for _, x in sides[0]], [x for _, x in sides[1]])
+            if adj is not None:
+                a = adj.adjusted
+                row.update({"CPU-adjusted penalty": a.penalty if a.detectable else None, "adjusted CI low": a.low,
+                            "adjusted CI high": a.high, "adjusted MDE": a.mde, "control R^2": adj.r_squared})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
+    """index.html's penalty section: a verdict in words where the penalty is below its MDE, never a figure."""
+    if not len(table):
+        return ""
+    shown = table.copy()
+    if shown["CPU-adjusted penalty"].isna().all() and shown["control R^2"].isna().all():
+        shown = shown.drop(columns=["CPU-adjusted penalty", "adjusted CI low", "adjusted CI high", "adjusted MDE", "control R^2"])
+    shown["penalty"] = [f"{v:.3f}" if v is not None and not pd.isna(v) else verdict
+                        for v, verdict in zip(shown["penalty"], shown["verdict"], strict=True)]
+    html_ = ("<h2>NUMA penalty (remote vs local samples/s, between worker processes, 95% t interval)</h2>"
+             "<p>Each run is one worker process and its headline samples/s is one draw: the penalty is 1 - exp(mean "
+             "ln remote - mean ln local) over the processes, the interval a two-sample t interval of the logs (pooled "
+             "spread), and the MDE the smallest penalty this noise lets 2 sides of this size detect (95% confidence, 80% "
+             "power). A penalty below its MDE is reported as not detectable; with one process a side there is no "
+             "interval (set <code>test.repeats</code> &gt;= 2). Pinned and pageable host memory, and the process and "
+             "pool placement modes, are never pooled: each has its own row.</p>"
+             + shown.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-", classes="data penalty"))
+    if len(split):
+        parts = pd.DataFrame({
+            "model": split["model_name"], "image": split["height"], "batch": split["batch_size"],
+            "execution": split["execution"], "host memory": split["pinned_memory"].map(_memory),
+            "process penalty": [_verdict_text(p, m, st) for p, m, st in
+                                zip(split["process_penalty"], split["process_mde"], split["process_status"], strict=True)],
+            "DMA part (pool)": [_verdict_text(p, m, st) for p, m, st in
+                                zip(split["dma_penalty"], split["dma_mde"], split["dma_status"], strict=True)],
+            "CPU-side part (process beyond pool)": [
+                _verdict_text(p, m, st) for p, m, st in
+                zip(split["cpu_side_penalty"], split["cpu_side_mde"], split["cpu_side_status"], strict=True)],
+        })
+        html_ += ("<h2>Penalty split: DMA part and CPU-side part</h2><p>Where both placement modes were measured: "
+                  "<code>pool</code> moves only the host pool (the DMA part), <code>process</code> moves the CPU and "
+                  "all memory; the CPU-side part is what the process penalty adds beyond the pool's "
+                  "((1 - process) = (1 - DMA) x (1 - CPU side)).</p>" + parts.to_html(index=False, classes="data split"))
+    return html_
+
+
+def _verdict_text(penalty: Any, mde: Any, status: str) -> str:
+    """A penalty as the product may quote it: the figure with its MDE when measured, else the verdict's words."""
+    if status == "measured":
+        return f"{penalty:.1%} (MDE {mde:.1%})"
+    return status
+
+
+def _noise_html(noise: pd.DataFrame) -> str:
+    rows = noise[noise["processes"] >= 2] if len(noise) else noise
+    if not len(rows):
+        return ""
+    shown = pd.DataFrame({
+        "model": rows["model_name"], "device": rows["device"], "image": rows["height"], "batch": rows["batch_size"],
+        "execution": rows["execution"], "host memory": rows["pinned_memory"].map(_memory),
+        "placement mode": rows["placement_mode"], "placement": rows["placement"], "processes": rows["processes"],
+        "between-process CV": rows["between_process_cv"].map(lambda v: f"{v:.2%}"),
+        "A/A MDE": rows["aa_mde"].map(lambda v: f"{v:.2%}"),
+    })
+    return ("<h2>Noise between worker processes (the noise floor)</h2><p>The spread of one configuration's headline "
+            "samples/s between separate worker processes at one placement, and the smallest penalty a comparison "
+            "with as many processes a side could detect at this noise (A/A MDE, 95% confidence, 80% power).</p>"
+            + shown.to_html(index=False, classes="data noise"))
 
 
 def _notes(df: pd.DataFrame, topology: dict[str, Any] | None, failed: pd.DataFrame) -> list[str]:
@@ -624,10 +758,10 @@ def write_report(
                        ("crossover", crossover_chart(con, folder, crossovers)), ("compile", compile_chart(con, folder)),
                        ("nightly", regression_chart(con)))
         charts.update((name, chart) for name, chart in charts_more if chart is not None)
-        penalty_trials = _penalty_trials(con, folder)
+        penalty_rows = _penalty_rows(con, folder)
         law_points = _law_points(con, folder)
         guide_views = _guide_views(con, folder)
-    penalties = _penalty_table(penalty_trials)
+    penalties = _penalty_table(*penalty_rows)
     laws = _fit_laws(law_points)
     for name, chart in charts.items():
         chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
@@ -641,20 +775,14 @@ table.data td,table.data th{{border:1px solid #ccc;padding:2px 6px}}</style>
 <h1>{html.escape(title)}</h1><ul class="notes">{notes}</ul>"""
     footer = f"<h2>Medians per model and lane</h2>{table}"
     if len(penalties):
-        footer += ("<h2>NUMA penalty (remote vs local samples/s, bootstrap 95% CI)</h2>"
-                   "<p><code>penalty</code> is 1 - median remote / median local samples/s of the runs, the number the "
-                   "heatmap and best_practices.md give; the CI is a bootstrap around <code>penalty of means</code> "
-                   "(of the trials' means), which may differ from it slightly. "
-                   "Trials of one run are not independent draws, runs are: <code>ci_basis</code> says whether an "
-                   "interval holds the run-to-run variation (2 or more runs at each placement) or only the trials of "
-                   "one run, which makes it too narrow; measure more runs for the first.</p>"
-                   + penalties.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes="data"))
+        footer += _penalty_html(penalties, guide_views["split"])
     elif (df["device"] == "cuda").any():
         footer += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
                    "NUMA node none exists), so no penalty is reported.</p>")
     if len(laws):
         footer += ("<h2>Scaling laws (time per sample vs parameters, least squares in log space)</h2>"
                    + laws.to_html(index=False, classes="data"))
+    footer += _noise_html(guide_views["noise"])
     footer += _crossover_html(crossovers)
     if fail_rows:
         footer += f'<h2>Failed runs</h2><table class="data"><tr><th>run_id</th><th>error</th></tr>{fail_rows}</table>'

@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 from filelock import FileLock, Timeout
+from scipy import stats
 
 from numa_ops import paths, results
 
@@ -42,6 +43,9 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("cpu_node", "INTEGER", "cpu_node"),
     ("mem_node", "INTEGER", "mem_node"),
     ("placement", "VARCHAR", "placement"),
+    ("placement_mode", "VARCHAR", "placement_mode"),  # process | pool; NULL (older records): process
+    ("pool_node", "INTEGER", "pool_node"),
+    ("repeat", "INTEGER", "repeat"),  # the worker process's repeat index of its configuration, 0-based
     ("model_name", "VARCHAR", "model.name"),
     ("patch_size", "INTEGER", "model.patch_size"),
     ("depth", "INTEGER", "model.depth"),
@@ -82,6 +86,9 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("ci_target_met", "BOOLEAN", "metrics.ci_target_met"),
     ("samples_per_s_ci_low", "DOUBLE", "metrics.samples_per_s_ci.low"),
     ("samples_per_s_ci_high", "DOUBLE", "metrics.samples_per_s_ci.high"),
+    ("samples_per_s_ci_level", "DOUBLE", "metrics.samples_per_s_ci.level"),
+    ("cpu_control_rate", "DOUBLE", "metrics.cpu_control_rate"),
+    ("binding_stage", "VARCHAR", "metrics.binding_stage"),
     ("pipelined_samples_per_s", "DOUBLE", "metrics.pipelined_samples_per_s"),
     ("ideal_samples_per_s", "DOUBLE", "metrics.ideal_samples_per_s"),
     ("fwd_gpu_ms", "DOUBLE", "metrics.fwd_gpu_ms"),
@@ -129,45 +136,175 @@ EXTRA_PATHS = {
 }
 
 
-VIEWS = {
-    # Remote vs local placement per model x GPU x shape x execution. The regime is what a run turned out
-    # to be, not a setting: a local run may be launch-bound where its remote twin is transfer-bound, so
-    # it is reported (every regime met, as report.PENALTY_SQL does), never grouped by.
-    "numa_penalty": """
-        WITH ok AS (SELECT * FROM runs WHERE success AND device = 'cuda'),
+T_TABLE_MAX_DF = 400  # as numa_ops.analysis.T_TABLE_MAX_DF: normal quantiles beyond
+
+
+def _t_table() -> str:
+    """t quantiles (0.975 and 0.80) for df 1..T_TABLE_MAX_DF as a VALUES list, made once at import from scipy.
+
+    Embedded in the views so that they need no UDF: the plain ``duckdb`` CLI opens the file and gets the same
+    intervals. Beyond the table the views take the normal quantiles, as ``analysis.t_quantile`` does.
+    """
+    rows = ", ".join(f"({df}, {float(stats.t.ppf(0.975, df))!r}::DOUBLE, {float(stats.t.ppf(0.80, df))!r}::DOUBLE)"
+                     for df in range(1, T_TABLE_MAX_DF + 1))
+    return f"tq(df, t975, t80) AS (VALUES {rows})"
+
+
+T_TABLE = _t_table()
+Z975, Z80 = f"{float(stats.norm.ppf(0.975))!r}::DOUBLE", f"{float(stats.norm.ppf(0.80))!r}::DOUBLE"
+ONE_PROCESS = "one process a side: no between-process interval (set test.repeats >= 2)"
+NO_REMOTE = "no remote placement measured: the host has one NUMA node, or none was requested"
+
+# The configuration a penalty compares placements within: never pinned with pageable, nor process with pool.
+PENALTY_KEY = ["host", "gpu_id", "model_name", "depth", "dim", "height", "width", "batch_size", "execution",
+               "pinned_memory", "placement_mode"]
+
+# One row per configuration x host memory x placement mode. The process (one run record) is the unit: each
+# run's headline samples/s is one draw, and the penalty is 1 - exp(mean ln remote - mean ln local), with the
+# two-sample t interval of the logs (pooled spread, df = n_local + n_remote - 2) and the minimum detectable
+# effect at 95% confidence and 80% power, 1 - exp(-(t975 + t80) * sd_ln * sqrt(1/n_local + 1/n_remote)),
+# as numa_ops.analysis.process_penalty computes them. Logs are summed in sorted order: the same records give
+# the same interval on every load. status: 'measured' when |ln(remote/local)| >= the MDE's log (such an
+# interval excludes 0); else 'not detectable at this noise (MDE x%)'. The regime is what a run turned out to
+# be, not a setting: every regime met is reported, never grouped by.
+NUMA_PENALTY = f"""
+        WITH {T_TABLE},
+        ok AS (SELECT * FROM runs WHERE success AND device = 'cuda'),
         grouped AS (
-            SELECT host, any_value(gpu_name) AS gpu_name, gpu_id, model_name, depth, dim, height, width, batch_size,
-                   coalesce(execution, 'eager') AS execution,
+            SELECT host, min(gpu_name) AS gpu_name, gpu_id, model_name, depth, dim, height, width, batch_size,
+                   coalesce(execution, 'eager') AS execution, coalesce(pinned_memory, true) AS pinned_memory,
+                   coalesce(placement_mode, 'process') AS placement_mode,
                    array_to_string(list_sort(list(DISTINCT coalesce(regime, 'unknown'))), ', ') AS regime,
                    count(*) FILTER (WHERE placement = 'local') AS local_runs,
                    count(*) FILTER (WHERE placement = 'remote') AS remote_runs,
-                   median(samples_per_s) FILTER (WHERE placement = 'local') AS local_samples_per_s,
-                   median(samples_per_s) FILTER (WHERE placement = 'remote') AS remote_samples_per_s,
+                   list_sort(list(ln(samples_per_s)) FILTER (WHERE placement = 'local' AND samples_per_s > 0)) AS local_ln,
+                   list_sort(list(ln(samples_per_s)) FILTER (WHERE placement = 'remote' AND samples_per_s > 0)) AS remote_ln,
                    median(h2d_gbps) FILTER (WHERE placement = 'local') AS local_h2d_gbps,
                    median(h2d_gbps) FILTER (WHERE placement = 'remote') AS remote_h2d_gbps,
                    max(numa_distance) FILTER (WHERE placement = 'local') AS local_numa_distance,
                    max(numa_distance) FILTER (WHERE placement = 'remote') AS remote_numa_distance
             FROM ok GROUP BY ALL
+        ),
+        moments AS (
+            SELECT * EXCLUDE (local_ln, remote_ln),
+                   coalesce(len(local_ln), 0) AS local_processes, coalesce(len(remote_ln), 0) AS remote_processes,
+                   list_avg(local_ln) AS local_mean_ln, list_stddev_samp(local_ln) AS local_sd_ln,
+                   list_avg(remote_ln) AS remote_mean_ln, list_stddev_samp(remote_ln) AS remote_sd_ln
+            FROM grouped
+        ),
+        pooled AS (
+            SELECT *, remote_mean_ln - local_mean_ln AS log_ratio,
+                   CASE WHEN local_processes >= 2 AND remote_processes >= 2 THEN local_processes + remote_processes - 2 END AS df,
+                   CASE WHEN local_processes >= 2 AND remote_processes >= 2 THEN
+                       sqrt(((local_processes - 1) * local_sd_ln ^ 2 + (remote_processes - 1) * remote_sd_ln ^ 2)
+                            / (local_processes + remote_processes - 2)) END AS sd_ln
+            FROM moments
+        ),
+        bounds AS (
+            SELECT p.*, sd_ln * sqrt(1.0 / local_processes + 1.0 / remote_processes) AS se_log,
+                   coalesce(tq.t975, {Z975}) AS t975, coalesce(tq.t80, {Z80}) AS t80
+            FROM pooled p LEFT JOIN tq ON tq.df = p.df
         )
-        SELECT *,
-               CASE WHEN remote_runs > 0 AND local_runs > 0 THEN 1 - remote_samples_per_s / local_samples_per_s END
-                   AS throughput_penalty,
+        SELECT * EXCLUDE (se_log, t975, t80),
+               exp(local_mean_ln) AS local_samples_per_s, exp(remote_mean_ln) AS remote_samples_per_s,
+               CASE WHEN remote_processes > 0 AND local_processes > 0 THEN 1 - exp(log_ratio) END AS throughput_penalty,
                CASE WHEN remote_runs > 0 AND local_runs > 0 THEN 1 - remote_h2d_gbps / local_h2d_gbps END AS h2d_penalty,
-               CASE WHEN remote_runs = 0 THEN 'no remote placement measured: the host has one NUMA node, or none was requested'
+               1 - exp(log_ratio + t975 * se_log) AS penalty_low,
+               1 - exp(log_ratio - t975 * se_log) AS penalty_high,
+               1 - exp(-(t975 + t80) * se_log) AS mde,
+               CASE WHEN remote_runs = 0 THEN '{NO_REMOTE}'
                     WHEN local_runs = 0 THEN 'no local placement measured'
-                    ELSE 'measured' END AS status
-        FROM grouped
-        ORDER BY model_name, gpu_id, height, batch_size, execution
+                    WHEN local_processes < 2 OR remote_processes < 2 THEN '{ONE_PROCESS}'
+                    WHEN abs(log_ratio) >= (t975 + t80) * se_log THEN 'measured'
+                    ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * se_log))) || '%)'
+               END AS status
+        FROM bounds
+        ORDER BY model_name, gpu_id, height, batch_size, execution, pinned_memory DESC, placement_mode
+"""
+
+VIEWS = {
+    "numa_penalty": NUMA_PENALTY,
+    # Where both placement modes were measured for a configuration (same host memory): the process penalty
+    # (numactl binds CPU and all memory) split into its DMA part (the pool penalty: only the host pool moved)
+    # and its CPU-side part (process beyond pool: 1 - exp(ln ratio process - ln ratio pool), so
+    # (1 - process) = (1 - dma) * (1 - cpu_side)). The CPU-side interval and MDE pool the spread of all four
+    # arms (df = their processes - 4).
+    "penalty_split": f"""
+        WITH {T_TABLE},
+        pen AS ({NUMA_PENALTY}),
+        pair AS (
+            SELECT pr.host, pr.gpu_name, pr.gpu_id, pr.model_name, pr.depth, pr.dim, pr.height, pr.width, pr.batch_size,
+                   pr.execution, pr.pinned_memory, pr.regime AS process_regime, po.regime AS pool_regime,
+                   pr.local_processes AS process_local_processes, pr.remote_processes AS process_remote_processes,
+                   po.local_processes AS pool_local_processes, po.remote_processes AS pool_remote_processes,
+                   pr.throughput_penalty AS process_penalty, pr.penalty_low AS process_low, pr.penalty_high AS process_high,
+                   pr.mde AS process_mde, pr.status AS process_status,
+                   po.throughput_penalty AS dma_penalty, po.penalty_low AS dma_low, po.penalty_high AS dma_high,
+                   po.mde AS dma_mde, po.status AS dma_status,
+                   pr.log_ratio - po.log_ratio AS cpu_log_ratio, pr.df + po.df - 2 AS cpu_df,
+                   sqrt((pr.df * pr.sd_ln ^ 2 + po.df * po.sd_ln ^ 2) / (pr.df + po.df - 2))
+                       * sqrt(1.0 / pr.local_processes + 1.0 / pr.remote_processes
+                              + 1.0 / po.local_processes + 1.0 / po.remote_processes) AS cpu_se_log
+            FROM pen pr JOIN pen po
+              ON pr.placement_mode = 'process' AND po.placement_mode = 'pool'
+             AND pr.host IS NOT DISTINCT FROM po.host AND pr.gpu_id IS NOT DISTINCT FROM po.gpu_id
+             AND pr.model_name IS NOT DISTINCT FROM po.model_name AND pr.depth IS NOT DISTINCT FROM po.depth
+             AND pr.dim IS NOT DISTINCT FROM po.dim AND pr.height IS NOT DISTINCT FROM po.height
+             AND pr.width IS NOT DISTINCT FROM po.width AND pr.batch_size IS NOT DISTINCT FROM po.batch_size
+             AND pr.execution = po.execution AND pr.pinned_memory = po.pinned_memory
+            WHERE pr.throughput_penalty IS NOT NULL AND po.throughput_penalty IS NOT NULL
+        ),
+        bounds AS (
+            SELECT pair.*, coalesce(tq.t975, {Z975}) AS t975, coalesce(tq.t80, {Z80}) AS t80
+            FROM pair LEFT JOIN tq ON tq.df = pair.cpu_df
+        )
+        SELECT * EXCLUDE (cpu_log_ratio, cpu_df, cpu_se_log, t975, t80),
+               1 - exp(cpu_log_ratio) AS cpu_side_penalty,
+               1 - exp(cpu_log_ratio + t975 * cpu_se_log) AS cpu_side_low,
+               1 - exp(cpu_log_ratio - t975 * cpu_se_log) AS cpu_side_high,
+               1 - exp(-(t975 + t80) * cpu_se_log) AS cpu_side_mde,
+               CASE WHEN cpu_se_log IS NULL THEN '{ONE_PROCESS}'
+                    WHEN abs(cpu_log_ratio) >= (t975 + t80) * cpu_se_log THEN 'measured'
+                    ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * cpu_se_log))) || '%)'
+               END AS cpu_side_status
+        FROM bounds
+        ORDER BY model_name, gpu_id, height, batch_size, execution, pinned_memory DESC
     """,
-    # The penalty per model configuration, largest first (measured rows only), with every regime met.
+    # The noise floor per configuration and placement, on any host (also one with a single NUMA node): the
+    # spread of ln samples/s between worker processes (between_process_cv = sqrt(exp(sd_ln^2) - 1), about
+    # sd_ln), and aa_mde, the MDE of an A/A comparison (local against local) with as many processes a side.
+    "process_noise": f"""
+        WITH {T_TABLE},
+        g AS (
+            SELECT host, min(gpu_name) AS gpu_name, device, gpu_id, model_name, depth, dim, height, width, batch_size,
+                   coalesce(execution, 'eager') AS execution, coalesce(pinned_memory, true) AS pinned_memory,
+                   coalesce(placement_mode, 'process') AS placement_mode, placement, count(*) AS runs,
+                   list_sort(list(ln(samples_per_s)) FILTER (WHERE samples_per_s > 0)) AS ln_rates
+            FROM runs WHERE success GROUP BY ALL
+        ),
+        s AS (
+            SELECT * EXCLUDE (ln_rates), coalesce(len(ln_rates), 0) AS processes, exp(list_avg(ln_rates)) AS geo_mean_samples_per_s,
+                   CASE WHEN len(ln_rates) >= 2 THEN list_stddev_samp(ln_rates) END AS sd_ln,
+                   CASE WHEN len(ln_rates) >= 2 THEN 2 * len(ln_rates) - 2 END AS aa_df
+            FROM g
+        )
+        SELECT s.* EXCLUDE (aa_df), sqrt(exp(sd_ln ^ 2) - 1) AS between_process_cv,
+               1 - exp(-(coalesce(tq.t975, {Z975}) + coalesce(tq.t80, {Z80})) * sd_ln * sqrt(2.0 / processes)) AS aa_mde,
+               CASE WHEN processes < 2 THEN 'one process: no between-process spread (set test.repeats >= 2)'
+                    ELSE 'measured' END AS status
+        FROM s LEFT JOIN tq ON tq.df = s.aa_df
+        ORDER BY model_name, gpu_id, height, batch_size, execution, pinned_memory DESC, placement_mode, placement
+    """,
+    # The penalty per model configuration, host memory and placement mode, largest first (measured rows only),
+    # with every regime met.
     "sensitivity_map": """
-        SELECT model_name, depth, dim,
+        SELECT model_name, depth, dim, pinned_memory, placement_mode,
                array_to_string(list_sort(list_distinct(flatten(list(string_split(regime, ', '))))), ', ') AS regime,
                count(*) AS configurations,
                median(throughput_penalty) AS median_penalty, max(throughput_penalty) AS max_penalty,
                rank() OVER (ORDER BY median(throughput_penalty) DESC) AS rank
         FROM numa_penalty WHERE status = 'measured'
-        GROUP BY model_name, depth, dim
+        GROUP BY model_name, depth, dim, pinned_memory, placement_mode
     """,
     # Where a batch's time goes, per configuration: copies, the GPU's compute, launch overhead.
     "stage_breakdown": """
@@ -226,7 +363,8 @@ VIEWS = {
     """,
     # samples/s against model size, per experiment and execution mode (fits: numa_ops.analysis).
     "scaling": """
-        SELECT experiment, coalesce(execution, 'eager') AS execution, device, height, batch_size, model_name,
+        SELECT experiment, coalesce(execution, 'eager') AS execution, device, height, batch_size,
+               coalesce(pinned_memory, true) AS pinned_memory, model_name,
                depth, dim, median(parameters) AS parameters, median(flops_per_sample) AS flops_per_sample,
                median(samples_per_s) AS samples_per_s, median(fwd_gpu_ms) AS fwd_gpu_ms, count(*) AS runs
         FROM runs WHERE success GROUP BY ALL ORDER BY experiment, depth, dim
@@ -234,7 +372,7 @@ VIEWS = {
     # torch.compile against eager for the same model, shape and placement.
     "compile_speedup": """
         SELECT model_name, lane, height, batch_size, coalesce(execution, 'eager') AS execution,
-               median(samples_per_s) AS samples_per_s, median(compile_s) AS compile_s,
+               coalesce(pinned_memory, true) AS pinned_memory, median(samples_per_s) AS samples_per_s, median(compile_s) AS compile_s,
                median(CAST(record->>'$.metrics.compile_speedup' AS DOUBLE)) AS forward_speedup,
                median(CAST(record->>'$.metrics.compile_break_even_samples' AS DOUBLE)) AS break_even_samples,
                count(*) AS runs

@@ -78,3 +78,45 @@ def write_power_law_runs(folder: Path, exponent: float, seed: int, spread: float
                      metrics={"samples_per_s": 1 / seconds, "parameters": int(params), "execution": "eager"})
         rec["model"]["name"] = f"p{i}"
         write(folder, rec)
+
+
+def process_run(folder: Path, run_id: str, placement: str, rate: float, model: str = "m", pinned: bool | None = True,
+                mode: str | None = None, control: float | None = None, repeat: int | None = None, batch: int = 4) -> None:
+    """One worker process's record of a CUDA configuration: its headline ``rate`` at ``placement``.
+
+    ``pinned`` is the host pool's ``pool_pinned`` (None: an older record without it), ``mode`` the top-level
+    ``placement_mode`` (None: an older record, meaning process), ``control`` the CPU-speed control rate.
+    """
+    metrics: dict[str, Any] = {"samples_per_s": float(rate), "execution": "eager", "regime": "transfer-bound"}
+    if pinned is not None:
+        metrics["pool_pinned"] = pinned
+    if control is not None:
+        metrics["cpu_control_rate"] = float(control)
+    remote = int(placement == "remote")
+    rec = record(run_id, device="cuda", placement=placement, gpu_id=0, lane=f"gpu0-cpu{remote}-mem{remote}", metrics=metrics)
+    rec["model"]["name"] = model
+    rec["test"]["batch_size"] = batch
+    if mode is not None:
+        rec["placement_mode"] = mode
+    if repeat is not None:
+        rec["repeat"] = repeat
+    write(folder, rec)
+
+
+def write_process_study(folder: Path, name: str, local: list[float], remote: list[float],
+                        controls: tuple[list[float], list[float]] | None = None, **kwargs: Any) -> None:
+    """A configuration measured by one worker process per rate at each placement (run ids ``<name>.<placement><i>``),
+    placements interleaved by repeat; ``controls``: the CPU-speed control of each local and remote process."""
+    for place, rates in (("local", local), ("remote", remote)):
+        for i, rate in enumerate(rates):
+            control = None if controls is None else controls[place == "remote"][i]
+            process_run(folder, f"{folder.name}.{name}.{place}{i}", place, rate, control=control, repeat=i,
+                        **{"model": name, **kwargs})
+
+
+def lognormal_study(rng: np.random.Generator, n: int, cv: float, penalty: float,
+                    base: float = 1000.0) -> tuple[list[float], list[float]]:
+    """``n`` local and ``n`` remote process headlines with lognormal process noise of ``cv`` (the sd of ln)."""
+    local = base * np.exp(rng.normal(0, cv, n))
+    remote = base * (1 - penalty) * np.exp(rng.normal(0, cv, n))
+    return [float(v) for v in local], [float(v) for v in remote]

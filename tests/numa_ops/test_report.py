@@ -4,6 +4,7 @@ import json
 import re
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from filelock import FileLock
@@ -56,56 +57,81 @@ def test_scaling_law_table_from_three_models(tmp_path):
     assert "Scaling laws" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
 
 
-def test_numa_penalty_table_with_bootstrap_ci(tmp_path):
+def _processes(folder, rates, batch=None, **extra):
+    """One run record (one worker process) per rate and placement of model m, eager, transfer-bound."""
+    for place, values in rates.items():
+        for i, rate in enumerate(values):
+            rec = record(f"{folder.name}.{'' if batch is None else f'b{batch}.'}{place}{i}", folder=folder.name, device="cuda",
+                         placement=place, gpu_id=0, lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
+                         metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound",
+                                  "trial_samples_per_s": {"serial": [rate - 1, rate, rate + 1]}}, **extra)
+            rec["model"]["name"] = "m"
+            if batch is not None:
+                rec["test"]["batch_size"] = batch
+            planted.write(folder, rec)
+
+
+def test_numa_penalty_table_with_between_process_ci(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    for place, base in (("local", 100.0), ("remote", 80.0)):
-        trials = [base + d for d in (-1.0, 0.0, 1.0, 0.5, -0.5)]
-        rec = record(f"f1.{place}", device="cuda", placement=place, gpu_id=0,
-                     metrics={"samples_per_s": base, "trial_samples_per_s": {"serial": trials, "pipelined": []}})
-        rec["model"]["name"] = "m"
-        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    _processes(folder, {"local": (100.0, 100.5), "remote": (80.0, 80.4)})  # two processes a side, 0.5% apart
     store.load([folder], db)
     table = report.numa_penalties(db, "f1")
     assert len(table) == 1
     row = table.iloc[0]
     assert abs(row["penalty"] - 0.2) < 1e-9 and row["95% CI low"] < 0.2 < row["95% CI high"]
-    assert "bootstrap 95% CI" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+    assert row["verdict"] == "measured" and 0 < row["MDE"] < 0.1 and row["ci_basis"] == report.BETWEEN_RUNS
+    html = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+    assert "between worker processes, 95% t interval" in html and "<th>MDE</th>" in html
+    assert "bootstrap" not in html.split("<h2>NUMA penalty", 1)[1]
     assert (tmp_path / "rep" / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
-    assert "remote placement costs 20.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
+    guide = (tmp_path / "rep" / "best_practices.md").read_text()
+    assert "remote placement costs 20.0% of samples/s" in guide and "2 local and 2 remote processes" in guide
 
 
-def test_a_penalty_from_one_run_a_side_says_its_ci_is_within_run(tmp_path):
+def test_a_penalty_from_one_process_a_side_has_no_interval(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    for place, base in (("local", 100.0), ("remote", 80.0)):
-        rec = record(f"f1.{place}", device="cuda", placement=place, gpu_id=0,
-                     metrics={"samples_per_s": base, "trial_samples_per_s": {"serial": [base - 1, base, base + 1]}})
-        rec["model"]["name"] = "m"
-        results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    _processes(folder, {"local": (100.0,), "remote": (80.0,)})
     store.load([folder], db)
     (row,) = report.numa_penalties(db, "f1").to_dict("records")
-    assert row["ci_basis"] == report.WITHIN_ONE_RUN and "too narrow" in row["ci_basis"]
+    assert row["ci_basis"] == report.ONE_PROCESS_A_SIDE == row["verdict"] and "test.repeats >= 2" in row["verdict"]
+    assert row["penalty"] is None and row["95% CI low"] is None and row["MDE"] is None  # no figure without an interval
     html = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
-    assert "<th>ci_basis</th>" in html and report.WITHIN_ONE_RUN in html and "Trials of one run are not independent" in html
+    assert "<th>ci_basis</th>" in html and report.ONE_PROCESS_A_SIDE in html and "Each run is one worker process" in html
+    guide = (tmp_path / "rep" / "best_practices.md").read_text()
+    assert report.ONE_PROCESS_A_SIDE in guide and "20.0%" not in guide
 
 
 def test_penalty_table_gives_the_same_penalty_as_the_view_and_the_guide(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    for place, rates in (("local", (100.0, 100.0, 130.0)), ("remote", (80.0, 79.0, 81.0))):  # one fast local run
-        for i, rate in enumerate(rates):
-            rec = record(f"f1.{place}{i}", device="cuda", placement=place, gpu_id=0,
-                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
-                         metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound",
-                                  "trial_samples_per_s": {"serial": [rate - 1, rate, rate + 1]}})
-            rec["model"]["name"] = "m"
-            planted.write(folder, rec)
+    local, remote = (100.0, 100.0, 104.0), (80.0, 79.0, 81.0)  # one fast local process
+    _processes(folder, {"local": local, "remote": remote})
     store.load([folder], db)
     (row,) = report.numa_penalties(db, "f1").to_dict("records")
     (view,) = store.query("SELECT throughput_penalty FROM numa_penalty", database=db)
-    assert row["penalty"] == pytest.approx(view[0]) == pytest.approx(0.2)  # median of the runs: 1 - 80 / 100
-    assert row["penalty of means"] == pytest.approx(1 - 80 / 110)  # what the bootstrap is drawn around
+    expected = 1 - np.exp(np.log(remote).mean() - np.log(local).mean())  # geometric means: 1 - 80.0 / 101.3
+    assert row["penalty"] == pytest.approx(view[0]) == pytest.approx(expected)
+    assert expected == pytest.approx(0.2104, abs=1e-4)  # not the median's 0.2
     index = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
-    assert "<td>0.200</td>" in index.split("<h2>NUMA penalty", 1)[1]
-    assert "remote placement costs 20.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
+    assert f"<td>{expected:.3f}</td>" in index.split("<h2>NUMA penalty", 1)[1]
+    assert f"remote placement costs {expected:.1%} of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
+
+
+def test_a_penalty_below_its_mde_is_not_quoted(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _processes(folder, {"local": (100.0, 108.0, 93.0), "remote": (97.0, 104.0, 92.0)})  # 2% apart, 7% noise
+    store.load([folder], db)
+    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    (view,) = store.query("SELECT throughput_penalty, mde, status FROM numa_penalty", database=db)
+    assert 0 < view[0] < view[1] and view[2] == f"not detectable at this noise (MDE {view[1]:.1%})" == row["verdict"]
+    assert row["penalty"] is None and row["MDE"] == pytest.approx(view[1])
+    index = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+    section = index.split("<h2>NUMA penalty", 1)[1].split("<h2>", 1)[0]
+    assert f"<td>{view[2]}</td>" in section and f"{view[0]:.3f}" not in section
+    guide = (tmp_path / "rep" / "best_practices.md").read_text()
+    assert view[2] in guide and f"{view[0]:.1%}" not in guide
+    heat = report.sensitivity_heatmap(db, "f1").data
+    (cell,) = heat[heat["placement"].str.startswith("remote")].to_dict("records")
+    assert cell["label"] == f"not detectable (MDE {view[1]:.1%})" and pd.isna(cell["relative"])
 
 
 def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
@@ -160,16 +186,28 @@ def test_guide_quotes_the_crossover(tmp_path):
     assert "from **d16** on (1.6e+09 FLOPs/sample, 1.6e+07 parameters; interpolated crossover 1.2e+09 FLOPs/sample)" in guide
 
 
-def test_numa_penalty_skips_a_placement_without_trials(tmp_path):
+def test_numa_penalty_skips_a_placement_without_a_headline(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    for place, trials in (("local", {"serial": [100.0, 101.0, 99.0]}), ("remote", None)):
-        metrics = {"samples_per_s": 90.0, **({"trial_samples_per_s": trials} if trials else {})}
-        rec = record(f"f1.{place}", device="cuda", placement=place, gpu_id=0, metrics=metrics)
+    for place, rate in (("local", 90.0), ("remote", None)):  # the remote run has no samples/s: no process to count
+        rec = record(f"f1.{place}", device="cuda", placement=place, gpu_id=0,
+                     metrics={"samples_per_s": rate, "trial_samples_per_s": {"serial": [100.0, 101.0, 99.0]}})
         rec["model"]["name"] = "m"
         results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
     store.load([folder], db)
     assert report.numa_penalties(db, "f1").empty
     assert "NUMA penalty" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+
+
+def test_numa_penalty_needs_no_trials(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for place, rates in (("local", (100.0, 100.2)), ("remote", (80.0, 80.16))):
+        for i, rate in enumerate(rates):  # headlines only: a process is one draw, its trials are not
+            rec = record(f"f1.{place}{i}", device="cuda", placement=place, gpu_id=0, metrics={"samples_per_s": rate})
+            rec["model"]["name"] = "m"
+            results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+    store.load([folder], db)
+    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    assert row["penalty"] == pytest.approx(0.2) and row["verdict"] == "measured"
 
 
 def test_guide_says_the_crossover_lies_below_the_smallest_model(tmp_path):
@@ -215,19 +253,17 @@ def test_compile_chart_is_scoped_to_its_folder(tmp_path):
 def test_a_folders_guide_quotes_its_own_runs_only(tmp_path):
     db = tmp_path / "db.duckdb"
     for name, local, remote in (("f1", 100.0, 80.0), ("f2", 200.0, 100.0)):  # penalties 20% and 50%
-        for place, rate in (("local", local), ("remote", remote)):
-            rec = record(f"{name}.{place}", folder=name, device="cuda", placement=place, gpu_id=0,
-                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
-                         metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound"})
-            rec["model"]["name"] = "m"
-            planted.write(tmp_path / name, rec)
+        _processes(tmp_path / name, {"local": (local, local * 1.001), "remote": (remote, remote * 1.001)})
     store.load([tmp_path / "f1", tmp_path / "f2"], db)
     report.write_report(tmp_path / "rep1", "t", database=db, folder="f1")
     guide = (tmp_path / "rep1" / "best_practices.md").read_text()
     assert "remote placement costs 20.0% of samples/s" in guide and "100 samples/s" in guide
     assert "50.0%" not in guide and "40.0%" not in guide and "200 samples/s" not in guide and "150 samples/s" not in guide
     report.write_report(tmp_path / "rep", "t", database=db)  # the cumulative guide: every folder's runs
-    assert "remote placement costs 40.0% of samples/s" in (tmp_path / "rep" / "best_practices.md").read_text()
+    guide = (tmp_path / "rep" / "best_practices.md").read_text()
+    (status,) = store.query("SELECT status FROM numa_penalty", database=db)[0]  # 4 processes a side, two hosts' worth apart
+    assert status.startswith("not detectable at this noise (MDE ") and f"{status};" in guide
+    assert "20.0%" not in guide and "50.0%" not in guide and "4 local and 4 remote processes" in guide
 
 
 def test_regression_chart_keeps_configs_that_share_a_label(tmp_path):
@@ -246,12 +282,7 @@ def test_heatmap_and_guide_show_the_same_penalty_per_config(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     for batch, local, remote in ((4, 100.0, 80.0), (16, 400.0, 200.0)):  # 20% at batch 4, 50% at batch 16
         for place, rate in (("local", local), ("remote", remote)):
-            rec = record(f"f1.b{batch}.{place}", device="cuda", placement=place, gpu_id=0, numa_distance=10 if place == "local" else 21,
-                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
-                         metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound"})
-            rec["model"]["name"] = "m"
-            rec["test"]["batch_size"] = batch
-            planted.write(folder, rec)
+            _processes(folder, {place: (rate, rate * 1.001)}, batch=batch, numa_distance=10 if place == "local" else 21)
     store.load([folder], db)
     data = report.sensitivity_heatmap(db, "f1").data
     remote = data[data["placement"] == "remote (d=21)"].set_index("config")["relative"].round(6).to_dict()

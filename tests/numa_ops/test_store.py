@@ -116,13 +116,31 @@ def _gpu(run_id, placement, rate, regime="transfer-bound", batch_size=4):
 
 def test_numa_penalty_view(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    for rec in (_gpu("f1.a", "local", 100.0), _gpu("f1.b", "remote", 80.0),
-                _gpu("f1.c", "local", 50.0, "launch-bound", 16), _gpu("f1.d", "remote", 45.0, "launch-bound", 16)):
+    for i, spread in enumerate((1.0, 1.001)):  # two processes a side, 0.1% apart: an interval, and a tight one
+        for rec in (_gpu(f"f1.a{i}", "local", 100.0 * spread), _gpu(f"f1.b{i}", "remote", 80.0 * spread),
+                    _gpu(f"f1.c{i}", "local", 50.0 * spread, "launch-bound", 16),
+                    _gpu(f"f1.d{i}", "remote", 45.0 * spread, "launch-bound", 16)):
+            _write(folder, rec)
+    store.load([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT regime, throughput_penalty, status, local_processes, remote_processes, penalty_low, "
+                           "penalty_high, mde FROM numa_penalty ORDER BY regime").fetchall()
+    assert [(r[0], round(r[1], 3), r[2], r[3], r[4]) for r in rows] == [
+        ("launch-bound", 0.1, "measured", 2, 2), ("transfer-bound", 0.2, "measured", 2, 2)]
+    for _, penalty, _, _, _, low, high, mde in rows:
+        assert low < penalty < high and 0 < mde < 0.01
+
+
+def test_numa_penalty_with_one_process_a_side_gives_no_interval(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for rec in (_gpu("f1.a", "local", 100.0), _gpu("f1.b", "remote", 80.0)):
         _write(folder, rec)
     store.load([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("SELECT regime, throughput_penalty, status FROM numa_penalty ORDER BY regime").fetchall()
-    assert [(r[0], round(r[1], 3), r[2]) for r in rows] == [("launch-bound", 0.1, "measured"), ("transfer-bound", 0.2, "measured")]
+        (row,) = con.execute("SELECT throughput_penalty, penalty_low, penalty_high, mde, status FROM numa_penalty").fetchall()
+        assert con.execute("SELECT count(*) FROM sensitivity_map").fetchone() == (0,)  # not a finding
+    assert row[0] == pytest.approx(0.2) and row[1:4] == (None, None, None)
+    assert row[4] == store.ONE_PROCESS == "one process a side: no between-process interval (set test.repeats >= 2)"
 
 
 def test_numa_penalty_pairs_runs_whose_regimes_differ(tmp_path):
@@ -152,12 +170,14 @@ def test_numa_penalty_says_when_no_remote_node_exists(tmp_path):
 def test_analysis_views_answer_on_measured_runs(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     model = {"name": "m", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64}
-    for i, (place, rate, execution) in enumerate([("local", 100.0, "eager"), ("remote", 90.0, "eager"), ("local", 150.0, "compile")]):
+    runs = [("local", 100.0, "eager"), ("remote", 90.0, "eager"), ("local", 150.0, "compile")]
+    runs += [(place, rate * 1.001, execution) for place, rate, execution in runs]  # a second process of each
+    for i, (place, rate, execution) in enumerate(runs):
         metrics = {"samples_per_s": rate, "regime": "transfer-bound", "execution": execution, "flops_per_sample": 10,
                    "h2d_ms": {"median": 1.0}, "forward_ms": {"median": 0.5}, "d2h_ms": {"median": 0.1},
                    "batch_ms": {"median": 1.6}, "fwd_gpu_ms": 0.4, "compile_speedup": 1.5 if execution == "compile" else None}
         _write(folder, record(f"f1.r{i}", device="cuda", placement=place, gpu_id=0, model=model, metrics=metrics,
-                              lane=f"gpu0-cpu{i}-mem{i}"))
+                              lane=f"gpu0-cpu{i % 3}-mem{i % 3}"))
     store.load([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT model_name, round(median_penalty, 3) FROM sensitivity_map").fetchall() == [("m", 0.1)]
