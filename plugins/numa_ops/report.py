@@ -24,7 +24,7 @@ from numa_ops import store
 AGGREGATE_SQL = """
 SELECT experiment, model_name, depth, dim, height AS image, batch_size, coalesce(execution, 'eager') AS execution,
        CASE WHEN coalesce(pinned_memory, true) THEN 'pinned' ELSE 'pageable' END AS host_memory,
-       lane, device, placement,
+       lane, device, placement, coalesce(placement_mode, 'process') AS placement_mode,
        any_value(gpu_name) AS gpu_name,
        mode(regime) FILTER (WHERE success) AS regime,
        count(*) AS runs,
@@ -42,7 +42,7 @@ SELECT experiment, model_name, depth, dim, height AS image, batch_size, coalesce
 FROM runs
 WHERE {where}
 GROUP BY ALL
-ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, lane
+ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, lane, placement_mode
 """
 
 
@@ -83,6 +83,11 @@ def _label(df: pd.DataFrame) -> pd.DataFrame:
     df["series"] = df["lane"] + " " + df["execution"] + " " + df["image"].astype(str) + "px b" + df["batch_size"].astype(str)
     df["row"] = df["model_name"] + " | " + df["execution"] + " | " + df["image"].astype(str) + "px b" + df["batch_size"].astype(str)
     df.loc[df["host_memory"] == "pageable", "row"] += " | pageable"
+    if _both(df["host_memory"]):  # pinned and pageable each have their own bar, and say which they are
+        df["series"] = df["series"] + " " + df["host_memory"]
+    if _both(df["placement_mode"]):
+        df["series"] = df["series"] + " " + df["placement_mode"]
+        df["row"] = df["row"] + " | " + df["placement_mode"] + " placement"
     if df["lane"].nunique() > 1:
         df["row"] = df["row"] + " | " + df["lane"]
     return df

@@ -334,3 +334,26 @@ def test_readers_take_an_open_connection_too(tmp_path):
         pd.testing.assert_frame_equal(report.crossover_table(con, "f1"), by_path)
         pd.testing.assert_frame_equal(report.crossover_table(db, "f1"), by_path)  # same thread, same file: no second lock
         assert report.crossover_chart(con, "f1") is not None
+
+
+def test_pinned_and_pageable_runs_are_fitted_apart(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for pinned, exponent in ((True, 1.0), (False, 0.5)):
+        for i, params in enumerate((1e6, 2e6, 4e6, 8e6)):
+            rec = record(f"f1.{pinned}.{i}", samples_per_s=1.0 / (1e-9 * params**exponent), study="depth_scaling")
+            rec["metrics"].update(parameters=params, pool_pinned=pinned)
+            rec["model"]["name"] = f"p{i}"
+            planted.write(folder, rec)
+    store.load([folder], db)
+    laws = report.scaling_laws(db, "f1").set_index("host_memory")
+    assert laws.loc["pinned", "exponent"] == pytest.approx(1.0, abs=1e-3)
+    assert laws.loc["pageable", "exponent"] == pytest.approx(0.5, abs=1e-3)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT pinned_memory, count(*) FROM scaling GROUP BY ALL ORDER BY ALL").fetchall() == [
+            (False, 4), (True, 4)]
+    report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
+    guide = (tmp_path / "rep" / "best_practices.md").read_text()
+    assert "(eager, 32px, batch 4, pinned host memory, 4 models): s/sample = 1e-09 * params^1.000" in guide
+    assert "(eager, 32px, batch 4, pageable host memory, 4 models)" in guide and "params^0.500" in guide
+    fastest = [line for line in guide.splitlines() if line.startswith("- **p")]
+    assert fastest and all("host memory" in line for line in fastest)  # every answer names which one
