@@ -250,7 +250,7 @@ def sensitivity_heatmap(database: Source, folder: str | None = None) -> alt.Char
         return pen[col].map(lambda d: "?" if pd.isna(d) else str(int(d)))
 
     measured = pen["status"] == "measured"
-    remote_text = [f"-{p:.1%}" if ok else ("not detectable (MDE " + f"{m:.1%})" if pd.notna(m) else "1 process a side")
+    remote_text = [f"{-p:+.1%}" if ok else ("not detectable (MDE " + f"{m:.1%})" if pd.notna(m) else "1 process a side")
                    for p, m, ok in zip(pen["throughput_penalty"], pen["mde"], measured, strict=True)]
     df = pd.concat([
         pd.DataFrame({"model_name": pen["model_name"], "config": config, "regime": pen["regime"],

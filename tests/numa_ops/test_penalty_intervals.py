@@ -260,3 +260,29 @@ def test_new_record_fields_are_columns(tmp_path):
                            "ORDER BY run_id").fetchall()
     assert rows == [("f1.new", 2, "pool", 1, 5.0e4, "h2d", 7, 9, 98.0, 102.0, 0.961),
                     ("f1.old", None, None, None, None, None, None, None, None, None, None)]
+
+
+@pytest.mark.parametrize(
+    ("view", "columns"),
+    [pytest.param("numa_penalty", {
+        "host", "gpu_name", "gpu_id", "model_name", "depth", "dim", "height", "width", "batch_size", "execution",
+        "pinned_memory", "placement_mode", "regime", "local_runs", "remote_runs", "local_processes", "remote_processes",
+        "local_mean_ln", "local_sd_ln", "remote_mean_ln", "remote_sd_ln", "log_ratio", "df", "sd_ln",
+        "local_samples_per_s", "remote_samples_per_s", "local_h2d_gbps", "remote_h2d_gbps", "local_numa_distance",
+        "remote_numa_distance", "throughput_penalty", "h2d_penalty", "penalty_low", "penalty_high", "mde", "status"},
+        id="numa_penalty"),
+     pytest.param("penalty_split", {
+         "process_penalty", "process_low", "process_high", "process_mde", "process_status", "dma_penalty", "dma_low",
+         "dma_high", "dma_mde", "dma_status", "cpu_side_penalty", "cpu_side_low", "cpu_side_high", "cpu_side_mde",
+         "cpu_side_status", "process_local_processes", "process_remote_processes", "pool_local_processes",
+         "pool_remote_processes", "pinned_memory"}, id="penalty_split"),
+     pytest.param("process_noise", {
+         "device", "placement_mode", "placement", "pinned_memory", "runs", "processes", "geo_mean_samples_per_s", "sd_ln",
+         "between_process_cv", "aa_mde", "status"}, id="process_noise")],
+)
+def test_views_have_the_documented_columns(tmp_path, view, columns):
+    db = tmp_path / "db.duckdb"
+    store.load([], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        have = {d[0] for d in con.execute(f"SELECT * FROM {view} LIMIT 0").description}
+    assert columns <= have
