@@ -1,9 +1,12 @@
 """The launching thread as a measured resource: its core, its speed, and what disturbed it.
 
-- **One core, chosen and held.** The thread that enqueues the GPU's work is pinned to one core of
-  the CPU node the worker is bound to. Candidates are timed with the CPU-speed control and the
-  fastest steady one is taken; a host-wide ``flock`` per core keeps workers of other lanes (other
-  GPUs on the same node) off it, and the kernel drops the lock if the worker dies.
+- **One core at a time, chosen and held.** The thread that enqueues the GPU's work is pinned to one
+  core of the CPU node the worker is bound to. Candidates are timed with the CPU-speed control and
+  the fastest few are held: a host-wide ``flock`` per core keeps workers of other lanes (other GPUs
+  on the same node) off them, and the kernel drops the locks if the worker dies. The GPU hosts' vCPUs
+  flip between a fast and a slow state over seconds, each on its own (measured on an H100 host: about
+  265k and 155k control ops/s), so between trials the thread moves to whichever held core is fastest
+  then; it never moves inside a trial.
 - **A CPU-speed control.** A fixed CPU-side yardstick (a loop of tiny CPU tensor operations: the
   same Python and dispatcher path a kernel launch takes, without touching the GPU) timed beside every
   trial and in short samples inside its serial pass (their time left out of the pass's). The GPU hosts are VMs whose vCPUs differ in speed by core and over time: a launch-bound
@@ -27,6 +30,8 @@ from filelock import FileLock, Timeout
 CONTROL_OPS = 1000  # tensor operations per control sample (about 3-6 ms on a server core)
 CONTROL_SAMPLES = 5
 MAX_CANDIDATES = 4
+HOLD = 3  # cores a worker keeps to move its launching thread among
+HOP_OPS = 200  # ops per sample when choosing among them between trials
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -97,35 +102,58 @@ def core_lock_dir() -> Path:
 
 @dataclass
 class LaunchCore:
-    """The core the launching thread is pinned to, why it was chosen, and the lock that holds it."""
+    """The cores the launching thread may run on (held with locks), the one it is on, and why."""
 
     cpu: int | None
     allowed: list[int]
     rates: dict[int, float] = field(default_factory=dict)
     taken_by_others: list[int] = field(default_factory=list)
-    lock: FileLock | None = None
+    locks: dict[int, FileLock] = field(default_factory=dict)
     note: str | None = None
+    hops: int = 0
+
+    @property
+    def held(self) -> list[int]:
+        """The cores this worker holds (the launching thread moves only among them)."""
+        return sorted(self.locks) or ([self.cpu] if self.cpu is not None else [])
 
     def others(self) -> set[int]:
-        """The worker's other CPUs (for helper processes such as telemetry): all but the launching core."""
-        rest = set(self.allowed) - {self.cpu}
+        """The worker's other CPUs (for helper processes such as telemetry): all but the held cores."""
+        rest = set(self.allowed) - set(self.held)
         return rest or set(self.allowed)
 
+    def hop(self) -> int | None:
+        """Between trials: move the thread to the fastest of the held cores now (a vCPU's speed changes
+        over seconds); returns the core it is on."""
+        if len(self.held) < 2:
+            return self.cpu
+        now = {}
+        for cpu in self.held:
+            os.sched_setaffinity(0, {cpu})
+            now[cpu] = control_rate(2, HOP_OPS)
+        best = max(now, key=now.__getitem__)
+        os.sched_setaffinity(0, {best})
+        self.hops += best != self.cpu
+        self.cpu = best
+        return best
+
     def summary(self) -> dict[str, Any]:
-        return {"cpu": self.cpu, "candidates_ops_per_s": {str(k): round(v) for k, v in self.rates.items()},
+        return {"cpu": self.cpu, "held": self.held, "hops": self.hops,
+                "candidates_ops_per_s": {str(k): round(v) for k, v in self.rates.items()},
                 "taken_by_other_workers": self.taken_by_others, "allowed_cpus": len(self.allowed), "note": self.note}
 
     def release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+        for lock in self.locks.values():
+            lock.release()
+        self.locks = {}
 
 
-def pin_launching_thread(lock_dir: Path | None = None, candidates: int = MAX_CANDIDATES) -> LaunchCore:
+def pin_launching_thread(lock_dir: Path | None = None, candidates: int = MAX_CANDIDATES, hold: int = HOLD) -> LaunchCore:
     """Pin the calling thread to the fastest free core among those the worker is bound to.
 
     Up to ``candidates`` free cores (not locked by another worker) are timed with the control; the
-    fastest is locked and kept. Where no lock can be taken the fastest core is used anyway, and said.
+    ``hold`` fastest stay locked, and the thread moves among them between trials (``LaunchCore.hop``).
+    Where no lock can be taken the fastest core is used anyway, and said.
     """
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) == 1:
@@ -160,9 +188,10 @@ def pin_launching_thread(lock_dir: Path | None = None, candidates: int = MAX_CAN
         os.sched_setaffinity(0, {cpu})
         control_rate(2)  # settle on the core
         rates[cpu] = control_rate()
-    chosen = max(rates, key=rates.__getitem__)
-    os.sched_setaffinity(0, {chosen})
-    for cpu, lock in locks.items():
-        if cpu != chosen:
-            lock.release()
-    return LaunchCore(chosen, allowed, rates, taken, locks.get(chosen), note)
+    ranked = sorted(rates, key=rates.__getitem__, reverse=True)
+    keep = set(ranked[:max(1, hold)])
+    os.sched_setaffinity(0, {ranked[0]})
+    for cpu in list(locks):
+        if cpu not in keep:
+            locks.pop(cpu).release()
+    return LaunchCore(ranked[0], allowed, rates, taken, locks, note)

@@ -46,7 +46,7 @@ from numa_ops.worker.telemetry import Telemetry, empty
 SLOTS = 2
 EXECUTIONS = ("eager", "cuda_graph", "compile", "compile_reduce_overhead")
 STAGES = ("h2d", "forward", "d2h")
-MAX_STAGE_BATCHES = 50  # gated batches per trial: enough for stage medians, each batch pays its spins
+MAX_STAGE_BATCHES = 20  # gated batches per trial: enough for stage medians, each batch pays its spins
 CONTROL_EVERY_S = 0.025  # a control sample inside the serial pass this often
 CONTROL_SAMPLE_OPS = 100  # its length (well under a millisecond)
 CONTROL_FLAG = 0.10  # a trial whose CPU-speed control is this far from the run's median is flagged
@@ -483,6 +483,7 @@ def _measure(
     controls: list[float] = []
     disturbances: list[dict[str, Any]] = []
     trial_s: list[float] = []
+    trial_cpus: list[int | None] = []
     t0 = time.perf_counter()
     stop_reason = None
     mode = test.get("telemetry", "separate") if cuda else "off"
@@ -492,6 +493,9 @@ def _measure(
     try:
         with Telemetry(nvml_index if mode == "during" else None, cpus=core.others() if core else None) as telemetry:
             while True:
+                if core is not None:
+                    launch_cpu = core.hop()
+                trial_cpus.append(launch_cpu)
                 start, before = time.perf_counter(), Disturbance.now(launch_cpu)
                 samples = [control_rate(3)]
                 serial_rates.append(serial_batches * bs / engine.serial_pass(serial_batches, issue, samples))
@@ -606,6 +610,7 @@ def _measure(
         "trial_flags": _flags(controls, disturbances, trial_s),
         "intra_op_threads": torch.get_num_threads(),
         "launch_cpu": launch_cpu,
+        "trial_launch_cpu": trial_cpus,
         "launch_cpu_node": cpu_node(launch_cpu),
         "launch_core": core.summary() if core is not None else None,
     }
