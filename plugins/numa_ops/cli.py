@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rich.progress import MofNCompleteColumn, Progress
 
@@ -95,7 +96,11 @@ def where(airflow_rc: int | None) -> int:
     print(f"  {sys.executable} -c \"import duckdb; print(duckdb.connect('{info['duckdb']}', read_only=True)"
           ".sql('select model_name, lane, samples_per_s from runs order by finished_at desc limit 10'))\"")
     failed = summary["failed_runs"] or summary["missing_runs"]
-    return 1 if failed or airflow_rc else 0
+    gates = [json.loads(p.read_text()) for p in (Path(r).parent / "gate.json" for r in results_json) if p.is_file()]
+    for verdict in gates:  # the last thing said: the gate's verdict, in one sentence
+        print(f"\n{verdict.get('sentence') or verdict.get('summary')}")
+    gate_failed = any(not v.get("passed") for v in gates)
+    return 1 if failed or airflow_rc or gate_failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

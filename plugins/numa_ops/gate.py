@@ -1,4 +1,10 @@
-"""A phase's gate: are its runs complete and tight enough for the phases after it to build on?"""
+"""A phase's gate: are its runs complete and tight enough for the phases after it to build on?
+
+A run is too noisy when the 95% interval of its median samples/s (over its trials) is wider than
+the phase's ``max_ci_half_width``, or when it has too few trials for a 95% interval at all. The
+verdict ends in one plain ``sentence``: which runs, what was measured against what threshold, and
+what to do.
+"""
 
 from __future__ import annotations
 
@@ -10,38 +16,85 @@ from numa_ops import results
 from numa_ops.phases import Gate
 from numa_ops.plan import distinct_runs
 
+LEVEL = 0.95
+
+
+def _label(rec: dict[str, Any], run_id: str) -> str:
+    model = (rec.get("model") or {}).get("name") or run_id
+    return f"{model} on {rec.get('lane') or '?'}"
+
+
+def _noise(run_id: str, rec: dict[str, Any], gate: Gate) -> tuple[str, str] | None:
+    """(problem line, short phrase for the sentence) if the run's interval is too wide or too weak."""
+    metrics = rec.get("metrics") or {}
+    ci = metrics.get("samples_per_s_ci") or {}
+    width, level, trials = ci.get("rel_half_width"), ci.get("level"), metrics.get("trials") or ci.get("n")
+    if width is not None and width > gate.max_ci_half_width:
+        why = ""
+        if metrics.get("binding_stage") == "cpu_issue":
+            control = metrics.get("cpu_control") or {}
+            lo, hi, med = control.get("low"), control.get("high"), control.get("median")
+            spread = f" (its CPU-speed control ranged {lo / med - 1:+.0%} to {hi / med - 1:+.0%})" if lo and hi and med else ""
+            why = f", launch-bound: its rate follows the launching CPU's speed{spread}"
+        line = f"{run_id}: 95% CI half-width {width:.1%} of samples/s > {gate.max_ci_half_width:.0%}"
+        return line, f"{_label(rec, run_id)} measured ±{width:.1%} over {trials} trials{why}"
+    if level is not None and level < LEVEL:
+        line = f"{run_id}: only {trials} trials: its interval covers {level:.0%}, not 95% (the time budget ran out)"
+        return line, f"{_label(rec, run_id)} had only {trials} trials before its time budget ran out"
+    return None
+
+
+def _sentence(passed: bool, failed: list[str], noisy: list[str], planned: int, gate: Gate) -> str:
+    if passed:
+        return f"gate passed: {planned} run(s), every 95% interval within ±{gate.max_ci_half_width:.0%}."
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} of {planned} run(s) failed or never ran ({failed[0]}"
+                     + (f" and {len(failed) - 1} more" if len(failed) > 1 else "") + "; see results.json for each reason)")
+    if noisy:
+        parts.append(f"{len(noisy)} run(s) too noisy for the ±{gate.max_ci_half_width:.0%} limit ({noisy[0]}"
+                     + (f"; and {len(noisy) - 1} more" if len(noisy) > 1 else "") + ")")
+    todo = ("rerun the phase with folder=<its run folder> to measure again only what failed"
+            if failed and not noisy else
+            "rerun on a quieter host, or give each trial more time or more trials "
+            "(experiment.test.min_trial_s, experiment.test.max_trials, experiment.test.max_trial_time_s)")
+    return f"gate FAILED: {'; '.join(parts)}. To do: {todo}."
+
 
 def check(folder_path: Path, gate: Gate) -> dict[str, Any]:
-    """The verdict for a run folder: passed, a one-line summary, and each problem with its run and reason."""
+    """The verdict for a run folder: passed, a one-line summary, each problem with its run and reason, and
+    one plain sentence saying what failed and what to do."""
     records = results.collect(folder_path)
     plan = json.loads((folder_path / "plan.json").read_text())
     specs = distinct_runs(plan["lanes"])
     planned = len(specs)
     by_id = {r["run_id"]: r for r in records}
-    problems = []
-    failed = 0
+    problems: list[str] = []
+    failed_runs: list[str] = []
+    noisy_runs: list[str] = []
     for spec in specs:
         rec = by_id.get(spec["run_id"])
         if rec is None:
-            failed += 1
+            failed_runs.append(f"{spec['run_id']} never ran")
             problems.append(f"{spec['run_id']}: no record (never ran)")
         elif not rec.get("success"):
-            failed += 1
+            failed_runs.append(f"{_label(rec, spec['run_id'])} failed: {str(rec.get('error'))[:200]}")
             problems.append(f"{spec['run_id']}: failed: {rec.get('error')}")
         else:
-            width = ((rec.get("metrics") or {}).get("samples_per_s_ci") or {}).get("rel_half_width")
-            if width is not None and width > gate.max_ci_half_width:
-                problems.append(
-                    f"{spec['run_id']}: 95% CI half-width {width:.1%} of samples/s > {gate.max_ci_half_width:.0%}"
-                )
+            noise = _noise(spec["run_id"], rec, gate)
+            if noise:
+                problems.append(noise[0])
+                noisy_runs.append(noise[1])
+    failed = len(failed_runs)
     rate = failed / planned if planned else 1.0
-    noisy = len(problems) - failed
+    noisy = len(noisy_runs)
     passed = rate <= gate.max_failure_rate and noisy == 0
     summary = (
         f"gate {'passed' if passed else 'FAILED'}: {failed}/{planned} runs failed "
         f"({rate:.0%}, allowed {gate.max_failure_rate:.0%}); {noisy} run(s) with a CI wider than "
         f"{gate.max_ci_half_width:.0%}"
     )
-    verdict = {"passed": passed, "summary": summary, "problems": problems, "failure_rate": rate, "planned": planned}
+    verdict = {"passed": passed, "summary": summary, "problems": problems, "failure_rate": rate, "planned": planned,
+               "sentence": _sentence(passed, failed_runs, noisy_runs, planned, gate)}
     results.write_json_atomic(folder_path / "gate.json", verdict)
     return verdict

@@ -31,7 +31,7 @@ class Gate(_Strict):
     """What a phase's runs must meet before its Asset is updated."""
 
     max_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    max_ci_half_width: Annotated[float, Field(gt=0)] = 0.25
+    max_ci_half_width: Annotated[float, Field(gt=0)] = 0.05
 
 
 class Phase(_Strict):

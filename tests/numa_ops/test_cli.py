@@ -86,3 +86,26 @@ def test_zip_without_two_keys_is_refused_by_the_command(configs_dir, outputs_dir
     assert result.returncode == 2
     assert "--zip needs two or more keys: --zip KEY1,KEY2" in result.stderr
     assert "different lengths" not in result.stderr
+
+
+def _latest(outputs_dir, folder):
+    from numa_ops import pipeline, results
+
+    info = {key: str(folder / name) for key, name in (
+        ("results_json", "results.json"), ("experiment_summary_json", "experiment_summary.json"),
+        ("experiment_log", "experiment.log"), ("report", "report/index.html"))}
+    info |= {"duckdb": str(outputs_dir / "numa_lab.duckdb"), "report_all_runs": str(outputs_dir / "report/index.html"),
+             "summary": {"successful_runs": 2, "failed_runs": 0, "missing_runs": 0, "planned_runs": 2}}
+    results.write_json_atomic(outputs_dir / pipeline.LATEST, info)
+
+
+@pytest.mark.parametrize(("passed", "rc"), [(True, 0), (False, 1)], ids=["gate-passed", "gate-failed"])
+def test_where_ends_with_the_gates_sentence(outputs_dir, capsys, passed, rc):
+    from numa_ops import cli, results
+
+    folder = outputs_dir / "quick_test_1"
+    _latest(outputs_dir, folder)
+    sentence = "gate passed: 2 run(s)." if passed else "gate FAILED: 1 run(s) too noisy (...). To do: rerun."
+    results.write_json_atomic(folder / "gate.json", {"passed": passed, "sentence": sentence, "summary": "s"})
+    assert cli.where(None) == rc
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == sentence
