@@ -93,6 +93,9 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("ideal_samples_per_s", "DOUBLE", "metrics.ideal_samples_per_s"),
     ("fwd_gpu_ms", "DOUBLE", "metrics.fwd_gpu_ms"),
     ("launch_overhead_share", "DOUBLE", "metrics.launch_overhead_share"),
+    ("fwd_issue_ms", "DOUBLE", "metrics.fwd_issue_ms"),
+    ("issue_batch_ms", "DOUBLE", "metrics.issue_ms.batch.median"),
+    ("pipelined_vs_ideal", "DOUBLE", "metrics.pipelined_vs_ideal"),
     ("regime", "VARCHAR", "metrics.regime"),
     ("flops_per_sample", "BIGINT", "metrics.flops_per_sample"),
     ("gpu_util_pct_mean", "DOUBLE", "metrics.telemetry.gpu_util_pct_mean"),
@@ -309,16 +312,21 @@ VIEWS = {
     # Where a batch's time goes, per configuration: copies, the GPU's compute, launch overhead.
     "stage_breakdown": """
         SELECT host, any_value(gpu_name) AS gpu_name, model_name, depth, dim, height, batch_size,
-               coalesce(execution, 'eager') AS execution, pinned_memory, count(*) AS runs,
+               coalesce(execution, 'eager') AS execution, pinned_memory, placement,
+               coalesce(placement_mode, 'process') AS placement_mode, count(*) AS runs,
                median(h2d_ms_median) AS h2d_ms, median(forward_ms_median) AS forward_ms,
                median(fwd_gpu_ms) AS fwd_gpu_ms, median(d2h_ms_median) AS d2h_ms,
+               median(fwd_issue_ms) AS fwd_issue_ms, median(issue_batch_ms) AS issue_batch_ms,
                median(h2d_ms_median) / median(batch_ms_median) AS h2d_share,
                median(forward_ms_median) / median(batch_ms_median) AS forward_share,
                median(d2h_ms_median) / median(batch_ms_median) AS d2h_share,
-               greatest(median(forward_ms_median) - median(fwd_gpu_ms), 0) / median(forward_ms_median) AS launch_share,
+               coalesce(median(launch_overhead_share),
+                        greatest(median(forward_ms_median) - median(fwd_gpu_ms), 0) / median(forward_ms_median))
+                   AS launch_share,
+               mode(binding_stage) AS binding_stage, median(pipelined_vs_ideal) AS pipelined_vs_ideal,
                mode(regime) AS regime
         FROM runs WHERE success AND device = 'cuda'
-        GROUP BY ALL ORDER BY model_name, height, batch_size, execution
+        GROUP BY ALL ORDER BY model_name, height, batch_size, execution, pinned_memory, placement, placement_mode
     """,
     # Per shape and execution mode: where the GPU's compute overtakes the copies (RQ2). The crossover model is
     # the smallest one from which on every larger model is compute-dominated (one noisy small model does not
