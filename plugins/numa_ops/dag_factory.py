@@ -1,6 +1,7 @@
 """Builds each phase DAG from ``include/configs/phases.yaml``; ``dags/*.py`` call this and nothing else.
 
-discover_topology -> plan_runs -> measure (one mapped instance per lane) -> load_duckdb -> report -> gate
+discover_topology -> plan_runs -> measure (one mapped instance per lane, or per device where a device has
+several lanes: repeats, placements, patterns) -> load_duckdb -> report -> gate
 
 The gate comes last so that results are loaded and reported even when it fails; only a phase
 that passes its gate updates its Asset, which schedules the phases after it.
@@ -202,7 +203,11 @@ def build_phase_dag(dag_id: str) -> DAG:
                 print(f"  study {study}: {len(configs)} sweep point(s)")
             for lane in lanes:
                 print(f"  lane {lane.name}: {len(lane.runs)} runs")
-            return [_on_host(unit, topology, host) for unit in measure_units(lanes, phase.max_lanes)]
+            units = measure_units(lanes, phase.max_lanes)
+            for unit in units:
+                if "lanes" in unit:  # a device's lanes, one task, in the plan's order (repeats ABBA, patterns)
+                    print(f"  task {unit['name']}: lanes in turn: {', '.join(lane['name'] for lane in unit['lanes'])}")
+            return [_on_host(unit, topology, host) for unit in units]
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def load_duckdb(lanes: list[Any]) -> dict[str, Any]:

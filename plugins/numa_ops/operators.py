@@ -20,8 +20,9 @@ class NumaLaneOperator(BaseOperator):
     successful record. Killing the task ends the worker's whole process group. A lane planned on
     one host's topology (``lane["host"]``) refuses to measure on another.
 
-    Where the plan has multi-GPU patterns, ``lane`` is one GPU's lanes (``lane["lanes"]``), measured
-    in turn, in the order that lets every GPU meet its patterns (:func:`numa_ops.plan.measure_units`).
+    Where a device has several lanes (``test.repeats``, several placements, multi-GPU patterns), ``lane``
+    is that device's lanes (``lane["lanes"]``), measured in turn in the plan's order: repeats ABBA, and
+    the order that lets every GPU meet its patterns (:func:`numa_ops.plan.measure_units`).
     """
 
     template_fields = ("lane",)

@@ -18,7 +18,7 @@ from typing import Any
 
 from numa_ops import paths, results
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
-from numa_ops.plan import Lane, build_plan, count_runs, pattern_gpus, turns
+from numa_ops.plan import Lane, alone, build_plan, count_runs, pattern_gpus, turns
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import Topology
 
@@ -113,15 +113,18 @@ def run_lanes(
 ) -> list[LaneOutcome]:
     """Measure every lane without Airflow: GPUs in parallel (up to ``max_workers``), each GPU's lanes in turn.
 
-    Multi-GPU patterns (``hardware.together``) need all their GPUs at once: ``max_workers`` is raised
-    to the number of GPUs that take part, and those GPUs start first (:func:`plan.turns`).
+    Each GPU takes its lanes in :func:`plan.turns` order (repeats ABBA, multi-GPU patterns in one common
+    order). Multi-GPU patterns (``hardware.together``) need all their GPUs at once: ``max_workers`` is
+    raised to the number of GPUs that take part, and those GPUs start first. One GPU at a time: no run's
+    node is shared with another lane's (``node_shared_with`` emptied).
     """
     by_gpu = turns(lanes)
+    workers = max(1, len(pattern_gpus(lanes)), min(max_workers or len(by_gpu), len(by_gpu)))
 
     def one_gpu(group: list[Lane]) -> list[LaneOutcome]:
-        return [LaneSupervisor(lane.to_dict(), folder_path, log=log, on_settled=on_settled).run() for lane in group]
+        return [LaneSupervisor(lane.to_dict() if workers > 1 else alone(lane.to_dict()), folder_path, log=log,
+                               on_settled=on_settled).run() for lane in group]
 
-    workers = max(1, len(pattern_gpus(lanes)), min(max_workers or len(by_gpu), len(by_gpu)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return [o for group in pool.map(one_gpu, by_gpu.values()) for o in group]
 

@@ -74,6 +74,10 @@ def base_record(spec: dict[str, Any]) -> dict[str, Any]:
         "test": spec["test"],
         "pooled": bool(spec.get("pool")),  # hardware.spread: measured by whichever lane took it
         "group_id": (spec.get("group") or {}).get("id"),  # hardware.together: the multi-GPU pattern's run
+        "repeat": spec.get("repeat", 0),  # which of test.repeats worker processes measured it (0-based)
+        "placement_mode": spec.get("placement_mode", "process"),  # process: numactl binds all; pool: the pool alone
+        "pool_node": spec.get("pool_node", spec["mem_node"]),  # the node the host pool was put on
+        "node_shared_with": list(spec.get("node_shared_with") or []),  # other devices' lanes on its CPU node
     }
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from numa_ops import paths, results
-from numa_ops.launch import find_nsys, nsys_prefix, worker_command
+from numa_ops.launch import BindingRefused, find_nsys, nsys_prefix, worker_command
 from numa_ops.paths import safe_name
 from numa_ops.worker import coordination
 from numa_ops.worker.protocol import parse_event
@@ -149,7 +149,7 @@ class LaneSupervisor:
                 # one worker per stretch of runs with the same profile settings (a lane may hold several studies)
                 profile = todo[0].get("profile")
                 batch = list(itertools.takewhile(lambda r, p=profile: r.get("profile") == p, todo))
-                refusal = self._profiling_refusal(batch)
+                refusal = self._binding_refusal() or self._profiling_refusal(batch)
                 if refusal:
                     for spec in batch:
                         self._record_failure(spec, refusal, outcome)
@@ -209,6 +209,19 @@ class LaneSupervisor:
                           f"{prof.get('min_free_gb')} (nsys reports take 1-2 GB each)")
         return nsys, None
 
+    def _pool_node(self) -> int | None:
+        """Where the host pool goes when the lane binds it alone (``hardware.placement=pool``), else None."""
+        return self.lane.get("pool_node") if self.lane.get("placement_mode") == "pool" else None
+
+    def _binding_refusal(self) -> str | None:
+        """Why this host cannot set up the lane's placement (pool placement without numactl), or None."""
+        try:
+            worker_command(self.folder_path / "lanes" / "check.json", self.folder_path, self.lane["gpu_id"],
+                           self.lane["cpu_node"], self.lane["mem_node"], pool_node=self._pool_node())
+        except BindingRefused as exc:
+            return str(exc)
+        return None
+
     def _profiling_refusal(self, todo: list[dict[str, Any]]) -> str | None:
         """With ``profile.nsys: required``, the reason no run can start unprofiled."""
         if not todo or (todo[0].get("profile") or {}).get("nsys") != "required":
@@ -235,7 +248,7 @@ class LaneSupervisor:
             self.log(f"[{self.name}] WARNING {profile_note['warning']}")
         launch = worker_command(
             runs_file, self.folder_path, self.lane["gpu_id"], self.lane["cpu_node"], self.lane["mem_node"],
-            profile=prefix,
+            profile=prefix, pool_node=self._pool_node(),
         )
         self.log(f"[{self.name}] starting worker for {len(todo)} runs: {launch.binding}, "
                  f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}" + (" under nsys" if nsys else ""))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 from numa_ops.config import ConfigError, load_experiment
-from numa_ops.plan import Lane, PlanError, build_plan, count_runs, lane_name, measure_units, turns
+from numa_ops.plan import Lane, PlanError, alone, build_plan, count_runs, lane_name, measure_units, turns
 from numa_ops.topology import PlacementError, discover
 
 from tests.numa_ops.fake_sysfs import make_sysfs
@@ -16,7 +16,7 @@ def topo(tmp_path):
 
 
 def test_lanes_are_gpu_by_node(topo):
-    configs = load_experiment("numa_study", ["experiment.hardware.numa_nodes=[0,1]"])
+    configs = load_experiment("numa_study", ["experiment.hardware.numa_nodes=[0,1]", "experiment.test.repeats=1"])
     lanes = build_plan("f1", configs, topo)
     assert [lane.name for lane in lanes] == ["gpu0-cpu0-mem0", "gpu0-cpu1-mem1", "gpu1-cpu0-mem0", "gpu1-cpu1-mem1"]
     assert all(len(lane.runs) == 5 for lane in lanes)
@@ -56,6 +56,9 @@ def test_plan_over_cap_is_refused(topo, monkeypatch):
 def test_lane_name():
     assert lane_name(None, 0, 0) == "cpu-cpu0-mem0"
     assert lane_name(3, 1, 2) == "gpu3-cpu1-mem2"
+    assert lane_name(0, 0, 0, pool_node=1) == "gpu0-cpu0-mem0-pool1"
+    assert lane_name(0, 1, 1, repeat=2) == "gpu0-cpu1-mem1-r2"
+    assert lane_name(None, 0, 0, 1, 1) == "cpu-cpu0-mem0-pool1-r1"
 
 
 def test_spread_offers_each_run_once_to_every_gpu(topo):
@@ -92,7 +95,11 @@ def test_spread_and_together_exclude_each_other(topo):
 
 def test_measure_units_are_lanes_without_patterns(topo):
     lanes = build_plan("f", load_experiment("quick_test"), topo)
-    assert measure_units(lanes, max_concurrent=1) == [lane.to_dict() for lane in lanes]
+    assert measure_units(lanes, max_concurrent=2) == [lane.to_dict() for lane in lanes]
+    # one lane at a time: nobody shares a lane's CPU node
+    assert measure_units(lanes, max_concurrent=1) == [alone(lane.to_dict()) for lane in lanes]
+    assert lanes[0].runs[0]["node_shared_with"] == ["gpu1-cpu0-mem0"]
+    assert all(r["node_shared_with"] == [] for u in measure_units(lanes, max_concurrent=1) for r in u["runs"])
 
 
 def test_measure_units_are_gpus_with_patterns_and_need_them_all_at_once(topo):

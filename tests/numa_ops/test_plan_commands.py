@@ -1,5 +1,8 @@
 """Every command of the experiment plan, as a phase study (DAG conf) and as shell arguments, planned
-on a simulated 4-GPU host with NUMA nodes 0-3 (GPU i on node i): none is rejected, counts as expected."""
+on a simulated 4-GPU host with NUMA nodes 0-3 (GPU i on node i): none is rejected, counts as expected.
+
+The studies (numa_study, scaling_study) measure every configuration in R = 3 worker processes
+(``test.repeats``); the quick test in one."""
 
 from __future__ import annotations
 
@@ -13,35 +16,36 @@ from tests.numa_ops.fake_sysfs import make_sysfs
 
 BUS = ["0000:1b:00.0", "0000:3b:00.0", "0000:8b:00.0", "0000:af:00.0"]
 DIST = {0: "10 16 21 21", 1: "16 10 21 21", 2: "21 21 10 16", 3: "21 21 16 10"}
+R = 3  # test.repeats of numa_study and scaling_study
 
 # phase, study, the plan's shell arguments (hydra_experiment_runner.py -> python -m numa_ops run), runs
 COMMANDS = [
     ("phase1_framework_validation", "quick_test", ["experiment=quick_test"], 4 * 1 * 2),
     ("phase1_framework_validation", "multi_gpu_validation", ["experiment=quick_test", "experiment.hardware.gpu_ids=[0,1,2,3]"], 8),
     ("phase1_framework_validation", "baseline_single_gpu", ["experiment=quick_test", "experiment.test.num_samples=500"], 8),
-    ("phase2_numa_locality", "numa_study", ["experiment=numa_study"], 4 * 4 * 5),
+    ("phase2_numa_locality", "numa_study", ["experiment=numa_study"], R * 4 * 4 * 5),
     ("phase2_numa_locality", "key_gpu_numa_pairs",
-     ["experiment=numa_study", "experiment.hardware.gpu_ids=[0,3]", "experiment.hardware.numa_nodes=[0,2,3]"], 2 * 3 * 5),
-    ("phase2_numa_locality", "extended_sampling", ["experiment=numa_study", "experiment.test.num_samples=2000"], 80),
-    ("phase3_scaling", "scaling_study", ["experiment=scaling_study"], 4),
-    ("phase3_scaling", "depth_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].depth=2,4,6,8,10,12,16,20"], 8 * 4),
-    ("phase3_scaling", "dim_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].dim=128,256,384,512,768,1024,1280"], 7 * 4),
+     ["experiment=numa_study", "experiment.hardware.gpu_ids=[0,3]", "experiment.hardware.numa_nodes=[0,2,3]"], R * 2 * 3 * 5),
+    ("phase2_numa_locality", "extended_sampling", ["experiment=numa_study", "experiment.test.num_samples=2000"], R * 80),
+    ("phase3_scaling", "scaling_study", ["experiment=scaling_study"], R * 4),
+    ("phase3_scaling", "depth_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].depth=2,4,6,8,10,12,16,20"], R * 8 * 4),
+    ("phase3_scaling", "dim_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].dim=128,256,384,512,768,1024,1280"], R * 7 * 4),
     ("phase4_memory_transfer", "image_sizes",
      ["-m", "experiment=numa_study", "experiment.test.tensor_shape=[3,224,224],[3,384,384],[3,512,512],[3,768,768]",
-      "experiment.test.batch_size=10,8,6,4", "--zip", "experiment.test.tensor_shape,experiment.test.batch_size"], 4 * 80),
+      "experiment.test.batch_size=10,8,6,4", "--zip", "experiment.test.tensor_shape,experiment.test.batch_size"], R * 4 * 80),
     ("phase4_memory_transfer", "batch_sizes",
-     ["-m", "experiment=numa_study", "experiment.test.batch_size=4,8,16,32", "experiment.test.memory_size_mb=512,1024"], 8 * 80),
-    ("phase4_memory_transfer", "memory_pool", ["-m", "experiment=numa_study", "experiment.test.memory_size_mb=256,512,1024,2048"], 4 * 80),
-    ("phase5_compilation", "compile_scaling", ["-m", "experiment=scaling_study", "experiment.test.compile_model=true,false"], 2 * 4),
-    ("phase5_compilation", "compile_numa", ["-m", "experiment=numa_study", "experiment.test.compile_model=true,false"], 2 * 80),
+     ["-m", "experiment=numa_study", "experiment.test.batch_size=4,8,16,32", "experiment.test.memory_size_mb=512,1024"], R * 8 * 80),
+    ("phase4_memory_transfer", "memory_pool", ["-m", "experiment=numa_study", "experiment.test.memory_size_mb=256,512,1024,2048"], R * 4 * 80),
+    ("phase5_compilation", "compile_scaling", ["-m", "experiment=scaling_study", "experiment.test.compile_model=true,false"], R * 2 * 4),
+    ("phase5_compilation", "compile_numa", ["-m", "experiment=numa_study", "experiment.test.compile_model=true,false"], R * 2 * 80),
     ("phase5_compilation", "compile_small_model",
      ["-m", "experiment=quick_test", "experiment.test.compile_model=true,false",
       "experiment.vit_configs=[{name:small,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]"], 2 * 4),
     ("phase6_production", "high_throughput",
-     ["-m", "experiment=numa_study", "experiment.test.batch_size=16,32,64", "experiment.max_workers=8"], 3 * 80),
-    ("phase6_production", "stability", ["experiment=numa_study", "experiment.test.num_samples=5000", "experiment.test.timeout_s=1800"], 80),
+     ["-m", "experiment=numa_study", "experiment.test.batch_size=16,32,64", "experiment.max_workers=8"], R * 3 * 80),
+    ("phase6_production", "stability", ["experiment=numa_study", "experiment.test.num_samples=5000", "experiment.test.timeout_s=1800"], R * 80),
     ("phase6_production", "multi_gpu_patterns",
-     ["-m", "experiment=numa_study", "experiment.hardware.gpu_ids=[0],[1],[2],[3],[0,1],[0,2]"], (1 + 1 + 1 + 1 + 2 + 2) * 4 * 5),
+     ["-m", "experiment=numa_study", "experiment.hardware.gpu_ids=[0],[1],[2],[3],[0,1],[0,2]"], R * (1 + 1 + 1 + 1 + 2 + 2) * 4 * 5),
     ("nightly_sweep", "nightly",
      ["-m", "experiment=quick_test", "experiment.test.batch_size=8,32", "experiment.test.num_samples=512"], 2 * 4 * 2),
 ]
@@ -96,11 +100,11 @@ def test_multi_gpu_patterns_run_their_gpus_together(topo):
     for configs in (load_experiment(experiment, rest), study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"])):
         lanes = build_plan("f", configs, topo)
         groups = {r["group"]["id"]: sorted(r["group"]["runs"]) for lane in lanes for r in lane.runs if r.get("group")}
-        assert len(groups) == 2 * 4 * 5  # ([0,1] and [0,2]) x 4 nodes x 5 models
+        assert len(groups) == R * 2 * 4 * 5  # ([0,1] and [0,2]) x 4 nodes x 5 models, each repeat a pattern of its own
         assert {frozenset(name.split("-")[0] for name in members) for members in groups.values()} == {
             frozenset({"gpu0", "gpu1"}), frozenset({"gpu0", "gpu2"})}
         singles = [r for lane in lanes for r in lane.runs if not r.get("group")]
-        assert len(singles) == 4 * 4 * 5  # [0], [1], [2], [3] on their own
+        assert len(singles) == R * 4 * 4 * 5  # [0], [1], [2], [3] on their own
 
 
 def test_a_gpu_list_that_is_not_swept_is_no_pattern(topo):
@@ -124,7 +128,7 @@ def test_a_form_override_replaces_the_studys_sweep_of_the_same_key(topo):
     assert [c.test.batch_size for c in configs["batch_sizes"]] == [16, 16]
     assert sorted(c.test.memory_size_mb for c in configs["batch_sizes"]) == [512, 1024]
     runs = _runs(build_plan("f", configs, topo))
-    assert len(runs) == 2 * 80
+    assert len(runs) == R * 2 * 80
     assert len({r["run_id"] for r in runs}) == len(runs)
     assert {r["test"]["batch_size"] for r in runs} == {16}
 
@@ -133,14 +137,14 @@ def test_a_form_override_of_an_indexed_key_names_the_model_once(topo):
     configs = study_configs(load_phases()["phase3_scaling"], ["depth_scaling"], ["experiment.vit_configs[0].depth=3"])
     assert len(configs["depth_scaling"]) == 1
     runs = _runs(build_plan("f", configs, topo))
-    assert len(runs) == 4
+    assert len(runs) == R * 4
     assert {r["model"]["name"] for r in runs} == {"base-depth3"}
 
 
 def test_a_form_override_of_a_zipped_key_leaves_the_rest_of_the_zip_swept(topo):
     configs = study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"], ["experiment.test.batch_size=16"])
     runs = _runs(build_plan("f", configs, topo))
-    assert len(runs) == 4 * 80
+    assert len(runs) == R * 4 * 80
     assert {(r["test"]["tensor_shape"][1], r["test"]["batch_size"]) for r in runs} == {(224, 16), (384, 16), (512, 16), (768, 16)}
 
 
@@ -148,4 +152,21 @@ def test_a_form_override_of_the_gpu_sets_is_no_pattern(topo):
     configs = study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"], ["experiment.hardware.gpu_ids=[0,1]"])
     runs = _runs(build_plan("f", configs, topo))
     assert not any(r.get("group") for r in runs)
-    assert len(runs) == 2 * 4 * 5
+    assert len(runs) == R * 2 * 4 * 5
+
+
+# a whole phase (every study at once, as its DAG plans it) on the simulated 4-GPU, 4-node host
+PHASE_RUNS = [
+    ("phase2_numa_locality", R * (80 + 30 + 80)),
+    ("phase4_memory_transfer", R * (4 + 8 + 4) * 80),
+    ("phase6_production", R * (3 * 80 + 80 + 8 * 4 * 5)),
+]
+
+
+@pytest.mark.parametrize(("phase", "runs"), PHASE_RUNS, ids=[p.split("_")[0] for p, _ in PHASE_RUNS])
+def test_a_whole_phase_with_repeats_stays_under_the_cap(topo, phase, runs):
+    from numa_ops.plan import count_runs, max_runs
+
+    lanes = build_plan("f", study_configs(load_phases()[phase]), topo)
+    assert count_runs(lanes) == runs <= max_runs()
+    assert {lane.repeat for lane in lanes} == set(range(R))

@@ -113,3 +113,19 @@ def test_stop_replaces_an_earlier_attempts_failure_with_the_kill(configs_dir, ou
     sup._current = spec  # this attempt's worker is measuring it when the task is stopped
     sup.stop("killed: test")
     assert _record(folder_path, spec["run_id"])["error"] == "killed: test"
+
+
+@pytest.mark.skipif(shutil.which("numactl") is None, reason="plans pool placement where numactl exists")
+def test_a_pool_lane_run_where_numactl_is_gone_fails_each_run_with_the_reason(configs_dir, outputs_dir, monkeypatch):
+    monkeypatch.delenv("NUMA_LAB_NUMACTL", raising=False)
+    folder_path, lane = tiny_lane("experiment.hardware.placement=pool")  # planned here, where it can bind
+    assert lane["placement_mode"] == "pool" and lane["name"].endswith("-pool0")
+    monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")  # ...and run where it cannot
+    lines = []
+    outcome = LaneSupervisor(lane, folder_path, log=lines.append).run()
+    assert outcome.workers_started == 0 and len(outcome.failed) == 2
+    for spec in lane["runs"]:
+        rec = _record(folder_path, spec["run_id"])
+        assert not rec["success"] and rec["placement_mode"] == "pool"
+        assert rec["error"].startswith("hardware.placement=pool: numactl not found")
+        assert "use hardware.placement=process" in rec["error"]
