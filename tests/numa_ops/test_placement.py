@@ -39,7 +39,7 @@ def four_node_gaps(tmp_path):
 
 
 def lanes_of(topo, *overrides):
-    return build_plan("f", load_experiment("numa_study", list(overrides)), topo)
+    return build_plan("f", load_experiment("numa_study", ["experiment.test.repeats=1", *overrides]), topo)
 
 
 def bindings(lanes):

@@ -501,9 +501,10 @@ def _measure(
                 serial_rates.append(serial_batches * bs / engine.serial_pass(serial_batches, issue, samples))
                 if cuda:
                     pipe_rates.append(pipe_batches * bs / engine.pipelined_pass(pipe_batches))
-                stages = engine.stage_pass(stage_batches)
-                for k in STAGES:
-                    gpu[k] += stages["gpu"][k]
+                if cuda:
+                    stages = engine.stage_pass(stage_batches)
+                    for k in STAGES:
+                        gpu[k] += stages["gpu"][k]
                 samples.append(control_rate(3))
                 controls.append(float(np.median(samples)))
                 disturbances.append(before.since())
@@ -523,6 +524,8 @@ def _measure(
             engine.serial_pass(serial_batches)
             engine.pipelined_pass(pipe_batches)
 
+    if not cuda:  # on the CPU the serial pass's forward is the stage: nothing runs behind the issuing thread
+        gpu["forward"] = list(issue["forward"])
     issue_batch = [sum(x) for x in zip(*(issue[k] for k in STAGES), strict=True)]
     gpu_batch = [sum(x) for x in zip(*(gpu[k] for k in STAGES), strict=True)] if cuda else gpu["forward"]
     stage_pct = {f"{k}_ms": percentiles(gpu[k]) for k in STAGES}
