@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, TaskGroup, TriggerRule, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from numa_ops.config import ConfigError, available_experiments
 from numa_ops.hosts import configured_hosts
@@ -242,9 +242,11 @@ def build_phase_dag(dag_id: str) -> DAG:
                 print(verdict["summary"])
                 for line in verdict["problems"]:
                     print(f"  {line}")
-            failed = [v["summary"] for v in verdicts if not v["passed"]]
-            if failed:
-                raise RuntimeError(f"{dag_id} did not pass its gate: {'; '.join(failed)}")
+            for verdict in verdicts:  # last in the log: what failed and what to do, in one sentence each
+                print(verdict["sentence"])
+            failed = [v["sentence"] for v in verdicts if not v["passed"]]
+            if failed:  # no retry: measuring the same runs again in place would not change the verdict
+                raise AirflowFailException(f"{dag_id} did not pass its gate: {' '.join(failed)}")
             return verdicts[0] if len(verdicts) == 1 else {"passed": True, "hosts": verdicts}
 
         @task

@@ -38,9 +38,10 @@ def _noise(run_id: str, rec: dict[str, Any], gate: Gate) -> tuple[str, str] | No
             why = f", launch-bound: its rate follows the launching CPU's speed{spread}"
         line = f"{run_id}: 95% CI half-width {width:.1%} of samples/s > {gate.max_ci_half_width:.0%}"
         return line, f"{_label(rec, run_id)} measured ±{width:.1%} over {trials} trials{why}"
-    if level is not None and level < LEVEL:
-        line = f"{run_id}: only {trials} trials: its interval covers {level:.0%}, not 95% (the time budget ran out)"
-        return line, f"{_label(rec, run_id)} had only {trials} trials before its time budget ran out"
+    if "level" in ci and (level is None or level < LEVEL):  # records before intervals said their level lack it
+        covers = "no interval at all" if level is None else f"an interval that covers {level:.0%}, not 95%"
+        line = f"{run_id}: only {trials} trial(s): {covers} (the time budget ran out)"
+        return line, f"{_label(rec, run_id)} had only {trials} trial(s) before its time budget ran out"
     return None
 
 
@@ -52,7 +53,7 @@ def _sentence(passed: bool, failed: list[str], noisy: list[str], planned: int, g
         parts.append(f"{len(failed)} of {planned} run(s) failed or never ran ({failed[0]}"
                      + (f" and {len(failed) - 1} more" if len(failed) > 1 else "") + "; see results.json for each reason)")
     if noisy:
-        parts.append(f"{len(noisy)} run(s) too noisy for the ±{gate.max_ci_half_width:.0%} limit ({noisy[0]}"
+        parts.append(f"{len(noisy)} run(s) not measured tightly enough for the ±{gate.max_ci_half_width:.0%} limit ({noisy[0]}"
                      + (f"; and {len(noisy) - 1} more" if len(noisy) > 1 else "") + ")")
     todo = ("rerun the phase with folder=<its run folder> to measure again only what failed"
             if failed and not noisy else

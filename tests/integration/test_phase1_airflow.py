@@ -88,3 +88,16 @@ def test_bad_input_fails_before_any_run(airflow_env, outputs_dir, overrides, mes
     assert "starting worker" not in out
     # the load, report and gate tasks that run anyway say why they have nothing to do, and do not crash
     assert "nothing was planned (plan_runs failed" in out and "TypeError" not in out
+
+
+def test_a_failing_gate_fails_the_run_and_says_why_last(airflow_env, outputs_dir):
+    # a time budget shorter than one trial: every run succeeds with a single trial, no 95% interval
+    result = dags_test(airflow_env, overrides=["experiment.test.max_trial_time_s=0.001"])
+    out = result.stdout + result.stderr
+    assert "state=failed" in out and "run 2/2 ok" in out, out[-4000:]
+    (folder,) = run_folders(outputs_dir)
+    verdict = json.loads((folder / "gate.json").read_text())
+    assert not verdict["passed"] and verdict["sentence"].startswith("gate FAILED: 2 run(s) not measured tightly enough")
+    assert "had only 1 trial(s) before its time budget ran out" in verdict["sentence"]
+    assert f"did not pass its gate: {verdict['sentence']}" in out  # the gate task's failure is the sentence
+    assert count_runs(outputs_dir) == 2  # loaded and reported before the gate said no

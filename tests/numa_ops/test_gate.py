@@ -62,7 +62,10 @@ def test_too_few_trials_for_a_95_interval_fail_the_gate(tmp_path):
     short = {"samples_per_s": 10.0, "trials": 3, "samples_per_s_ci": {"rel_half_width": 0.01, "level": 0.75}}
     folder = _folder(tmp_path, [record("f1.r0", metrics=short)], 1)
     verdict = check(folder, Gate(max_failure_rate=0.0, max_ci_half_width=0.05))
-    assert not verdict["passed"] and "only 3 trials" in verdict["problems"][0] and "75%" in verdict["problems"][0]
+    assert not verdict["passed"] and "only 3 trial(s)" in verdict["problems"][0] and "75%" in verdict["problems"][0]
+    one = {"samples_per_s": 10.0, "trials": 1, "samples_per_s_ci": {"rel_half_width": None, "level": None}}
+    folder = _folder(tmp_path / "one", [record("f1.r0", metrics=one)], 1)
+    assert "no interval at all" in check(folder, Gate(max_failure_rate=0.0, max_ci_half_width=0.05))["problems"][0]
 
 
 def test_failed_runs_say_where_the_reason_is(tmp_path):
