@@ -501,7 +501,6 @@ def _measure(
                 serial_rates.append(serial_batches * bs / engine.serial_pass(serial_batches, issue, samples))
                 if cuda:
                     pipe_rates.append(pipe_batches * bs / engine.pipelined_pass(pipe_batches))
-                if cuda:
                     stages = engine.stage_pass(stage_batches)
                     for k in STAGES:
                         gpu[k] += stages["gpu"][k]
