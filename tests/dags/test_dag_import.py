@@ -41,8 +41,13 @@ def test_phase_shape(dagbag, dag_id):
     assert dag.get_task("gate").upstream_task_ids >= {"report"}
     for task_id in ("load_duckdb", "report", "gate"):
         assert dag.get_task(task_id).trigger_rule == "all_done"
-    assert [o.uri for o in dag.get_task("gate").outlets] == [f"numa-lab://phases/{dag_id}"]
-    assert set(dag.params) == {"studies", "experiment", "overrides", "sweeps", "num_samples", "folder"}
+    # the gate is the one leaf (a failed plan fails it too); it updates the Asset through an alias, only for the phase
+    gate = dag.get_task("gate")
+    assert {t.task_id for t in dag.leaves} == {"gate"}
+    assert [o.name for o in gate.outlets] == [f"{dag_id}_gate"] and type(gate.outlets[0]).__name__ == "AssetAlias"
+    assert set(dag.params) == {"studies", "experiment", "overrides", "sweeps", "num_samples", "update_asset", "folder"}
+    assert dag.params["update_asset"] is False
+    assert "Starts next" in dag.doc_md and "Fails" in dag.doc_md
     assert "Research question" in dag.doc_md and "Goal" in dag.doc_md
     assert "numa-lab" in dag.tags
 
@@ -103,3 +108,62 @@ def test_form_refuses_bad_values(dagbag, name, value):
 
     with pytest.raises(ParamValidationError):
         dagbag.dags["phase2_numa_locality"].params.get_param(name).resolve(value)
+
+
+def test_nightly_fails_when_its_gate_fails(dagbag):
+    dag = dagbag.dags["nightly_sweep"]
+    assert {t.task_id for t in dag.leaves} == {"compare_baseline"}  # upstream_failed when the gate fails
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "starts"),
+    [
+        ("phase1_framework_validation", ["phase2_numa_locality", "phase3_scaling"]),
+        ("phase3_scaling", ["phase5_compilation", "phase6_production"]),
+        ("phase6_production", []),
+    ],
+)
+def test_docs_say_what_starts_what(dagbag, dag_id, starts):
+    doc = dagbag.dags[dag_id].doc_md
+    line = next(x for x in doc.splitlines() if x.startswith("**Starts next:**"))
+    for name in starts:
+        assert f"`{name}`" in line
+    assert ("nothing starts after this phase" in line) == (not starts)
+
+
+def _phase1_defaults(dagbag):
+    """The trigger form's defaults (built afresh: other tests resolve values into the DagBag's params)."""
+    from numa_ops.dag_factory import _params
+    from numa_ops.phases import load_phases
+
+    return {k: p.value for k, p in _params(load_phases()["phase1_framework_validation"]).items()}
+
+
+def test_the_phase_as_defined_is_the_phase(dagbag):
+    from numa_ops.dag_factory import not_the_phase
+    from numa_ops.phases import load_phases
+
+    phase = load_phases()["phase1_framework_validation"]
+    assert not_the_phase(phase, _phase1_defaults(dagbag)) == []
+    assert not_the_phase(phase, {**_phase1_defaults(dagbag), "folder": "resume_me"}) == []  # resuming is the phase
+    assert not_the_phase(phase, {}) == []  # an Asset-triggered run's conf
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param({"experiment": "quick_test"}, "ad-hoc experiment quick_test", id="adhoc"),
+        pytest.param({"studies": ["quick_test"]}, "studies quick_test of", id="subset"),
+        pytest.param({"overrides": ["experiment.test.num_samples=100"]}, "overrides experiment.test.num_samples=100",
+                     id="override"),
+        pytest.param({"sweeps": ["experiment.test.batch_size=4,8"]}, "sweeps", id="sweep"),
+        pytest.param({"num_samples": 100}, "num_samples=100", id="num-samples"),
+    ],
+)
+def test_anything_else_is_not_the_phase(dagbag, change, reason):
+    from numa_ops.dag_factory import not_the_phase
+    from numa_ops.phases import load_phases
+
+    phase = load_phases()["phase1_framework_validation"]
+    reasons = not_the_phase(phase, {**_phase1_defaults(dagbag), **change})
+    assert len(reasons) == 1 and reasons[0].startswith(reason)
