@@ -13,7 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ PHASES = """
   question: does the chain run?
   after: {after}
   max_lanes: 2
-  gate: {{max_failure_rate: 0.0, max_ci_half_width: 10.0}}
+  gate: {{max_failure_rate: 0.0, max_ci_half_width: 1.0e6}}  # the chain, not the noise, is under test
   studies:
     tiny: {{experiment: tiny}}
 """
@@ -45,8 +47,8 @@ CHAIN = {
 }
 
 
-def call(method, path, token=None, body=None):
-    req = urllib.request.Request(BASE + path, method=method, data=None if body is None else json.dumps(body).encode())
+def call(method, path, token=None, body=None, base=BASE):
+    req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode())
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -118,25 +120,32 @@ def airflow(tmp_path, configs_dir, outputs_dir, airflow_extra_env):
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
         **airflow_extra_env,
     }
-    log = (tmp_path / "standalone.log").open("w")
-    proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with standalone([AIRFLOW, "standalone"], env, home, tmp_path / "standalone.log") as token:
+        yield token, tmp_path / "standalone.log"
+
+
+@contextmanager
+def standalone(argv, env, home, log_path, base=BASE, timeout=180):
+    """Start ``argv`` (an ``airflow standalone``) in a session of its own; yield an API token; stop its group."""
+    log = log_path.open("w")
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + timeout
         token = None
         while time.monotonic() < deadline and token is None:
             time.sleep(2)
             pw_file = home / "simple_auth_manager_passwords.json.generated"
             if proc.poll() is not None:
-                raise AssertionError("airflow standalone exited:\n" + (tmp_path / "standalone.log").read_text()[-3000:])
+                raise AssertionError("airflow standalone exited:\n" + log_path.read_text()[-3000:])
             if not pw_file.exists():
                 continue
             try:
                 user, password = next(iter(json.loads(pw_file.read_text()).items()))
-                token = call("POST", "/auth/token", body={"username": user, "password": password})["access_token"]
+                token = call("POST", "/auth/token", body={"username": user, "password": password}, base=base)["access_token"]
             except (OSError, ValueError, StopIteration):
                 continue
-        assert token, "the API server did not answer in 180 s"
-        yield token, tmp_path / "standalone.log"
+        assert token, f"the API server did not answer in {timeout} s:\n" + log_path.read_text()[-3000:]
+        yield token
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -158,6 +167,7 @@ def airflow(tmp_path, configs_dir, outputs_dir, airflow_extra_env):
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        log.close()
         assert not survivors, f"processes of airflow standalone survived SIGTERM to its group: {survivors}"
 
 
@@ -167,22 +177,31 @@ def _live_members(pgid: int) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.split()[1:2] and not line.split()[1].startswith("Z")]
 
 
-def dag_runs(token, dag_id):
-    return call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", token)["dag_runs"]
+def dag_runs(token, dag_id, base=BASE):
+    return call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", token, base=base)["dag_runs"]
 
 
-def wait_for_dags(token, dag_ids, timeout=120):
+def refusal(method, path, token, body, base=BASE):
+    """The HTTP status and detail of a request the API refuses (None, None if it was accepted)."""
+    try:
+        call(method, path, token, body, base=base)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null").get("detail")
+    return None, None
+
+
+def wait_for_dags(token, dag_ids, timeout=120, base=BASE):
     """Wait until the DAG processor has parsed ``dag_ids``, then unpause them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            dags = {d["dag_id"] for d in call("GET", "/api/v2/dags?limit=100", token)["dags"]}
+            dags = {d["dag_id"] for d in call("GET", "/api/v2/dags?limit=100", token, base=base)["dags"]}
         except OSError:
             dags = set()
         if set(dag_ids) <= dags:
             break
         time.sleep(3)
     for dag_id in dag_ids:
-        call("PATCH", f"/api/v2/dags/{dag_id}", token, {"is_paused": False})
+        call("PATCH", f"/api/v2/dags/{dag_id}", token, {"is_paused": False}, base=base)
 
 
