@@ -27,6 +27,7 @@ from numa_ops.config import ConfigError, available_experiments
 from numa_ops.hosts import configured_hosts
 from numa_ops.operators import NumaLaneOperator
 from numa_ops.phases import Phase, load_phases
+from numa_ops.trigger_form import FORMAT as OVERRIDE_FORMAT  # checked where the plugin registers it (API server)
 
 # Overrides never reach a shell (argv lists only); shell characters are refused anyway. Plain spaces
 # are allowed, as the override grammar allows them inside lists and mappings: [{name: t, depth: 2}].
@@ -184,7 +185,8 @@ def _on_host(unit: dict[str, Any], topology: dict[str, Any], queue: str | None) 
 
 def _params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Param]:
     experiments = [None, *available_experiments()]
-    override_list = {"type": "string", "pattern": OVERRIDE_PATTERN, "maxLength": 500}
+    # format first: the planner's own message for what it refuses without the host (numa_ops.trigger_form)
+    override_list = {"type": "string", "format": OVERRIDE_FORMAT, "pattern": OVERRIDE_PATTERN, "maxLength": 500}
     params = {
         "studies": Param(
             list(phase.studies),

@@ -167,3 +167,13 @@ def test_anything_else_is_not_the_phase(dagbag, change, reason):
     phase = load_phases()["phase1_framework_validation"]
     reasons = not_the_phase(phase, {**_phase1_defaults(dagbag), **change})
     assert len(reasons) == 1 and reasons[0].startswith(reason)
+
+
+def test_some_of_the_hosts_is_not_the_phase(dagbag):
+    from numa_ops.dag_factory import not_the_phase
+    from numa_ops.phases import load_phases
+
+    phase = load_phases()["phase1_framework_validation"]
+    every = {**_phase1_defaults(dagbag), "hosts": ["gpu-a", "gpu-b"]}
+    assert not_the_phase(phase, every, ["gpu-a", "gpu-b"]) == []
+    assert not_the_phase(phase, {**every, "hosts": ["gpu-b"]}, ["gpu-a", "gpu-b"]) == ["hosts gpu-b of gpu-a, gpu-b"]

@@ -77,9 +77,14 @@ def test_the_airflow_route(tmp_path, configs_dir, outputs_dir):
     with standalone([str(REPO / "numa-lab"), "airflow", "standalone"], env, home, log, base=base) as token:
         wait_for_dags(token, [P1, P2, P3], base=base)
 
-        # the form's refusals: the API answers 400 with the reason, and no DAG run is created
+        # the form's refusals: the API answers 400 with the planner's own message, and no DAG run is created
         for conf, words in [
-            ({"overrides": ["test.batch_size=4"]}, "experiment"),  # an override without the experiment. prefix
+            ({"overrides": ["test.batch_size=4"]}, "unknown key 'test.batch_size': overrides start with 'experiment.'"),
+            ({"overrides": ["experiment.test.bogus=1"]}, "experiment.test.bogus: unknown key"),
+            ({"overrides": ["experiment.test.batch_size=0"]},
+             "experiment.test.batch_size: Input should be greater than or equal to 1 (got 0)"),
+            ({"sweeps": ["experiment.test.batch_size=4,0"]}, "experiment.test.batch_size: Input should be greater"),
+            ({"overrides": ["experiment=no_such_experiment"]}, "no_such_experiment"),
             ({"overrides": ["experiment.test.batch_size=4;rm -rf ~"]}, "experiment"),
             ({"experiment": "no_such_experiment"}, "no_such_experiment"),
             ({"num_samples": 0}, "0"),

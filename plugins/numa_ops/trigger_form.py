@@ -1,0 +1,43 @@
+"""The trigger form's own check of an override or sweep: what the planner would refuse without the host.
+
+Airflow validates a DAG run's conf against each Param's JSON schema before it creates the run, in the
+API server (the UI's form and the REST API post there). Each override and sweep item carries
+``"format": "numa-lab-override"``; ``register()`` makes that format known to jsonschema in the process.
+The Airflow plugin ``plugins/numa_lab_trigger_form.py`` calls it in the API server alone; the DAG files do
+not, so a run started without the API (``airflow dags test``, the quick start) reaches ``plan_runs``, which
+refuses the same override with the same message and fails the run. The check parses
+the override with the planner's grammar and applies it to an experiment, as the planner does; a refusal
+raises a ``ValidationError`` holding just the planner's message, which jsonschema lets through (no
+``raises`` is declared, so it is not turned into "is not a 'numa-lab-override'") and the API answers
+``400 Invalid input for param overrides: <the message>``. Where the format is not registered, jsonschema
+ignores it. Host-dependent refusals (a GPU or NUMA node the host lacks) are left to ``plan_runs``.
+"""
+
+from __future__ import annotations
+
+from jsonschema import FormatChecker, ValidationError
+
+FORMAT = "numa-lab-override"
+BASE_EXPERIMENT = "quick_test"  # what an override is tried on when the form does not say
+
+
+def check_override(value: object) -> bool:
+    """True if the planner accepts ``value`` alone; raises a ValidationError with the planner's message if not."""
+    from numa_ops.config import available_experiments, load_experiment, split_experiment
+
+    if not isinstance(value, str):
+        return True  # the schema's "type" refuses it
+    available = available_experiments()
+    base = BASE_EXPERIMENT if BASE_EXPERIMENT in available else (available or [None])[0]
+    try:
+        name, rest = split_experiment([value], base)
+        load_experiment(name, rest)
+    except ValueError as exc:  # the planner's message, as the whole of the validation error
+        raise ValidationError(str(exc)) from None
+    return True
+
+
+def register() -> None:
+    """Make ``format: numa-lab-override`` known to every jsonschema FormatChecker made from now on."""
+    FormatChecker.checkers[FORMAT] = (check_override, ())
+
