@@ -177,3 +177,63 @@ def test_some_of_the_hosts_is_not_the_phase(dagbag):
     every = {**_phase1_defaults(dagbag), "hosts": ["gpu-a", "gpu-b"]}
     assert not_the_phase(phase, every, ["gpu-a", "gpu-b"]) == []
     assert not_the_phase(phase, {**every, "hosts": ["gpu-b"]}, ["gpu-a", "gpu-b"]) == ["hosts gpu-b of gpu-a, gpu-b"]
+
+
+class _Events(dict):
+    def __missing__(self, key):
+        self[key] = _Added()
+        return self[key]
+
+
+class _Added(list):
+    def add(self, asset, extra=None):
+        self.append(asset)
+
+
+@pytest.mark.parametrize(
+    ("change", "updated"),
+    [
+        pytest.param({}, True, id="the-phase"),
+        pytest.param({"experiment": "quick_test"}, False, id="adhoc"),
+        pytest.param({"experiment": "quick_test", "update_asset": True}, True, id="adhoc-update-asset"),
+        pytest.param({"num_samples": 100}, False, id="fewer-samples"),
+    ],
+)
+def test_the_gate_updates_the_asset_only_for_the_phase(dagbag, capsys, change, updated):
+    from numa_ops.dag_factory import _update_asset, phase_alias, phase_asset
+    from numa_ops.phases import load_phases
+
+    dag_id = "phase1_framework_validation"
+    events = _Events()
+    _update_asset(dag_id, load_phases()[dag_id], [], {"params": {**_phase1_defaults(dagbag), **change}, "outlet_events": events})
+    assert events.get(phase_alias(dag_id), []) == ([phase_asset(dag_id)] if updated else [])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"Asset {dag_id} updated") if updated else "is not updated" in last
+
+
+class _TI:
+    dag_id, run_id = "phase1_framework_validation", "manual__1"
+
+    def __init__(self, failed, refused):
+        self.failed, self.refused = failed, refused
+
+    def get_ti_count(self, dag_id, task_ids, run_ids, states):
+        assert task_ids == ["plan_runs"] and run_ids == [self.run_id] and "failed" in states
+        return self.failed
+
+    def xcom_pull(self, task_ids, key):
+        assert key == "refused"
+        return [self.refused]
+
+
+def test_the_gate_fails_when_planning_failed(dagbag, capsys):
+    from airflow.sdk.exceptions import AirflowFailException
+    from numa_ops.dag_factory import _fail_if_nothing_was_planned
+
+    task = dagbag.dags["phase1_framework_validation"].get_task("gate")
+    _fail_if_nothing_was_planned({"ti": _TI(0, None), "task": task})  # planned: the gate runs
+    with pytest.raises(AirflowFailException, match=r"nothing was planned \(plan_runs failed: GPU \[7\] not found"):
+        _fail_if_nothing_was_planned({"ti": _TI(1, "GPU [7] not found"), "task": task})
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("nothing was planned (plan_runs failed: GPU [7]")
+    with pytest.raises(AirflowFailException, match="see the log of plan_runs"):  # crashed without a refusal
+        _fail_if_nothing_was_planned({"ti": _TI(1, None), "task": task})
