@@ -33,7 +33,8 @@ test:
   warmup_batches: 1
   max_trial_time_s: 30
   min_trial_s: 0.05
-  max_trials: 6
+  max_trials: 9          # noisy pilots get 9 trials: the median's interval then leaves out the extremes
+  intra_op_threads: 1    # steady when several phases' workers share two cores
 max_workers: 1
 """
 
