@@ -83,3 +83,18 @@ def test_the_plugin_registers_the_check_in_the_api_server_alone():
     assert plugin.in_api_server(["/venv/bin/airflow", "api-server", "--port", "8080"])
     for argv in (["airflow", "dags", "test", "phase1_framework_validation"], ["airflow", "scheduler"], ["pytest"]):
         assert not plugin.in_api_server(argv)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        pytest.param("experiment.test.max_trial_time_s=600", id="below-timeout-is-judged-with-the-other-overrides"),
+        pytest.param("experiment.test.timeout_s=900", id="in-range"),
+    ],
+)
+def test_a_check_across_settings_is_left_to_the_planner(configs_dir, override):
+    # alone, on the form's base experiment, max_trial_time_s=600 is above timeout_s=300; with the run's own
+    # experiment and its other overrides (timeout_s=900) it is fine: plan_runs judges the whole
+    from numa_ops.trigger_form import check_override
+
+    assert check_override(override) is True
