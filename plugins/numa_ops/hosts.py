@@ -7,9 +7,9 @@ pinned to some of the hosts (``hosts:`` in phases.yaml).
 
 from __future__ import annotations
 
-import os
 import re
 
+from numa_ops import settings
 from numa_ops.config import ConfigError
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -27,7 +27,7 @@ def check_host_name(name: str, where: str = "NUMA_LAB_HOSTS") -> str:
 
 def configured_hosts() -> list[str]:
     """The hosts of ``NUMA_LAB_HOSTS`` (comma-separated), in order; empty when unset."""
-    names = [h.strip() for h in os.environ.get("NUMA_LAB_HOSTS", "").split(",") if h.strip()]
+    names = settings.hosts()
     for name in names:
         check_host_name(name)
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from numa_ops import paths
+from numa_ops import paths, settings
 from numa_ops.topology import numactl_path
 
 __all__ = ["Launch", "BindingRefused", "find_nsys", "nsys_prefix", "numactl_path", "worker_command"]
@@ -45,7 +45,7 @@ def _version_key(path: str) -> list[Any]:
 
 def find_nsys() -> str | None:
     """Nsight Systems: ``NUMA_LAB_NSYS``, else ``nsys`` on PATH, else the usual install folders."""
-    configured = os.environ.get("NUMA_LAB_NSYS")
+    configured = settings.nsys_override()
     if configured:
         return configured if os.access(configured, os.X_OK) else None
     found = shutil.which("nsys")
@@ -106,6 +106,6 @@ def worker_command(
         "PYTHONUNBUFFERED": "1",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "CUDA_VISIBLE_DEVICES": "" if gpu_id is None else str(gpu_id),
-        "NUMA_LAB_BINDING": binding,
+        settings.WORKER_BINDING: binding,
     }
     return Launch(argv, env, binding)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from numa_ops import settings
+
+REPO_ROOT = settings.REPO_ROOT
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -16,12 +17,12 @@ class UnsafePathError(ValueError):
 
 def configs_dir() -> Path:
     """Experiment YAML folder (``NUMA_LAB_CONFIGS`` or ``include/configs``)."""
-    return Path(os.environ.get("NUMA_LAB_CONFIGS", REPO_ROOT / "include" / "configs")).resolve()
+    return settings.configs_dir()
 
 
 def outputs_dir() -> Path:
     """Results folder (``NUMA_LAB_OUTPUTS`` or ``outputs/`` in the repository)."""
-    return Path(os.environ.get("NUMA_LAB_OUTPUTS", REPO_ROOT / "outputs")).resolve()
+    return settings.outputs_dir()
 
 
 def plugins_dir() -> Path:

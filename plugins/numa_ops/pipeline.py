@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from numa_ops import paths, results
+from numa_ops import paths, results, settings
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
 from numa_ops.plan import Lane, alone, build_plan, count_runs, pattern_gpus, turns
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
@@ -38,7 +38,7 @@ class OutputsError(RuntimeError):
 
 def min_free_mb() -> int:
     """Free space the outputs folder needs before a plan starts (``NUMA_LAB_MIN_FREE_MB``, default 500)."""
-    return int(os.environ.get("NUMA_LAB_MIN_FREE_MB", "500"))
+    return settings.min_free_mb()
 
 
 def check_outputs_writable() -> None:

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from numa_ops import settings
 from numa_ops.config import ExperimentConfig
 from numa_ops.topology import PlacementError, Topology, home_node, placement_of, resolve_gpus, resolve_nodes
-
-DEFAULT_MAX_RUNS = 5000
 
 
 class PlanError(ValueError):
@@ -168,7 +166,7 @@ def count_runs(lanes: Any) -> int:
 
 def max_runs() -> int:
     """The largest plan allowed to start (``NUMA_LAB_MAX_RUNS``)."""
-    return int(os.environ.get("NUMA_LAB_MAX_RUNS", DEFAULT_MAX_RUNS))
+    return settings.max_runs()
 
 
 def build_plan(

@@ -25,19 +25,18 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from numa_ops import paths, results
+from numa_ops import paths, results, settings
 from numa_ops.launch import BindingRefused, find_nsys, nsys_prefix, worker_command
 from numa_ops.paths import safe_name
 from numa_ops.worker import coordination
 from numa_ops.worker.protocol import parse_event
 
-DEFAULT_STARTUP_TIMEOUT_S = 600
 KILL_GRACE_S = 5.0
 
 
 def startup_timeout_s() -> float:
     """How long a worker may take to import and initialise (``NUMA_LAB_STARTUP_TIMEOUT_S``)."""
-    return float(os.environ.get("NUMA_LAB_STARTUP_TIMEOUT_S", DEFAULT_STARTUP_TIMEOUT_S))
+    return settings.startup_timeout_s()
 
 
 @contextmanager
@@ -198,8 +197,8 @@ class LaneSupervisor:
         if mode == "off":
             return None, None
         nsys = find_nsys()
-        if nsys is None and os.environ.get("NUMA_LAB_NSYS"):
-            return None, f"nsys not found: NUMA_LAB_NSYS={os.environ['NUMA_LAB_NSYS']} is not an executable file"
+        if nsys is None and settings.nsys_override():
+            return None, f"nsys not found: NUMA_LAB_NSYS={settings.nsys_override()} is not an executable file"
         if nsys is None:
             return None, ("nsys not found (NUMA_LAB_NSYS, PATH, /opt/nvidia/nsight-systems, /usr/local/cuda/bin, "
                           "/opt/nvidia/nsight-compute/*/host/target-linux-x64)")
@@ -255,8 +254,8 @@ class LaneSupervisor:
         return subprocess.Popen(
             launch.argv,
             env={
-                **os.environ, **launch.env, "NUMA_LAB_PROFILE": json.dumps(profile_note),
-                "NUMA_LAB_LANE_STARTED": repr(getattr(self, "_started_epoch", 0.0)),
+                **os.environ, **launch.env, settings.WORKER_PROFILE: json.dumps(profile_note),
+                settings.WORKER_LANE_STARTED: repr(getattr(self, "_started_epoch", 0.0)),
             },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from numa_ops import settings
+
 NVIDIA_VENDOR = "0x10de"
 DISPLAY_CLASSES = ("0x0300", "0x0302")
 
@@ -314,7 +316,7 @@ Binder = Callable[[int, int, int, Sequence[int], int, int], None]
 
 def numactl_path() -> str | None:
     """The ``numactl`` binary, or None if this host has none (``NUMA_LAB_NUMACTL`` overrides; ``off``: none)."""
-    configured = os.environ.get("NUMA_LAB_NUMACTL")
+    configured = settings.numactl_override()
     if configured == "off":
         return None
     return configured or shutil.which("numactl")

@@ -14,6 +14,7 @@ import time
 import traceback
 from pathlib import Path
 
+from numa_ops import settings
 from numa_ops.worker.protocol import emit
 
 
@@ -32,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     from numa_ops.worker.measure import measure_run
 
     specs = json.loads(args.runs.read_text())
-    profile = json.loads(os.environ.get("NUMA_LAB_PROFILE") or '{"nsys": "off", "warning": null}')
+    profile = settings.worker_profile()
     from numa_ops.worker.launch_thread import pin_launching_thread
 
     allowed = os.sched_getaffinity(0)
     gpu_id = specs[0]["gpu_id"] if specs else None
-    fake_gpu = gpu_id is not None and not torch.cuda.is_available() and os.environ.get("NUMA_LAB_FAKE_GPU") == "1"
+    fake_gpu = gpu_id is not None and not torch.cuda.is_available() and settings.fake_gpu()
     if fake_gpu:  # tests of scheduling on simulated multi-GPU hosts: measured on the CPU, and said so
         device = torch.device("cpu")
     elif gpu_id is not None and not torch.cuda.is_available():
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     # worker is bound to on the CPU; NUMA_LAB_TORCH_THREADS caps it
     wanted = (specs[0]["test"].get("intra_op_threads") if specs else None) or (
         1 if device is not None and device.type == "cuda" else len(allowed))
-    cap = int(os.environ.get("NUMA_LAB_TORCH_THREADS", "0") or 0)
+    cap = settings.torch_threads_cap()
     threads = max(1, min(wanted, cap) if cap > 0 else wanted)
     torch.set_num_threads(threads)
     # the launching thread gets one core of the node to itself, unless intra-op threads share the work:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     startup_s = time.perf_counter() - started
     emit("ready", startup_s=startup_s, pid=os.getpid(), device=str(device))
 
-    lane_started = float(os.environ.get("NUMA_LAB_LANE_STARTED") or 0)
+    lane_started = settings.worker_lane_started()
     failures = 0
     for spec in specs:
         claim = coordination.claim(args.folder_path, spec, lane_started) if spec.get("pool") else None

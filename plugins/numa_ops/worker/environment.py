@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from numa_ops import settings
+
 
 def binding() -> dict[str, Any]:
     """The CPUs and memory nodes this process may use, as the kernel reports them."""
@@ -20,7 +22,7 @@ def binding() -> dict[str, Any]:
                 found["mems_allowed"] = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    found["numactl"] = os.environ.get("NUMA_LAB_BINDING", "unknown")
+    found["numactl"] = settings.worker_binding()
     return found
 
 
