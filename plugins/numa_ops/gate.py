@@ -14,17 +14,17 @@ from typing import Any
 
 from numa_ops import results
 from numa_ops.phases import Gate
-from numa_ops.plan import distinct_runs
 
 LEVEL = 0.95
 
 
 def _label(rec: dict[str, Any], run_id: str) -> str:
+    """A run as the sentence names it: its model on its lane."""
     model = (rec.get("model") or {}).get("name") or run_id
     return f"{model} on {rec.get('lane') or '?'}"
 
 
-def _noise(run_id: str, rec: dict[str, Any], gate: Gate) -> tuple[str, str] | None:
+def _noise_problem(run_id: str, rec: dict[str, Any], gate: Gate) -> tuple[str, str] | None:
     """(problem line, short phrase for the sentence) if the run's interval is too wide or too weak."""
     metrics = rec.get("metrics") or {}
     ci = metrics.get("samples_per_s_ci") or {}
@@ -46,6 +46,7 @@ def _noise(run_id: str, rec: dict[str, Any], gate: Gate) -> tuple[str, str] | No
 
 
 def _sentence(passed: bool, failed: list[str], noisy: list[str], planned: int, gate: Gate) -> str:
+    """The verdict in one sentence: which runs failed or were too noisy, and what to do."""
     if passed:
         return f"gate passed: {planned} run(s), every 95% interval within ±{gate.max_ci_half_width:.0%}."
     parts = []
@@ -62,12 +63,14 @@ def _sentence(passed: bool, failed: list[str], noisy: list[str], planned: int, g
     return f"gate FAILED: {'; '.join(parts)}. To do: {todo}."
 
 
-def check(folder_path: Path, gate: Gate) -> dict[str, Any]:
-    """The verdict for a run folder: passed, a one-line summary, each problem with its run and reason, and
-    one plain sentence saying what failed and what to do."""
+def judge_run_folder(folder_path: Path, gate: Gate) -> dict[str, Any]:
+    """Judge a run folder's runs against ``gate`` and write the verdict to its ``gate.json``.
+
+    The verdict: passed, a one-line summary, each problem with its run and reason, the failure rate, how
+    many runs were planned, and one plain sentence saying what failed and what to do."""
     records = results.collect(folder_path)
     plan = json.loads((folder_path / "plan.json").read_text())
-    specs = distinct_runs(plan["lanes"])
+    specs = list({r["run_id"]: r for lane in plan["lanes"] for r in lane["runs"]}.values())  # each run once
     planned = len(specs)
     by_id = {r["run_id"]: r for r in records}
     problems: list[str] = []
@@ -82,7 +85,7 @@ def check(folder_path: Path, gate: Gate) -> dict[str, Any]:
             failed_runs.append(f"{_label(rec, spec['run_id'])} failed: {str(rec.get('error'))[:200]}")
             problems.append(f"{spec['run_id']}: failed: {rec.get('error')}")
         else:
-            noise = _noise(spec["run_id"], rec, gate)
+            noise = _noise_problem(spec["run_id"], rec, gate)
             if noise:
                 problems.append(noise[0])
                 noisy_runs.append(noise[1])

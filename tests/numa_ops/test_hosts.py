@@ -3,15 +3,17 @@ and exactly today's DAG when no host is configured."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
-from airflow.sdk.exceptions import AirflowSkipException
-from numa_ops import dag_factory
+from numa_ops import dag_factory, results
 from numa_ops.config import ConfigError
 from numa_ops.hosts import configured_hosts
 from numa_ops.operators import NumaLaneOperator
 from numa_ops.phases import load_phases
+
+from tests.numa_ops.records import record
 
 DAG = "phase1_framework_validation"
 PINNED = """
@@ -69,35 +71,50 @@ def test_a_study_pinned_to_an_unknown_host_is_refused(configs_dir, monkeypatch):
         dag_factory.build_phase_dag(DAG)
 
 
-def test_pinned_studies_run_only_on_their_hosts(configs_dir, monkeypatch):
-    (configs_dir / "phases.yaml").write_text(PINNED)
-    phase = load_phases()[DAG]
-    every = {"studies": ["everywhere", "only_b"], "hosts": ["gpu-a", "gpu-b"]}
-    assert dag_factory._studies_on(phase, "gpu-a", every) == ["everywhere"]
-    assert dag_factory._studies_on(phase, "gpu-b", every) == ["everywhere", "only_b"]
-    assert dag_factory._studies_on(phase, None, every) == ["everywhere", "only_b"]  # no hosts: one host runs all
-    with pytest.raises(AirflowSkipException, match="runs on host gpu-a"):
-        dag_factory._studies_on(phase, "gpu-a", {"studies": ["only_b"], "hosts": ["gpu-a", "gpu-b"]})
-    with pytest.raises(AirflowSkipException, match="not chosen"):
-        dag_factory._studies_on(phase, "gpu-a", {"studies": ["everywhere"], "hosts": ["gpu-b"]})
-
-
 def test_a_bad_host_name_in_phases_is_refused(configs_dir):
     (configs_dir / "phases.yaml").write_text(PINNED.replace("hosts: [gpu-b]", "hosts: [gpu.b]"))
     with pytest.raises(ConfigError, match="only_b.hosts"):
         load_phases()
 
 
-def test_downstream_tasks_see_every_hosts_folder():
-    a = [{"folder": "f_gpu-a", "queue": "gpu-a"}, {"folder": "f_gpu-a", "queue": "gpu-a"}]
-    b = [{"folder": "f_gpu-b", "queue": "gpu-b"}]
-    assert dag_factory._folders([a, None, b]) == ["f_gpu-a", "f_gpu-b"]  # None: a host that skipped
-    assert dag_factory._folders(a) == ["f_gpu-a"]  # one host, as without hosts
-    with pytest.raises(AirflowSkipException, match="nothing was planned"):
-        dag_factory._folders([None, None])
-
-
 def test_a_lane_refuses_to_measure_on_another_host(outputs_dir):
     lane = {"name": "gpu0-cpu0-mem0", "folder": "f", "runs": [], "host": socket.gethostname() + "-other", "queue": "gpu-a"}
     with pytest.raises(RuntimeError, match="queue gpu-a must be served by"):
         NumaLaneOperator(task_id="measure", lane=lane).execute({})
+
+
+def _night(outputs_dir, folder, samples_per_s):
+    """A night's run folder with one nightly run measuring ``samples_per_s`` (95% interval ±2%)."""
+    ci = {"mean": samples_per_s, "low": samples_per_s * 0.98, "high": samples_per_s * 1.02}
+    rec = record(f"{folder}.a", folder=folder, metrics={"samples_per_s": samples_per_s, "samples_per_s_ci": ci})
+    rec["study"] = "nightly"
+    results.write_json_atomic(outputs_dir / folder / "runs" / f"{rec['run_id']}.json", rec)
+    return [{"name": "cpu-cpu0-mem0", "folder": folder, "queue": folder.rsplit("_", 1)[-1], "runs": []}]
+
+
+def _compare_baseline(monkeypatch):
+    monkeypatch.setenv("NUMA_LAB_HOSTS", "gpu-a,gpu-b")
+    return dag_factory.build_phase_dag("nightly_sweep").get_task("compare_baseline").python_callable
+
+
+def test_the_nightly_comparison_keeps_every_hosts_result(configs_dir, outputs_dir, monkeypatch):
+    compare_baseline = _compare_baseline(monkeypatch)
+    first = compare_baseline([_night(outputs_dir, "n1_gpu-a", 100.0), _night(outputs_dir, "n1_gpu-b", 200.0)])
+    assert first == {"hosts": {"gpu-a": {"folder": "n1_gpu-a", "baseline": None, "verdicts": 1},
+                               "gpu-b": {"folder": "n1_gpu-b", "baseline": None, "verdicts": 1}}}
+    second = compare_baseline([_night(outputs_dir, "n2_gpu-a", 100.0), _night(outputs_dir, "n2_gpu-b", 200.0)])
+    assert second == {"hosts": {"gpu-a": {"folder": "n2_gpu-a", "baseline": "n1_gpu-a", "verdicts": 1},
+                                "gpu-b": {"folder": "n2_gpu-b", "baseline": "n1_gpu-b", "verdicts": 1}}}
+
+
+@pytest.mark.parametrize("regressed", ["gpu-a", "gpu-b"], ids=["first-host", "last-host"])
+def test_the_nightly_comparison_fails_if_any_host_regressed(configs_dir, outputs_dir, monkeypatch, regressed):
+    compare_baseline = _compare_baseline(monkeypatch)
+    compare_baseline([_night(outputs_dir, "n1_gpu-a", 100.0), _night(outputs_dir, "n1_gpu-b", 100.0)])
+    tonight = {host: 50.0 if host == regressed else 100.0 for host in ("gpu-a", "gpu-b")}
+    with pytest.raises(RuntimeError, match=f"regression against n1_{regressed}: ") as failed:
+        compare_baseline([_night(outputs_dir, f"n2_{host}", rate) for host, rate in tonight.items()])
+    assert "regression against n1_gpu-" + ("b" if regressed == "gpu-a" else "a") not in str(failed.value)
+    for host in tonight:  # each host was compared and its verdicts kept, the regressed one's too
+        (verdict,) = json.loads((outputs_dir / f"n2_{host}" / "regressions.json").read_text())
+        assert verdict["verdict"] == ("regression" if host == regressed else "same")

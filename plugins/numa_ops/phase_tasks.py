@@ -1,0 +1,244 @@
+"""What each task of a phase DAG does, as plain functions; :mod:`numa_ops.dag_factory` declares the tasks.
+
+discover_topology -> plan_runs -> measure (:class:`numa_ops.operators.NumaLaneOperator`) -> load_duckdb ->
+report -> gate [-> compare_baseline]
+
+The tasks after planning receive ``plans``: what ``plan_runs`` returned (a list of measure units, each a
+lane or one device's lanes), or, with GPU hosts configured, a list of each host's (None for a host that
+skipped or failed); None when planning failed. A task with nothing planned to work on skips, saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from numa_ops.phases import Phase, study_configs
+
+# The engine's modules are imported inside the task bodies: a DAG file parses without them.
+
+Unit = dict[str, Any]  # a measure unit as XCom carries it: a lane, or a device's lanes under "lanes"
+
+
+def planned_units(plans: Any) -> list[Unit]:
+    """Every measure unit of ``plans``, whether of one host or a list of each host's."""
+    per_host = [plan for plan in plans or [] if plan]
+    return [unit for plan in per_host for unit in (plan if isinstance(plan, list) else [plan])]
+
+
+def planned_lanes(plans: Any) -> list[Unit]:
+    """Every lane of ``plans``: a unit's own lanes where it has several, else the unit itself."""
+    return [lane for unit in planned_units(plans) for lane in unit.get("lanes", [unit])]
+
+
+def planned_folders(plans: Any) -> list[str]:
+    """The run folders of ``plans``, one per host, in order; skips the task when nothing was planned."""
+    folders = list(dict.fromkeys(lane["folder"] for lane in planned_lanes(plans)))
+    if not folders:
+        raise AirflowSkipException("nothing was planned (plan_runs failed, or no host had a study to run): "
+                                   "see plan_runs's log for the reason")
+    return folders
+
+
+def studies_on_host(phase: Phase, host: str | None, params: Mapping[str, Any]) -> list[str]:
+    """The chosen studies that run on ``host``; skips the host's tasks when it has none (or was not chosen).
+
+    ``host`` is None without GPU hosts configured: the one host runs every chosen study.
+    """
+    if host is None:
+        return params["studies"]
+    if host not in (params.get("hosts") or []):
+        raise AirflowSkipException(f"host {host} was not chosen in the trigger form")
+    if params.get("experiment"):
+        return params["studies"]
+    wanted = params["studies"] or list(phase.studies)
+    pinned = {name: study.hosts for name, study in phase.studies.items() if study.hosts}
+    chosen = [s for s in wanted if host in pinned.get(s, [host])]
+    if not chosen:
+        raise AirflowSkipException(f"none of the chosen studies ({', '.join(wanted)}) runs on host {host}")
+    return chosen
+
+
+def discover_topology() -> dict[str, Any]:
+    """Read the host's NUMA nodes and GPUs."""
+    from numa_ops.topology import discover
+
+    topology = discover()
+    for note in topology.notes:
+        print(f"topology: {note}")
+    return topology.to_dict()
+
+
+def form_overrides(params: Mapping[str, Any]) -> list[str]:
+    """The form's overrides and sweeps, and its ``num_samples`` as the override it stands for."""
+    overrides = [*params["overrides"], *params["sweeps"]]
+    if params.get("num_samples"):
+        overrides.append(f"experiment.test.num_samples={int(params['num_samples'])}")
+    return overrides
+
+
+def run_folder_name(dag_id: str, params: Mapping[str, Any], dag_run: Any, host: str | None) -> str:
+    """The form's resume folder, or a new one named for the experiment (or phase) and the DAG run;
+    ``<folder>_<host>`` on a GPU host."""
+    from numa_ops.paths import safe_name
+    from numa_ops.pipeline import folder_name
+
+    if params.get("folder"):
+        folder = safe_name(params["folder"], "folder")
+    else:
+        name = params.get("experiment") or dag_id.split("_")[0]
+        folder = folder_name(name, dag_run.run_after, token=f"{dag_run.dag_id}|{dag_run.run_id}")
+    return safe_name(f"{folder}_{host}", "folder") if host else folder
+
+
+def refuse_plan(exc: Exception, ti: Any) -> NoReturn:
+    """Fail planning with the planner's message as the task log's last line (no retry would change it),
+    leaving the message in XCom (``refused``) for the gate's own last line."""
+    ti.xcom_push(key="refused", value=str(exc))
+    print(f"plan refused: {exc}")
+    raise AirflowFailException(f"plan refused: {exc}") from None
+
+
+def plan_runs(
+    dag_id: str, phase: Phase, topology: dict[str, Any], params: Mapping[str, Any], dag_run: Any, ti: Any,
+    host: str | None = None,
+) -> list[Unit]:
+    """Validate the request against the phase's studies and the host; write the plan.
+
+    Returns the measure units, each naming the host it was planned on and the queue (``host``) serving it.
+    A refusal (config, override, path; or an absent GPU or node) fails the task through :func:`refuse_plan`.
+    """
+    from numa_ops.pipeline import OutputsError, write_plan
+    from numa_ops.plan import device_turns
+    from numa_ops.topology import Topology
+
+    try:
+        studies = study_configs(phase, studies_on_host(phase, host, params), form_overrides(params),
+                                params.get("experiment") or None)
+    except ValueError as exc:
+        refuse_plan(exc, ti)
+    folder = run_folder_name(dag_id, params, dag_run, host)
+    try:
+        folder_path, lanes = write_plan(folder, studies, Topology.from_dict(topology),
+                                        {"phase": dag_id, "params": dict(params)})
+        units = [turn.to_json() for turn in device_turns(lanes, phase.max_lanes)]
+    except (ValueError, OutputsError) as exc:
+        refuse_plan(exc, ti)
+    _print_plan(folder_path, studies, lanes, units)
+    where = {"host": topology["host"], "queue": host}
+    return [_placed(unit, where) for unit in units]
+
+
+def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Any], units: list[Unit]) -> None:
+    from numa_ops.plan import count_runs
+
+    print(f"plan: {count_runs(lanes)} runs of {len(studies)} studies on {len(lanes)} lane(s) into {folder_path}")
+    for study, configs in studies.items():
+        print(f"  study {study}: {len(configs)} sweep point(s)")
+    for lane in lanes:
+        print(f"  lane {lane.name}: {len(lane.runs)} runs")
+    for unit in units:
+        if len(unit["lanes"]) > 1:  # a device's lanes, one task, in the plan's order (repeats ABBA, patterns)
+            print(f"  task {unit['name']}: lanes in turn: {', '.join(lane['name'] for lane in unit['lanes'])}")
+
+
+def _placed(unit: Unit, where: dict[str, Any]) -> Unit:
+    """``unit`` (and each of its lanes) naming the host whose topology it was planned on, and that host's queue."""
+    if "lanes" in unit:
+        return {**unit, **where, "lanes": [{**lane, **where} for lane in unit["lanes"]]}
+    return {**unit, **where}
+
+
+def load_duckdb(plans: Any) -> dict[str, Any]:
+    """Write each host's results.json and summary; load every run record into DuckDB, once."""
+    from numa_ops import pipeline, results
+
+    folders = planned_folders(plans)
+    loaded = pipeline.summarize_and_load([results.run_folder(folder) for folder in folders])
+    for folder, summary in loaded.get("summaries", {folders[0]: loaded["summary"]}).items():
+        print(f"{folder}: summary: {summary}")
+    print(f"duckdb: {loaded['load']}")
+    return loaded
+
+
+def report(plans: Any) -> dict[str, Any]:
+    """Write each host's report and the cumulative one; say where everything is."""
+    from numa_ops import pipeline, results
+
+    written = pipeline.write_reports([results.run_folder(folder) for folder in planned_folders(plans)])
+    for key, value in written.items():
+        print(f"{key}: {value}")
+    return written
+
+
+def gate(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
+    """Fail the phase (and hold back the next ones) if too many runs failed or are too noisy.
+
+    Judges each host's run folder; returns the verdict, or ``{"passed": True, "hosts": [verdict, ...]}``
+    for several hosts. Fails without retry: measuring the same runs again in place would not change it.
+    """
+    from numa_ops import results
+    from numa_ops.gate import judge_run_folder
+
+    verdicts = [judge_run_folder(results.run_folder(folder), phase.gate) for folder in planned_folders(plans)]
+    for verdict in verdicts:
+        print(verdict["summary"])
+        for line in verdict["problems"]:
+            print(f"  {line}")
+    for verdict in verdicts:  # last in the log: what failed and what to do, in one sentence each
+        print(verdict["sentence"])
+    failed = [v["sentence"] for v in verdicts if not v["passed"]]
+    if failed:
+        raise AirflowFailException(f"{dag_id} did not pass its gate: {' '.join(failed)}")
+    return verdicts[0] if len(verdicts) == 1 else {"passed": True, "hosts": verdicts}
+
+
+def fail_if_nothing_was_planned(ti: Any, upstream_task_ids: Iterable[str]) -> None:
+    """The gate's pre-execute hook: planning failed (on any host), so nothing it asked for was measured.
+
+    The gate runs whatever its upstream did (ALL_DONE); without this it would skip, and a DAG run whose
+    leaves skipped is green. It fails instead, its log ending with the planner's message.
+    """
+    plan_ids = sorted(t for t in upstream_task_ids if t.rsplit(".", 1)[-1] == "plan_runs")
+    failed = ti.get_ti_count(
+        dag_id=ti.dag_id, task_ids=plan_ids, run_ids=[ti.run_id], states=["failed", "upstream_failed"]
+    )
+    if not failed:
+        return
+    refused = ti.xcom_pull(task_ids=plan_ids, key="refused")
+    refused = [r for r in (refused if isinstance(refused, list) else [refused]) if r]
+    reason = " ".join(refused) or f"see the log of {' / '.join(plan_ids)}"
+    message = f"nothing was planned (plan_runs failed: {reason}); nothing was measured, so the gate fails"
+    print(message)
+    raise AirflowFailException(message)
+
+
+def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
+    """Compare tonight with the baseline night; a regression outside both CIs fails the run.
+
+    Each host's folder is compared with that host's own nights (the series ``<dag_id>@<host>``), every host
+    before any failure. Returns ``{"baseline", "verdicts"}`` (how many) for the one host, or, with GPU hosts
+    configured, ``{"hosts": {host: {"folder", "baseline", "verdicts"}}}``; fails naming every regression.
+    """
+    from numa_ops import nightly, paths, results
+
+    queues = {lane["folder"]: lane.get("queue") for lane in planned_lanes(plans)}
+    compared: dict[str | None, dict[str, Any]] = {}
+    problems: list[str] = []
+    for folder in planned_folders(plans):
+        queue = queues[folder]
+        series = f"{dag_id}@{queue}" if queue else dag_id
+        checked = nightly.check(results.run_folder(folder), series, phase.baseline, queue)
+        print(f"{folder}: baseline: {checked['baseline'] or 'none yet: this night becomes the baseline'}")
+        for v in checked["verdicts"]:
+            print(f"  {v['verdict']:12} {v['config']}: {v['tonight_mean']} vs {v['baseline_mean']} ({v['change']})")
+        problems.extend(checked["problems"])
+        compared[queue] = {"folder": folder, "baseline": checked["baseline"], "verdicts": len(checked["verdicts"])}
+    if problems:
+        raise RuntimeError(f"{'; '.join(problems)} (see {paths.outputs_dir()} and table regressions)")
+    if None in compared:  # no GPU hosts configured: the one folder
+        return {"baseline": compared[None]["baseline"], "verdicts": compared[None]["verdicts"]}
+    return {"hosts": compared}

@@ -1,0 +1,69 @@
+"""The trigger form of a phase DAG: one Airflow Param per field, with the JSON schema that refuses bad values.
+
+Each override and sweep carries the ``numa-lab-override`` format (:mod:`numa_ops.trigger_form`), which the
+API server checks with the planner's own grammar where the Airflow plugin registers it.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param
+
+from numa_ops.config import available_experiments
+from numa_ops.phases import Phase
+from numa_ops.trigger_form import FORMAT as OVERRIDE_FORMAT
+
+# Overrides never reach a shell (argv lists only); shell characters are refused anyway. Plain spaces
+# are allowed, as the override grammar allows them inside lists and mappings: [{name: t, depth: 2}].
+OVERRIDE_PATTERN = r"^experiment(\.|\[|=)[^\t\n\r\f\v;&|`$<>]*$"
+FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+def phase_params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Param]:
+    """The form's fields for ``phase``; with GPU hosts configured, a ``hosts`` field to choose among them."""
+    # format first: the planner's own message for what it refuses without the host (numa_ops.trigger_form)
+    override = {"type": "string", "format": OVERRIDE_FORMAT, "pattern": OVERRIDE_PATTERN, "maxLength": 500}
+    params = {
+        "studies": Param(
+            list(phase.studies),
+            type="array",
+            items={"type": "string", "enum": list(phase.studies)},
+            uniqueItems=True,
+            title="Studies",
+            description="Which of the phase's studies (the plan's commands) to run.",
+        ),
+        "experiment": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *available_experiments()],
+            title="Experiment (ad hoc)",
+            description="If set, run this experiment with the overrides below instead of the studies.",
+        ),
+        "overrides": Param(
+            [], type="array", items=override, maxItems=64, title="Overrides",
+            description="One per line, e.g. experiment.hardware.gpu_ids=[0,3]; added to every study.",
+        ),
+        "sweeps": Param(
+            [], type="array", items=override, maxItems=16, title="Sweeps",
+            description="e.g. experiment.test.batch_size=4,8,16,32 (cartesian over keys).",
+        ),
+        "num_samples": Param(
+            None, type=["null", "integer"], minimum=1, maximum=10_000_000, title="num_samples",
+            description="Shortcut for experiment.test.num_samples.",
+        ),
+        "update_asset": Param(
+            False, type="boolean", title="Update the phase's Asset",
+            description="Only a run of the phase as defined (all its studies, no experiment, overrides, sweeps or "
+            "num_samples) updates its Asset, which starts the phases after it; tick this to update it anyway.",
+        ),
+        "folder": Param(
+            None, type=["null", "string"], pattern=FOLDER_PATTERN, title="Resume folder",
+            description="Re-use this run folder: runs already complete there are skipped.",
+        ),
+    }
+    if hosts:
+        params["hosts"] = Param(
+            list(hosts), type="array", items={"type": "string", "enum": list(hosts)}, uniqueItems=True,
+            title="Hosts", description="GPU hosts to run on (each measures on its own GPUs, into <folder>_<host>).",
+        )
+        params["folder"].description = "Re-use the run folders <folder>_<host>: runs already complete there are skipped."
+    return params

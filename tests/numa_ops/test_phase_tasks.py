@@ -1,0 +1,230 @@
+"""The phase DAGs' task bodies, called as plain functions (no DAG, no scheduler)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from numa_ops import phase_tasks, results
+from numa_ops.phases import load_phases
+
+from tests.numa_ops.records import record
+
+PHASE1 = "phase1_framework_validation"
+PINNED = """
+phase1_framework_validation:
+  title: t
+  goal: g
+  question: q
+  studies:
+    everywhere: {experiment: tiny}
+    only_b: {experiment: tiny, hosts: [gpu-b]}
+"""
+FORM = {"studies": [], "experiment": None, "overrides": [], "sweeps": [], "num_samples": None,
+        "update_asset": False, "folder": None}
+
+
+class _TI:
+    """What the task bodies use of a TaskInstance: XCom, and the count of plan_runs instances that failed."""
+
+    dag_id, run_id = PHASE1, "manual__1"
+
+    def __init__(self, failed=0, refused=None):
+        self.pushed, self.failed, self.refused = {}, failed, refused
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+    def get_ti_count(self, dag_id, task_ids, run_ids, states):
+        self.counted = task_ids
+        return self.failed
+
+    def xcom_pull(self, task_ids, key):
+        return self.refused
+
+
+def _dag_run(run_id="manual__1"):
+    return SimpleNamespace(dag_id=PHASE1, run_id=run_id, run_after=datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC))
+
+
+def _plan(host=None, ti=None, **form):
+    """plan_runs for an ad-hoc tiny experiment on this machine's topology, as GPU host ``host``."""
+    params = {**FORM, "experiment": "tiny", "hosts": [host] if host else None, **form}
+    phase = load_phases()[PHASE1]
+    return phase_tasks.plan_runs(PHASE1, phase, phase_tasks.discover_topology(), params, _dag_run(), ti or _TI(), host)
+
+
+def test_pinned_studies_run_only_on_their_hosts(configs_dir):
+    (configs_dir / "phases.yaml").write_text(PINNED)
+    phase = load_phases()[PHASE1]
+    every = {"studies": ["everywhere", "only_b"], "hosts": ["gpu-a", "gpu-b"]}
+    assert phase_tasks.studies_on_host(phase, "gpu-a", every) == ["everywhere"]
+    assert phase_tasks.studies_on_host(phase, "gpu-b", every) == ["everywhere", "only_b"]
+    assert phase_tasks.studies_on_host(phase, None, every) == ["everywhere", "only_b"]  # no hosts: one host runs all
+    with pytest.raises(AirflowSkipException, match="runs on host gpu-a"):
+        phase_tasks.studies_on_host(phase, "gpu-a", {"studies": ["only_b"], "hosts": ["gpu-a", "gpu-b"]})
+    with pytest.raises(AirflowSkipException, match="not chosen"):
+        phase_tasks.studies_on_host(phase, "gpu-a", {"studies": ["everywhere"], "hosts": ["gpu-b"]})
+
+
+def test_downstream_tasks_see_every_hosts_folder():
+    a = [{"folder": "f_gpu-a", "queue": "gpu-a"}, {"folder": "f_gpu-a", "queue": "gpu-a"}]
+    b = [{"folder": "f_gpu-b", "queue": "gpu-b"}]
+    assert phase_tasks.planned_folders([a, None, b]) == ["f_gpu-a", "f_gpu-b"]  # None: a host that skipped
+    assert phase_tasks.planned_folders(a) == ["f_gpu-a"]  # one host, as without hosts
+    with pytest.raises(AirflowSkipException, match="nothing was planned"):
+        phase_tasks.planned_folders([None, None])
+
+
+@pytest.mark.parametrize("plans", [None, [], [None]], ids=["planning-failed", "no-units", "host-skipped"])
+def test_nothing_planned_skips_load_and_report(plans):
+    for body in (phase_tasks.load_duckdb, phase_tasks.report):
+        with pytest.raises(AirflowSkipException, match="see plan_runs's log"):
+            body(plans)
+
+
+def test_a_devices_lanes_are_each_a_lane():
+    device = {"name": "gpu0", "folder": "f", "lanes": [{"name": "gpu0-cpu0-mem0", "folder": "f"},
+                                                       {"name": "gpu0-cpu0-mem0-r1", "folder": "f"}]}
+    lane = {"name": "gpu1-cpu0-mem0", "folder": "f"}
+    assert [x["name"] for x in phase_tasks.planned_lanes([device, lane])] == [
+        "gpu0-cpu0-mem0", "gpu0-cpu0-mem0-r1", "gpu1-cpu0-mem0"]
+    assert phase_tasks.planned_units([[device], None, [lane]]) == [device, lane]
+
+
+@pytest.mark.parametrize(
+    ("form", "overrides"),
+    [
+        pytest.param({}, [], id="none"),
+        pytest.param({"overrides": ["experiment.test.batch_size=2"], "sweeps": ["experiment.test.num_samples=8,16"]},
+                     ["experiment.test.batch_size=2", "experiment.test.num_samples=8,16"], id="overrides-then-sweeps"),
+        pytest.param({"num_samples": 12}, ["experiment.test.num_samples=12"], id="num-samples"),
+    ],
+)
+def test_the_forms_overrides(form, overrides):
+    assert phase_tasks.form_overrides({**FORM, **form}) == overrides
+
+
+@pytest.mark.parametrize(
+    ("form", "host", "folder"),
+    [
+        pytest.param({"folder": "resume_me"}, None, "resume_me", id="resume"),
+        pytest.param({"folder": "resume_me"}, "gpu-a", "resume_me_gpu-a", id="resume-on-host"),
+        pytest.param({}, None, "phase1_20261127T010203_", id="new-for-the-phase"),
+        pytest.param({"experiment": "tiny"}, "gpu-a", "tiny_20261127T010203_", id="new-for-the-experiment"),
+    ],
+)
+def test_the_run_folders_name(form, host, folder):
+    name = phase_tasks.run_folder_name(PHASE1, {**FORM, **form}, _dag_run(), host)
+    assert name.startswith(folder) and name.endswith(f"_{host}" if host else "")
+    assert name == phase_tasks.run_folder_name(PHASE1, {**FORM, **form}, _dag_run(), host)  # a retry: the same
+
+
+def test_new_folders_differ_by_dag_run():
+    assert phase_tasks.run_folder_name(PHASE1, FORM, _dag_run("a"), None) != phase_tasks.run_folder_name(
+        PHASE1, FORM, _dag_run("b"), None)
+
+
+@pytest.mark.parametrize("host", [None, "gpu-a"], ids=["one-host", "gpu-host"])
+def test_plan_runs_writes_the_plan_and_names_the_host(configs_dir, outputs_dir, capsys, host):
+    units = _plan(host)
+    (folder,) = phase_tasks.planned_folders(units)
+    assert (outputs_dir / folder / "plan.json").is_file() and folder.endswith(f"_{host}" if host else "")
+    assert {(lane["host"], lane["queue"]) for lane in phase_tasks.planned_lanes(units)} == {
+        (phase_tasks.discover_topology()["host"], host)}
+    plan = json.loads((outputs_dir / folder / "plan.json").read_text())
+    assert plan["phase"] == PHASE1 and plan["params"]["experiment"] == "tiny"  # the request, as the form gave it
+    assert capsys.readouterr().out.count("plan: 2 runs of 1 studies on") == 1
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        pytest.param({"overrides": ["experiment.test.bogus=1"]}, "experiment.test.bogus: unknown key", id="unknown-key"),
+        pytest.param({"overrides": ["experiment.hardware.numa_nodes=[5]"]}, "NUMA node [5] not found", id="absent-node"),
+    ],
+)
+def test_a_refused_plan_fails_with_the_planners_message_last(configs_dir, outputs_dir, capsys, form, message):
+    ti = _TI()
+    with pytest.raises(AirflowFailException, match=r"plan refused: .*" + message.replace("[", r"\[").replace("]", r"\]")):
+        _plan(ti=ti, **form)
+    assert message in ti.pushed["refused"]  # for the gate's last line
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("plan refused: ")
+    assert not any(p.is_dir() for p in outputs_dir.iterdir())  # no run folder
+
+
+def _measured(outputs_dir, units, failed=()):
+    """Records for every planned run of ``units`` (those in ``failed`` failed)."""
+    plan = json.loads((outputs_dir / phase_tasks.planned_folders(units)[0] / "plan.json").read_text())
+    folder = phase_tasks.planned_folders(units)[0]
+    run_ids = list(dict.fromkeys(run["run_id"] for lane in plan["lanes"] for run in lane["runs"]))
+    for i, run_id in enumerate(run_ids):
+        results.write_json_atomic(outputs_dir / folder / "runs" / f"{run_id}.json",
+                                  record(run_id, folder=folder, success=i not in failed))
+    return units
+
+
+def test_the_gate_passes_every_host_or_fails_naming_each(configs_dir, outputs_dir, capsys):
+    phase = load_phases()[PHASE1]
+    a = _measured(outputs_dir, _plan("gpu-a"))
+    assert phase_tasks.gate(PHASE1, phase, a)["passed"]  # one host: its verdict
+    b = _measured(outputs_dir, _plan("gpu-b"))
+    both = phase_tasks.gate(PHASE1, phase, [a, b])
+    assert both["passed"] and [v["planned"] for v in both["hosts"]] == [2, 2]
+    c = _measured(outputs_dir, _plan("gpu-c"), failed=[0])
+    with pytest.raises(AirflowFailException, match=f"{PHASE1} did not pass its gate: gate FAILED: 1 of 2 run"):
+        phase_tasks.gate(PHASE1, phase, [a, None, c])
+    last = capsys.readouterr().out.strip().splitlines()
+    assert last[-2].startswith("gate passed") and last[-1].startswith("gate FAILED")  # each host's sentence, last
+
+
+@pytest.mark.parametrize(
+    ("upstream", "failed", "refused", "message"),
+    [
+        pytest.param({"plan_runs", "report"}, 1, "GPU [7] not found", "plan_runs failed: GPU [7] not found", id="refused"),
+        pytest.param({"gpu-a.plan_runs", "gpu-b.plan_runs", "report"}, 1, [None, "no node 5"],
+                     "plan_runs failed: no node 5", id="one-host-refused"),
+        pytest.param({"gpu-a.plan_runs", "gpu-b.plan_runs"}, 2, [None, None],
+                     "see the log of gpu-a.plan_runs / gpu-b.plan_runs", id="crashed"),
+    ],
+)
+def test_the_gate_fails_first_when_planning_failed(capsys, upstream, failed, refused, message):
+    phase_tasks.fail_if_nothing_was_planned(_TI(0, None), upstream)  # planned: the gate runs
+    ti = _TI(failed, refused)
+    with pytest.raises(AirflowFailException, match="nothing was planned"):
+        phase_tasks.fail_if_nothing_was_planned(ti, upstream)
+    assert ti.counted == sorted(t for t in upstream if t.endswith("plan_runs"))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert message in last and last.endswith("so the gate fails")
+
+
+def _night(outputs_dir, folder, samples_per_s, queue=None):
+    ci = {"mean": samples_per_s, "low": samples_per_s * 0.98, "high": samples_per_s * 1.02}
+    rec = record(f"{folder}.a", folder=folder, metrics={"samples_per_s": samples_per_s, "samples_per_s_ci": ci})
+    rec["study"] = "nightly"
+    results.write_json_atomic(outputs_dir / folder / "runs" / f"{rec['run_id']}.json", rec)
+    return [{"name": "cpu-cpu0-mem0", "folder": folder, "queue": queue}]
+
+
+def test_compare_baseline_on_one_host(configs_dir, outputs_dir, capsys):
+    nightly = load_phases()["nightly_sweep"]
+    assert phase_tasks.compare_baseline("nightly_sweep", nightly, _night(outputs_dir, "n1", 100.0)) == {
+        "baseline": None, "verdicts": 1}
+    assert phase_tasks.compare_baseline("nightly_sweep", nightly, _night(outputs_dir, "n2", 101.0)) == {
+        "baseline": "n1", "verdicts": 1}
+    with pytest.raises(RuntimeError, match="regression against n2: "):
+        phase_tasks.compare_baseline("nightly_sweep", nightly, _night(outputs_dir, "n3", 50.0))
+    assert "n3: baseline: n2" in capsys.readouterr().out
+
+
+def test_compare_baseline_keeps_each_hosts_series(configs_dir, outputs_dir):
+    nightly = load_phases()["nightly_sweep"]
+    hosts = [_night(outputs_dir, "n1_gpu-a", 100.0, "gpu-a"), _night(outputs_dir, "n1_gpu-b", 50.0, "gpu-b")]
+    phase_tasks.compare_baseline("nightly_sweep", nightly, hosts)
+    # gpu-b measures half of gpu-a every night: no regression, as each host is compared with its own nights
+    hosts = [_night(outputs_dir, "n2_gpu-a", 100.0, "gpu-a"), _night(outputs_dir, "n2_gpu-b", 50.0, "gpu-b")]
+    compared = phase_tasks.compare_baseline("nightly_sweep", nightly, hosts)
+    assert {host: c["baseline"] for host, c in compared["hosts"].items()} == {"gpu-a": "n1_gpu-a", "gpu-b": "n1_gpu-b"}
