@@ -194,7 +194,7 @@ def build_specs(version: str, proc: int, tests: list[dict[str, Any]], gpu: int |
         }
         if version != "old":
             spec["hardware"]["placement"] = "process"
-            spec.update(placement_mode="process", pool_node=0, repeat=proc)
+            spec.update(placement_mode="process", pool_node=0, repeat=proc, node_shared_with=[])
         specs.append(spec)
     return specs
 

@@ -120,7 +120,9 @@ def product_copy(torch: Any, batch: int) -> dict[str, Any]:
             "placement_mode": "process", "pool_node": 0, "run_id": f"copy_check.b{batch}"}
     engine = None
     try:
-        engine = Engine(spec, torch.device("cuda:0"))
+        from numa_ops.config import TestConfig, VitConfig
+
+        engine = Engine(VitConfig(**spec["model"]), TestConfig(**spec["test"]), torch.device("cuda:0"))
         if not hasattr(engine, "copy_bandwidth"):
             return {"error": "Engine has no copy_bandwidth() in this checkout"}
         engine.warmup(spec["test"]["warmup_batches"])

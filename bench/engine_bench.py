@@ -94,7 +94,7 @@ def run_suite(name: str, out_dir: Path | None = None) -> tuple[list[dict], float
     folder_path, lanes = pipeline.prepare("", SUITES[name], discover(), folder=pipeline.folder_name(f"bench-{name}"))
     startup = 0.0
     for lane in lanes:
-        outcome = LaneSupervisor(lane.to_dict(), folder_path, log=lambda line: print(line, flush=True)).run()
+        outcome = LaneSupervisor(lane, folder_path, log=lambda line: print(line, flush=True)).run()
         startup += sum(outcome.startup_s)
     results.finalize(folder_path)
     if out_dir is not None:  # each suite's run folder comes back as one file

@@ -66,7 +66,7 @@ def main() -> int:
     outcomes = []
     for lane in lanes:
         t0 = time.perf_counter()
-        outcome = LaneSupervisor(lane.to_dict(), folder_path).run()
+        outcome = LaneSupervisor(lane, folder_path).run()
         outcomes.append((lane.name, outcome, time.perf_counter() - t0))
     results.finalize(folder_path)
     records = json.loads((folder_path / "results.json").read_text())

@@ -41,7 +41,7 @@ def main() -> int:
             print(f"{extra[0]}: refused: {exc}")
     folder_path, lanes = pipeline.prepare("", base + ["experiment.hardware.numa_nodes=all"], topo)
     with ThreadPoolExecutor(max_workers=len(lanes)) as pool:  # one lane per GPU, in parallel
-        outcomes = list(pool.map(lambda lane: LaneSupervisor(lane.to_dict(), folder_path, log=print).run(), lanes))
+        outcomes = list(pool.map(lambda lane: LaneSupervisor(lane, folder_path, log=print).run(), lanes))
     results.finalize(folder_path)
     print("\n| run | placement | distance | device | GPU | cpus_allowed | mems_allowed | pool pages on node | samples/s | profile |")
     print("|---|---|---|---|---|---|---|---|---|---|")

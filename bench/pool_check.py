@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 import torch  # noqa: E402
+from numa_ops.config import TestConfig, VitConfig  # noqa: E402
 from numa_ops.worker.measure import Engine  # noqa: E402
 
 MODEL = {"name": "light_d2", "patch_size": 32, "depth": 2, "heads": 4, "dim": 256, "mlp_dim": 1024, "num_classes": 1000}
@@ -24,9 +25,8 @@ def main(node: int = 0) -> int:
     if not torch.cuda.is_available():
         print("pool_check: no CUDA device here", file=sys.stderr)
         return 2
-    base = {"folder": "f", "run_id": "r", "gpu_id": 0, "cpu_node": 0, "mem_node": 0, "model": MODEL, "test": TEST}
     for mode in ("process", "pool"):
-        engine = Engine({**base, "placement_mode": mode, "pool_node": node}, torch.device("cuda:0"))
+        engine = Engine(VitConfig(**MODEL), TestConfig(num_samples=8, **TEST), torch.device("cuda:0"), mode, node)
         try:
             engine.warmup(5)
             copies = engine.copy_bandwidth()

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from rich.progress import MofNCompleteColumn, Progress
 
@@ -14,12 +15,25 @@ from numa_ops.config import ConfigError
 from numa_ops.plan import PlanError, count_runs
 from numa_ops.topology import PlacementError, discover
 
+if TYPE_CHECKING:
+    from numa_ops.plan import Lane
+    from numa_ops.supervise import LaneOutcome
+
 
 class UsageError(ValueError):
     """Command-line arguments that cannot be understood."""
 
 
+class RunArgs(NamedTuple):
+    """What ``run`` was asked for: overrides (``experiment=NAME`` among them) and the ``--zip`` key groups."""
+
+    overrides: list[str]
+    zip_keys: list[list[str]]
+
+
 ZIP_USAGE = "--zip needs two or more keys: --zip KEY1,KEY2"
+# what refuses a run before anything is measured: exit status 2, the message on stderr
+REFUSALS = (UsageError, ConfigError, PlacementError, PlanError, paths.UnsafePathError, pipeline.OutputsError)
 
 
 def _zip_group(value: str | None) -> list[str]:
@@ -29,7 +43,7 @@ def _zip_group(value: str | None) -> list[str]:
     return keys
 
 
-def parse_run_args(args: list[str]) -> tuple[list[str], list[list[str]]]:
+def parse_run_args(args: list[str]) -> RunArgs:
     """Split ``run`` arguments into overrides and zip groups; ``-m``/``--multirun`` is accepted (sweeps always expand).
 
     Raises :class:`UsageError` for a ``--zip`` without two or more keys.
@@ -45,34 +59,33 @@ def parse_run_args(args: list[str]) -> tuple[list[str], list[list[str]]]:
             zips.append(_zip_group(arg.split("=", 1)[1]))
         else:
             overrides.append(arg)
-    return overrides, zips
+    return RunArgs(overrides, zips)
+
+
+def _measure(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
+    """Measure every lane, with a progress bar of the runs settled."""
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    with Progress(*columns, transient=False) as progress:
+        settled = progress.add_task("runs", total=count_runs(lanes))
+        return pipeline.run_lanes(
+            lanes, folder_path, lanes[0].max_workers,
+            log=lambda line: progress.console.print(line, markup=False, highlight=False),
+            on_settled=lambda run_id, ok: progress.advance(settled),
+        )
 
 
 def run(args: list[str]) -> int:
-    """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded."""
+    """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded, 2 if refused."""
     try:
-        overrides, zip_keys = parse_run_args(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        folder_path, lanes = pipeline.prepare("", overrides, discover(), zip_keys=zip_keys)
-    except (ConfigError, PlacementError, PlanError, paths.UnsafePathError, pipeline.OutputsError) as exc:
+        request = parse_run_args(args)
+        folder_path, lanes = pipeline.prepare("", request.overrides, discover(), zip_keys=request.zip_keys)
+    except REFUSALS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"plan: {count_runs(lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
-    total = count_runs(lanes)
-    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("runs", total=total)
-        outcomes = pipeline.run_lanes(
-            lanes, folder_path, lanes[0].max_workers,
-            log=lambda line: progress.console.print(line, markup=False, highlight=False),
-            on_settled=lambda run_id, ok: progress.advance(task),
-        )
-    pipeline.load(folder_path)
-    where = pipeline.write_reports(folder_path)
-    print(json.dumps(where, indent=2))
+    outcomes = _measure(lanes, folder_path)
+    pipeline.summarize_and_load(folder_path)
+    print(json.dumps(pipeline.write_reports(folder_path), indent=2))
     return 1 if any(o.failed for o in outcomes) else 0
 
 
@@ -104,18 +117,19 @@ def where(airflow_rc: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m numa_ops run ...`` or ``python -m numa_ops where``; the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"] and argv[1:] and argv[1] not in ("-h", "--help"):
         return run(argv[1:])  # the plan's own grammar, -m and --zip included: not argparse's
     parser = argparse.ArgumentParser(prog="python -m numa_ops")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run an experiment without Airflow")
-    p_run.add_argument(
+    run_parser = sub.add_parser("run", help="run an experiment without Airflow")
+    run_parser.add_argument(
         "overrides", nargs=argparse.REMAINDER,
         help="[-m] experiment=NAME and overrides, e.g. experiment.test.batch_size=4,8 [--zip KEY1,KEY2]",
     )
-    p_where = sub.add_parser("where", help="where the last phase run's results are")
-    p_where.add_argument("--airflow-rc", type=int, default=None)
+    where_parser = sub.add_parser("where", help="where the last phase run's results are")
+    where_parser.add_argument("--airflow-rc", type=int, default=None)
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.overrides)

@@ -1,20 +1,19 @@
-"""A lane -> the argv and environment of its bound worker. Argv lists only, never a shell string."""
+"""A lane -> the argv and environment of its bound worker. Argv lists only, never a shell string.
+
+The profiler that may wrap the worker (``profile``) is :mod:`numa_ops.nsys`'s.
+"""
 
 from __future__ import annotations
 
-import glob
 import os
-import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from numa_ops import paths, settings
 from numa_ops.topology import numactl_path
 
-__all__ = ["Launch", "BindingRefused", "find_nsys", "nsys_prefix", "numactl_path", "worker_command"]
+__all__ = ["Launch", "BindingRefused", "numactl_path", "worker_command"]
 
 
 @dataclass(frozen=True)
@@ -28,39 +27,6 @@ class Launch:
 
 class BindingRefused(RuntimeError):
     """A lane whose placement this host cannot set up (``hardware.placement=pool`` without numactl)."""
-
-
-NSYS_LOCATIONS = (
-    "/opt/nvidia/nsight-systems/*/bin/nsys",
-    "/opt/nvidia/nsight-systems-*/bin/nsys",
-    "/usr/local/cuda*/bin/nsys",
-    "/opt/nvidia/nsight-compute/*/host/target-linux-x64/nsys",
-)
-
-
-def _version_key(path: str) -> list[Any]:
-    """Sort key that orders the numbers in a path by value: 2024.10 after 2024.9."""
-    return [(1, int(part), "") if part.isdigit() else (0, 0, part) for part in re.split(r"(\d+)", path)]
-
-
-def find_nsys() -> str | None:
-    """Nsight Systems: ``NUMA_LAB_NSYS``, else ``nsys`` on PATH, else the usual install folders."""
-    configured = settings.nsys_override()
-    if configured:
-        return configured if os.access(configured, os.X_OK) else None
-    found = shutil.which("nsys")
-    if found:
-        return found
-    for pattern in NSYS_LOCATIONS:
-        hits = sorted(glob.glob(pattern), key=_version_key, reverse=True)  # newest version first
-        if hits:
-            return hits[0]
-    return None
-
-
-def nsys_prefix(nsys: str, output: Path) -> list[str]:
-    """``nsys profile`` with CUDA, NVTX and OS-runtime tracing into ``output`` (``.nsys-rep`` added)."""
-    return [nsys, "profile", "--trace=cuda,nvtx,osrt", f"--output={output}", "--force-overwrite=true"]
 
 
 def worker_command(

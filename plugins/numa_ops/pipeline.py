@@ -18,7 +18,8 @@ from typing import Any
 
 from numa_ops import paths, results, settings
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
-from numa_ops.plan import Lane, alone, build_plan, count_runs, pattern_gpus, turns
+from numa_ops.plan import build_plan, count_runs, lanes_by_device, pattern_gpus
+from numa_ops.specs import Lane, lanes_from_plan
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import Topology
 
@@ -87,16 +88,16 @@ def write_plan(
     if plan_file.is_file():
         old = json.loads(plan_file.read_text())
         if sorted(r["run_id"] for lane in old["lanes"] for r in lane["runs"]) == sorted(
-            r["run_id"] for lane in lanes for r in lane.runs
+            r.run_id for lane in lanes for r in lane.runs
         ):
-            return folder_path, [Lane(**lane) for lane in old["lanes"]]
+            return folder_path, lanes_from_plan(old)
     results.write_json_atomic(folder_path / "topology.json", topo.to_dict())
     results.write_json_atomic(
         plan_file,
         {
             **request,
             "studies": {name: [c.model_dump() for c in configs] for name, configs in studies.items()},
-            "lanes": [lane.to_dict() for lane in lanes],
+            "lanes": [lane.to_json() for lane in lanes],
             "runs": count_runs(lanes),
             "created_at": results.now(),
         },
@@ -113,42 +114,43 @@ def run_lanes(
 ) -> list[LaneOutcome]:
     """Measure every lane without Airflow: GPUs in parallel (up to ``max_workers``), each GPU's lanes in turn.
 
-    Each GPU takes its lanes in :func:`plan.turns` order (repeats ABBA, multi-GPU patterns in one common
+    Each GPU takes its lanes in :func:`plan.lanes_by_device` order (repeats ABBA, multi-GPU patterns in one common
     order). Multi-GPU patterns (``hardware.together``) need all their GPUs at once: ``max_workers`` is
     raised to the number of GPUs that take part, and those GPUs start first. One GPU at a time: no run's
     node is shared with another lane's (``node_shared_with`` emptied).
     """
-    by_gpu = turns(lanes)
-    workers = max(1, len(pattern_gpus(lanes)), min(max_workers or len(by_gpu), len(by_gpu)))
+    on_device = lanes_by_device(lanes)
+    workers = max(1, len(pattern_gpus(lanes)), min(max_workers or len(on_device), len(on_device)))
 
-    def one_gpu(group: list[Lane]) -> list[LaneOutcome]:
-        return [LaneSupervisor(lane.to_dict() if workers > 1 else alone(lane.to_dict()), folder_path, log=log,
-                               on_settled=on_settled).run() for lane in group]
+    def one_device(device_lanes: list[Lane]) -> list[LaneOutcome]:
+        return [LaneSupervisor(lane if workers > 1 else lane.alone(), folder_path, log=log,
+                               on_settled=on_settled).run() for lane in device_lanes]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [o for group in pool.map(one_gpu, by_gpu.values()) for o in group]
+        return [o for outcomes in pool.map(one_device, on_device.values()) for o in outcomes]
 
 
 SUMMARY_KEYS = ("planned_runs", "successful_runs", "failed_runs", "missing_runs")
 
 
-def _folders(folder_paths: Path | list[Path]) -> list[Path]:
+def _distinct_folders(folder_paths: Path | list[Path]) -> list[Path]:
     folders = [folder_paths] if isinstance(folder_paths, Path) else list(dict.fromkeys(folder_paths))
     if not folders:
         raise ValueError("no run folder given")
     return folders
 
 
-def _summary(summary: dict[str, Any]) -> dict[str, Any]:
+def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """A folder summary's run counts."""
     return {k: summary[k] for k in SUMMARY_KEYS}
 
 
-def _total(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def _added_up(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Several folders' summaries added up (a count unknown in one folder, no plan.json there, stays unknown)."""
     return {k: None if any(s[k] is None for s in summaries) else sum(s[k] for s in summaries) for k in SUMMARY_KEYS}
 
 
-def load(folder_paths: Path | list[Path]) -> dict[str, Any]:
+def summarize_and_load(folder_paths: Path | list[Path]) -> dict[str, Any]:
     """Write each folder's results.json and summary; load DuckDB once, from every run folder (so it catches up).
 
     One folder: ``{"summary", "load"}``. Several (one per GPU host): ``"summary"`` adds theirs up and
@@ -156,20 +158,20 @@ def load(folder_paths: Path | list[Path]) -> dict[str, Any]:
     """
     from numa_ops import store
 
-    folders = _folders(folder_paths)
-    summaries = {f.name: _summary(results.finalize(f)) for f in folders}
+    folders = _distinct_folders(folder_paths)
+    summaries = {f.name: _counts(results.finalize(f)) for f in folders}
     counts = store.load(store.run_folders())
     if len(folders) == 1:
         return {"summary": summaries[folders[0].name], "load": counts}
-    return {"summary": _total(list(summaries.values())), "summaries": summaries, "load": counts}
+    return {"summary": _added_up(list(summaries.values())), "summaries": summaries, "load": counts}
 
 
-def _topology(folder_path: Path) -> dict[str, Any] | None:
+def _saved_topology(folder_path: Path) -> dict[str, Any] | None:
     topo_file = folder_path / "topology.json"
     return json.loads(topo_file.read_text()) if topo_file.is_file() else None
 
 
-def _where(folder_path: Path, run_report: Path, all_report: Path) -> dict[str, Any]:
+def _locations(folder_path: Path, run_report: Path, all_report: Path) -> dict[str, Any]:
     from numa_ops import store
 
     summary = json.loads((folder_path / "experiment_summary.json").read_text())
@@ -181,7 +183,7 @@ def _where(folder_path: Path, run_report: Path, all_report: Path) -> dict[str, A
         "duckdb": str(store.db_path()),
         "report": str(run_report),
         "report_all_runs": str(all_report),
-        "summary": _summary(summary),
+        "summary": _counts(summary),
     }
 
 
@@ -194,8 +196,8 @@ def write_reports(folder_paths: Path | list[Path]) -> dict[str, Any]:
     """
     from numa_ops import report
 
-    folders = _folders(folder_paths)
-    topologies = {f.name: _topology(f) for f in folders}
+    folders = _distinct_folders(folder_paths)
+    topologies = {f.name: _saved_topology(f) for f in folders}
     run_reports = {
         f.name: report.write_report(f / "report", f"numa-lab: {f.name}", folder=f.name, topology=topologies[f.name])
         for f in folders
@@ -204,7 +206,7 @@ def write_reports(folder_paths: Path | list[Path]) -> dict[str, Any]:
     shared = list(topologies.values())
     topology = shared[0] if all(t == shared[0] for t in shared) else None
     all_report = report.write_report(paths.outputs_dir() / "report", "numa-lab: all runs", topology=topology)
-    each = [_where(f, run_reports[f.name], all_report) for f in folders]
+    each = [_locations(f, run_reports[f.name], all_report) for f in folders]
     if len(each) == 1:
         where = each[0]
     else:
@@ -213,7 +215,7 @@ def write_reports(folder_paths: Path | list[Path]) -> dict[str, Any]:
         where.update(
             duckdb=each[0]["duckdb"],
             report_all_runs=str(all_report),
-            summary=_total([w["summary"] for w in each]),
+            summary=_added_up([w["summary"] for w in each]),
             summaries={Path(w["folder"]).name: w["summary"] for w in each},
         )
     results.write_json_atomic(paths.outputs_dir() / LATEST, where)

@@ -17,9 +17,12 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from numa_ops import paths
+
+if TYPE_CHECKING:
+    from numa_ops.specs import RunSpec
 
 RECORD_SCHEMA = 1
 
@@ -54,34 +57,34 @@ def record_path(folder_path: Path, run_id: str) -> Path:
     return paths.inside(folder_path, "runs", paths.safe_name(run_id, "run_id") + ".json")
 
 
-def base_record(spec: dict[str, Any]) -> dict[str, Any]:
+def base_record(spec: RunSpec) -> dict[str, Any]:
     """The fields every record has, successful or not, taken from its run spec."""
     return {
         "schema": RECORD_SCHEMA,
-        "run_id": spec["run_id"],
-        "folder": spec["folder"],
-        "experiment": spec["experiment"],
-        "study": spec.get("study"),
-        "sweep_point": spec.get("sweep_point", 0),
-        "lane": spec["lane"],
-        "gpu_id": spec["gpu_id"],
-        "numa_node": spec["cpu_node"],
-        "cpu_node": spec["cpu_node"],
-        "mem_node": spec["mem_node"],
-        "placement": spec.get("placement"),
-        "numa_distance": spec.get("numa_distance"),
-        "model": spec["model"],
-        "test": spec["test"],
-        "pooled": bool(spec.get("pool")),  # hardware.spread: measured by whichever lane took it
-        "group_id": (spec.get("group") or {}).get("id"),  # hardware.together: the multi-GPU pattern's run
-        "repeat": spec.get("repeat", 0),  # which of test.repeats worker processes measured it (0-based)
-        "placement_mode": spec.get("placement_mode", "process"),  # process: numactl binds all; pool: the pool alone
-        "pool_node": spec.get("pool_node", spec["mem_node"]),  # the node the host pool was put on
-        "node_shared_with": list(spec.get("node_shared_with") or []),  # other devices' lanes on its CPU node
+        "run_id": spec.run_id,
+        "folder": spec.folder,
+        "experiment": spec.experiment,
+        "study": spec.study,
+        "sweep_point": spec.sweep_point,
+        "lane": spec.lane,
+        "gpu_id": spec.gpu_id,
+        "numa_node": spec.cpu_node,
+        "cpu_node": spec.cpu_node,
+        "mem_node": spec.mem_node,
+        "placement": spec.placement,
+        "numa_distance": spec.numa_distance,
+        "model": spec.model.model_dump(),
+        "test": spec.test.model_dump(),
+        "pooled": bool(spec.pool),  # hardware.spread: measured by whichever lane took it
+        "group_id": spec.group.id if spec.group else None,  # hardware.together: the multi-GPU pattern's run
+        "repeat": spec.repeat,  # which of test.repeats worker processes measured it (0-based)
+        "placement_mode": spec.placement_mode,  # process: numactl binds all; pool: the pool alone
+        "pool_node": spec.host_pool_node,  # the node the host pool was put on
+        "node_shared_with": list(spec.node_shared_with),  # other devices' lanes on its CPU node
     }
 
 
-def failed_record(spec: dict[str, Any], reason: str, **extra: Any) -> dict[str, Any]:
+def failed_record(spec: RunSpec, reason: str, **extra: Any) -> dict[str, Any]:
     """A record for a run that did not finish (crash, timeout, kill, error)."""
     record = base_record(spec)
     record.update(success=False, error=reason, duration=None, finished_at=now(), metrics=None, **extra)

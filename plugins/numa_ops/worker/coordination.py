@@ -27,6 +27,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from numa_ops import paths, results
+from numa_ops.specs import RunSpec
+from numa_ops.worker import protocol
 
 POLL_S = 0.001
 # A member waits for go this long beyond the leader's own limit on the pattern lock, so that the
@@ -38,13 +40,13 @@ class BarrierTimeout(RuntimeError):
     """Some lanes of a multi-GPU pattern never reached the barrier."""
 
 
-def claim(folder_path: Path, spec: dict[str, Any], since: float) -> FileLock | str:
+def claim(folder_path: Path, spec: RunSpec, since: float) -> FileLock | str:
     """Take a pooled run, or say why another lane has it.
 
     ``since``: when this lane's supervisor started; a failed record newer than that means another
     lane already tried the run in this attempt (an older failure is tried again, as on a retry).
     """
-    run_id = spec["run_id"]
+    run_id = spec.run_id
     path = paths.inside(folder_path, "claims", paths.safe_name(run_id, "run_id") + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))
@@ -90,7 +92,7 @@ def _failed_since(folder_path: Path, run_id: str, since: float) -> str | None:
 
 
 def wait_at_barrier(
-    folder_path: Path, spec: dict[str, Any], timeout_s: float, on_all_arrived: Callable[[], None] | None = None
+    folder_path: Path, spec: RunSpec, timeout_s: float, on_all_arrived: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Arrive at the run's group barrier and wait for the other lanes; returns what to record.
 
@@ -101,15 +103,16 @@ def wait_at_barrier(
     whose run already has a successful record (an earlier attempt) will not come again: it is
     listed as absent, and this run is timed without it.
     """
-    group = spec["group"]
-    here = _barrier_dir(folder_path, group["id"])
+    group = spec.group
+    assert group is not None, "a run of a multi-GPU pattern"
+    here = _barrier_dir(folder_path, group.id)
     here.mkdir(parents=True, exist_ok=True)
     arrived_at = time.time()
-    results.write_json_atomic(here / spec["lane"], {"pid": os.getpid(), "arrived_at": arrived_at})
-    others = {lane: run_id for lane, run_id in group["runs"].items() if lane != spec["lane"]}
+    results.write_json_atomic(here / spec.lane, {"pid": os.getpid(), "arrived_at": arrived_at})
+    others = {lane: run_id for lane, run_id in group.runs.items() if lane != spec.lane}
     absent = sorted(lane for lane, run_id in others.items() if results.successful(folder_path, run_id))
     waiting = set(others) - set(absent)
-    leader = min(set(group["runs"]) - set(absent))
+    leader = min(set(group.runs) - set(absent))
 
     def partner_failed() -> str | None:
         for lane, run_id in others.items():
@@ -127,11 +130,11 @@ def wait_at_barrier(
                 failure = partner_failed()
                 if failure:
                     leave_barrier(folder_path, spec)
-                    raise BarrierTimeout(f"barrier of group {group['id']}: {failure}")
+                    raise BarrierTimeout(f"barrier of group {group.id}: {failure}")
             if time.monotonic() > deadline:
                 leave_barrier(folder_path, spec)
                 raise BarrierTimeout(
-                    f"barrier of group {group['id']}: {what} within {limit_s:.0f} s (hardware.barrier_timeout_s; "
+                    f"barrier of group {group.id}: {what} within {limit_s:.0f} s (hardware.barrier_timeout_s; "
                     "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the number of GPUs in patterns)"
                 )
             time.sleep(POLL_S)
@@ -142,7 +145,7 @@ def wait_at_barrier(
 
     wait(f"lanes {sorted(waiting)} did not arrive", all_arrived, timeout_s)
     go = here / "go"
-    if spec["lane"] == leader:
+    if spec.lane == leader:
         if on_all_arrived is not None:
             on_all_arrived()
         results.write_json_atomic(go, {"at": time.time()})
@@ -152,9 +155,9 @@ def wait_at_barrier(
              timeout_s + GO_GRACE_S)
     released_at = time.time()
     return {
-        "id": group["id"],
-        "lanes": sorted(group["runs"]),
-        "size": len(group["runs"]),
+        "id": group.id,
+        "lanes": sorted(group.runs),
+        "size": len(group.runs),
         "leader": leader,
         "absent": absent,
         "arrived_at": arrived_at,
@@ -175,12 +178,13 @@ def take_pattern_lock(timeout_s: float) -> tuple[FileLock, float]:
     return lock, time.monotonic() - t0
 
 
-def mark_done(folder_path: Path, spec: dict[str, Any]) -> None:
+def mark_done(folder_path: Path, spec: RunSpec) -> None:
     """Say this lane's pattern run has finished measuring."""
-    results.write_json_atomic(_barrier_dir(folder_path, spec["group"]["id"]) / f"{spec['lane']}.done", {"at": time.time()})
+    assert spec.group is not None, "a run of a multi-GPU pattern"
+    results.write_json_atomic(_barrier_dir(folder_path, spec.group.id) / f"{spec.lane}.done", {"at": time.time()})
 
 
-def wait_done(folder_path: Path, spec: dict[str, Any], group: dict[str, Any], timeout_s: float) -> list[str]:
+def wait_done(folder_path: Path, spec: RunSpec, group: dict[str, Any], timeout_s: float) -> list[str]:
     """The leader waits until the pattern's other lanes finished measuring; returns those that did not.
 
     A member is waited for until its ``.done`` mark appears, or its run's record says it failed in
@@ -188,10 +192,11 @@ def wait_done(folder_path: Path, spec: dict[str, Any], group: dict[str, Any], ti
     died and its supervisor recorded the run. Either way it will write no mark, and the leader, which
     holds the pattern lock, stops waiting for it; ``timeout_s`` caps the wait in any case.
     """
-    here = _barrier_dir(folder_path, spec["group"]["id"])
-    runs = spec["group"]["runs"]
+    assert spec.group is not None, "a run of a multi-GPU pattern"
+    here = _barrier_dir(folder_path, spec.group.id)
+    runs = spec.group.runs
     since = group["arrived_at"]  # anything older is an earlier attempt's
-    members = set(group["lanes"]) - {spec["lane"]} - set(group["absent"])
+    members = set(group["lanes"]) - {spec.lane} - set(group["absent"])
     waiting, failed = set(members), set()
     deadline = time.monotonic() + timeout_s
 
@@ -219,22 +224,22 @@ def wait_done(folder_path: Path, spec: dict[str, Any], group: dict[str, Any], ti
     return sorted(waiting | failed)
 
 
-def leave_barrier(folder_path: Path, spec: dict[str, Any]) -> None:
+def leave_barrier(folder_path: Path, spec: RunSpec) -> None:
     """Take this lane's mark off its group's barrier (its run is over, or its worker died)."""
-    if spec.get("group"):
-        (_barrier_dir(folder_path, spec["group"]["id"]) / spec["lane"]).unlink(missing_ok=True)
+    if spec.group:
+        (_barrier_dir(folder_path, spec.group.id) / spec.lane).unlink(missing_ok=True)
 
 
 class PatternRun:
-    """One run of a pattern study (``spec["exclusive"]``): the waits before its timing, the clean-up after.
+    """One run of a pattern study (``spec.exclusive``): the waits before its timing, the clean-up after.
 
     ``notify(event, **fields)`` tells the supervisor when the run starts waiting (its ``timeout_s``
     is paused) and when it starts timing.
     """
 
-    def __init__(self, folder_path: Path, spec: dict[str, Any], notify: Callable[..., None]):
+    def __init__(self, folder_path: Path, spec: RunSpec, notify: Callable[..., None]):
         self.folder_path, self.spec, self.notify = folder_path, spec, notify
-        self.wait_s = float(spec.get("barrier_timeout_s") or spec["test"]["timeout_s"])
+        self.wait_s = float(spec.barrier_timeout_s or spec.test.timeout_s)
         self.group: dict[str, Any] = {}  # what the barrier said, once passed
         self.lock: FileLock | None = None
         self.lock_wait_s: float | None = None
@@ -244,14 +249,14 @@ class PatternRun:
 
     def before_timing(self) -> None:
         """Hold the pattern lock (a single-GPU run) or pass the pattern's barrier (a multi-GPU one)."""
-        self.notify("waiting", run_id=self.spec["run_id"], limit_s=self.wait_s)
+        self.notify(protocol.WAITING, run_id=self.spec.run_id, limit_s=self.wait_s)
         try:
-            if self.spec.get("group"):
+            if self.spec.group:
                 self.group.update(wait_at_barrier(self.folder_path, self.spec, self.wait_s, on_all_arrived=self._take_lock))
             else:
                 self._take_lock()
         finally:
-            self.notify("timing", run_id=self.spec["run_id"])
+            self.notify(protocol.TIMING, run_id=self.spec.run_id)
 
     def finish(self) -> dict[str, Any] | None:
         """After measuring (or failing): members say done, the leader waits for them, locks and marks go.
@@ -259,13 +264,13 @@ class PatternRun:
         Returns what the record keeps under ``group`` (None for a single-GPU run).
         """
         spec = self.spec
-        if self.group and self.group["leader"] != spec["lane"]:
+        if self.group and self.group["leader"] != spec.lane:
             mark_done(self.folder_path, spec)
         elif self.group:  # the leader keeps the pattern lock until every member has finished measuring
             self.group["stragglers"] = wait_done(self.folder_path, spec, self.group, self.wait_s)
         if self.lock is not None:
             self.lock.release()
-        if not spec.get("group"):
+        if not spec.group:
             return None
         leave_barrier(self.folder_path, spec)
-        return self.group or {"id": spec["group"]["id"], "lanes": sorted(spec["group"]["runs"])}
+        return self.group or {"id": spec.group.id, "lanes": sorted(spec.group.runs)}

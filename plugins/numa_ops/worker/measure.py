@@ -25,8 +25,9 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ import numpy as np
 import torch
 
 from numa_ops import regime
+from numa_ops.config import TestConfig, VitConfig
+from numa_ops.specs import RunSpec
 from numa_ops.worker import flops
 from numa_ops.worker.gating import SLACK_MS, SpinGate, copies_per_event, spin_for
 from numa_ops.worker.launch_thread import Disturbance, LaunchCore, control_rate
@@ -44,7 +47,6 @@ from numa_ops.worker.stats import StoppingRule, confidence_interval, percentiles
 from numa_ops.worker.telemetry import Telemetry, empty
 
 SLOTS = 2
-EXECUTIONS = ("eager", "cuda_graph", "compile", "compile_reduce_overhead")
 STAGES = ("h2d", "forward", "d2h")
 MAX_STAGE_BATCHES = 20  # gated batches per trial: enough for stage medians, each batch pays its spins
 CONTROL_EVERY_S = 0.025  # a control sample inside the serial pass this often
@@ -80,30 +82,29 @@ def _graph_forward(model: torch.nn.Module, static_in: torch.Tensor) -> Forward:
 class Engine:
     """Everything one run needs, built once: pool, model, buffers, streams, events, forwards per slot."""
 
-    def __init__(self, spec: dict[str, Any], device: torch.device):
-        test, model_cfg = spec["test"], spec["model"]
-        self.test, self.model_cfg, self.device = test, model_cfg, device
+    def __init__(
+        self, model: VitConfig, test: TestConfig, device: torch.device, placement_mode: str = "process", pool_node: int = 0
+    ):
+        """``pool_node``: where the host pool goes in ``pool`` placement (in ``process`` placement numactl has put
+        the whole worker, pool included, on its node already; ``pool_node`` only names it)."""
+        self.test, self.model_cfg, self.device = test, model.model_dump(), device
         self.cuda = device.type == "cuda"
-        self.batch_size, self.shape = test["batch_size"], test["tensor_shape"]
-        self.d2h_mode = test.get("d2h_mode", "outputs")
-        execution = test.get("execution", "eager")
-        if execution == "eager" and test.get("compile_model"):
-            execution = "compile"
-        if execution not in EXECUTIONS:
-            raise ValueError(f"test.execution must be one of {EXECUTIONS}, got {execution!r}")
+        self.batch_size, self.shape = test.batch_size, list(test.tensor_shape)
+        self.d2h_mode = test.d2h_mode
+        execution = "compile" if test.execution == "eager" and test.compile_model else test.execution
         if execution == "cuda_graph" and not self.cuda:
             raise ValueError("test.execution=cuda_graph needs a CUDA device")
         self.execution = execution
-        self.placement_mode = spec.get("placement_mode") or "process"
-        self.pool_node = spec.get("pool_node", spec.get("mem_node", 0))
+        self.placement_mode = placement_mode
+        self.pool_node = pool_node
 
         t0 = time.perf_counter()
-        pinned = self.cuda and test.get("pinned_memory", True)
+        pinned = self.cuda and test.pinned_memory
         where = {"node": self.pool_node} if self.placement_mode == "pool" else {}
-        self.pool = HostPool(test["memory_size_mb"], self.batch_size, self.shape, pinned=pinned, **where)
+        self.pool = HostPool(test.memory_size_mb, self.batch_size, self.shape, pinned=pinned, **where)
         self.pool_fill_s = time.perf_counter() - t0
         self.pool_pages = placement_proof(self.pool.data.data_ptr(), self.pool_node)
-        self.model = build_model(model_cfg, self.shape, self.d2h_mode).to(device).eval()
+        self.model = build_model(self.model_cfg, self.shape, self.d2h_mode).to(device).eval()
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.dev_in = [torch.empty(self.pool.batch_shape, device=device) for _ in range(SLOTS)]
         with torch.inference_mode():
@@ -386,11 +387,10 @@ def _gbps(nbytes: int, ms: float | None) -> float | None:
     return None if not ms else nbytes / (ms / 1e3) / 1e9
 
 
-def stopping_rule(test: dict[str, Any]) -> StoppingRule:
-    """The run's trial budget (``TestConfig``'s settings; a spec always carries them all)."""
+def stopping_rule(test: TestConfig) -> StoppingRule:
+    """The run's trial budget."""
     return StoppingRule(
-        target=test["ci_target"], min_trials=test["min_trials"], max_trials=test["max_trials"],
-        max_time_s=test["max_trial_time_s"],
+        target=test.ci_target, min_trials=test.min_trials, max_trials=test.max_trials, max_time_s=test.max_trial_time_s,
     )
 
 
@@ -437,7 +437,7 @@ def _flags(controls: list[float], disturbances: list[dict[str, Any]], trial_s: l
 
 
 def measure_run(
-    spec: dict[str, Any],
+    spec: RunSpec,
     device: torch.device,
     nvml_index: int | None = None,
     before_timing: Callable[[], None] | None = None,
@@ -451,148 +451,235 @@ def measure_run(
     torch._dynamo.reset()  # no compiled state carried over from the worker's previous run
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    engine = Engine(spec, device)
+    engine = Engine(spec.model, spec.test, device, spec.placement_mode, spec.host_pool_node)
     try:
         return _measure(spec, engine, nvml_index, before_timing, core)
     finally:
         engine.close()
 
 
+@dataclass(frozen=True)
+class PassSizes:
+    """Batches per pass of each kind: whole passes of ``num_samples``, enough for ``min_trial_s`` a trial."""
+
+    num_batches: int  # one pass of num_samples
+    serial: int
+    pipelined: int
+    stage: int
+
+
+@dataclass
+class Trials:
+    """What the timed trials gathered, trial by trial."""
+
+    launch_cpu: int | None
+    serial_rates: list[float] = field(default_factory=list)
+    pipe_rates: list[float] = field(default_factory=list)
+    gpu: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in STAGES})  # gated stage times, ms
+    issue: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in STAGES})  # CPU issue times, ms
+    controls: list[float] = field(default_factory=list)
+    disturbances: list[dict[str, Any]] = field(default_factory=list)
+    trial_s: list[float] = field(default_factory=list)
+    trial_cpus: list[int | None] = field(default_factory=list)
+    stop_reason: str | None = None
+    seconds: float = 0.0
+    timed_from: float = 0.0  # epoch seconds: the window of the timed trials (overlap of patterns)
+    timed_to: float = 0.0
+
+
 def _measure(
-    spec: dict[str, Any], engine: Engine, nvml_index: int | None, before_timing: Callable[[], None] | None,
+    spec: RunSpec, engine: Engine, nvml_index: int | None, before_timing: Callable[[], None] | None,
     core: LaunchCore | None,
 ) -> dict[str, Any]:
-    test, device = spec["test"], engine.device
-    cuda, bs = engine.cuda, engine.batch_size
-    engine.warmup(test["warmup_batches"])
-    num_batches = math.ceil(test["num_samples"] / bs)
-    min_trial_s = test.get("min_trial_s", 0.5)
-    serial_batches = num_batches * _passes_for(engine.serial_pass(num_batches), min_trial_s)
-    pipe_batches = num_batches * _passes_for(engine.pipelined_pass(num_batches), min_trial_s) if cuda else 0
-    stage_batches = min(num_batches, MAX_STAGE_BATCHES)
+    """Warm up, size the passes, run the timed trials, time the copies, and put the metrics together."""
+    test = spec.test
+    engine.warmup(test.warmup_batches)
+    sizes = _size_passes(engine, test)
     if before_timing is not None:
         before_timing()
-    launch_cpu = core.cpu if core is not None and core.cpu is not None else current_cpu()
-    timed_from = time.time()
+    telemetry_mode = test.telemetry if engine.cuda else "off"
+    during = Telemetry(nvml_index if telemetry_mode == "during" else None, cpus=core.others() if core else None)
     rule = stopping_rule(test)
+    trials = _run_trials(engine, sizes, rule, during, core)
+    copies = engine.copy_bandwidth()
+    telemetry = _separate_telemetry(engine, sizes, nvml_index, core) if telemetry_mode == "separate" else during
+    if not engine.cuda:  # on the CPU the serial pass's forward is the stage: nothing runs behind the issuing thread
+        trials.gpu["forward"] = list(trials.issue["forward"])
+    stages = _stage_metrics(engine, trials, copies)
+    metrics: dict[str, Any] = {
+        **_trial_metrics(engine, test, sizes, trials, rule, stages),
+        **stages,
+        **_copy_metrics(engine, copies, stages),
+        **_engine_metrics(engine),
+        **_cpu_metrics(trials, core),
+        "telemetry": {**(telemetry.summary() if telemetry_mode != "off" else empty()), "when": telemetry_mode},
+    }
+    if engine.compile_s is not None:
+        metrics.update(_break_even(spec, engine.device, engine, metrics["fwd_ms"]))
+    return metrics
 
-    serial_rates: list[float] = []
-    pipe_rates: list[float] = []
-    gpu: dict[str, list[float]] = {k: [] for k in STAGES}
-    issue: dict[str, list[float]] = {k: [] for k in STAGES}
-    controls: list[float] = []
-    disturbances: list[dict[str, Any]] = []
-    trial_s: list[float] = []
-    trial_cpus: list[int | None] = []
-    t0 = time.perf_counter()
-    stop_reason = None
-    mode = test.get("telemetry", "separate") if cuda else "off"
+
+def _size_passes(engine: Engine, test: TestConfig) -> PassSizes:
+    """Time one pass of each kind and size the trials' passes from it."""
+    num_batches = math.ceil(test.num_samples / engine.batch_size)
+    serial = num_batches * _passes_for(engine.serial_pass(num_batches), test.min_trial_s)
+    pipelined = num_batches * _passes_for(engine.pipelined_pass(num_batches), test.min_trial_s) if engine.cuda else 0
+    return PassSizes(num_batches, serial, pipelined, min(num_batches, MAX_STAGE_BATCHES))
+
+
+@contextmanager
+def _garbage_collection_off() -> Iterator[None]:
+    """Collect once, then freeze and switch off the collector while timing."""
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
-        with Telemetry(nvml_index if mode == "during" else None, cpus=core.others() if core else None) as telemetry:
-            while True:
-                if core is not None:
-                    launch_cpu = core.hop()
-                trial_cpus.append(launch_cpu)
-                start, before = time.perf_counter(), Disturbance.now(launch_cpu)
-                samples = [control_rate(3)]
-                serial_rates.append(serial_batches * bs / engine.serial_pass(serial_batches, issue, samples))
-                if cuda:
-                    pipe_rates.append(pipe_batches * bs / engine.pipelined_pass(pipe_batches))
-                    stages = engine.stage_pass(stage_batches)
-                    for k in STAGES:
-                        gpu[k] += stages["gpu"][k]
-                samples.append(control_rate(3))
-                controls.append(float(np.median(samples)))
-                disturbances.append(before.since())
-                trial_s.append(time.perf_counter() - start)
-                done, stop_reason = rule.decide([serial_rates, pipe_rates] if cuda else [serial_rates],
-                                                time.perf_counter() - t0)
-                if done:
-                    break
+        yield
     finally:
         gc.enable()
         gc.unfreeze()
-    trials_s = time.perf_counter() - t0
-    timed_to = time.time()
-    copies = engine.copy_bandwidth()
-    if mode == "separate":  # one more pass of each kind, not counted, with NVML sampling
-        with Telemetry(nvml_index, cpus=core.others() if core else None) as telemetry:
-            engine.serial_pass(serial_batches)
-            engine.pipelined_pass(pipe_batches)
 
-    if not cuda:  # on the CPU the serial pass's forward is the stage: nothing runs behind the issuing thread
-        gpu["forward"] = list(issue["forward"])
-    issue_batch = [sum(x) for x in zip(*(issue[k] for k in STAGES), strict=True)]
-    gpu_batch = [sum(x) for x in zip(*(gpu[k] for k in STAGES), strict=True)] if cuda else gpu["forward"]
-    stage_pct = {f"{k}_ms": percentiles(gpu[k]) for k in STAGES}
-    issue_pct = {k: percentiles(issue[k]) for k in STAGES} | {"batch": percentiles(issue_batch)}
-    serial_ci = confidence_interval(serial_rates)
-    pipe_ci = confidence_interval(pipe_rates) if cuda else None
-    bound = _binding(gpu, issue_batch, cuda)
-    slowest_ms = max([stage_pct[f"{k}_ms"]["median"] for k in STAGES] + [issue_pct["batch"]["median"]]) if cuda else None
+
+def _run_trials(
+    engine: Engine, sizes: PassSizes, rule: StoppingRule, telemetry: Telemetry, core: LaunchCore | None
+) -> Trials:
+    """Trials until the stopping rule says the intervals are tight enough (or the budget is spent)."""
+    trials = Trials(launch_cpu=core.cpu if core is not None and core.cpu is not None else current_cpu())
+    trials.timed_from = time.time()
+    t0 = time.perf_counter()
+    with _garbage_collection_off(), telemetry:
+        while True:
+            _one_trial(engine, sizes, trials, core)
+            rates = [trials.serial_rates, trials.pipe_rates] if engine.cuda else [trials.serial_rates]
+            done, trials.stop_reason = rule.decide(rates, time.perf_counter() - t0)
+            if done:
+                break
+    trials.seconds = time.perf_counter() - t0
+    trials.timed_to = time.time()
+    return trials
+
+
+def _one_trial(engine: Engine, sizes: PassSizes, trials: Trials, core: LaunchCore | None) -> None:
+    """One trial: a serial pass (with the CPU-speed control), and on a GPU a pipelined and a stage pass."""
+    if core is not None:
+        trials.launch_cpu = core.hop()
+    trials.trial_cpus.append(trials.launch_cpu)
+    start, before = time.perf_counter(), Disturbance.now(trials.launch_cpu)
+    samples = [control_rate(3)]
+    bs = engine.batch_size
+    trials.serial_rates.append(sizes.serial * bs / engine.serial_pass(sizes.serial, trials.issue, samples))
+    if engine.cuda:
+        trials.pipe_rates.append(sizes.pipelined * bs / engine.pipelined_pass(sizes.pipelined))
+        stages = engine.stage_pass(sizes.stage)
+        for k in STAGES:
+            trials.gpu[k] += stages["gpu"][k]
+    samples.append(control_rate(3))
+    trials.controls.append(float(np.median(samples)))
+    trials.disturbances.append(before.since())
+    trials.trial_s.append(time.perf_counter() - start)
+
+
+def _separate_telemetry(engine: Engine, sizes: PassSizes, nvml_index: int | None, core: LaunchCore | None) -> Telemetry:
+    """One more pass of each kind, not counted, with NVML sampling (``test.telemetry=separate``)."""
+    with Telemetry(nvml_index, cpus=core.others() if core else None) as telemetry:
+        engine.serial_pass(sizes.serial)
+        engine.pipelined_pass(sizes.pipelined)
+    return telemetry
+
+
+def _trial_metrics(
+    engine: Engine, test: TestConfig, sizes: PassSizes, trials: Trials, rule: StoppingRule, stages: dict[str, Any]
+) -> dict[str, Any]:
+    """The headline (serial samples/s, the median of the trials, and its interval), the pipelined and ideal
+    rates, and how the trials went."""
+    cuda, bs = engine.cuda, engine.batch_size
+    serial_ci = confidence_interval(trials.serial_rates)
+    pipe_ci = confidence_interval(trials.pipe_rates) if cuda else None
+    slowest_ms = max([stages[f"{k}_ms"]["median"] for k in STAGES] + [stages["issue_ms"]["batch"]["median"]]) if cuda else None
     ideal = bs / (slowest_ms / 1e3) if slowest_ms else None
-    fwd_gpu = stage_pct["forward_ms"]["median"]
-    fwd_issue = issue_pct["forward"]["median"]
-    fwd_ms = max(fwd_gpu, fwd_issue) if cuda else fwd_gpu
-    per_sample = flops.bytes_per_sample(engine.model_cfg, engine.shape, engine.d2h_mode)
-    control_ci = confidence_interval(controls)
+    issue_batch = [sum(x) for x in zip(*(trials.issue[k] for k in STAGES), strict=True)]
 
-    metrics: dict[str, Any] = {
+    def tight(ci: dict[str, Any] | None) -> bool:
+        return ci is not None and ci["rel_half_width"] is not None and ci["rel_half_width"] <= rule.target
+
+    return {
         "device": "cuda" if cuda else "cpu",
         "execution": engine.execution,
         "d2h_mode": engine.d2h_mode,
         "copies": "timed" if cuda else "skipped (cpu: no host-device copy)",
         "timing": "cuda_events_gated" if cuda else "perf_counter",
-        "samples_measured": num_batches * bs,
-        "batches": num_batches,
-        "batches_per_trial": {"serial": serial_batches, "pipelined": pipe_batches, "stage": stage_batches},
-        "min_trial_s": min_trial_s,
-        "trials": len(serial_rates),
-        "trials_s": trials_s,
-        "trial_s": trial_s,
-        "timed_from": timed_from,  # epoch seconds: the window of the timed trials (overlap of patterns)
-        "timed_to": timed_to,
+        "samples_measured": sizes.num_batches * bs,
+        "batches": sizes.num_batches,
+        "batches_per_trial": {"serial": sizes.serial, "pipelined": sizes.pipelined, "stage": sizes.stage},
+        "min_trial_s": test.min_trial_s,
+        "trials": len(trials.serial_rates),
+        "trials_s": trials.seconds,
+        "trial_s": trials.trial_s,
+        "timed_from": trials.timed_from,
+        "timed_to": trials.timed_to,
         "ci_target": rule.target,
-        "ci_target_met": serial_ci["rel_half_width"] is not None and serial_ci["rel_half_width"] <= rule.target
-        and (pipe_ci is None or (pipe_ci["rel_half_width"] is not None and pipe_ci["rel_half_width"] <= rule.target)),
-        "stop_reason": stop_reason,
-        # headline: serial samples/s, the median of the trials, and the interval of that median
+        "ci_target_met": tight(serial_ci) and (pipe_ci is None or tight(pipe_ci)),
+        "stop_reason": trials.stop_reason,
         "samples_per_s": serial_ci["median"],
         "samples_per_s_ci": serial_ci,
         "serial_samples_per_s": serial_ci["median"],
         "pipelined_samples_per_s": pipe_ci["median"] if pipe_ci else None,
         "pipelined_samples_per_s_ci": pipe_ci,
         "ideal_samples_per_s": ideal,
-        **bound,
+        **_binding(trials.gpu, issue_batch, cuda),
         "pipelined_vs_ideal": (pipe_ci["median"] / ideal) if pipe_ci and ideal else None,
         "pipelined_vs_serial": (pipe_ci["median"] / serial_ci["median"]) if pipe_ci else None,
-        "trial_samples_per_s": {"serial": serial_rates, "pipelined": pipe_rates},
+        "trial_samples_per_s": {"serial": trials.serial_rates, "pipelined": trials.pipe_rates},
+    }
+
+
+def _stage_metrics(engine: Engine, trials: Trials, copies: dict[str, Any]) -> dict[str, Any]:
+    """Each stage's GPU time and CPU issue time, the forward's, and how the gates held."""
+    cuda, gpu, issue = engine.cuda, trials.gpu, trials.issue
+    issue_batch = [sum(x) for x in zip(*(issue[k] for k in STAGES), strict=True)]
+    gpu_batch = [sum(x) for x in zip(*(gpu[k] for k in STAGES), strict=True)] if cuda else gpu["forward"]
+    stage_pct = {f"{k}_ms": percentiles(gpu[k]) for k in STAGES}
+    fwd_gpu = stage_pct["forward_ms"]["median"]
+    fwd_issue = percentiles(issue["forward"])["median"]
+    fwd_ms = max(fwd_gpu, fwd_issue) if cuda else fwd_gpu
+    gate = {"spins_ms": engine.spins, "misses": engine.gate_misses, "gated_batches": engine.gated_batches,
+            "copy_misses": copies.get("gate_misses"),
+            "h2d": "gated" if engine.pool.pinned else "not gated: a pageable copy is staged by the CPU inside the call"}
+    return {
         **stage_pct,
         "batch_ms": percentiles(gpu_batch),
-        "issue_ms": issue_pct,
+        "issue_ms": {k: percentiles(issue[k]) for k in STAGES} | {"batch": percentiles(issue_batch)},
         "fwd_eager_ms": fwd_ms if engine.execution == "eager" else None,
         "fwd_ms": fwd_ms,
         "fwd_gpu_ms": fwd_gpu if cuda else None,
         "fwd_issue_ms": fwd_issue if cuda else None,
         "yardstick_error": None if cuda else "cpu",
         "launch_overhead_share": max(0.0, 1 - fwd_gpu / fwd_issue) if cuda and fwd_issue else None,
-        "gate": {"spins_ms": engine.spins, "misses": engine.gate_misses, "gated_batches": engine.gated_batches,
-                 "copy_misses": copies.get("gate_misses"),
-                 "h2d": "gated" if engine.pool.pinned else "not gated: a pageable copy is staged by the CPU inside the call"}
-        if cuda else None,
+        "gate": gate if cuda else None,
+    }
+
+
+def _copy_metrics(engine: Engine, copies: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
+    """Bytes moved per batch and per sample, the copy micro-pass's GB/s and each copy stage's."""
+    cuda = engine.cuda
+    per_sample = flops.bytes_per_sample(engine.model_cfg, engine.shape, engine.d2h_mode)
+    return {
         "copy_pass": {k: v for k, v in copies.items() if k not in ("h2d_gbps", "d2h_gbps")} if cuda else None,
         "h2d_bytes_per_batch": engine.pool.batch_bytes if cuda else 0,
         "d2h_bytes_per_batch": engine.d2h_bytes if cuda else 0,
         "h2d_gbps": copies["h2d_gbps"],
         "d2h_gbps": copies["d2h_gbps"],
-        "h2d_stage_gbps": _gbps(engine.pool.batch_bytes, stage_pct["h2d_ms"]["median"]) if cuda else None,
-        "d2h_stage_gbps": _gbps(engine.d2h_bytes, stage_pct["d2h_ms"]["median"]) if cuda else None,
+        "h2d_stage_gbps": _gbps(engine.pool.batch_bytes, stages["h2d_ms"]["median"]) if cuda else None,
+        "d2h_stage_gbps": _gbps(engine.d2h_bytes, stages["d2h_ms"]["median"]) if cuda else None,
         "flops_per_sample": flops.flops_per_sample(engine.model_cfg, engine.shape),
         "h2d_bytes_per_sample": per_sample["h2d"],
         "d2h_bytes_per_sample": per_sample["d2h"],
+    }
+
+
+def _engine_metrics(engine: Engine) -> dict[str, Any]:
+    """The host pool (size, pinning, where its pages are), the model, compilation and GPU memory."""
+    return {
         "pool_mb": engine.pool.nbytes / 2**20,
         "pool_batches": engine.pool.num_batches,
         "pool_pinned": engine.pool.pinned,
@@ -603,30 +690,34 @@ def _measure(
         "first_call_s": engine.first_call_s,
         "compile_s": engine.compile_s,
         "compile_break_even_samples": None,
-        "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
-        "telemetry": {**(telemetry.summary() if mode != "off" else empty()), "when": mode},
-        "cpu_control": {"unit": "CPU tensor ops/s on the launching core", "trials": controls,
+        "peak_gpu_mem_mb": torch.cuda.max_memory_allocated(engine.device) / 2**20 if engine.cuda else None,
+    }
+
+
+def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> dict[str, Any]:
+    """The launching thread: its CPU-speed control, what disturbed it in each trial, and where it ran."""
+    control_ci = confidence_interval(trials.controls)
+    return {
+        "cpu_control": {"unit": "CPU tensor ops/s on the launching core", "trials": trials.controls,
                         "median": control_ci["median"], "low": control_ci["low"], "high": control_ci["high"]},
         "cpu_control_rate": control_ci["median"],
-        "trial_disturbance": disturbances,
-        "trial_flags": _flags(controls, disturbances, trial_s),
+        "trial_disturbance": trials.disturbances,
+        "trial_flags": _flags(trials.controls, trials.disturbances, trials.trial_s),
         "intra_op_threads": torch.get_num_threads(),
-        "launch_cpu": launch_cpu,
-        "trial_launch_cpu": trial_cpus,
-        "launch_cpu_node": cpu_node(launch_cpu),
+        "launch_cpu": trials.launch_cpu,
+        "trial_launch_cpu": trials.trial_cpus,
+        "launch_cpu_node": cpu_node(trials.launch_cpu),
         "launch_core": core.summary() if core is not None else None,
     }
-    if engine.compile_s is not None:
-        metrics.update(_break_even(spec, device, engine, fwd_ms))
-    return metrics
 
 
-def _break_even(spec: dict[str, Any], device: torch.device, engine: Engine, compiled_fwd_ms: float) -> dict[str, Any]:
+def _break_even(spec: RunSpec, device: torch.device, engine: Engine, compiled_fwd_ms: float) -> dict[str, Any]:
     """Samples after which compiling paid off, against the eager forward of the same model.
 
     Both forwards are their serial cost: the larger of the GPU's time and the CPU's issue time.
     """
-    eager = Engine({**spec, "test": {**spec["test"], "execution": "eager", "compile_model": False}}, device)
+    eager_test = spec.test.model_copy(update={"execution": "eager", "compile_model": False})
+    eager = Engine(spec.model, eager_test, device, spec.placement_mode, spec.host_pool_node)
     try:
         eager.warmup(3)
         issue: dict[str, list[float]] = {k: [] for k in STAGES}

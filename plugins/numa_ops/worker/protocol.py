@@ -1,4 +1,8 @@
-"""Progress events a worker prints on stdout, one JSON object per line after a fixed prefix."""
+"""Progress events a worker prints on stdout, one JSON object per line after a fixed prefix.
+
+The event names are defined here once: the worker emits them, the lane loop
+(:class:`numa_ops.supervise.LaneSupervisor`) has one handler for each.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,15 @@ import json
 from typing import Any
 
 EVENT_PREFIX = "@@numa_lab "
+
+READY = "ready"  # the worker has imported and initialised: startup_s, pid, device
+SKIP = "skip"  # a shared run (hardware.spread) another lane has taken: run_id, reason
+START = "start"  # a run begins: run_id, model
+WAITING = "waiting"  # a pattern's run waits for its other GPUs: run_id, limit_s
+TIMING = "timing"  # the pattern's GPUs are all there: the run's timed trials begin: run_id
+END = "end"  # a run's record is written: run_id, success, duration, samples_per_s, error
+DONE = "done"  # the worker has measured every run it was given: failures, total_s
+EVENTS = (READY, SKIP, START, WAITING, TIMING, END, DONE)
 
 
 def emit(event: str, **fields: Any) -> None:
