@@ -3,40 +3,34 @@
 discover_topology -> plan_runs -> measure (:class:`numa_ops.operators.NumaLaneOperator`) -> load_duckdb ->
 report -> gate [-> compare_baseline]
 
-The tasks after planning receive ``plans``: what ``plan_runs`` returned (a list of measure units, each a
-lane or one device's lanes), or, with GPU hosts configured, a list of each host's (None for a host that
-skipped or failed); None when planning failed. A task with nothing planned to work on skips, saying why.
+The tasks after planning receive ``plans``: what ``plan_runs`` returned (a list of device turns as JSON,
+one per measure task: a lane, or one device's lanes), or, with GPU hosts configured, a list of each host's
+(None for a host that skipped or failed); None when planning failed. A task with nothing planned to work on skips, saying why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from numa_ops.phases import Phase, study_configs
+from numa_ops.specs import DeviceTurn, Lane
 
 # The engine's modules are imported inside the task bodies: a DAG file parses without them.
 
-Unit = dict[str, Any]  # a measure unit as XCom carries it: a lane, or a device's lanes under "lanes"
-
-
-def planned_units(plans: Any) -> list[Unit]:
-    """Every measure unit of ``plans``, whether of one host or a list of each host's."""
+def planned_turns(plans: Any) -> list[DeviceTurn]:
+    """Every measure task's turn in ``plans`` (``plan_runs``'s XCom), whether of one host or a list of each host's."""
     per_host = [plan for plan in plans or [] if plan]
-    return [unit for plan in per_host for unit in (plan if isinstance(plan, list) else [plan])]
-
-
-def planned_lanes(plans: Any) -> list[Unit]:
-    """Every lane of ``plans``: a unit's own lanes where it has several, else the unit itself."""
-    return [lane for unit in planned_units(plans) for lane in unit.get("lanes", [unit])]
+    return [DeviceTurn.from_json(turn) for plan in per_host for turn in (plan if isinstance(plan, list) else [plan])]
 
 
 def planned_folders(plans: Any) -> list[str]:
     """The run folders of ``plans``, one per host, in order; skips the task when nothing was planned."""
-    folders = list(dict.fromkeys(lane["folder"] for lane in planned_lanes(plans)))
+    folders = list(dict.fromkeys(turn.folder for turn in planned_turns(plans)))
     if not folders:
         raise AirflowSkipException("nothing was planned (plan_runs failed, or no host had a study to run): "
                                    "see plan_runs's log for the reason")
@@ -105,11 +99,12 @@ def refuse_plan(exc: Exception, ti: Any) -> NoReturn:
 def plan_runs(
     dag_id: str, phase: Phase, topology: dict[str, Any], params: Mapping[str, Any], dag_run: Any, ti: Any,
     host: str | None = None,
-) -> list[Unit]:
+) -> list[dict[str, Any]]:
     """Validate the request against the phase's studies and the host; write the plan.
 
-    Returns the measure units, each naming the host it was planned on and the queue (``host``) serving it.
-    A refusal (config, override, path; or an absent GPU or node) fails the task through :func:`refuse_plan`.
+    Returns one device turn (as JSON) per measure task, each naming the host whose topology it was planned
+    on and the queue (``host``) serving it. A refusal (config, override, path; or an absent GPU or node)
+    fails the task through :func:`refuse_plan`.
     """
     from numa_ops.pipeline import OutputsError, write_plan
     from numa_ops.plan import device_turns
@@ -124,15 +119,14 @@ def plan_runs(
     try:
         folder_path, lanes = write_plan(folder, studies, Topology.from_dict(topology),
                                         {"phase": dag_id, "params": dict(params)})
-        units = [turn.to_json() for turn in device_turns(lanes, phase.max_lanes)]
+        turns = device_turns(lanes, phase.max_lanes)
     except (ValueError, OutputsError) as exc:
         refuse_plan(exc, ti)
-    _print_plan(folder_path, studies, lanes, units)
-    where = {"host": topology["host"], "queue": host}
-    return [_placed(unit, where) for unit in units]
+    _print_plan(folder_path, studies, lanes, turns)
+    return [replace(turn, host=topology["host"], queue=host).to_json() for turn in turns]
 
 
-def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Any], units: list[Unit]) -> None:
+def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Lane], turns: list[DeviceTurn]) -> None:
     from numa_ops.plan import count_runs
 
     print(f"plan: {count_runs(lanes)} runs of {len(studies)} studies on {len(lanes)} lane(s) into {folder_path}")
@@ -140,16 +134,9 @@ def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list
         print(f"  study {study}: {len(configs)} sweep point(s)")
     for lane in lanes:
         print(f"  lane {lane.name}: {len(lane.runs)} runs")
-    for unit in units:
-        if len(unit["lanes"]) > 1:  # a device's lanes, one task, in the plan's order (repeats ABBA, patterns)
-            print(f"  task {unit['name']}: lanes in turn: {', '.join(lane['name'] for lane in unit['lanes'])}")
-
-
-def _placed(unit: Unit, where: dict[str, Any]) -> Unit:
-    """``unit`` (and each of its lanes) naming the host whose topology it was planned on, and that host's queue."""
-    if "lanes" in unit:
-        return {**unit, **where, "lanes": [{**lane, **where} for lane in unit["lanes"]]}
-    return {**unit, **where}
+    for turn in turns:
+        if turn.name != turn.lanes[0].name:  # a device's lanes, one task, in the plan's order (repeats ABBA, patterns)
+            print(f"  task {turn.name}: lanes in turn: {', '.join(lane.name for lane in turn.lanes)}")
 
 
 def load_duckdb(plans: Any) -> dict[str, Any]:
@@ -225,7 +212,7 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
     """
     from numa_ops import nightly, paths, results
 
-    queues = {lane["folder"]: lane.get("queue") for lane in planned_lanes(plans)}
+    queues = {turn.folder: turn.queue for turn in planned_turns(plans)}
     compared: dict[str | None, dict[str, Any]] = {}
     problems: list[str] = []
     for folder in planned_folders(plans):

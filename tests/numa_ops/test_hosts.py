@@ -12,6 +12,7 @@ from numa_ops.config import ConfigError
 from numa_ops.hosts import configured_hosts
 from numa_ops.operators import NumaLaneOperator
 from numa_ops.phases import load_phases
+from numa_ops.specs import DeviceTurn
 
 from tests.numa_ops.records import record
 
@@ -78,7 +79,7 @@ def test_a_bad_host_name_in_phases_is_refused(configs_dir):
 
 
 def test_a_lane_refuses_to_measure_on_another_host(outputs_dir):
-    lane = {"name": "gpu0-cpu0-mem0", "folder": "f", "runs": [], "host": socket.gethostname() + "-other", "queue": "gpu-a"}
+    lane = DeviceTurn("gpu0-cpu0-mem0", "f", 0, (), host=socket.gethostname() + "-other", queue="gpu-a").to_json()
     with pytest.raises(RuntimeError, match="queue gpu-a must be served by"):
         NumaLaneOperator(task_id="measure", lane=lane).execute({})
 
@@ -89,7 +90,7 @@ def _night(outputs_dir, folder, samples_per_s):
     rec = record(f"{folder}.a", folder=folder, metrics={"samples_per_s": samples_per_s, "samples_per_s_ci": ci})
     rec["study"] = "nightly"
     results.write_json_atomic(outputs_dir / folder / "runs" / f"{rec['run_id']}.json", rec)
-    return [{"name": "cpu-cpu0-mem0", "folder": folder, "queue": folder.rsplit("_", 1)[-1], "runs": []}]
+    return [DeviceTurn("cpu-cpu0-mem0", folder, None, (), host="h", queue=folder.rsplit("_", 1)[-1]).to_json()]
 
 
 def _compare_baseline(monkeypatch):

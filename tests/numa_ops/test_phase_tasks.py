@@ -10,6 +10,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from numa_ops import phase_tasks, results
 from numa_ops.phases import load_phases
+from numa_ops.specs import DeviceTurn
 
 from tests.numa_ops.records import record
 
@@ -46,6 +47,11 @@ class _TI:
         return self.refused
 
 
+def _turn(folder, queue=None, name="cpu-cpu0-mem0", lanes=()):
+    """A measure task's turn as plan_runs's XCom carries it."""
+    return DeviceTurn(name, folder, None, lanes, host="h" if queue else None, queue=queue).to_json()
+
+
 def _dag_run(run_id="manual__1"):
     return SimpleNamespace(dag_id=PHASE1, run_id=run_id, run_after=datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC))
 
@@ -71,28 +77,27 @@ def test_pinned_studies_run_only_on_their_hosts(configs_dir):
 
 
 def test_downstream_tasks_see_every_hosts_folder():
-    a = [{"folder": "f_gpu-a", "queue": "gpu-a"}, {"folder": "f_gpu-a", "queue": "gpu-a"}]
-    b = [{"folder": "f_gpu-b", "queue": "gpu-b"}]
+    a = [_turn("f_gpu-a", "gpu-a"), _turn("f_gpu-a", "gpu-a", name="cpu-cpu0-mem0-r1")]
+    b = [_turn("f_gpu-b", "gpu-b")]
     assert phase_tasks.planned_folders([a, None, b]) == ["f_gpu-a", "f_gpu-b"]  # None: a host that skipped
     assert phase_tasks.planned_folders(a) == ["f_gpu-a"]  # one host, as without hosts
     with pytest.raises(AirflowSkipException, match="nothing was planned"):
         phase_tasks.planned_folders([None, None])
 
 
-@pytest.mark.parametrize("plans", [None, [], [None]], ids=["planning-failed", "no-units", "host-skipped"])
+@pytest.mark.parametrize("plans", [None, [], [None]], ids=["planning-failed", "no-turns", "host-skipped"])
 def test_nothing_planned_skips_load_and_report(plans):
     for body in (phase_tasks.load_duckdb, phase_tasks.report):
         with pytest.raises(AirflowSkipException, match="see plan_runs's log"):
             body(plans)
 
 
-def test_a_devices_lanes_are_each_a_lane():
-    device = {"name": "gpu0", "folder": "f", "lanes": [{"name": "gpu0-cpu0-mem0", "folder": "f"},
-                                                       {"name": "gpu0-cpu0-mem0-r1", "folder": "f"}]}
-    lane = {"name": "gpu1-cpu0-mem0", "folder": "f"}
-    assert [x["name"] for x in phase_tasks.planned_lanes([device, lane])] == [
-        "gpu0-cpu0-mem0", "gpu0-cpu0-mem0-r1", "gpu1-cpu0-mem0"]
-    assert phase_tasks.planned_units([[device], None, [lane]]) == [device, lane]
+def test_the_plans_are_parsed_into_turns(configs_dir, outputs_dir):
+    (turn,) = _plan("gpu-a")
+    parsed = phase_tasks.planned_turns([[turn], None, [_turn("f_gpu-b", "gpu-b")]])
+    assert [(t.folder.endswith("_gpu-a"), t.queue, len(t.lanes)) for t in parsed] == [(True, "gpu-a", 1), (False, "gpu-b", 0)]
+    assert parsed[0].lanes[0].runs[0].test.num_samples == 16  # the run's settings, validated
+    assert phase_tasks.planned_turns([turn]) == parsed[:1]  # one host's plan: the same turns
 
 
 @pytest.mark.parametrize(
@@ -133,7 +138,7 @@ def test_plan_runs_writes_the_plan_and_names_the_host(configs_dir, outputs_dir, 
     units = _plan(host)
     (folder,) = phase_tasks.planned_folders(units)
     assert (outputs_dir / folder / "plan.json").is_file() and folder.endswith(f"_{host}" if host else "")
-    assert {(lane["host"], lane["queue"]) for lane in phase_tasks.planned_lanes(units)} == {
+    assert {(turn.host, turn.queue) for turn in phase_tasks.planned_turns(units)} == {
         (phase_tasks.discover_topology()["host"], host)}
     plan = json.loads((outputs_dir / folder / "plan.json").read_text())
     assert plan["phase"] == PHASE1 and plan["params"]["experiment"] == "tiny"  # the request, as the form gave it
@@ -206,7 +211,7 @@ def _night(outputs_dir, folder, samples_per_s, queue=None):
     rec = record(f"{folder}.a", folder=folder, metrics={"samples_per_s": samples_per_s, "samples_per_s_ci": ci})
     rec["study"] = "nightly"
     results.write_json_atomic(outputs_dir / folder / "runs" / f"{rec['run_id']}.json", rec)
-    return [{"name": "cpu-cpu0-mem0", "folder": folder, "queue": queue}]
+    return [_turn(folder, queue)]
 
 
 def test_compare_baseline_on_one_host(configs_dir, outputs_dir, capsys):
