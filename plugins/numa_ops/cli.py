@@ -16,7 +16,7 @@ from numa_ops.plan import PlanError, count_runs
 from numa_ops.topology import PlacementError, discover
 
 if TYPE_CHECKING:
-    from numa_ops.plan import Lane
+    from numa_ops.specs import Lane
     from numa_ops.supervise import LaneOutcome
 
 
