@@ -40,23 +40,23 @@ load_duckdb = task(trigger_rule=TriggerRule.ALL_DONE)(phase_tasks.load_duckdb)
 report = task(trigger_rule=TriggerRule.ALL_DONE)(phase_tasks.report)
 
 
-def _doc(dag_id: str, phase: Phase, phases: dict[str, Phase] | None = None) -> str:
+def _phase_doc(dag_id: str, phase: Phase, phases: dict[str, Phase] | None = None) -> str:
     """The DAG's page: goal, question, what starts it and what it starts, when it fails, studies, gate."""
     studies = "\n".join(
-        f"- `{name}`: `experiment={s.experiment}` {' '.join(f'`{o}`' for o in s.overrides)}"
-        + (f" (zipped: {s.zip})" if s.zip else "")
-        for name, s in phase.studies.items()
+        f"- `{name}`: `experiment={study.experiment}` {' '.join(f'`{o}`' for o in study.overrides)}"
+        + (f" (zipped: {study.zip})" if study.zip else "")
+        for name, study in phase.studies.items()
     )
     after = ", ".join(f"`{a}`" for a in phase.after) or "nothing (trigger by hand)"
     if phase.schedule:
         after = f"the schedule `{phase.schedule}`"
-    nxt = [name for name, p in (phases or {}).items() if dag_id in p.after]
+    next_phases = [name for name, later in (phases or {}).items() if dag_id in later.after]
     starts = (
         f"a passing run of the phase as defined here (all its studies, no ad-hoc experiment, overrides, sweeps or "
-        f"num_samples) updates the Asset `{dag_id}`, which starts {', '.join(f'`{n}`' for n in nxt)} "
+        f"num_samples) updates the Asset `{dag_id}`, which starts {', '.join(f'`{n}`' for n in next_phases)} "
         "(a phase with several Assets before it starts once each has been updated). An ad-hoc run updates it only "
         "with `update_asset: true` in the form."
-        if nxt else f"nothing starts after this phase (its Asset `{dag_id}` is updated by a passing run of the phase as defined)."
+        if next_phases else f"nothing starts after this phase (its Asset `{dag_id}` is updated by a passing run of the phase as defined)."
     )
     return (
         f"# {phase.title}\n\n**Goal:** {phase.goal}\n\n**Research question:** {phase.question}\n\n"
@@ -118,6 +118,19 @@ def _phase_bound_tasks(dag_id: str, phase: Phase, hosts: list[str]) -> tuple[Any
     return plan_runs, gate, compare_baseline
 
 
+def _discover_plan_measure(plan_runs: Any, phase: Phase, host: str | None) -> tuple[Any, Any]:
+    """discover_topology -> plan_runs -> measure on ``host``: in its task group, on its Celery queue; with
+    ``host`` None, on the default queue and in no group. Returns plan_runs's output and the mapped measure."""
+    queue, for_host = ({"queue": host}, {"host": host}) if host else ({}, {})
+    tooltip = f"discover, plan and measure on {host} (queue {host})"
+    with TaskGroup(group_id=host, tooltip=tooltip) if host else nullcontext():
+        plan = plan_runs.override(**queue)(discover_topology.override(**queue)(), **for_host)
+        measure = NumaLaneOperator.partial(
+            task_id="measure", map_index_template="{{ lane_name }}", max_active_tis_per_dagrun=phase.max_lanes, **queue,
+        ).expand(lane=plan)
+    return plan, measure
+
+
 def build_phase_dag(dag_id: str) -> DAG:
     """The DAG of phase ``dag_id``."""
     phases = load_phases()
@@ -127,7 +140,7 @@ def build_phase_dag(dag_id: str) -> DAG:
     with DAG(
         dag_id=dag_id,
         description=phase.goal,
-        doc_md=_doc(dag_id, phase, phases),
+        doc_md=_phase_doc(dag_id, phase, phases),
         schedule=phase.schedule or [phase_asset(a) for a in phase.after] or None,
         start_date=datetime(2026, 1, 1),
         catchup=False,
@@ -141,15 +154,9 @@ def build_phase_dag(dag_id: str) -> DAG:
         plan_runs, gate, compare_baseline = _phase_bound_tasks(dag_id, phase, hosts)
         plans, measures = [], []
         for host in hosts or [None]:  # None: no GPU hosts configured, every task on the default queue
-            queue, for_host = ({"queue": host}, {"host": host}) if host else ({}, {})
-            group = TaskGroup(group_id=host, tooltip=f"discover, plan and measure on {host} (queue {host})") if host else None
-            with group or nullcontext():
-                plan = plan_runs.override(**queue)(discover_topology.override(**queue)(), **for_host)
-                measures.append(NumaLaneOperator.partial(
-                    task_id="measure", map_index_template="{{ lane_name }}", max_active_tis_per_dagrun=phase.max_lanes,
-                    **queue,
-                ).expand(lane=plan))
+            plan, measure = _discover_plan_measure(plan_runs, phase, host)
             plans.append(plan)
+            measures.append(measure)
         every_plan = plans if hosts else plans[0]
         loaded, reported, gated = load_duckdb(every_plan), report(every_plan), gate(every_plan)
         measures >> loaded >> reported >> gated

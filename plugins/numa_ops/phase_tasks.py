@@ -220,8 +220,9 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
         series = f"{dag_id}@{queue}" if queue else dag_id
         checked = nightly.check(results.run_folder(folder), series, phase.baseline, queue)
         print(f"{folder}: baseline: {checked['baseline'] or 'none yet: this night becomes the baseline'}")
-        for v in checked["verdicts"]:
-            print(f"  {v['verdict']:12} {v['config']}: {v['tonight_mean']} vs {v['baseline_mean']} ({v['change']})")
+        for verdict in checked["verdicts"]:
+            print(f"  {verdict['verdict']:12} {verdict['config']}: {verdict['tonight_mean']} vs "
+                  f"{verdict['baseline_mean']} ({verdict['change']})")
         problems.extend(checked["problems"])
         compared[queue] = {"folder": folder, "baseline": checked["baseline"], "verdicts": len(checked["verdicts"])}
     if problems:
