@@ -68,24 +68,24 @@ def judge_run_folder(folder_path: Path, gate: Gate) -> dict[str, Any]:
 
     The verdict: passed, a one-line summary, each problem with its run and reason, the failure rate, how
     many runs were planned, and one plain sentence saying what failed and what to do."""
-    records = results.collect(folder_path)
     plan = json.loads((folder_path / "plan.json").read_text())
-    specs = list({r["run_id"]: r for lane in plan["lanes"] for r in lane["runs"]}.values())  # each run once
-    planned = len(specs)
-    by_id = {r["run_id"]: r for r in records}
+    # each run once: a shared run (hardware.spread) is offered to several lanes
+    run_ids = list(dict.fromkeys(run["run_id"] for lane in plan["lanes"] for run in lane["runs"]))
+    planned = len(run_ids)
+    record_of = {rec["run_id"]: rec for rec in results.collect(folder_path)}
     problems: list[str] = []
     failed_runs: list[str] = []
     noisy_runs: list[str] = []
-    for spec in specs:
-        rec = by_id.get(spec["run_id"])
+    for run_id in run_ids:
+        rec = record_of.get(run_id)
         if rec is None:
-            failed_runs.append(f"{spec['run_id']} never ran")
-            problems.append(f"{spec['run_id']}: no record (never ran)")
+            failed_runs.append(f"{run_id} never ran")
+            problems.append(f"{run_id}: no record (never ran)")
         elif not rec.get("success"):
-            failed_runs.append(f"{_label(rec, spec['run_id'])} failed: {str(rec.get('error'))[:200]}")
-            problems.append(f"{spec['run_id']}: failed: {rec.get('error')}")
+            failed_runs.append(f"{_label(rec, run_id)} failed: {str(rec.get('error'))[:200]}")
+            problems.append(f"{run_id}: failed: {rec.get('error')}")
         else:
-            noise = _noise_problem(spec["run_id"], rec, gate)
+            noise = _noise_problem(run_id, rec, gate)
             if noise:
                 problems.append(noise[0])
                 noisy_runs.append(noise[1])

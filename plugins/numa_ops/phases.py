@@ -13,6 +13,8 @@ from numa_ops.hosts import check_host_name
 
 
 class _Strict(BaseModel):
+    """A phases.yaml section: unknown keys refused, immutable once read."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -82,11 +84,11 @@ def study_configs(
     unknown = [s for s in chosen if s not in phase.studies]
     if unknown:
         raise ConfigError(f"unknown studies {unknown}; this phase has: {', '.join(phase.studies)}")
-    out = {}
+    configs = {}
     for name in chosen:
         study = phase.studies[name]
         try:
-            out[name] = load_experiment(study.experiment, [*study.overrides, *extra], study.zip)
+            configs[name] = load_experiment(study.experiment, [*study.overrides, *extra], study.zip)
         except ConfigError as exc:
             raise ConfigError(f"study {name}: {exc}") from None
-    return out
+    return configs
