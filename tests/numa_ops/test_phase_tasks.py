@@ -145,6 +145,12 @@ def test_plan_runs_writes_the_plan_and_names_the_host(configs_dir, outputs_dir, 
     assert capsys.readouterr().out.count("plan: 2 runs of 1 studies on") == 1
 
 
+def test_a_devices_lanes_are_one_task_in_turn(configs_dir, outputs_dir, capsys):
+    (turn,) = _plan(overrides=["experiment.test.repeats=2"])
+    assert (turn["name"], [lane["name"] for lane in turn["lanes"]]) == ("cpu", ["cpu-cpu0-mem0", "cpu-cpu0-mem0-r1"])
+    assert "  task cpu: lanes in turn: cpu-cpu0-mem0, cpu-cpu0-mem0-r1" in capsys.readouterr().out.splitlines()
+
+
 @pytest.mark.parametrize(
     ("form", "message"),
     [
