@@ -135,10 +135,10 @@ def test_new_folders_differ_by_dag_run():
 
 @pytest.mark.parametrize("host", [None, "gpu-a"], ids=["one-host", "gpu-host"])
 def test_plan_runs_writes_the_plan_and_names_the_host(configs_dir, outputs_dir, capsys, host):
-    units = _plan(host)
-    (folder,) = phase_tasks.planned_folders(units)
+    turns = _plan(host)
+    (folder,) = phase_tasks.planned_folders(turns)
     assert (outputs_dir / folder / "plan.json").is_file() and folder.endswith(f"_{host}" if host else "")
-    assert {(turn.host, turn.queue) for turn in phase_tasks.planned_turns(units)} == {
+    assert {(turn.host, turn.queue) for turn in phase_tasks.planned_turns(turns)} == {
         (phase_tasks.discover_topology()["host"], host)}
     plan = json.loads((outputs_dir / folder / "plan.json").read_text())
     assert plan["phase"] == PHASE1 and plan["params"]["experiment"] == "tiny"  # the request, as the form gave it
@@ -167,15 +167,15 @@ def test_a_refused_plan_fails_with_the_planners_message_last(configs_dir, output
     assert not any(p.is_dir() for p in outputs_dir.iterdir())  # no run folder
 
 
-def _measured(outputs_dir, units, failed=()):
-    """Records for every planned run of ``units`` (those in ``failed`` failed)."""
-    plan = json.loads((outputs_dir / phase_tasks.planned_folders(units)[0] / "plan.json").read_text())
-    folder = phase_tasks.planned_folders(units)[0]
+def _measured(outputs_dir, turns, failed=()):
+    """Records for every planned run of ``turns`` (those in ``failed`` failed)."""
+    (folder,) = phase_tasks.planned_folders(turns)
+    plan = json.loads((outputs_dir / folder / "plan.json").read_text())
     run_ids = list(dict.fromkeys(run["run_id"] for lane in plan["lanes"] for run in lane["runs"]))
     for i, run_id in enumerate(run_ids):
         results.write_json_atomic(outputs_dir / folder / "runs" / f"{run_id}.json",
                                   record(run_id, folder=folder, success=i not in failed))
-    return units
+    return turns
 
 
 def test_the_gate_passes_every_host_or_fails_naming_each(configs_dir, outputs_dir, capsys):
