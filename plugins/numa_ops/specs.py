@@ -40,9 +40,7 @@ class RunSpec:
 
     run_id: str
     folder: str
-    study: str
     experiment: str
-    sweep_point: int
     model: VitConfig
     test: TestConfig
     profile: ProfileConfig
@@ -53,6 +51,8 @@ class RunSpec:
     placement: str | None
     numa_distance: int | None
     lane: str
+    study: str | None = None  # which of the phase's studies planned it
+    sweep_point: int = 0  # which of the study's sweep points it is
     repeat: int = 0  # which of test.repeats worker processes measures it
     placement_mode: str = "process"  # process: numactl binds all; pool: the host pool alone goes on pool_node
     pool_node: int | None = None  # the node the host pool goes on
@@ -99,12 +99,22 @@ class RunSpec:
 
     @classmethod
     def from_json(cls, data: Json) -> RunSpec:
+        """A spec as :meth:`to_json` wrote it; one of an older plan, without the keys added since, gets their
+        defaults (repeat 0, process placement, nobody sharing its node)."""
+        later = {key: data[key] for key in ("study", "sweep_point", "repeat", "placement_mode", "pool_node",
+                                            "barrier_timeout_s") if key in data}
+        if "node_shared_with" in data:
+            later["node_shared_with"] = tuple(data["node_shared_with"])
+        if data.get("pool"):
+            later["pool"] = tuple(data["pool"])
+        if data.get("group"):
+            later["group"] = PatternRef.from_json(data["group"])
+        if data.get("exclusive"):
+            later["exclusive"] = True
         return cls(
             run_id=data["run_id"],
             folder=data["folder"],
-            study=data["study"],
             experiment=data["experiment"],
-            sweep_point=data["sweep_point"],
             model=VitConfig.model_validate(data["model"]),
             test=TestConfig.model_validate(data["test"]),
             profile=ProfileConfig.model_validate(data["profile"]),
@@ -115,14 +125,7 @@ class RunSpec:
             placement=data["placement"],
             numa_distance=data["numa_distance"],
             lane=data["lane"],
-            repeat=data["repeat"],
-            placement_mode=data["placement_mode"],
-            pool_node=data["pool_node"],
-            node_shared_with=tuple(data["node_shared_with"]),
-            pool=tuple(data.get("pool") or ()),
-            group=PatternRef.from_json(data["group"]) if data.get("group") else None,
-            exclusive=bool(data.get("exclusive")),
-            barrier_timeout_s=data.get("barrier_timeout_s"),
+            **later,
         )
 
 
@@ -171,6 +174,8 @@ class Lane:
 
     @classmethod
     def from_json(cls, data: Json) -> Lane:
+        """A lane as :meth:`to_json` wrote it (one of an older plan: process placement, repeat 0)."""
+        later = {key: data[key] for key in ("placement_mode", "pool_node", "repeat") if key in data}
         return cls(
             name=data["name"],
             folder=data["folder"],
@@ -179,9 +184,7 @@ class Lane:
             mem_node=data["mem_node"],
             max_workers=data["max_workers"],
             runs=tuple(runs_from_json(data["runs"])),
-            placement_mode=data["placement_mode"],
-            pool_node=data["pool_node"],
-            repeat=data["repeat"],
+            **later,
         )
 
 

@@ -8,12 +8,16 @@ import sys
 import threading
 
 from filelock import FileLock
+from numa_ops.specs import Lane
 from numa_ops.supervise import device_lock
+
+from tests.numa_ops.lanes import run_spec
 
 HOLD = """
 import json, sys, time
+from numa_ops.specs import Lane
 from numa_ops.supervise import device_lock
-lane = {{"name": "l", "gpu_id": {gpu}, "cpu_node": 0, "runs": []}}
+lane = Lane("l", "f", {gpu}, 0, 0, 1, ())
 with device_lock(lane, print):
     start = time.time(); time.sleep(1.0); end = time.time()
 print(json.dumps([start, end]))
@@ -40,7 +44,8 @@ def test_different_gpus_overlap(outputs_dir):
 
 
 def _lane(*share_gpu):
-    return {"name": "l", "gpu_id": 0, "cpu_node": 0, "runs": [{"hardware": {"share_gpu": s}} for s in share_gpu]}
+    return Lane("l", "f", 0, 0, 0, 1, tuple(run_spec(f"f.s.gpu0-cpu0-mem0.t{i}", "gpu0-cpu0-mem0", gpu_id=0, share_gpu=s)
+                                             for i, s in enumerate(share_gpu)))
 
 
 def test_a_lane_whose_runs_all_share_the_gpu_takes_no_lock(outputs_dir):

@@ -38,7 +38,7 @@ def test_no_two_runs_share_a_gpu(configs_dir, outputs_dir, tmp_path, monkeypatch
         "experiment.vit_configs=[{name:t,patch_size:8,depth:2,heads:2,dim:64,mlp_dim:128}]",
     ], topo)
     assert [lane.name for lane in lanes] == ["gpu0-cpu0-mem0", "gpu0-cpu1-mem1", "gpu1-cpu0-mem0", "gpu1-cpu1-mem1"]
-    threads = [threading.Thread(target=LaneSupervisor(lane.to_dict(), folder_path, log=lambda _: None).run) for lane in lanes]
+    threads = [threading.Thread(target=LaneSupervisor(lane, folder_path, log=lambda _: None).run) for lane in lanes]
     for t in threads:
         t.start()
     for t in threads:

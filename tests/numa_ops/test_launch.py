@@ -35,17 +35,6 @@ def test_refuses_non_integers(gpu, cpu, mem):
         worker_command(Path("r.json"), Path("f"), gpu, cpu, mem)
 
 
-def test_newest_nsys_install_is_found_first(tmp_path, monkeypatch):
-    monkeypatch.delenv("NUMA_LAB_NSYS", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    for version in ("2024.9.1", "2024.10.2", "2023.4.4"):
-        binary = tmp_path / "nsight-systems" / version / "bin" / "nsys"
-        binary.parent.mkdir(parents=True)
-        binary.write_text("")
-    monkeypatch.setattr(launch, "NSYS_LOCATIONS", (str(tmp_path / "nsight-systems" / "*" / "bin" / "nsys"),))
-    assert launch.find_nsys() == str(tmp_path / "nsight-systems" / "2024.10.2" / "bin" / "nsys")
-
-
 @pytest.mark.parametrize(
     ("pool_node", "binding"),
     [pytest.param(None, "numactl --cpunodebind=0 --membind=0", id="process"),

@@ -19,6 +19,7 @@ from numa_ops.topology import discover
 from numa_ops.worker import coordination
 
 from tests.numa_ops.fake_sysfs import make_sysfs
+from tests.numa_ops.lanes import run_spec
 
 TINY = [
     "experiment.hardware.numa_nodes=[0]", "experiment.test.num_samples=512",
@@ -44,12 +45,12 @@ def test_pooled_runs_are_measured_once_each(two_gpus):
                                                    "experiment.test.batch_size=4,8,16,32"], two_gpus)
     # one run was measured in an earlier attempt: no lane measures it again
     done = lanes[0].runs[0]
-    results.write_json_atomic(results.record_path(folder_path, done["run_id"]),
+    results.write_json_atomic(results.record_path(folder_path, done.run_id),
                               {**results.base_record(done), "success": True, "metrics": {}, "earlier": True})
     outcomes = pipeline.run_lanes(lanes, folder_path, max_workers=2, log=lambda _: None)
     recs = _records(folder_path)
     assert len(recs) == 4 and all(r["success"] and r["pooled"] for r in recs)
-    assert next(r for r in recs if r["run_id"] == done["run_id"]).get("earlier")
+    assert next(r for r in recs if r["run_id"] == done.run_id).get("earlier")
     measured = [run_id for o in outcomes for run_id in o.succeeded]
     assert sorted(measured) == sorted(r["run_id"] for r in recs if not r.get("earlier"))  # each once
     for o in outcomes:  # every run was skipped up front, measured here, or taken by the other lane
@@ -95,27 +96,26 @@ def test_a_pattern_gives_up_at_once_when_another_gpus_run_failed(two_gpus):
     folder_path, lanes = pipeline.prepare("tiny", [*TINY, "experiment.hardware.gpu_ids=[0,1]",
                                                    "experiment.hardware.together=true"], two_gpus)
     other = next(r for r in lanes[1].runs)
-    results.write_json_atomic(results.record_path(folder_path, other["run_id"]),
+    results.write_json_atomic(results.record_path(folder_path, other.run_id),
                               results.failed_record(other, "out of memory: planted"))
-    os.utime(results.record_path(folder_path, other["run_id"]), (4e9, 4e9))  # newer than gpu0's arrival
+    os.utime(results.record_path(folder_path, other.run_id), (4e9, 4e9))  # newer than gpu0's arrival
     pipeline.run_lanes(lanes[:1], folder_path, log=lambda _: None)
     rec = next(r for r in _records(folder_path) if r["lane"] == "gpu0-cpu0-mem0")
     assert "gpu1-cpu0-mem0's run of the pattern failed: out of memory: planted" in rec["error"]
 
 
 def test_claims(tmp_path):
-    spec = {"run_id": "f.s.pool.t.1", "lane": "gpu0-cpu0-mem0", "folder": "f", "experiment": "e", "gpu_id": 0,
-            "cpu_node": 0, "mem_node": 0, "model": {}, "test": {}}
+    spec = run_spec("f.s.pool.t.1", "gpu0-cpu0-mem0", gpu_id=0)
     first = coordination.claim(tmp_path, spec, since=0.0)
     assert isinstance(first, FileLock) and first.is_locked
     assert coordination.claim(tmp_path, spec, since=0.0) == "being measured by another lane"
-    results.write_json_atomic(results.record_path(tmp_path, spec["run_id"]), results.failed_record(spec, "boom"))
+    results.write_json_atomic(results.record_path(tmp_path, spec.run_id), results.failed_record(spec, "boom"))
     first.release()
-    mtime = results.record_path(tmp_path, spec["run_id"]).stat().st_mtime
+    mtime = results.record_path(tmp_path, spec.run_id).stat().st_mtime
     assert "already failed on gpu0-cpu0-mem0 in this attempt: boom" in coordination.claim(tmp_path, spec, since=mtime)
     again = coordination.claim(tmp_path, spec, since=mtime + 1)  # a later attempt tries a failed run again
     assert isinstance(again, FileLock) and again.is_locked
-    results.write_json_atomic(results.record_path(tmp_path, spec["run_id"]), {**results.base_record(spec), "success": True})
+    results.write_json_atomic(results.record_path(tmp_path, spec.run_id), {**results.base_record(spec), "success": True})
     again.release()
     assert coordination.claim(tmp_path, spec, since=0.0) == "already measured on gpu0-cpu0-mem0"
     assert os.listdir(tmp_path / "claims") == ["f.s.pool.t.1.lock"]
@@ -154,7 +154,7 @@ def test_patterns_on_local_and_remote_nodes_meet_in_one_order(two_gpus):
 
 def test_airflow_measures_each_gpus_lanes_in_one_task_in_pattern_order(two_gpus):
     folder_path, lanes = pipeline.prepare("tiny", LOCAL_THEN_REMOTE, two_gpus)
-    units = plan.measure_units(lanes, max_concurrent=2)
+    units = [turn.to_json() for turn in plan.device_turns(lanes, max_concurrent=2)]
     assert [(u["name"], [lane["name"] for lane in u["lanes"]]) for u in units] == [
         ("gpu0", ["gpu0-cpu0-mem0", "gpu0-cpu1-mem1"]), ("gpu1", ["gpu1-cpu1-mem1", "gpu1-cpu0-mem0"])]
     with ThreadPoolExecutor(max_workers=2) as pool:  # the two mapped task instances, at once
@@ -165,7 +165,7 @@ def test_airflow_measures_each_gpus_lanes_in_one_task_in_pattern_order(two_gpus)
 
 def test_a_gpu_task_stopped_before_its_turn_records_every_run_killed(two_gpus):
     folder_path, lanes = pipeline.prepare("tiny", LOCAL_THEN_REMOTE, two_gpus)
-    unit = plan.measure_units(lanes, max_concurrent=2)[0]
+    unit = plan.device_turns(lanes, max_concurrent=2)[0].to_json()
     op = NumaLaneOperator(task_id="measure", lane=unit)
     op.on_kill()
     with pytest.raises(RuntimeError, match="2 of 2 runs failed"):

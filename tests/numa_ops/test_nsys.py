@@ -11,9 +11,10 @@ import stat
 import sys
 
 import pytest
+from numa_ops import nsys
 from numa_ops.supervise import LaneSupervisor
 
-from tests.numa_ops.lanes import tiny_lane
+from tests.numa_ops.lanes import tiny_lane, with_profile, with_test
 
 STAND_IN = """#!{python}
 import json, os, sys
@@ -48,7 +49,7 @@ ANY_DISK = "experiment.profile.min_free_gb=0"
 
 
 def _records(folder_path, lane):
-    return [json.loads((folder_path / "runs" / f"{r['run_id']}.json").read_text()) for r in lane["runs"]]
+    return [json.loads((folder_path / "runs" / f"{r.run_id}.json").read_text()) for r in lane.runs]
 
 
 def test_nsys_on_wraps_the_worker(configs_dir, outputs_dir, stand_in):
@@ -57,7 +58,7 @@ def test_nsys_on_wraps_the_worker(configs_dir, outputs_dir, stand_in):
     outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     assert len(outcome.succeeded) == 2
     (argv,) = [json.loads(line) for line in log.read_text().splitlines()]
-    assert argv[:3] == ["profile", "--trace=cuda,nvtx,osrt", f"--output={folder_path}/nsys/{lane['name']}.{argv[2].rsplit('.', 1)[1]}"]
+    assert argv[:3] == ["profile", "--trace=cuda,nvtx,osrt", f"--output={folder_path}/nsys/{lane.name}.{argv[2].rsplit('.', 1)[1]}"]
     assert argv[4:7] == [sys.executable, "-m", "numa_ops.worker"]
     reports = list((folder_path / "nsys").glob("*.nsys-rep"))
     assert len(reports) == 1
@@ -86,7 +87,7 @@ def test_retention_failed_removes_reports_of_clean_workers(configs_dir, outputs_
 
 def test_retention_failed_keeps_the_report_of_a_worker_that_timed_out(configs_dir, outputs_dir, stand_in):
     folder_path, lane = tiny_lane("experiment.profile.nsys=on", "experiment.profile.retention=failed", ANY_DISK)
-    lane["runs"][0]["test"].update(num_samples=10_000_000, timeout_s=2)  # cannot finish in 2 s
+    lane = with_test(lane, 0, num_samples=10_000_000, timeout_s=2, max_trial_time_s=1)  # cannot finish in 2 s
     outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     assert outcome.workers_started == 2 and len(outcome.failed) == 1
     kept = list((folder_path / "nsys").glob("*.nsys-rep"))
@@ -133,7 +134,7 @@ def test_too_little_disk_for_reports_is_refused_when_required(configs_dir, outpu
 def test_each_runs_own_profile_setting_holds_in_a_lane_of_several_studies(configs_dir, outputs_dir, stand_in):
     nsys, log = stand_in
     folder_path, lane = tiny_lane(ANY_DISK)
-    lane["runs"][1]["profile"] = {**lane["runs"][1]["profile"], "nsys": "on"}  # as another study's run would be
+    lane = with_profile(lane, 1, nsys="on")  # as another study's run would be
     outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     assert len(outcome.succeeded) == 2 and outcome.workers_started == 2
     first, second = _records(folder_path, lane)
@@ -149,3 +150,14 @@ def test_a_configured_nsys_that_is_not_executable_is_named(configs_dir, outputs_
     LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     for rec in _records(folder_path, lane):
         assert f"NUMA_LAB_NSYS={tmp_path / 'nsys'} is not an executable file" in rec["profile"]["warning"]
+
+
+def test_newest_nsys_install_is_found_first(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMA_LAB_NSYS", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    for version in ("2024.9.1", "2024.10.2", "2023.4.4"):
+        binary = tmp_path / "nsight-systems" / version / "bin" / "nsys"
+        binary.parent.mkdir(parents=True)
+        binary.write_text("")
+    monkeypatch.setattr(nsys, "NSYS_LOCATIONS", (str(tmp_path / "nsight-systems" / "*" / "bin" / "nsys"),))
+    assert nsys.find_nsys() == str(tmp_path / "nsight-systems" / "2024.10.2" / "bin" / "nsys")

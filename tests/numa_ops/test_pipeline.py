@@ -31,7 +31,7 @@ def test_several_hosts_load_once_and_latest_names_every_folder(outputs_dir, monk
     loads = _counting(monkeypatch, store, "load")
     reports = _counting(monkeypatch, report, "write_report")
 
-    loaded = pipeline.load([a, b])
+    loaded = pipeline.summarize_and_load([a, b])
     assert len(loads) == 1 and loaded["load"]["inserted"] == 3
     assert (a / "results.json").is_file() and (b / "experiment_summary.json").is_file()
     assert {k: v["successful_runs"] for k, v in loaded["summaries"].items()} == {"n_gpu-a": 2, "n_gpu-b": 1}
@@ -53,9 +53,9 @@ def test_several_hosts_load_once_and_latest_names_every_folder(outputs_dir, monk
 
 def test_one_folder_keeps_its_shape(outputs_dir):
     a = _host_folder(outputs_dir, "n1", "host-a")
-    loaded = pipeline.load(a)
+    loaded = pipeline.summarize_and_load(a)
     assert set(loaded) == {"summary", "load"} and loaded["summary"]["successful_runs"] == 2
-    assert set(pipeline.load([a])) == {"summary", "load"}  # a list of one folder: the same shape
+    assert set(pipeline.summarize_and_load([a])) == {"summary", "load"}  # a list of one folder: the same shape
     where = pipeline.write_reports(a)
     assert set(where) == {"folder", "results_json", "experiment_summary_json", "experiment_log", "duckdb", "report",
                           "report_all_runs", "summary"}
@@ -68,7 +68,7 @@ def test_where_prints_every_hosts_folder(outputs_dir, capsys):
 
     a = _host_folder(outputs_dir, "n_gpu-a", "host-a")
     b = _host_folder(outputs_dir, "n_gpu-b", "host-b", runs=("a",))
-    pipeline.load([a, b])
+    pipeline.summarize_and_load([a, b])
     pipeline.write_reports([a, b])
     assert cli.where(None) == 0
     out = capsys.readouterr().out

@@ -52,7 +52,7 @@ def bindings(lanes):
 
 
 def classes(lanes):
-    return {(lane.gpu_id, lane.cpu_node): (lane.runs[0]["placement"], lane.runs[0]["numa_distance"]) for lane in lanes}
+    return {(lane.gpu_id, lane.cpu_node): (lane.runs[0].placement, lane.runs[0].numa_distance) for lane in lanes}
 
 
 @pytest.fixture(autouse=True)

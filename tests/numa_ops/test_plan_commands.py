@@ -82,13 +82,13 @@ def test_as_shell_args(topo, phase, study, args, runs):
 
 def test_key_pairs_placements(topo):
     lanes = build_plan("f", study_configs(load_phases()["phase2_numa_locality"], ["key_gpu_numa_pairs"]), topo)
-    got = {(lane.gpu_id, lane.cpu_node): lane.runs[0]["placement"] for lane in lanes}
+    got = {(lane.gpu_id, lane.cpu_node): lane.runs[0].placement for lane in lanes}
     assert got == {(0, 0): "local", (0, 2): "remote", (0, 3): "remote", (3, 0): "remote", (3, 2): "remote", (3, 3): "local"}
 
 
 def test_image_sizes_are_paired_with_batches(topo):
     lanes = build_plan("f", study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"]), topo)
-    pairs = {(r["test"]["tensor_shape"][1], r["test"]["batch_size"]) for lane in lanes for r in lane.runs}
+    pairs = {(r.test.tensor_shape[1], r.test.batch_size) for lane in lanes for r in lane.runs}
     assert pairs == {(224, 10), (384, 8), (512, 6), (768, 4)}
 
 
@@ -99,24 +99,24 @@ def test_multi_gpu_patterns_run_their_gpus_together(topo):
     experiment, rest = split_experiment(overrides)
     for configs in (load_experiment(experiment, rest), study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"])):
         lanes = build_plan("f", configs, topo)
-        groups = {r["group"]["id"]: sorted(r["group"]["runs"]) for lane in lanes for r in lane.runs if r.get("group")}
+        groups = {r.group.id: sorted(r.group.runs) for lane in lanes for r in lane.runs if r.group}
         assert len(groups) == R * 2 * 4 * 5  # ([0,1] and [0,2]) x 4 nodes x 5 models, each repeat a pattern of its own
         assert {frozenset(name.split("-")[0] for name in members) for members in groups.values()} == {
             frozenset({"gpu0", "gpu1"}), frozenset({"gpu0", "gpu2"})}
-        singles = [r for lane in lanes for r in lane.runs if not r.get("group")]
+        singles = [r for lane in lanes for r in lane.runs if not r.group]
         assert len(singles) == R * 4 * 4 * 5  # [0], [1], [2], [3] on their own
 
 
 def test_a_gpu_list_that_is_not_swept_is_no_pattern(topo):
     lanes = build_plan("f", load_experiment("quick_test", ["experiment.hardware.gpu_ids=[0,1,2,3]"]), topo)
-    assert not any(r.get("group") for lane in lanes for r in lane.runs)
+    assert not any(r.group for lane in lanes for r in lane.runs)
 
 
 def test_a_swept_gpu_set_with_spread_is_shared_out_not_a_pattern(topo):
     configs = load_experiment("quick_test", ['experiment.hardware.gpu_ids="[0,1],[2,3]"', "experiment.hardware.spread=true"])
     lanes = build_plan("f", configs, topo)
-    assert not any(r.get("group") for lane in lanes for r in lane.runs)
-    assert all(r.get("pool") for lane in lanes for r in lane.runs)
+    assert not any(r.group for lane in lanes for r in lane.runs)
+    assert all(r.pool for lane in lanes for r in lane.runs)
 
 
 def _runs(lanes):
@@ -129,8 +129,8 @@ def test_a_form_override_replaces_the_studys_sweep_of_the_same_key(topo):
     assert sorted(c.test.memory_size_mb for c in configs["batch_sizes"]) == [512, 1024]
     runs = _runs(build_plan("f", configs, topo))
     assert len(runs) == R * 2 * 80
-    assert len({r["run_id"] for r in runs}) == len(runs)
-    assert {r["test"]["batch_size"] for r in runs} == {16}
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert {r.test.batch_size for r in runs} == {16}
 
 
 def test_a_form_override_of_an_indexed_key_names_the_model_once(topo):
@@ -138,20 +138,20 @@ def test_a_form_override_of_an_indexed_key_names_the_model_once(topo):
     assert len(configs["depth_scaling"]) == 1
     runs = _runs(build_plan("f", configs, topo))
     assert len(runs) == R * 4
-    assert {r["model"]["name"] for r in runs} == {"base-depth3"}
+    assert {r.model.name for r in runs} == {"base-depth3"}
 
 
 def test_a_form_override_of_a_zipped_key_leaves_the_rest_of_the_zip_swept(topo):
     configs = study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"], ["experiment.test.batch_size=16"])
     runs = _runs(build_plan("f", configs, topo))
     assert len(runs) == R * 4 * 80
-    assert {(r["test"]["tensor_shape"][1], r["test"]["batch_size"]) for r in runs} == {(224, 16), (384, 16), (512, 16), (768, 16)}
+    assert {(r.test.tensor_shape[1], r.test.batch_size) for r in runs} == {(224, 16), (384, 16), (512, 16), (768, 16)}
 
 
 def test_a_form_override_of_the_gpu_sets_is_no_pattern(topo):
     configs = study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"], ["experiment.hardware.gpu_ids=[0,1]"])
     runs = _runs(build_plan("f", configs, topo))
-    assert not any(r.get("group") for r in runs)
+    assert not any(r.group for r in runs)
     assert len(runs) == R * 2 * 4 * 5
 
 

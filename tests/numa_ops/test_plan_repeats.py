@@ -10,7 +10,8 @@ import pytest
 from numa_ops import results
 from numa_ops.config import load_experiment
 from numa_ops.launch import worker_command
-from numa_ops.plan import PlanError, build_plan, count_runs, measure_units, turns
+from numa_ops.plan import PlanError, build_plan, count_runs, device_turns, lanes_by_device
+from numa_ops.specs import RunSpec
 from numa_ops.topology import PlacementError, discover
 from numa_ops.worker.pool import HostPool
 
@@ -30,7 +31,7 @@ def plan(topo, *overrides, experiment="quick_test"):
 
 
 def ids(lanes):
-    return {r["run_id"] for lane in lanes for r in lane.runs}
+    return {r.run_id for lane in lanes for r in lane.runs}
 
 
 # -- repeats --------------------------------------------------------------------------------------------------
@@ -45,26 +46,26 @@ def test_each_repeat_is_a_lane_of_its_own_and_repeat_0_keeps_its_ids(topo, repea
     first = [lane for lane in lanes if lane.repeat == 0]
     assert [lane.name for lane in first] == base and ids(first) == ids(once)  # existing folders resume
     for lane in lanes:
-        assert {r["repeat"] for r in lane.runs} == {lane.repeat}
-        assert all(r["lane"] == lane.name and f".{lane.name}." in r["run_id"] for r in lane.runs)
+        assert {r.repeat for r in lane.runs} == {lane.repeat}
+        assert all(r.lane == lane.name and f".{lane.name}." in r.run_id for r in lane.runs)
     assert len(ids(lanes)) == count_runs(lanes)  # every repeat a run of its own
 
 
 @pytest.mark.parametrize("repeats", [2, 3, 4], ids=lambda r: f"repeats{r}")
 def test_each_gpu_takes_its_placements_abba(topo, repeats):
     lanes = plan(topo, f"experiment.test.repeats={repeats}")
-    order = turns(lanes)
+    order = lanes_by_device(lanes)
     for gpu, local, remote in ((0, 0, 1), (1, 1, 0)):
         expected = []
         for r in range(repeats):
             pair = [f"gpu{gpu}-cpu{local}-mem{local}", f"gpu{gpu}-cpu{remote}-mem{remote}"]
             expected += [name + (f"-r{r}" if r else "") for name in (pair[::-1] if r % 2 else pair)]
         assert [lane.name for lane in order[gpu]] == expected
-        placements = [lane.runs[0]["placement"] for lane in order[gpu]]
+        placements = [lane.runs[0].placement for lane in order[gpu]]
         assert placements == (["local", "remote", "remote", "local"] * repeats)[: 2 * repeats]
     by_name = {lane.name: lane for lane in lanes}  # an odd repeat is the mirror: its runs backwards too
-    models = [r["model"]["name"] for r in by_name["gpu0-cpu0-mem0"].runs]
-    assert [r["model"]["name"] for r in by_name["gpu0-cpu0-mem0-r1"].runs] == models[::-1]
+    models = [r.model.name for r in by_name["gpu0-cpu0-mem0"].runs]
+    assert [r.model.name for r in by_name["gpu0-cpu0-mem0-r1"].runs] == models[::-1]
 
 
 @pytest.mark.parametrize(
@@ -78,12 +79,11 @@ def test_each_gpu_takes_its_placements_abba(topo, repeats):
 )
 def test_a_gpu_with_several_lanes_is_one_task_that_runs_them_in_plan_order(topo, overrides, units):
     lanes = plan(topo, *overrides)
-    got = measure_units(lanes, max_concurrent=4)
-    assert [u["name"] for u in got] == units
-    order = turns(lanes)
-    for unit in got:
-        if "lanes" in unit:
-            assert [lane["name"] for lane in unit["lanes"]] == [lane.name for lane in order[unit["gpu_id"]]]
+    turns = device_turns(lanes, max_concurrent=4)
+    assert [turn.name for turn in turns] == units
+    order = lanes_by_device(lanes)
+    for turn in turns:
+        assert list(turn.lanes) == order[turn.gpu_id]
 
 
 # -- repeats with spread and with multi-GPU patterns ---------------------------------------------------------
@@ -99,28 +99,28 @@ def test_spread_with_repeats_offers_each_repeat_once_to_every_gpu_in_a_process_o
         assert all(all(run_id.endswith(".r1") == bool(r) for run_id in o) for o in offered)
     assert ids(lane for lane in lanes if lane.repeat == 0) == ids(once)
     assert not ids([lane for lane in lanes if lane.repeat == 0]) & ids([lane for lane in lanes if lane.repeat == 1])
-    units = measure_units(lanes, max_concurrent=2)  # each GPU: repeat 0's lane, then repeat 1's
-    assert [[lane["name"] for lane in u["lanes"]] for u in units] == [
+    turns = device_turns(lanes, max_concurrent=2)  # each GPU: repeat 0's lane, then repeat 1's
+    assert [[lane.name for lane in turn.lanes] for turn in turns] == [
         ["gpu0-cpu0-mem0", "gpu0-cpu0-mem0-r1"], ["gpu1-cpu0-mem0", "gpu1-cpu0-mem0-r1"]]
 
 
 def test_patterns_with_repeats_meet_in_one_order_and_mirror_on_odd_repeats(topo):
     lanes = plan(topo, "experiment.hardware.gpu_ids=[0,1]", "experiment.hardware.together=true",
                  "experiment.hardware.numa_nodes=local,remote", "experiment.test.repeats=3")
-    order = turns(lanes)  # no PlanError: every GPU meets the patterns in one order
+    order = lanes_by_device(lanes)  # no PlanError: every GPU meets the patterns in one order
 
     def met(gpu, repeat):
         lanes_r = [lane for lane in order[gpu] if lane.repeat == repeat]
-        return list(dict.fromkeys(r["group"]["id"].removesuffix(f".r{repeat}") for lane in lanes_r for r in lane.runs))
+        return list(dict.fromkeys(r.group.id.removesuffix(f".r{repeat}") for lane in lanes_r for r in lane.runs))
 
     for gpu in (0, 1):
         assert met(gpu, 1) == met(gpu, 0)[::-1] and met(gpu, 2) == met(gpu, 0)
     assert met(0, 0) == met(1, 0) and len(met(0, 0)) == 4  # 2 placements x 2 models
-    groups = {r["group"]["id"] for lane in lanes for r in lane.runs}
+    groups = {r.group.id for lane in lanes for r in lane.runs}
     assert len(groups) == 3 * 4 and sum(g.endswith(".r1") for g in groups) == 4
-    assert [u["name"] for u in measure_units(lanes, max_concurrent=2)] == ["gpu0", "gpu1"]
+    assert [turn.name for turn in device_turns(lanes, max_concurrent=2)] == ["gpu0", "gpu1"]
     with pytest.raises(PlanError, match="raise the phase's max_lanes to 2"):
-        measure_units(lanes, max_concurrent=1)
+        device_turns(lanes, max_concurrent=1)
 
 
 # -- process and pool placement ---------------------------------------------------------------------------------
@@ -145,8 +145,8 @@ def test_process_and_pool_placement_give_the_numactl_argv_and_mbind_calls_expect
     got = {}
     for lane in lanes:
         spec = lane.runs[0]
-        assert (lane.placement_mode, spec["placement_mode"]) == (mode, mode)
-        pool_node = spec["pool_node"] if spec["placement_mode"] == "pool" else None  # as the worker asks for it
+        assert (lane.placement_mode, spec.placement_mode) == (mode, mode)
+        pool_node = spec.pool_node if spec.placement_mode == "pool" else None  # as the worker asks for it
         argv = worker_command(Path("r.json"), Path("f"), lane.gpu_id, lane.cpu_node, lane.mem_node, python="py",
                               pool_node=pool_node).argv
         binder = RecordingMbind()
@@ -154,9 +154,9 @@ def test_process_and_pool_placement_give_the_numactl_argv_and_mbind_calls_expect
         assert [(call[2], call[3], call[5]) for call in binder.calls] == (
             [] if pool_node is None else [(2, (1 << pool_node,), 3)])  # MPOL_BIND, one node, STRICT|MOVE
         got[lane.name] = (tuple(a for a in argv if a.startswith("--")
-                                and a.split("=")[0] in ("--cpunodebind", "--membind")), pool_node, spec["placement"])
-        assert spec["pool_node"] == (spec["mem_node"] if mode == "process" else pool_node)
-        assert spec["numa_distance"] == (10 if spec["placement"] == "local" else 21)
+                                and a.split("=")[0] in ("--cpunodebind", "--membind")), pool_node, spec.placement)
+        assert spec.pool_node == (spec.mem_node if mode == "process" else pool_node)
+        assert spec.numa_distance == (10 if spec.placement == "local" else 21)
     assert got == expected
 
 
@@ -167,7 +167,7 @@ def test_pool_and_process_runs_have_different_ids_and_process_keeps_todays(topo)
     assert all(".pool." not in run_id for run_id in ids(pool))  # not to be read as a spread run
     groups = plan(topo, "experiment.hardware.placement=pool", "experiment.hardware.gpu_ids=[0,1]",
                   "experiment.hardware.together=true")
-    assert all(r["group"]["id"].endswith(".pool") for lane in groups for r in lane.runs)
+    assert all(r.group.id.endswith(".pool") for lane in groups for r in lane.runs)
 
 
 def test_pool_placement_is_refused_at_plan_time_where_the_host_cannot_bind(tmp_path, monkeypatch):
@@ -197,14 +197,14 @@ def test_a_pool_run_of_a_cpu_host_keeps_the_worker_on_the_first_node(tmp_path, m
 def test_each_run_names_the_other_gpus_lanes_on_its_cpu_node(topo):
     lanes = plan(topo, "experiment.test.repeats=2")
     by_name = {lane.name: lane for lane in lanes}
-    shared = by_name["gpu0-cpu0-mem0"].runs[0]["node_shared_with"]
-    assert shared == ["gpu1-cpu0-mem0", "gpu1-cpu0-mem0-r1"]  # other devices only, bound to node 0
-    assert by_name["gpu1-cpu1-mem1-r1"].runs[-1]["node_shared_with"] == ["gpu0-cpu1-mem1", "gpu0-cpu1-mem1-r1"]
-    alone = measure_units(lanes, max_concurrent=1)  # one lane at a time: nobody shares
-    assert all(not r["node_shared_with"] for u in alone for lane in u["lanes"] for r in lane["runs"])
+    shared = by_name["gpu0-cpu0-mem0"].runs[0].node_shared_with
+    assert shared == ("gpu1-cpu0-mem0", "gpu1-cpu0-mem0-r1")  # other devices only, bound to node 0
+    assert by_name["gpu1-cpu1-mem1-r1"].runs[-1].node_shared_with == ("gpu0-cpu1-mem1", "gpu0-cpu1-mem1-r1")
+    alone = device_turns(lanes, max_concurrent=1)  # one lane at a time: nobody shares
+    assert all(not r.node_shared_with for turn in alone for lane in turn.lanes for r in lane.runs)
     pool = {lane.name: lane for lane in plan(topo, "experiment.hardware.placement=pool")}
     # in pool placement both of a GPU's lanes stay on its node: the other GPU's lanes are elsewhere
-    assert pool["gpu0-cpu0-mem0-pool1"].runs[0]["node_shared_with"] == []
+    assert pool["gpu0-cpu0-mem0-pool1"].runs[0].node_shared_with == ()
 
 
 def test_records_carry_the_new_spec_keys(topo):
@@ -214,9 +214,9 @@ def test_records_carry_the_new_spec_keys(topo):
     record = results.failed_record(spec, "boom")
     assert {k: record[k] for k in ("repeat", "placement_mode", "pool_node", "node_shared_with", "lane")} == {
         "repeat": 1, "placement_mode": "pool", "pool_node": 1, "node_shared_with": [], "lane": "gpu0-cpu0-mem0-pool1-r1"}
-    old = {k: v for k, v in spec.items() if k not in ("repeat", "placement_mode", "pool_node", "node_shared_with")}
-    assert {k: results.base_record(old)[k] for k in ("repeat", "placement_mode", "pool_node")} == {
-        "repeat": 0, "placement_mode": "process", "pool_node": spec["mem_node"]}  # a spec of before
+    old = {k: v for k, v in spec.to_json().items() if k not in ("repeat", "placement_mode", "pool_node", "node_shared_with")}
+    assert {k: results.base_record(RunSpec.from_json(old))[k] for k in ("repeat", "placement_mode", "pool_node")} == {
+        "repeat": 0, "placement_mode": "process", "pool_node": spec.mem_node}  # a spec of before
 
 
 # -- with real workers ------------------------------------------------------------------------------------------
@@ -240,10 +240,10 @@ def test_a_gpus_task_runs_its_repeats_abba_in_separate_workers(tmp_path, monkeyp
     monkeypatch.setenv("NUMA_LAB_TORCH_THREADS", "1")
     host = discover(make_sysfs(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:3b:00.0": 0}), use_nvml=False)
     folder_path, lanes = pipeline.prepare("tiny", [*ONE_TINY_MODEL, *BOTH_NODES, "experiment.test.repeats=2"], host)
-    (unit,) = measure_units(lanes, max_concurrent=4)
-    assert [lane["name"] for lane in unit["lanes"]] == [
+    (turn,) = device_turns(lanes, max_concurrent=4)
+    assert [lane.name for lane in turn.lanes] == [
         "gpu0-cpu0-mem0", "gpu0-cpu1-mem1", "gpu0-cpu1-mem1-r1", "gpu0-cpu0-mem0-r1"]
-    outcome = NumaLaneOperator(task_id="measure", lane=unit).execute({})
+    outcome = NumaLaneOperator(task_id="measure", lane=turn.to_json()).execute({})
     assert [o["workers_started"] for o in outcome["lanes"]] == [1, 1, 1, 1]  # a worker process each
     recs = sorted(_records(folder_path), key=lambda r: r["started_at"])
     assert all(r["success"] for r in recs), [r.get("error") for r in recs]

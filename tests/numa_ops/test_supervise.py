@@ -14,7 +14,7 @@ from numa_ops import results
 from numa_ops.supervise import LaneSupervisor
 from numa_ops.topology import parse_cpulist
 
-from tests.numa_ops.lanes import tiny_lane
+from tests.numa_ops.lanes import tiny_lane, with_test
 
 
 def _record(folder_path, run_id):
@@ -25,8 +25,8 @@ def _wait_for_start(folder_path, sup, n=1, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         log = folder_path / "experiment.log"
-        if sup._proc is not None and log.exists() and log.read_text().count('"event": "start"') >= n:
-            return sup._proc
+        if sup._worker is not None and log.exists() and log.read_text().count('"event": "start"') >= n:
+            return sup._worker
         time.sleep(0.1)
     raise AssertionError("the worker never started a run")
 
@@ -37,17 +37,17 @@ def test_lane_runs_and_a_retry_measures_nothing_again(configs_dir, outputs_dir):
     outcome = LaneSupervisor(lane, folder_path, log=lines.append).run()
     assert len(outcome.succeeded) == 2 and not outcome.failed and outcome.workers_started == 1
     assert any("run 2/2 ok" in line for line in lines)
-    before = {r["run_id"]: _record(folder_path, r["run_id"])["finished_at"] for r in lane["runs"]}
+    before = {r.run_id: _record(folder_path, r.run_id)["finished_at"] for r in lane.runs}
     again = LaneSupervisor(lane, folder_path, log=lines.append).run()
     assert again.skipped == 2 and again.workers_started == 0 and not again.succeeded
-    assert before == {r["run_id"]: _record(folder_path, r["run_id"])["finished_at"] for r in lane["runs"]}
+    assert before == {r.run_id: _record(folder_path, r.run_id)["finished_at"] for r in lane.runs}
 
 
 @pytest.mark.skipif(shutil.which("numactl") is None, reason="numactl is not installed on this host")
 def test_worker_is_bound_by_numactl(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane("experiment.vit_configs=[{name:t,patch_size:8,depth:1,heads:2,dim:32,mlp_dim:64}]")
     LaneSupervisor(lane, folder_path, log=lambda _: None).run()
-    rec = _record(folder_path, lane["runs"][0]["run_id"])
+    rec = _record(folder_path, lane.runs[0].run_id)
     env = rec["environment"]
     assert env["binding"]["numactl"] == "numactl --cpunodebind=0 --membind=0"
     assert env["binding"]["mems_allowed"] == "0"
@@ -58,9 +58,9 @@ def test_worker_is_bound_by_numactl(configs_dir, outputs_dir):
 
 def test_timeout_ends_the_worker_and_the_lane_goes_on(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane()
-    lane["runs"][0]["test"].update(num_samples=10_000_000, timeout_s=2)  # cannot finish in 2 s
+    lane = with_test(lane, 0, num_samples=10_000_000, timeout_s=2, max_trial_time_s=1)  # cannot finish in 2 s
     outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
-    slow, fast = (r["run_id"] for r in lane["runs"])
+    slow, fast = (r.run_id for r in lane.runs)
     assert outcome.failed == [slow] and outcome.succeeded == [fast]
     assert outcome.workers_started == 2  # a fresh worker took the remaining run
     rec = _record(folder_path, slow)
@@ -71,7 +71,7 @@ def test_timeout_ends_the_worker_and_the_lane_goes_on(configs_dir, outputs_dir):
 def _start_long_lane():
     """A lane whose first run cannot finish soon, running in a thread; returns what the tests need."""
     folder_path, lane = tiny_lane()
-    lane["runs"][0]["test"].update(num_samples=10_000_000)
+    lane = with_test(lane, 0, num_samples=10_000_000)
     sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
     box = {}
     thread = threading.Thread(target=lambda: box.setdefault("outcome", sup.run()))
@@ -84,48 +84,48 @@ def test_worker_killed_mid_run_is_recorded_with_the_signal(configs_dir, outputs_
     os.kill(proc.pid, signal.SIGKILL)
     thread.join(timeout=300)
     outcome = box["outcome"]
-    assert outcome.failed == [lane["runs"][0]["run_id"]]
-    assert outcome.succeeded == [lane["runs"][1]["run_id"]]
-    assert _record(folder_path, lane["runs"][0]["run_id"])["error"] == "worker killed by signal SIGKILL"
+    assert outcome.failed == [lane.runs[0].run_id]
+    assert outcome.succeeded == [lane.runs[1].run_id]
+    assert _record(folder_path, lane.runs[0].run_id)["error"] == "worker killed by signal SIGKILL"
 
 
 def test_stop_ends_the_process_group_and_records_the_kill(configs_dir, outputs_dir):
     folder_path, lane, sup, thread, box, proc = _start_long_lane()
     sup.stop("killed: test")
     # recorded before stop() returns: Airflow may kill the task's process right after on_kill
-    assert _record(folder_path, lane["runs"][0]["run_id"])["error"] == "killed: test"
+    assert _record(folder_path, lane.runs[0].run_id)["error"] == "killed: test"
     thread.join(timeout=60)
     assert not thread.is_alive()
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # nothing of the worker's group survives
-    for spec in lane["runs"]:
-        rec = _record(folder_path, spec["run_id"])
+    for spec in lane.runs:
+        rec = _record(folder_path, spec.run_id)
         assert rec["success"] is False and rec["error"] == "killed: test"
-    assert not results.successful(folder_path, lane["runs"][1]["run_id"])
+    assert not results.successful(folder_path, lane.runs[1].run_id)
 
 
 def test_stop_replaces_an_earlier_attempts_failure_with_the_kill(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane()
-    spec = lane["runs"][0]
-    results.write_json_atomic(results.record_path(folder_path, spec["run_id"]),
+    spec = lane.runs[0]
+    results.write_json_atomic(results.record_path(folder_path, spec.run_id),
                               results.failed_record(spec, "timeout: an earlier attempt"))
     sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
     sup._current = spec  # this attempt's worker is measuring it when the task is stopped
     sup.stop("killed: test")
-    assert _record(folder_path, spec["run_id"])["error"] == "killed: test"
+    assert _record(folder_path, spec.run_id)["error"] == "killed: test"
 
 
 @pytest.mark.skipif(shutil.which("numactl") is None, reason="plans pool placement where numactl exists")
 def test_a_pool_lane_run_where_numactl_is_gone_fails_each_run_with_the_reason(configs_dir, outputs_dir, monkeypatch):
     monkeypatch.delenv("NUMA_LAB_NUMACTL", raising=False)
     folder_path, lane = tiny_lane("experiment.hardware.placement=pool")  # planned here, where it can bind
-    assert lane["placement_mode"] == "pool" and lane["name"].endswith("-pool0")
+    assert lane.placement_mode == "pool" and lane.name.endswith("-pool0")
     monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")  # ...and run where it cannot
     lines = []
     outcome = LaneSupervisor(lane, folder_path, log=lines.append).run()
     assert outcome.workers_started == 0 and len(outcome.failed) == 2
-    for spec in lane["runs"]:
-        rec = _record(folder_path, spec["run_id"])
+    for spec in lane.runs:
+        rec = _record(folder_path, spec.run_id)
         assert not rec["success"] and rec["placement_mode"] == "pool"
         assert rec["error"].startswith("hardware.placement=pool: numactl not found")
         assert "use hardware.placement=process" in rec["error"]

@@ -10,16 +10,18 @@ from typing import Any
 import pytest
 from filelock import FileLock, Timeout
 from numa_ops import results
+from numa_ops.specs import PatternRef, RunSpec
 from numa_ops.worker import coordination
+
+from tests.numa_ops.lanes import TINY_TEST, run_spec
 
 LANES = ("gpu0-cpu0-mem0", "gpu1-cpu0-mem0")  # the first is the pattern's leader
 
 
-def _spec(lane: str, wait_s: float) -> dict[str, Any]:
+def _spec(lane: str, wait_s: float) -> RunSpec:
     runs = {name: f"f.s.t.{name}" for name in LANES}
-    return {"run_id": runs[lane], "lane": lane, "folder": "f", "experiment": "e", "gpu_id": LANES.index(lane),
-            "cpu_node": 0, "mem_node": 0, "model": {}, "test": {"timeout_s": 600}, "exclusive": True,
-            "barrier_timeout_s": wait_s, "group": {"id": "f.s.t.pattern", "runs": runs}}
+    return run_spec(runs[lane], lane, gpu_id=LANES.index(lane), test=TINY_TEST.model_copy(update={"timeout_s": 600}),
+                    exclusive=True, barrier_timeout_s=wait_s, group=PatternRef("f.s.t.pattern", runs))
 
 
 def _in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict[str, Any]]:
@@ -70,7 +72,7 @@ def test_a_member_that_failed_while_waiting_for_go_makes_the_others_give_up(tmp_
     results.write_json_atomic(tmp_path / "barriers" / "f.s.t.pattern" / LANES[0], {"arrived_at": time.time()})
     member, out = _in_thread(coordination.wait_at_barrier, tmp_path, member_spec, 60.0)
     time.sleep(0.3)
-    results.write_json_atomic(results.record_path(tmp_path, leader_spec["run_id"]),
+    results.write_json_atomic(results.record_path(tmp_path, leader_spec.run_id),
                               results.failed_record(leader_spec, "BarrierTimeout: pattern lock: held"))
     member.join(30)
     assert not member.is_alive()
@@ -87,7 +89,7 @@ def test_the_leader_stops_waiting_for_a_member_whose_run_failed(tmp_path):
     leader_spec, member_spec = _spec(LANES[0], 60.0), _spec(LANES[1], 60.0)
     arrived_at = time.time()
     # the member gave up waiting for go (or was killed, and its supervisor recorded it): no .done mark
-    results.write_json_atomic(results.record_path(tmp_path, member_spec["run_id"]),
+    results.write_json_atomic(results.record_path(tmp_path, member_spec.run_id),
                               results.failed_record(member_spec, "BarrierTimeout: lane did not say go"))
     group = _group(arrived_at, time.time() + 0.5)  # the leader said go after the member's record was written
     t0 = time.monotonic()
@@ -97,7 +99,7 @@ def test_the_leader_stops_waiting_for_a_member_whose_run_failed(tmp_path):
 
 def test_the_leader_waits_for_a_member_despite_an_older_failure_until_its_done_mark(tmp_path):
     leader_spec, member_spec = _spec(LANES[0], 60.0), _spec(LANES[1], 60.0)
-    record = results.record_path(tmp_path, member_spec["run_id"])
+    record = results.record_path(tmp_path, member_spec.run_id)
     results.write_json_atomic(record, results.failed_record(member_spec, "an earlier attempt"))
     os.utime(record, (1e9, 1e9))
     stale_done = tmp_path / "barriers" / "f.s.t.pattern" / f"{LANES[1]}.done"
@@ -132,7 +134,7 @@ def test_a_pattern_lets_go_of_the_lock_soon_after_a_member_is_killed(tmp_path, o
     with pytest.raises(Timeout):
         _pattern_lock(outputs_dir).acquire(timeout=0)  # the leader holds it while the pattern measures
     # the member's worker is SIGKILLed mid-measurement: its supervisor records the run as failed
-    results.write_json_atomic(results.record_path(tmp_path, member_spec["run_id"]),
+    results.write_json_atomic(results.record_path(tmp_path, member_spec.run_id),
                               results.failed_record(member_spec, "worker killed by signal SIGKILL"))
     killed.set()
     leading.join(30)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from numa_ops import config
 from numa_ops.worker.flops import bytes_per_sample, flops_per_sample
 from numa_ops.worker.measure import Engine
 
@@ -31,8 +32,8 @@ def test_tokens_mode_moves_the_token_tensor():
 
 @pytest.mark.parametrize("size", [32, 64], ids=["32", "64"])
 def test_engine_output_buffers_match_the_analytic_bytes(size):
-    spec = {"model": MODEL, "test": {"batch_size": 4, "tensor_shape": [3, size, size], "memory_size_mb": 1}}
-    engine = Engine(spec, torch.device("cpu"))
+    test = config.TestConfig(num_samples=16, batch_size=4, tensor_shape=[3, size, size], memory_size_mb=1)
+    engine = Engine(config.VitConfig(**MODEL), test, torch.device("cpu"))
     assert engine.d2h_bytes == 4 * bytes_per_sample(MODEL, [3, size, size])["d2h"]
-    tokens = Engine({**spec, "test": {**spec["test"], "d2h_mode": "tokens"}}, torch.device("cpu"))
+    tokens = Engine(config.VitConfig(**MODEL), test.model_copy(update={"d2h_mode": "tokens"}), torch.device("cpu"))
     assert tokens.d2h_bytes == 4 * bytes_per_sample(MODEL, [3, size, size], "tokens")["d2h"]

@@ -7,9 +7,38 @@ import os
 import subprocess
 import sys
 
+from numa_ops.specs import runs_to_json
 from numa_ops.worker.protocol import parse_event
 
 from tests.numa_ops.lanes import tiny_lane
+
+# The keys of a successful CPU record, as the worker wrote them before run specs were typed: reading the
+# spec from a dataclass instead of a dict must not add, drop or rename any (DuckDB and the report read them).
+RECORD_KEYS = (
+    "cpu_node", "device", "duration", "environment", "error", "experiment", "finished_at", "folder", "gpu_id",
+    "group_id", "lane", "mem_node", "metrics", "model", "node_shared_with", "numa_distance", "numa_node", "placement",
+    "placement_mode", "pool_node", "pooled", "profile", "repeat", "run_id", "schema", "started_at", "study", "success",
+    "sweep_point", "test", "worker_startup_s",
+)
+METRICS_KEYS = (
+    "batch_ms", "batches", "batches_per_trial", "binding_clear", "binding_margin", "binding_stage", "ci_target",
+    "ci_target_met", "compile_break_even_samples", "compile_s", "copies", "copy_pass", "cpu_control",
+    "cpu_control_rate", "d2h_bytes_per_batch", "d2h_bytes_per_sample", "d2h_gbps", "d2h_mode", "d2h_ms",
+    "d2h_stage_gbps", "device", "execution", "first_call_s", "flops_per_sample", "forward_ms", "fwd_eager_ms",
+    "fwd_gpu_ms", "fwd_issue_ms", "fwd_ms", "gate", "h2d_bytes_per_batch", "h2d_bytes_per_sample", "h2d_gbps",
+    "h2d_ms", "h2d_stage_gbps", "ideal_samples_per_s", "intra_op_threads", "issue_ms", "launch_core", "launch_cpu",
+    "launch_cpu_node", "launch_overhead_share", "min_trial_s", "parameters", "peak_gpu_mem_mb",
+    "pipelined_samples_per_s", "pipelined_samples_per_s_ci", "pipelined_vs_ideal", "pipelined_vs_serial",
+    "placement_mode", "pool_batches", "pool_fill_s", "pool_mb", "pool_pages", "pool_pinned", "regime",
+    "samples_measured", "samples_per_s", "samples_per_s_ci", "serial_samples_per_s", "stop_reason", "telemetry",
+    "timed_from", "timed_to", "timing", "trial_disturbance", "trial_flags", "trial_launch_cpu", "trial_s",
+    "trial_samples_per_s", "trials", "trials_s", "yardstick_error",
+)
+TEST_KEYS = (
+    "batch_size", "ci_target", "compile_model", "d2h_mode", "execution", "intra_op_threads", "max_trial_time_s",
+    "max_trials", "memory_size_mb", "min_trial_s", "min_trials", "num_samples", "pinned_memory", "repeats",
+    "telemetry", "tensor_shape", "timeout_s", "warmup_batches",
+)
 
 
 def _run_worker(runs_file, folder_path):
@@ -22,15 +51,17 @@ def _run_worker(runs_file, folder_path):
 def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane()
     runs_file = folder_path / "todo.json"
-    runs_file.write_text(json.dumps(lane["runs"]))
+    runs_file.write_text(json.dumps(runs_to_json(lane.runs)))
     proc = _run_worker(runs_file, folder_path)
     assert proc.returncode == 0, proc.stderr
     events = [e for e in map(parse_event, proc.stdout.splitlines()) if e]
     assert [e["event"] for e in events] == ["ready", "start", "end", "start", "end", "done"]
-    for spec in lane["runs"]:
-        rec = json.loads((folder_path / "runs" / f"{spec['run_id']}.json").read_text())
+    for spec in lane.runs:
+        rec = json.loads((folder_path / "runs" / f"{spec.run_id}.json").read_text())
         assert rec["success"] is True and rec["error"] is None
         assert rec["device"] == "cpu"
+        assert tuple(sorted(rec)) == RECORD_KEYS and tuple(sorted(rec["test"])) == TEST_KEYS
+        assert tuple(sorted(rec["metrics"])) == METRICS_KEYS
         m = rec["metrics"]
         assert m["samples_measured"] == 16 and m["batches"] == 4
         assert m["samples_per_s"] > 0 and m["forward_ms"]["median"] > 0
@@ -55,27 +86,29 @@ def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
 
 def test_failing_run_is_recorded_and_the_lane_goes_on(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane()
-    bad = dict(lane["runs"][0], run_id=lane["runs"][0]["run_id"] + "-bad")
+    first, second = runs_to_json(lane.runs)  # as the runs file holds them
+    bad = dict(first, run_id=first["run_id"] + "-bad")
     bad["model"] = dict(bad["model"], patch_size=7)  # does not divide 32: vit-pytorch refuses it
     runs_file = folder_path / "todo.json"
-    runs_file.write_text(json.dumps([bad, lane["runs"][1]]))
+    runs_file.write_text(json.dumps([bad, second]))
     proc = _run_worker(runs_file, folder_path)
     assert proc.returncode == 0
     failed = json.loads((folder_path / "runs" / f"{bad['run_id']}.json").read_text())
     assert failed["success"] is False and "divisible" in failed["error"]
-    ok = json.loads((folder_path / "runs" / f"{lane['runs'][1]['run_id']}.json").read_text())
+    ok = json.loads((folder_path / "runs" / f"{second['run_id']}.json").read_text())
     assert ok["success"] is True
 
 
 def test_allocation_failure_is_recorded_as_out_of_memory(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane()
-    huge = dict(lane["runs"][0], run_id=lane["runs"][0]["run_id"] + "-huge")
+    first, second = runs_to_json(lane.runs)
+    huge = dict(first, run_id=first["run_id"] + "-huge")
     huge["test"] = dict(huge["test"], memory_size_mb=900_000)  # more than this host can give: a real allocation failure
     runs_file = folder_path / "todo.json"
-    runs_file.write_text(json.dumps([huge, lane["runs"][1]]))
+    runs_file.write_text(json.dumps([huge, second]))
     proc = _run_worker(runs_file, folder_path)
     assert proc.returncode == 0
     failed = json.loads((folder_path / "runs" / f"{huge['run_id']}.json").read_text())
     assert failed["success"] is False and failed["error"].startswith("out of memory:")
     assert failed["failed_batch_size"] == huge["test"]["batch_size"]
-    assert json.loads((folder_path / "runs" / f"{lane['runs'][1]['run_id']}.json").read_text())["success"]
+    assert json.loads((folder_path / "runs" / f"{second['run_id']}.json").read_text())["success"]
