@@ -7,7 +7,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from numa_ops import results, store
+from numa_ops import db as numa_db
+from numa_ops import results
 
 from tests.numa_ops.records import record
 
@@ -21,7 +22,7 @@ def database(tmp_path_factory):
     folder = base / "f1"
     for i, ok in enumerate((True, True, False)):
         results.write_json_atomic(folder / "runs" / f"f1.r{i}.json", record(f"f1.r{i}", success=ok, device="cuda"))
-    store.load([folder], base / "db.duckdb")
+    numa_db.load_runs([folder], base / "db.duckdb")
     return base / "db.duckdb"
 
 

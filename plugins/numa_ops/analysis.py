@@ -6,7 +6,7 @@ and its headline (``samples_per_s``) is one draw. Trials of one process share it
 so they are not independent draws, and separate processes of the same configuration differ by more than a
 record's own interval claims. Everything here is deterministic: no random numbers, inputs sorted.
 
-Conventions (the same in the store's views, see ``store.VIEWS``):
+Conventions (the same in the database's views, see ``numa_ops.db.views``):
 
 - penalty ``= 1 - exp(mean ln remote - mean ln local)``: the slowdown of the geometric mean of the remote
   processes' samples/s against the local ones' (0.04: remote runs 4% fewer samples/s; negative: faster).
@@ -24,8 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 LINEAR_BAND = (0.8, 1.2)  # exponents of time-per-sample vs size counted as linear scaling
@@ -227,3 +229,112 @@ def fit_power_law(x: list[float], y: list[float]) -> PowerLaw | None:
     fit = stats.linregress(lx, ly)
     residuals = ly - (fit.intercept + fit.slope * lx)
     return PowerLaw(float(fit.slope), float(10**fit.intercept), float(fit.rvalue**2), float(np.abs(residuals).max()), len(pts))
+
+
+# What a penalty's interval covers (the penalty table's ``ci_basis``).
+BETWEEN_RUNS = "between worker processes: t interval of ln samples/s over one headline per process"
+
+
+def host_memory(pinned: Any) -> str:
+    """``pinned`` or ``pageable``: how a row's host pool was allocated (missing: pinned, the default)."""
+    return "pageable" if pinned is False or (not pd.isna(pinned) and not pinned) else "pinned"
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _config_key(row: Any, key: list[str]) -> tuple:
+    """A row's configuration as a dictionary key: a missing value is None, never NaN."""
+    return tuple(None if pd.isna(v := getattr(row, c)) else v for c in key)
+
+
+def penalty_table(pen: pd.DataFrame, runs: pd.DataFrame, key: list[str], one_process: str) -> pd.DataFrame:
+    """One row per configuration of the ``numa_penalty`` view with both placements measured.
+
+    ``penalty`` is given only where it is at least the MDE; ``verdict`` is the view's status. Where every process
+    of a configuration (``runs``, keyed by ``key``) recorded the CPU-speed control, the CUPED-adjusted penalty,
+    its interval and MDE and the control's R^2 are given beside it (``cuped_penalty``).
+    """
+    pen = pen[pen["local_processes"].gt(0) & pen["remote_processes"].gt(0)] if len(pen) else pen
+    controls: dict[tuple, dict[str, list[tuple[float, float]]]] = {}
+    for r in runs.itertuples(index=False) if len(runs) else ():
+        controls.setdefault(_config_key(r, key), {}).setdefault(r.placement, []).append((r.samples_per_s, r.cpu_control_rate))
+    out = []
+    for r in pen.itertuples(index=False):
+        status = r.status
+        row = {"host": r.host, "model": r.model_name, "gpu": r.gpu_id, "image": r.height, "batch": r.batch_size,
+               "execution": r.execution, "host memory": host_memory(r.pinned_memory), "placement mode": r.placement_mode,
+               "regime": r.regime, "local processes": int(r.local_processes), "remote processes": int(r.remote_processes),
+               "penalty": _num(r.throughput_penalty) if status == "measured" else None,
+               "95% CI low": _num(r.penalty_low), "95% CI high": _num(r.penalty_high), "MDE": _num(r.mde),
+               "verdict": status, "ci_basis": BETWEEN_RUNS if _num(r.penalty_low) is not None else one_process,
+               "CPU-adjusted penalty": None, "adjusted CI low": None, "adjusted CI high": None, "adjusted MDE": None,
+               "control R^2": None}
+        sides = [controls.get(_config_key(r, key), {}).get(p, []) for p in ("local", "remote")]
+        if all(sides) and all(not pd.isna(x) for side in sides for _, x in side):
+            adj = cuped_penalty([y for y, _ in sides[0]], [y for y, _ in sides[1]],
+                                [x for _, x in sides[0]], [x for _, x in sides[1]])
+            if adj is not None:
+                a = adj.adjusted
+                row.update({"CPU-adjusted penalty": a.penalty if a.detectable else None, "adjusted CI low": a.low,
+                            "adjusted CI high": a.high, "adjusted MDE": a.mde, "control R^2": adj.r_squared})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def scaling_laws(points: pd.DataFrame) -> pd.DataFrame:
+    """Time per sample against parameters, a power law per experiment, study (a depth sweep and a dim sweep are
+    fitted apart), execution, device, shape and host memory (pinned and pageable are never pooled)."""
+    rows = []
+    keys = ["experiment", "study", "execution", "device", "height", "batch_size"]
+    if "pinned_memory" in points:
+        points = points.assign(host_memory=points["pinned_memory"].map(host_memory))
+        keys.append("host_memory")
+    for key, group in points.groupby(keys) if len(points) else ():
+        fit = fit_power_law(list(group["parameters"]), list(1.0 / group["samples_per_s"]))
+        if fit is None:
+            continue
+        rows.append({
+            "experiment": key[0], "study": key[1], "execution": key[2], "device": key[3], "image": key[4], "batch": key[5],
+            **({"host_memory": key[6]} if len(key) > 6 else {}),
+            "models": fit.points, "exponent": round(fit.exponent, 4), "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
+            "R2": round(fit.r_squared, 4), "max |log10 residual|": round(fit.max_abs_residual, 3), "regime": fit.regime(),
+        })
+    return pd.DataFrame(rows)
+
+
+def rate_interval(process_rates: list[float] | None, run_low: float | None, run_high: float | None
+                  ) -> tuple[float | None, float | None, float | None, str]:
+    """A lane's samples/s with its 95% interval and what the interval covers: ``(center, low, high, basis)``.
+
+    Several worker processes: their geometric mean and the t interval of ln samples/s between them (the process
+    is the unit). One process: its own interval over its trials (it says nothing of the noise between processes).
+    """
+    given = process_rates if isinstance(process_rates, (list, tuple, np.ndarray)) else []
+    rates = [float(r) for r in given if r is not None and r > 0]
+    if len(rates) >= 2:
+        logs = np.log(np.sort(rates))
+        half = t_quantile(1 - (1 - LEVEL) / 2, len(logs) - 1) * float(np.std(logs, ddof=1)) / math.sqrt(len(logs))
+        mean = float(np.mean(logs))
+        return math.exp(mean), math.exp(mean - half), math.exp(mean + half), f"between {len(rates)} processes"
+    if len(rates) == 1:
+        if run_low is None or run_high is None or pd.isna(run_low) or pd.isna(run_high):
+            return rates[0], None, None, "one process, no interval"
+        return rates[0], float(run_low), float(run_high), "one process: its trials only"
+    return None, None, None, "no successful run"
+
+
+def lane_intervals(lanes: pd.DataFrame) -> pd.DataFrame:
+    """``lanes`` with ``rate``, ``rate_low``, ``rate_high`` and ``ci_basis`` per row (``rate_interval``)."""
+    cols = ["rate", "rate_low", "rate_high", "ci_basis"]
+    if not len(lanes):
+        return lanes.assign(**{c: pd.Series(dtype=object) for c in cols})
+    got = [rate_interval(p, lo, hi) for p, lo, hi in zip(lanes["process_rates"], lanes["run_ci_low"], lanes["run_ci_high"],
+                                                         strict=True)]
+    return lanes.assign(**{c: [g[i] for g in got] for i, c in enumerate(cols)})
+
+
+def has_both(series: pd.Series) -> bool:
+    """Whether a scope holds several values of a setting (then every answer names which one it is about)."""
+    return series.dropna().nunique() > 1

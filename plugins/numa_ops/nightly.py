@@ -4,7 +4,7 @@ A configuration is a run spec without its folder (study, placement, model, test 
 change is a regression only when tonight's 95% confidence interval of samples/s lies wholly below
 the baseline's (the two intervals do not overlap), an improvement when wholly above; otherwise the
 two nights agree. The baseline is the last accepted night (one without a regression), or a pinned
-run folder. ``check`` is the whole nightly step for one run folder: choose the baseline, compare,
+run folder. ``check_night`` is the whole nightly step for one run folder: choose the baseline, compare,
 store the verdicts and write ``regressions.json``.
 """
 
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from numa_ops import results, store
+from numa_ops import regressions, results
 
 REGRESSION, IMPROVEMENT, SAME, NEW, MISSING = "regression", "improvement", "same", "new", "missing"
 INCONCLUSIVE = "inconclusive"  # a night without a confidence interval (a single trial) cannot be compared
@@ -89,11 +89,11 @@ def baseline_name(folder_path: Path, key: str, baseline: str, host_queue: str | 
     """The baseline night's folder: the last accepted night of ``key``, or the pinned folder (``<name>_<host>``
     on a GPU host); None when there is no accepted night yet."""
     if baseline == LAST_ACCEPTED:
-        return store.last_accepted_night(key, before=folder_path.name)
+        return regressions.last_accepted_night(key, before=folder_path.name)
     return f"{baseline}_{host_queue}" if host_queue else baseline
 
 
-def check(folder_path: Path, key: str, baseline: str, host_queue: str | None = None) -> dict[str, Any]:
+def check_night(folder_path: Path, key: str, baseline: str, host_queue: str | None = None) -> dict[str, Any]:
     """Compare tonight's folder with its baseline; store the verdicts under ``key`` and write regressions.json.
 
     ``key`` names the series of nights compared with each other (per GPU host: ``<dag_id>@<queue>``);
@@ -103,7 +103,7 @@ def check(folder_path: Path, key: str, baseline: str, host_queue: str | None = N
     base_name = baseline_name(folder_path, key, baseline, host_queue)
     verdicts = compare(folder_path, results.run_folder(base_name) if base_name else None)
     ok = accepted(verdicts)
-    store.save_verdicts(key, verdicts, ok)
+    regressions.save_verdicts(key, verdicts, ok)
     results.write_json_atomic(folder_path / "regressions.json", verdicts)
     problems = []
     if not ok:

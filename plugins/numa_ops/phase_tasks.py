@@ -5,7 +5,8 @@ report -> gate [-> compare_baseline]
 
 The tasks after planning receive ``plans``: what ``plan_runs`` returned (a list of device turns as JSON,
 one per measure task: a lane, or one device's lanes), or, with GPU hosts configured, a list of each host's
-(None for a host that skipped or failed); None when planning failed. A task with nothing planned to work on skips, saying why.
+(None for a host that skipped or failed); None when planning failed. A task with nothing planned to work
+on skips, saying why.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from numa_ops.phases import Phase, study_configs
 from numa_ops.specs import DeviceTurn, Lane
 
 # The engine's modules are imported inside the task bodies: a DAG file parses without them.
+
 
 def planned_turns(plans: Any) -> list[DeviceTurn]:
     """Every measure task's turn in ``plans`` (``plan_runs``'s XCom), whether of one host or a list of each host's."""
@@ -127,6 +129,7 @@ def plan_runs(
 
 
 def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Lane], turns: list[DeviceTurn]) -> None:
+    """The plan in plan_runs's log: runs, studies, lanes, and which lanes a device's task takes in turn."""
     from numa_ops.plan import count_runs
 
     print(f"plan: {count_runs(lanes)} runs of {len(studies)} studies on {len(lanes)} lane(s) into {folder_path}")
@@ -218,7 +221,7 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
     for folder in planned_folders(plans):
         queue = queues[folder]
         series = f"{dag_id}@{queue}" if queue else dag_id
-        checked = nightly.check(results.run_folder(folder), series, phase.baseline, queue)
+        checked = nightly.check_night(results.run_folder(folder), series, phase.baseline, queue)
         print(f"{folder}: baseline: {checked['baseline'] or 'none yet: this night becomes the baseline'}")
         for verdict in checked["verdicts"]:
             print(f"  {verdict['verdict']:12} {verdict['config']}: {verdict['tonight_mean']} vs "

@@ -3,8 +3,10 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pytest
-from numa_ops import report, store
+from numa_ops import analysis, report
+from numa_ops import db as numa_db
 from numa_ops.analysis import between_run_ci, fit_power_law, process_penalty
+from numa_ops.report.read import read_report_data
 from scipy import stats
 
 from tests.numa_ops import planted
@@ -66,7 +68,7 @@ def test_power_law_needs_three_points():
     assert fit_power_law([1.0, 2.0], [1.0, 2.0]) is None
 
 
-# Acceptance: planted answers in synthetic run records, recovered through the DuckDB store and the report.
+# Acceptance: planted answers in synthetic run records, recovered through the DuckDB database and the report.
 # The noise is seeded (seed 0); that a 95% interval holds the planted value in ~95% of draws, not only in
 # this one, is what test_penalty_ci_covers_the_planted_value_in_most_repeats checks.
 
@@ -74,16 +76,16 @@ def test_power_law_needs_three_points():
 def _loaded(tmp_path, write, *args):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     write(folder, *args)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     return db
 
 
 @pytest.mark.parametrize("runs", [pytest.param(3, id="3-runs"), pytest.param(8, id="8-runs")])
 def test_planted_20pct_remote_penalty_is_recovered_with_a_ci_containing_it(tmp_path, runs):
     db = _loaded(tmp_path, planted.write_penalty_runs, 0.20, 0, runs)
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     assert (row["local processes"], row["remote processes"]) == (runs, runs)  # the process is the unit
-    assert row["ci_basis"] == report.BETWEEN_RUNS and row["verdict"] == "measured"
+    assert row["ci_basis"] == analysis.BETWEEN_RUNS and row["verdict"] == "measured"
     assert row["95% CI low"] < 0.20 < row["95% CI high"]
     assert row["penalty"] == pytest.approx(0.20, abs=0.01)
     assert row["95% CI high"] - row["95% CI low"] < 0.03  # an interval that says something
@@ -95,7 +97,7 @@ def test_planted_20pct_remote_penalty_is_recovered_with_a_ci_containing_it(tmp_p
 
 def test_aa_control_gives_a_ci_containing_zero(tmp_path):
     db = _loaded(tmp_path, planted.write_penalty_runs, 0.0, 0)  # both placements drawn from one distribution
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     assert row["95% CI low"] < 0 < row["95% CI high"]
     assert row["95% CI high"] - row["95% CI low"] < 0.03
     assert row["penalty"] is None and row["verdict"] == f"not detectable at this noise (MDE {row['MDE']:.1%})"
@@ -122,7 +124,7 @@ def test_penalty_ci_covers_the_planted_value_in_most_repeats(penalty, seed0):
 )
 def test_planted_power_law_is_recovered_within_5pct_of_its_exponent(tmp_path, exponent, regime):
     db = _loaded(tmp_path, planted.write_power_law_runs, exponent, 5)
-    (law,) = report.scaling_laws(db, "f1").to_dict("records")
+    (law,) = analysis.scaling_laws(read_report_data(db, "f1").law_points).to_dict("records")
     assert law["exponent"] == pytest.approx(exponent, rel=0.05)
     assert law["models"] == 7 and law["regime"] == regime and law["R2"] > 0.98
 
@@ -143,9 +145,9 @@ def test_penalty_ci_over_few_runs_carries_their_spread(tmp_path):
                                   "trial_samples_per_s": {"serial": [float(v) for v in trials]}})
             rec["model"]["name"] = "m"
             planted.write(folder, rec)
-    store.load([folder], db)
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
-    assert row["ci_basis"] == report.BETWEEN_RUNS
+    numa_db.load_runs([folder], db)
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
+    assert row["ci_basis"] == analysis.BETWEEN_RUNS
     assert row["95% CI low"] < 0.20 < row["95% CI high"]
     assert (row["local processes"], row["remote processes"]) == (3, 3)
 

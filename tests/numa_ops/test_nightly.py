@@ -4,7 +4,8 @@ import json
 
 import duckdb
 import pytest
-from numa_ops import nightly, results, store
+from numa_ops import db as numa_db
+from numa_ops import nightly, regressions, results
 
 from tests.numa_ops.records import record
 
@@ -49,21 +50,21 @@ def test_a_failed_run_tonight_is_a_regression(tmp_path):
 def test_verdicts_stored_once_and_last_accepted(tmp_path):
     db = tmp_path / "db.duckdb"
     n1 = _night(tmp_path, "n1", {"a": (100, 98, 102)})
-    store.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db)
-    store.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db)  # a retry: no duplicates
+    regressions.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db)
+    regressions.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db)  # a retry: no duplicates
     n2 = _night(tmp_path, "n2", {"a": (50, 48, 52)})
-    store.save_verdicts("nightly_sweep", nightly.compare(n2, n1), False, db)
-    assert store.last_accepted_night("nightly_sweep", before="n3", database=db) == "n1"
+    regressions.save_verdicts("nightly_sweep", nightly.compare(n2, n1), False, db)
+    assert regressions.last_accepted_night("nightly_sweep", before="n3", database=db) == "n1"
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT night, verdict FROM regressions ORDER BY night").fetchall() == [("n1", "new"), ("n2", "regression")]
 
 
 def test_no_verdicts_store_nothing_and_do_not_fail(tmp_path):
     db = tmp_path / "db.duckdb"
-    store.save_verdicts("nightly_sweep", [], True, db)  # an empty night folder: nothing to compare
+    regressions.save_verdicts("nightly_sweep", [], True, db)  # an empty night folder: nothing to compare
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM regressions").fetchone() == (0,)
-    assert store.last_accepted_night("nightly_sweep", before="n1", database=db) is None
+    assert regressions.last_accepted_night("nightly_sweep", before="n1", database=db) is None
 
 
 def test_saving_verdicts_to_a_busy_store_fails_clearly(tmp_path):
@@ -72,8 +73,8 @@ def test_saving_verdicts_to_a_busy_store_fails_clearly(tmp_path):
     db = tmp_path / "db.duckdb"
     n1 = _night(tmp_path, "n1", {"a": (100, 98, 102)})
     with FileLock(str(db) + ".lock"):
-        with pytest.raises(store.StoreBusyError, match="verdicts were not stored"):
-            store.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db, lock_timeout_s=0.2)
+        with pytest.raises(numa_db.StoreBusyError, match="verdicts were not stored"):
+            regressions.save_verdicts("nightly_sweep", nightly.compare(n1, None), True, db, lock_timeout_s=0.2)
 
 
 def test_tonight_is_read_once(tmp_path, monkeypatch):
@@ -93,30 +94,30 @@ def _verdicts(checked):
 
 def test_check_first_night_becomes_the_baseline(outputs_dir):
     n1 = _night(outputs_dir, "n1", {"a": (100, 98, 102)})
-    checked = nightly.check(n1, "nightly_sweep", "last_accepted")
+    checked = nightly.check_night(n1, "nightly_sweep", "last_accepted")
     assert checked["baseline"] is None and checked["ok"] and checked["problems"] == []
     assert _verdicts(checked) == {"a": "new"}
     assert [v["verdict"] for v in json.loads((n1 / "regressions.json").read_text())] == ["new"]
-    assert store.last_accepted_night("nightly_sweep", before="n2") == "n1"
+    assert regressions.last_accepted_night("nightly_sweep", before="n2") == "n1"
 
 
 def test_check_flags_a_regression_outside_both_intervals(outputs_dir):
-    nightly.check(_night(outputs_dir, "n1", {"a": (100, 98, 102), "b": (100, 98, 102)}), "nightly_sweep", "last_accepted")
+    nightly.check_night(_night(outputs_dir, "n1", {"a": (100, 98, 102), "b": (100, 98, 102)}), "nightly_sweep", "last_accepted")
     n2 = _night(outputs_dir, "n2", {"a": (90, 88, 92), "b": (99, 96, 101)})  # a: planted 10% drop; b: overlaps
-    checked = nightly.check(n2, "nightly_sweep", "last_accepted")
+    checked = nightly.check_night(n2, "nightly_sweep", "last_accepted")
     assert checked["baseline"] == "n1" and not checked["ok"]
     assert _verdicts(checked) == {"a": "regression", "b": "same"}
     (problem,) = checked["problems"]
     assert problem.startswith("regression against n1: ") and " a " in problem and " b " not in problem
-    assert store.last_accepted_night("nightly_sweep", before="n3") == "n1"  # a regressed night is no baseline
+    assert regressions.last_accepted_night("nightly_sweep", before="n3") == "n1"  # a regressed night is no baseline
 
 
 def test_check_pinned_baseline_on_a_host_uses_its_suffix(outputs_dir):
     _night(outputs_dir, "pinned_gpu-a", {"a": (100, 98, 102)})
     _night(outputs_dir, "pinned", {"a": (50, 48, 52)})  # the unsuffixed folder is not the host's baseline
     tonight = _night(outputs_dir, "n2_gpu-a", {"a": (101, 99, 103)})
-    checked = nightly.check(tonight, "nightly_sweep@gpu-a", "pinned", "gpu-a")
+    checked = nightly.check_night(tonight, "nightly_sweep@gpu-a", "pinned", "gpu-a")
     assert checked["baseline"] == "pinned_gpu-a" and checked["ok"] and _verdicts(checked) == {"a": "same"}
-    assert store.query("SELECT DISTINCT phase, night, baseline FROM regressions") == [
+    assert numa_db.query("SELECT DISTINCT phase, night, baseline FROM regressions") == [
         ("nightly_sweep@gpu-a", "n2_gpu-a", "pinned_gpu-a")]
-    assert store.last_accepted_night("nightly_sweep@gpu-b", before="n3_gpu-b") is None  # each host its own nights
+    assert regressions.last_accepted_night("nightly_sweep@gpu-b", before="n3_gpu-b") is None  # each host its own nights

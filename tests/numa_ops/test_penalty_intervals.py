@@ -9,7 +9,9 @@ import math
 import duckdb
 import numpy as np
 import pytest
-from numa_ops import analysis, report, results, store
+from numa_ops import analysis, report, results
+from numa_ops import db as numa_db
+from numa_ops.report.read import read_report_data
 
 from tests.numa_ops import planted
 from tests.numa_ops.records import record
@@ -59,7 +61,7 @@ def test_the_view_gives_the_python_interval_through_the_real_load(tmp_path):
     for i, (n, cv) in enumerate([(2, 0.01), (3, 0.05), (4, 0.01), (5, 0.05), (7, 0.02), (10, 0.05), (2, 0.3), (203, 0.02)]):
         studies[f"s{i}"] = planted.lognormal_study(rng, n, cv, PLANTED)  # 203 a side: df 404, past the t table
         planted.write_process_study(folder, f"s{i}", *studies[f"s{i}"])
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     rows = {r["model_name"]: r for r in _view(db)}
     assert set(rows) == set(studies)
     for name, (local, remote) in studies.items():
@@ -72,9 +74,9 @@ def test_the_view_gives_the_python_interval_through_the_real_load(tmp_path):
 
 
 def test_the_t_table_is_scipys():
-    assert store.T_TABLE_MAX_DF == analysis.T_TABLE_MAX_DF
+    assert numa_db.T_TABLE_MAX_DF == analysis.T_TABLE_MAX_DF
     with duckdb.connect() as con:
-        rows = con.execute(f"WITH {store.T_TABLE} SELECT df, t975, t80 FROM tq ORDER BY df").fetchall()
+        rows = con.execute(f"WITH {numa_db.T_TABLE} SELECT df, t975, t80 FROM tq ORDER BY df").fetchall()
     assert len(rows) == analysis.T_TABLE_MAX_DF
     for df, t975, t80 in rows:
         assert (t975, t80) == (analysis.t_quantile(0.975, df), analysis.t_quantile(0.80, df))
@@ -86,9 +88,9 @@ def test_the_same_records_give_the_same_interval_on_every_load(tmp_path):
         local, remote = planted.lognormal_study(rng, 40, 0.05, PLANTED)
         planted.write_process_study(tmp_path / f"f{i % 2 + 1}", f"s{i}", local, remote, model="m", batch=2 ** i)
     first, second = tmp_path / "one.duckdb", tmp_path / "two.duckdb"
-    store.load([tmp_path / "f1", tmp_path / "f2"], first)
-    store.load([tmp_path / "f2", tmp_path / "f1"], second)  # the other file order
-    store.load([tmp_path / "f1", tmp_path / "f2"], second)  # and loaded again: nothing changes
+    numa_db.load_runs([tmp_path / "f1", tmp_path / "f2"], first)
+    numa_db.load_runs([tmp_path / "f2", tmp_path / "f1"], second)  # the other file order
+    numa_db.load_runs([tmp_path / "f1", tmp_path / "f2"], second)  # and loaded again: nothing changes
     a, b = _view(first), _view(second)
     assert len(a) == 6 and a == b  # exactly: every column, every bit
 
@@ -105,7 +107,7 @@ def test_one_configurations_variants_are_never_pooled(tmp_path, variants, column
     for name, kwargs in variants.items():
         planted.write_process_study(folder, name, *planted.lognormal_study(rng, 3, 0.005, planted_penalty[name]),
                                     model="m", **kwargs)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     rows = _view(db)
     assert len(rows) == 2 and all(r["status"] == "measured" for r in rows)
     by_variant = {r[column]: r["throughput_penalty"] for r in rows}
@@ -114,7 +116,7 @@ def test_one_configurations_variants_are_never_pooled(tmp_path, variants, column
     assert by_variant == pytest.approx(expected, abs=0.02)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM sensitivity_map").fetchone() == (2,)
-    table = report.numa_penalties(db, "f1")
+    table = report.numa_penalties(read_report_data(db, "f1"))
     assert len(table) == 2 and set(table["host memory" if column == "pinned_memory" else "placement mode"]) == (
         {"pinned", "pageable"} if column == "pinned_memory" else {"process", "pool"})
     report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
@@ -128,7 +130,7 @@ def test_one_configurations_variants_are_never_pooled(tmp_path, variants, column
 def test_older_records_without_the_settings_count_as_pinned_process_placement(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     planted.write_process_study(folder, "old", [100.0, 101.0], [80.0, 80.8], model="m", pinned=None)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     ((row),) = _view(db)
     assert (row["pinned_memory"], row["placement_mode"], row["status"]) == (True, "process", "measured")
 
@@ -141,9 +143,9 @@ def test_a_penalty_is_quoted_only_above_its_mde(tmp_path, penalty, cv, runs, mea
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     local, remote = planted.lognormal_study(np.random.default_rng(3), runs, cv, penalty)
     planted.write_process_study(folder, "m", local, remote)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     (row,) = _view(db)
-    (table,) = report.numa_penalties(db, "f1").to_dict("records")
+    (table,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     if measured:
         assert row["status"] == table["verdict"] == "measured" and abs(row["throughput_penalty"]) >= row["mde"]
         assert table["penalty"] == pytest.approx(penalty, abs=0.02)
@@ -177,11 +179,11 @@ def test_cuped_adjustment_on_the_cpu_control(tmp_path, explained, n):
     else:
         assert adj.r_squared < 0.15
         assert adj.adjusted.high - adj.adjusted.low == pytest.approx(plain.high - plain.low, rel=0.25)
-    # through the store and the report: the control is a column, the adjusted interval and R^2 are shown
+    # through the database and the report: the control is a column, the adjusted interval and R^2 are shown
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     planted.write_process_study(folder, "m", local, remote, controls=(cl, cr))
-    store.load([folder], db)
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    numa_db.load_runs([folder], db)
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     assert row["control R^2"] == pytest.approx(adj.r_squared)
     assert (row["adjusted CI low"], row["adjusted CI high"]) == (pytest.approx(adj.adjusted.low), pytest.approx(adj.adjusted.high))
     assert "<th>control R^2</th>" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
@@ -206,7 +208,7 @@ def test_penalty_split_into_dma_and_cpu_side(tmp_path):
     rng = np.random.default_rng(9)
     for mode, penalty in (("process", 0.20), ("pool", 0.10)):  # the CPU side: 1 - 0.8 / 0.9 = 11.1%
         planted.write_process_study(folder, mode, *planted.lognormal_study(rng, 4, 0.005, penalty), model="m", mode=mode)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         cols = [d[0] for d in con.execute("SELECT * FROM penalty_split").description]
         (row,) = [dict(zip(cols, r, strict=True)) for r in con.execute("SELECT * FROM penalty_split").fetchall()]
@@ -228,7 +230,7 @@ def test_a_one_node_host_still_reports_its_noise_floor(tmp_path):
     rates = [1000.0, 1020.0, 985.0, 1007.0]
     for i, rate in enumerate(rates):
         planted.process_run(folder, f"f1.local{i}", "local", rate, repeat=i)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         (status,) = con.execute("SELECT status FROM numa_penalty").fetchone()
         processes, sd_ln, cv, aa_mde, noise_status = con.execute(
@@ -253,7 +255,7 @@ def test_new_record_fields_are_columns(tmp_path):
     new["metrics"].update(binding_stage="h2d", launch_cpu=7, trials=9,
                           samples_per_s_ci={"low": 98.0, "high": 102.0, "level": 0.961})
     planted.write(folder, new)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT run_id, repeat, placement_mode, pool_node, cpu_control_rate, binding_stage, launch_cpu, "
                            "trials, samples_per_s_ci_low, samples_per_s_ci_high, samples_per_s_ci_level FROM runs "
@@ -282,7 +284,7 @@ def test_new_record_fields_are_columns(tmp_path):
 )
 def test_views_have_the_documented_columns(tmp_path, view, columns):
     db = tmp_path / "db.duckdb"
-    store.load([], db)
+    numa_db.load_runs([], db)
     with duckdb.connect(str(db), read_only=True) as con:
         have = {d[0] for d in con.execute(f"SELECT * FROM {view} LIMIT 0").description}
     assert columns <= have

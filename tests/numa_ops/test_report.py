@@ -8,11 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 from filelock import FileLock
-from numa_ops import report, results, store
+from numa_ops import analysis, regressions, report, results
+from numa_ops import db as numa_db
+from numa_ops.report import charts, guide, page
+from numa_ops.report.read import read_report_data
 
 from tests.numa_ops import planted
+from tests.numa_ops.db.test_load import waits_for_writer, writer_holding
 from tests.numa_ops.records import record
-from tests.numa_ops.test_store import waits_for_writer, writer_holding
+
+
+def _guide(out_dir, db, folder=None):
+    """best_practices.md over ``folder``'s runs (or all), as write_report writes it."""
+    data = read_report_data(db, folder)
+    return guide.write_guide(out_dir, data, analysis.scaling_laws(data.law_points), None)
 
 
 def test_report_is_offline_and_has_charts(tmp_path):
@@ -20,7 +29,7 @@ def test_report_is_offline_and_has_charts(tmp_path):
     for name, rate in (("tiny", 100.0), ("tiny2", 60.0)):
         results.write_json_atomic(folder / "runs" / f"f1.{name}.json", record(f"f1.{name}", samples_per_s=rate))
     results.write_json_atomic(folder / "runs" / "f1.bad.json", record("f1.bad", success=False))
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     topo = {"host": "h", "nodes": [{}], "gpus": [], "notes": ["one NUMA node: no remote placement exists on this host"]}
     index = report.write_report(tmp_path / "rep", "title <x>", database=db, folder="f1", topology=topo)
     page = index.read_text()
@@ -37,7 +46,7 @@ def test_report_is_offline_and_has_charts(tmp_path):
 def test_report_without_successful_runs(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     results.write_json_atomic(folder / "runs" / "f1.bad.json", record("f1.bad", success=False))
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     page = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
     assert "No successful runs to chart" in page
     assert "Not measurable here" in (tmp_path / "rep" / "best_practices.md").read_text()
@@ -50,8 +59,8 @@ def test_scaling_law_table_from_three_models(tmp_path):
         rec["metrics"]["parameters"] = params
         rec["model"]["name"] = f"m{i}"
         results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
-    store.load([folder], db)
-    laws = report.scaling_laws(db, "f1")
+    numa_db.load_runs([folder], db)
+    laws = analysis.scaling_laws(read_report_data(db, "f1").law_points)
     assert list(laws["regime"]) == ["linear"] and laws["models"].iloc[0] == 3
     assert "params^1.000" in laws["law"].iloc[0]
     assert "Scaling laws" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
@@ -74,12 +83,12 @@ def _processes(folder, rates, batch=None, **extra):
 def test_numa_penalty_table_with_between_process_ci(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     _processes(folder, {"local": (100.0, 100.5), "remote": (80.0, 80.4)})  # two processes a side, 0.5% apart
-    store.load([folder], db)
-    table = report.numa_penalties(db, "f1")
+    numa_db.load_runs([folder], db)
+    table = report.numa_penalties(read_report_data(db, "f1"))
     assert len(table) == 1
     row = table.iloc[0]
     assert abs(row["penalty"] - 0.2) < 1e-9 and row["95% CI low"] < 0.2 < row["95% CI high"]
-    assert row["verdict"] == "measured" and 0 < row["MDE"] < 0.1 and row["ci_basis"] == report.BETWEEN_RUNS
+    assert row["verdict"] == "measured" and 0 < row["MDE"] < 0.1 and row["ci_basis"] == analysis.BETWEEN_RUNS
     html = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
     assert "between worker processes, 95% t interval" in html and "<th>MDE</th>" in html
     assert "bootstrap" not in html.split("<h2>NUMA penalty", 1)[1]
@@ -91,23 +100,23 @@ def test_numa_penalty_table_with_between_process_ci(tmp_path):
 def test_a_penalty_from_one_process_a_side_has_no_interval(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     _processes(folder, {"local": (100.0,), "remote": (80.0,)})
-    store.load([folder], db)
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
-    assert row["ci_basis"] == report.ONE_PROCESS_A_SIDE == row["verdict"] and "test.repeats >= 2" in row["verdict"]
+    numa_db.load_runs([folder], db)
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
+    assert row["ci_basis"] == numa_db.ONE_PROCESS == row["verdict"] and "test.repeats >= 2" in row["verdict"]
     assert row["penalty"] is None and row["95% CI low"] is None and row["MDE"] is None  # no figure without an interval
     html = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
-    assert "<th>ci_basis</th>" in html and report.ONE_PROCESS_A_SIDE in html and "Each run is one worker process" in html
+    assert "<th>ci_basis</th>" in html and numa_db.ONE_PROCESS in html and "Each run is one worker process" in html
     guide = (tmp_path / "rep" / "best_practices.md").read_text()
-    assert report.ONE_PROCESS_A_SIDE in guide and "20.0%" not in guide
+    assert numa_db.ONE_PROCESS in guide and "20.0%" not in guide
 
 
 def test_penalty_table_gives_the_same_penalty_as_the_view_and_the_guide(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     local, remote = (100.0, 100.0, 104.0), (80.0, 79.0, 81.0)  # one fast local process
     _processes(folder, {"local": local, "remote": remote})
-    store.load([folder], db)
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
-    (view,) = store.query("SELECT throughput_penalty FROM numa_penalty", database=db)
+    numa_db.load_runs([folder], db)
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
+    (view,) = numa_db.query("SELECT throughput_penalty FROM numa_penalty", database=db)
     expected = 1 - np.exp(np.log(remote).mean() - np.log(local).mean())  # geometric means: 1 - 80.0 / 101.3
     assert row["penalty"] == pytest.approx(view[0]) == pytest.approx(expected)
     assert expected == pytest.approx(0.2104, abs=1e-4)  # not the median's 0.2
@@ -119,9 +128,9 @@ def test_penalty_table_gives_the_same_penalty_as_the_view_and_the_guide(tmp_path
 def test_a_penalty_below_its_mde_is_not_quoted(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     _processes(folder, {"local": (100.0, 108.0, 93.0), "remote": (97.0, 104.0, 92.0)})  # 2% apart, 7% noise
-    store.load([folder], db)
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
-    (view,) = store.query("SELECT throughput_penalty, mde, status FROM numa_penalty", database=db)
+    numa_db.load_runs([folder], db)
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
+    (view,) = numa_db.query("SELECT throughput_penalty, mde, status FROM numa_penalty", database=db)
     assert 0 < view[0] < view[1] and view[2] == f"not detectable at this noise (MDE {view[1]:.1%})" == row["verdict"]
     assert row["penalty"] is None and row["MDE"] == pytest.approx(view[1])
     index = report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
@@ -129,7 +138,7 @@ def test_a_penalty_below_its_mde_is_not_quoted(tmp_path):
     assert f"<td>{view[2]}</td>" in section and f"{view[0]:.3f}" not in section
     guide = (tmp_path / "rep" / "best_practices.md").read_text()
     assert view[2] in guide and f"{view[0]:.1%}" not in guide
-    heat = report.sensitivity_heatmap(db, "f1").data
+    heat = charts.sensitivity_heatmap(read_report_data(db, "f1").penalty).data
     (cell,) = heat[heat["placement"].str.startswith("remote")].to_dict("records")
     assert cell["label"] == f"not detectable (MDE {view[1]:.1%})" and pd.isna(cell["relative"])
 
@@ -142,11 +151,11 @@ def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
         rec["test"]["tensor_shape"] = [3, size, size]
         rec["test"]["batch_size"] = 4
         results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
-    store.load([folder], db)
-    charts = report.transfer_charts(db, "f1")
-    assert set(charts) == {"h2d_vs_image", "bytes_vs_image"}
-    data = charts["bytes_vs_image"].data
-    d2h = data[data["direction"] == "d2h_bytes_per_sample"]["bytes"].tolist()
+    numa_db.load_runs([folder], db)
+    drawn = charts.transfer_charts(read_report_data(db, "f1").transfer)
+    assert set(drawn) == {"h2d_vs_image", "bytes_vs_image"}
+    data = drawn["bytes_vs_image"].data
+    d2h = data[data["direction"] == "D2H (GPU to host)"]["bytes"].tolist()
     assert d2h == [1256 * 4, 1256 * 4]
     report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
     assert (tmp_path / "rep" / "h2d_vs_image.png").read_bytes()[:4] == b"\x89PNG"
@@ -155,11 +164,12 @@ def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
 def test_report_shows_the_planted_crossover(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     planted.write_crossover_runs(folder)
-    store.load([folder], db)
-    (row,) = report.crossover_table(db, "f1").to_dict("records")
+    numa_db.load_runs([folder], db)
+    (row,) = read_report_data(db, "f1").crossover.to_dict("records")
     assert row["first_compute_dominated_model"] == "d16"
     assert row["crossover_flops_estimate"] == pytest.approx(planted.CROSSOVER_FLOPS, rel=1e-6)
-    chart = report.crossover_chart(db, "f1")
+    data = read_report_data(db, "f1")
+    chart = charts.crossover_chart(data.crossover_models, data.crossover)
     assert chart.layer[1].data["at"].tolist() == [pytest.approx(planted.CROSSOVER_FLOPS, rel=1e-6)]  # the rule
     index = report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
     crossover_html = index.read_text().split("<h2>Crossover", 1)[1].split("</table>", 1)[0]
@@ -173,16 +183,16 @@ def test_report_crossover_is_scoped_to_its_folder(tmp_path):
     planted.write_crossover_runs(tmp_path / "f1")
     for depth in planted.DEPTHS[:3]:  # another folder: small models only, no crossover
         planted.write(tmp_path / "f2", planted.sized_run(f"f2.d{depth}", depth))
-    store.load([tmp_path / "f1", tmp_path / "f2"], db)
-    assert report.crossover_table(db, "f2")["first_compute_dominated_model"].tolist() == [None]
-    assert report.crossover_table(db, "f1")["first_compute_dominated_model"].tolist() == ["d16"]
+    numa_db.load_runs([tmp_path / "f1", tmp_path / "f2"], db)
+    assert read_report_data(db, "f2").crossover["first_compute_dominated_model"].tolist() == [None]
+    assert read_report_data(db, "f1").crossover["first_compute_dominated_model"].tolist() == ["d16"]
 
 
 def test_guide_quotes_the_crossover(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     planted.write_crossover_runs(folder)
-    store.load([folder], db)
-    guide = report.write_guide(tmp_path, db, None).read_text()
+    numa_db.load_runs([folder], db)
+    guide = _guide(tmp_path, db).read_text()
     assert "from **d16** on (1.6e+09 FLOPs/sample, 1.6e+07 parameters; interpolated crossover 1.2e+09 FLOPs/sample)" in guide
 
 
@@ -193,8 +203,8 @@ def test_numa_penalty_skips_a_placement_without_a_headline(tmp_path):
                      metrics={"samples_per_s": rate, "trial_samples_per_s": {"serial": [100.0, 101.0, 99.0]}})
         rec["model"]["name"] = "m"
         results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
-    store.load([folder], db)
-    assert report.numa_penalties(db, "f1").empty
+    numa_db.load_runs([folder], db)
+    assert report.numa_penalties(read_report_data(db, "f1")).empty
     assert "NUMA penalty" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
 
 
@@ -205,8 +215,8 @@ def test_numa_penalty_needs_no_trials(tmp_path):
             rec = record(f"f1.{place}{i}", device="cuda", placement=place, gpu_id=0, metrics={"samples_per_s": rate})
             rec["model"]["name"] = "m"
             results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
-    store.load([folder], db)
-    (row,) = report.numa_penalties(db, "f1").to_dict("records")
+    numa_db.load_runs([folder], db)
+    (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     assert row["penalty"] == pytest.approx(0.2) and row["verdict"] == "measured"
 
 
@@ -214,8 +224,8 @@ def test_guide_says_the_crossover_lies_below_the_smallest_model(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     for depth in planted.DEPTHS[-2:]:  # d16 and d32 only: compute-dominated, no copy-dominated model measured
         planted.write(folder, planted.sized_run(f"f1.d{depth}", depth))
-    store.load([folder], db)
-    guide = report.write_guide(tmp_path, db, None).read_text()
+    numa_db.load_runs([folder], db)
+    guide = _guide(tmp_path, db).read_text()
     assert "from **d16** on" in guide and "the crossover lies below it" in guide
     assert "smaller models are transfer-dominated" not in guide
     assert "## Scaling laws" not in guide  # two models: nothing to fit
@@ -229,11 +239,11 @@ def test_a_depth_sweep_and_a_dim_sweep_are_fitted_apart(tmp_path):
             rec["metrics"]["parameters"] = params
             rec["model"]["name"] = f"{study}{i}"
             results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
-    store.load([folder], db)
-    laws = report.scaling_laws(db, "f1").set_index("study")
+    numa_db.load_runs([folder], db)
+    laws = analysis.scaling_laws(read_report_data(db, "f1").law_points).set_index("study")
     assert laws.loc["depth_scaling", "exponent"] == pytest.approx(1.0, abs=1e-3)
     assert laws.loc["dim_scaling", "exponent"] == pytest.approx(0.5, abs=1e-3)
-    guide = report.write_guide(tmp_path, db, None).read_text()
+    guide = _guide(tmp_path, db).read_text()
     assert "depth_scaling (eager, 32px, batch 4, 4 models): s/sample = 1e-09 * params^1.000, R^2 1.000: linear." in guide
 
 
@@ -243,25 +253,25 @@ def test_compile_chart_is_scoped_to_its_folder(tmp_path):
         rec = record(f"{name}.m", folder=name, metrics={"samples_per_s": 100.0, "execution": "compile", "compile_speedup": speedup})
         rec["model"]["name"] = "m"
         planted.write(tmp_path / name, rec)
-    store.load([tmp_path / "f1", tmp_path / "f2"], db)
-    assert report.compile_chart(db, "f1").data[["model_name", "speedup"]].values.tolist() == [["m", 1.5]]
-    assert report.compile_chart(db, "f2").data[["model_name", "speedup"]].values.tolist() == [["m", 3.0]]
-    assert report.compile_chart(db).data["speedup"].tolist() == [2.25]  # everything: both folders
-    assert report.compile_chart(db, "f1'; --") is None  # a folder name is a value, never SQL
+    numa_db.load_runs([tmp_path / "f1", tmp_path / "f2"], db)
+    assert charts.compile_chart(read_report_data(db, "f1").compile).data[["model_name", "speedup"]].values.tolist() == [["m", 1.5]]
+    assert charts.compile_chart(read_report_data(db, "f2").compile).data[["model_name", "speedup"]].values.tolist() == [["m", 3.0]]
+    assert charts.compile_chart(read_report_data(db).compile).data["speedup"].tolist() == [2.25]  # everything: both folders
+    assert charts.compile_chart(read_report_data(db, "f1'; --").compile) is None  # a folder name is a value, never SQL
 
 
 def test_a_folders_guide_quotes_its_own_runs_only(tmp_path):
     db = tmp_path / "db.duckdb"
     for name, local, remote in (("f1", 100.0, 80.0), ("f2", 200.0, 100.0)):  # penalties 20% and 50%
         _processes(tmp_path / name, {"local": (local, local * 1.001), "remote": (remote, remote * 1.001)})
-    store.load([tmp_path / "f1", tmp_path / "f2"], db)
+    numa_db.load_runs([tmp_path / "f1", tmp_path / "f2"], db)
     report.write_report(tmp_path / "rep1", "t", database=db, folder="f1")
     guide = (tmp_path / "rep1" / "best_practices.md").read_text()
     assert "remote placement costs 20.0% of samples/s" in guide and "100 samples/s" in guide
     assert "50.0%" not in guide and "40.0%" not in guide and "200 samples/s" not in guide and "150 samples/s" not in guide
     report.write_report(tmp_path / "rep", "t", database=db)  # the cumulative guide: every folder's runs
     guide = (tmp_path / "rep" / "best_practices.md").read_text()
-    (status,) = store.query("SELECT status FROM numa_penalty", database=db)[0]  # 4 processes a side, two hosts' worth apart
+    (status,) = numa_db.query("SELECT status FROM numa_penalty", database=db)[0]  # 4 processes a side, two hosts' worth apart
     assert status.startswith("not detectable at this noise (MDE ") and f"{status};" in guide
     assert "20.0%" not in guide and "50.0%" not in guide and "4 local and 4 remote processes" in guide
 
@@ -272,8 +282,8 @@ def test_regression_chart_keeps_configs_that_share_a_label(tmp_path):
                  "tonight_mean": 90.0, "tonight_low": 88.0, "tonight_high": 92.0, "baseline_mean": 100.0,
                  "baseline_low": 98.0, "baseline_high": 102.0, "change": change, "verdict": verdict, "error": None}
                 for key, change, verdict in (("k1", -0.1, "regression"), ("k2", 0.0, "same"))]
-    store.save_verdicts("nightly_sweep", verdicts, False, db)
-    data = report.regression_chart(db).data
+    regressions.save_verdicts("nightly_sweep", verdicts, False, db)
+    data = charts.regression_chart(read_report_data(db).regressions).data
     assert sorted(zip(data["change"], data["verdict"], strict=True)) == [(-0.1, "regression"), (0.0, "same")]
     assert set(data["config"]) == {"nightly lane m 224px b8 eager"}
 
@@ -283,19 +293,19 @@ def test_heatmap_and_guide_show_the_same_penalty_per_config(tmp_path):
     for batch, local, remote in ((4, 100.0, 80.0), (16, 400.0, 200.0)):  # 20% at batch 4, 50% at batch 16
         for place, rate in (("local", local), ("remote", remote)):
             _processes(folder, {place: (rate, rate * 1.001)}, batch=batch, numa_distance=10 if place == "local" else 21)
-    store.load([folder], db)
-    data = report.sensitivity_heatmap(db, "f1").data
+    numa_db.load_runs([folder], db)
+    data = charts.sensitivity_heatmap(read_report_data(db, "f1").penalty).data
     remote = data[data["placement"] == "remote (d=21)"].set_index("config")["relative"].round(6).to_dict()
     assert remote == {"m | gpu0 32px b4 eager": 0.8, "m | gpu0 32px b16 eager": 0.5}
     assert set(data[data["placement"] == "local (d=10)"]["relative"]) == {1.0}
-    guide = report.write_guide(tmp_path, db, None, "f1").read_text()
+    guide = _guide(tmp_path, db, "f1").read_text()
     assert "remote placement costs 20.0% of samples/s" in guide and "remote placement costs 50.0% of samples/s" in guide
 
 
 def _crossover_runs(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     planted.write_crossover_runs(folder)
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     return db
 
 
@@ -307,33 +317,34 @@ def test_report_waits_for_a_load_in_another_process(tmp_path):
 
 def test_report_held_up_past_its_wait_fails_clearly(tmp_path):
     db = _crossover_runs(tmp_path)
-    with writer_holding(db), pytest.raises(store.StoreBusyError, match=f"lock file {re.escape(str(db))}.lock"):
+    with writer_holding(db), pytest.raises(numa_db.StoreBusyError, match=f"lock file {re.escape(str(db))}.lock"):
         report.write_report(tmp_path / "rep", "t", database=db, folder="f1", lock_timeout_s=0.2)
     assert not (tmp_path / "rep" / "index.html").exists()
 
 
 def test_report_lets_go_of_the_database_before_rendering(tmp_path, monkeypatch):
     db = _crossover_runs(tmp_path)
-    page = report._page
+    html_page = page.page_html
 
     def free_then_page(*args, **kwargs):
-        lock = FileLock(store.lock_path(db), timeout=0)
+        lock = FileLock(numa_db.lock_path(db), timeout=0)
         lock.acquire()  # Timeout if the report still held it
         lock.release()
         duckdb.connect(str(db)).close()  # a writer may open it (refused while our read connection is open)
-        return page(*args, **kwargs)
+        return html_page(*args, **kwargs)
 
-    monkeypatch.setattr(report, "_page", free_then_page)
+    monkeypatch.setattr(page, "page_html", free_then_page)
     assert "Crossover" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
 
 
 def test_readers_take_an_open_connection_too(tmp_path):
     db = _crossover_runs(tmp_path)
-    by_path = report.crossover_table(db, "f1")
-    with store.read_connection(db) as con:
-        pd.testing.assert_frame_equal(report.crossover_table(con, "f1"), by_path)
-        pd.testing.assert_frame_equal(report.crossover_table(db, "f1"), by_path)  # same thread, same file: no second lock
-        assert report.crossover_chart(con, "f1") is not None
+    by_path = read_report_data(db, "f1").crossover
+    with numa_db.read_connection(db) as con:
+        pd.testing.assert_frame_equal(read_report_data(con, "f1").crossover, by_path)
+        pd.testing.assert_frame_equal(read_report_data(db, "f1").crossover, by_path)  # same thread, same file: no second lock
+        data = read_report_data(con, "f1")
+        assert charts.crossover_chart(data.crossover_models, data.crossover) is not None
 
 
 def test_pinned_and_pageable_runs_are_fitted_apart(tmp_path):
@@ -344,8 +355,8 @@ def test_pinned_and_pageable_runs_are_fitted_apart(tmp_path):
             rec["metrics"].update(parameters=params, pool_pinned=pinned)
             rec["model"]["name"] = f"p{i}"
             planted.write(folder, rec)
-    store.load([folder], db)
-    laws = report.scaling_laws(db, "f1").set_index("host_memory")
+    numa_db.load_runs([folder], db)
+    laws = analysis.scaling_laws(read_report_data(db, "f1").law_points).set_index("host_memory")
     assert laws.loc["pinned", "exponent"] == pytest.approx(1.0, abs=1e-3)
     assert laws.loc["pageable", "exponent"] == pytest.approx(0.5, abs=1e-3)
     with duckdb.connect(str(db), read_only=True) as con:

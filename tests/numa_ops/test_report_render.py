@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from numa_ops import report, store
+from numa_ops import db as numa_db
+from numa_ops import regressions, report
 from PIL import Image
 
 from tests.numa_ops import planted
@@ -30,11 +31,11 @@ def _every_kind_of_run(folder: Path, db: Path) -> None:
     rec["metrics"].update(execution="compile", compile_speedup=1.4, compile_break_even_samples=5000, compile_s=20.0)
     planted.write(folder, rec)
     planted.write(folder, record("f1.failed", success=False, device="cuda", placement="local"))
-    store.load([folder], db)
+    numa_db.load_runs([folder], db)
     verdict = {"night": "n1", "baseline": "n0", "config_key": "k", "config": "d8 eager", "tonight_mean": 95.0,
                "tonight_low": 94.0, "tonight_high": 96.0, "baseline_mean": 100.0, "baseline_low": 99.0,
                "baseline_high": 101.0, "change": -0.05, "verdict": "regression", "error": None}
-    store.save_verdicts("nightly_sweep", [verdict], accepted=False, database=db)
+    regressions.save_verdicts("nightly_sweep", [verdict], accepted=False, database=db)
 
 
 def _chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:

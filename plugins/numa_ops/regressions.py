@@ -1,0 +1,100 @@
+"""The ``regressions`` table: each night's verdicts per configuration, and which night is the baseline.
+
+``numa_ops.nightly`` compares a night with its baseline; this module stores what it found and finds the
+last accepted night, under the database's file lock (``numa_ops.db``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from numa_ops.db import LOCK_TIMEOUT_S, db_path, ensure_schema, read_connection, table_exists, write_lock
+
+REGRESSION_COLUMNS = [
+    "night", "baseline", "config_key", "config", "tonight_mean", "tonight_low", "tonight_high",
+    "baseline_mean", "baseline_low", "baseline_high", "change", "verdict", "error",
+]
+
+
+def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, database: Path | None = None,
+                  lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
+    """Store a night's verdicts (again for the same night: replaced, never duplicated, ``checked_at`` kept from
+    the first check); none: nothing to store."""
+    database = database or db_path()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with write_lock(database, lock_timeout_s, "the verdicts were not stored, store them again later"):
+        with duckdb.connect(str(database)) as con:
+            ensure_schema(con)  # the runs the baseline's night is timed by, if none were loaded yet
+            ensure_regressions_table(con)
+            if not verdicts:  # DuckDB's executemany refuses an empty list
+                return
+            con.execute("BEGIN TRANSACTION")
+            first_checked = {}  # a night checked again keeps the time of its first check (see last_accepted_night)
+            for night in {v["night"] for v in verdicts}:
+                first_checked[night] = con.execute(
+                    "SELECT coalesce(min(checked_at), now()) FROM regressions WHERE night = ?", [night]).fetchone()[0]
+                con.execute("DELETE FROM regressions WHERE night = ?", [night])
+            con.executemany(
+                f"INSERT INTO regressions VALUES (?, ?, {', '.join('?' for _ in REGRESSION_COLUMNS)}, ?)",
+                [[phase, accepted, *[v[c] for c in REGRESSION_COLUMNS], first_checked[v["night"]]] for v in verdicts],
+            )
+            con.execute("COMMIT")
+
+
+_NAME_TIME = re.compile(r"_(\d{8}T\d{6})_[0-9a-f]{6}(?:_|$)")  # pipeline.folder_name: <name>_<UTC time>_<hex>[_<host>]
+
+
+def night_time(night: str, started: float | None = None, checked: float | None = None) -> float | None:
+    """When ``night`` was, in epoch seconds: the UTC time in its folder name (the night Airflow scheduled, also
+    for a backfill run later), else its runs' first start, else the first time its verdicts were stored."""
+    found = _NAME_TIME.search(night)
+    if found:
+        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
+    return started if started is not None else checked
+
+
+def last_accepted_night(phase: str, before: str, database: Path | None = None,
+                        lock_timeout_s: float = LOCK_TIMEOUT_S) -> str | None:
+    """The latest accepted night of ``phase`` before the night ``before`` (None: no baseline yet).
+
+    Nights are ordered by when they were (``night_time``), not by when their verdicts were stored: checking
+    an older night again (an Airflow clear or backfill) neither makes it the baseline of later nights nor
+    gives it a later night as its own baseline. A night ``before`` whose time is not known yet is the latest.
+    """
+    database = database or db_path()
+    if not database.exists():
+        return None
+    with read_connection(database, lock_timeout_s) as con:
+        if not table_exists(con, "regressions"):
+            return None
+        # every night stored under this phase, accepted or not (``before`` may be one), with its times
+        rows = con.execute(
+            "WITH nights AS (SELECT night, bool_and(accepted) AS accepted, epoch(min(checked_at)) AS checked "
+            "FROM regressions WHERE phase = ? GROUP BY night), "
+            "starts AS (SELECT folder, epoch(min(started_at)) AS started FROM runs "
+            "WHERE folder IN (SELECT night FROM nights UNION SELECT ?) GROUP BY folder) "
+            "SELECT n.night, n.accepted, s.started, n.checked FROM nights n LEFT JOIN starts s ON s.folder = n.night "
+            "UNION ALL SELECT ?, false, (SELECT started FROM starts WHERE folder = ?), NULL "
+            "WHERE ? NOT IN (SELECT night FROM nights)",
+            [phase, before, before, before, before],
+        ).fetchall()
+    when = {night: night_time(night, started, checked) for night, _, started, checked in rows}
+    limit = when.get(before)
+    candidates = [(when[night], night) for night, ok, _, _ in rows
+                  if ok and night != before and when[night] is not None and (limit is None or when[night] < limit)]
+    return max(candidates)[1] if candidates else None
+
+
+def ensure_regressions_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the ``regressions`` table if it is missing."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS regressions (phase VARCHAR, accepted BOOLEAN, night VARCHAR, baseline VARCHAR, "
+        "config_key VARCHAR, config VARCHAR, tonight_mean DOUBLE, tonight_low DOUBLE, tonight_high DOUBLE, "
+        "baseline_mean DOUBLE, baseline_low DOUBLE, baseline_high DOUBLE, change DOUBLE, verdict VARCHAR, "
+        "error VARCHAR, checked_at TIMESTAMPTZ, PRIMARY KEY (night, config_key))"
+    )

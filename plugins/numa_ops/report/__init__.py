@@ -1,0 +1,89 @@
+"""The report of a run folder (or of all runs): read -> compute -> render.
+
+``read`` reads the database once into a ``ReportData`` and lets go of it; ``numa_ops.analysis`` computes the
+intervals, penalties and fits; ``charts`` draws (pure DataFrame -> Chart), ``page`` writes the offline
+``index.html`` (Vega inlined: GPU hosts are often air-gapped) and ``guide`` writes ``best_practices.md``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from numa_ops import analysis, db
+from numa_ops.report import charts, guide, page
+from numa_ops.report.read import ReportData, read_report_data
+
+__all__ = ["ReportData", "draw_charts", "numa_penalties", "read_report_data", "write_report"]
+
+
+def numa_penalties(data: ReportData) -> pd.DataFrame:
+    """Remote vs local penalty per configuration, host memory and placement mode, from the ``numa_penalty`` view:
+    the between-process interval and MDE, and the CPU-adjusted penalty where every process recorded the control."""
+    return analysis.penalty_table(data.penalty, data.penalty_runs, db.PENALTY_KEY, db.ONE_PROCESS)
+
+
+def draw_charts(data: ReportData, lanes: pd.DataFrame) -> dict[str, alt.Chart]:
+    """Every chart the data can fill, by name (a chart with nothing to show is left out)."""
+    ok = charts.label_lanes(lanes[lanes["ok_runs"] > 0]) if len(lanes) else lanes
+    drawn: dict[str, alt.Chart | None] = {}
+    if len(ok):
+        drawn |= {"throughput": charts.throughput_chart(ok), "stages": charts.stage_chart(ok)}
+        if ok["fwd_gpu_ms"].notna().any():
+            drawn["regimes"] = charts.regime_chart(ok)
+    drawn |= charts.transfer_charts(data.transfer)
+    drawn |= {"sensitivity": charts.sensitivity_heatmap(data.penalty), "scaling": charts.scaling_chart(data.scaling),
+              "crossover": charts.crossover_chart(data.crossover_models, data.crossover),
+              "compile": charts.compile_chart(data.compile), "nightly": charts.regression_chart(data.regressions)}
+    return {name: chart for name, chart in drawn.items() if chart is not None}
+
+
+def _run_folder_of(out_dir: Path, folder: str | None) -> Path | None:
+    """The run folder a folder's report is written into (``<run folder>/report``), where gate.json lives."""
+    return out_dir.parent if folder and out_dir.name == "report" and out_dir.parent.name == folder else None
+
+
+def write_report(
+    out_dir: Path,
+    title: str,
+    database: Path | None = None,
+    folder: str | None = None,
+    topology: dict[str, Any] | None = None,
+    lock_timeout_s: float = db.LOCK_TIMEOUT_S,
+    run_folder: Path | None = None,
+) -> Path:
+    """Write ``index.html`` (self-contained), one PNG per chart and ``best_practices.md`` into ``out_dir``.
+
+    The database is read once under its lock (a load running in another process is waited for, up to
+    ``lock_timeout_s``: ``db.StoreBusyError`` past it) and let go before anything is computed or written.
+    """
+    data = read_report_data(database or db.db_path(), folder, run_folder or _run_folder_of(out_dir, folder), lock_timeout_s)
+    lanes = analysis.lane_intervals(data.lanes)
+    penalties = numa_penalties(data)
+    laws = analysis.scaling_laws(data.law_points)
+    drawn = draw_charts(data, lanes)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, chart in drawn.items():
+        chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in page.notes(data, topology))
+    header = (f"<h1>{html.escape(title)}</h1>{page.gate_html(data.gate, folder is not None)}"
+              f"{page.topology_html(topology)}<ul class=\"notes\">{notes}</ul>")
+    footer = page.estimate_against_actual_html(data.estimate, data.actual_time) + page.lanes_html(lanes)
+    if len(penalties):
+        footer += page.penalty_html(penalties, data.split)
+    elif len(lanes) and (lanes["device"] == "cuda").any():
+        footer += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
+                   "NUMA node none exists), so no penalty is reported.</p>")
+    footer += page.laws_html(laws) + page.noise_html(data.noise) + page.crossover_html(data.crossover)
+    footer += page.failures_html(data.failures)
+    index = out_dir / "index.html"
+    index.write_text(page.page_html(title, header, drawn, footer))
+    guide.write_guide(out_dir, data, laws, topology)
+    (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(lanes), "failed": len(data.failures),
+                                                     "charts": list(drawn)}))
+    return index

@@ -1,0 +1,52 @@
+"""Numbers and tables as a person reads them: ``2.40e8``, ``0.213``, ``1,234``, and ``-`` for nothing."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+
+def human(value: Any) -> str:
+    """One cell: three significant figures, scientific beyond 1e5 or below 1e-3 (``2.40e8``), ``-`` for none."""
+    if value is None or isinstance(value, str) and value in ("None", "nan", "NaN"):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "-"
+        if value == 0:
+            return "0"
+        if float(value).is_integer() and abs(value) < 1e5:
+            return f"{int(value):,}"
+        if abs(value) >= 1e5 or abs(value) < 1e-3:
+            mantissa, exponent = f"{value:.2e}".split("e")
+            return f"{mantissa}e{int(exponent)}"
+        return f"{value:.3g}" if abs(value) >= 1 or abs(value) < 0.01 else f"{value:.3f}"
+    try:
+        if pd.isna(value):
+            return "-"
+    except (TypeError, ValueError):
+        pass
+    if hasattr(value, "item"):  # a numpy scalar
+        return human(value.item())
+    return str(value)
+
+
+def interval(low: Any, high: Any) -> str:
+    """``low to high`` in ``human`` figures, or ``-`` without an interval."""
+    if human(low) == "-" or human(high) == "-":
+        return "-"
+    return f"{human(low)} to {human(high)}"
+
+
+def table_html(df: pd.DataFrame, classes: str = "data", formatters: dict[str, Any] | None = None) -> str:
+    """An HTML table of ``df`` with every cell in ``human`` form unless ``formatters`` names its column."""
+    formatters = formatters or {}
+    shown = df.copy()
+    for col in shown.columns:
+        fmt = formatters.get(col, human)
+        shown[col] = [fmt(v) for v in shown[col]]
+    return shown.to_html(index=False, classes=classes, escape=True)

@@ -1,0 +1,249 @@
+"""Render: ``index.html``, one offline page (Vega inlined once) of sections built from the frames read.
+
+From the top: the gate's verdict, the host's topology, notes, the charts, then the tables: each figure with
+its interval, the worker processes and trials behind it, and its MDE where it is a comparison.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from numa_ops.analysis import has_both, host_memory
+from numa_ops.report.format import interval, table_html
+from numa_ops.report.guide import verdict_text
+from numa_ops.report.read import ReportData
+
+STYLE = """<style>body{font-family:sans-serif;margin:1.5em} table.data{border-collapse:collapse;font-size:12px}
+table.data td,table.data th{border:1px solid #ccc;padding:2px 6px} .gate-passed{color:#060} .gate-failed{color:#b00}
+.chart{margin:1em 0} .chart-error{color:#b00}</style>"""
+
+
+def gate_html(verdict: dict[str, Any] | None, scoped: bool) -> str:
+    """The gate's verdict in its own words (gate.json's sentence), or why there is none."""
+    if verdict is None:
+        why = ("no gate: this run belongs to no phase" if scoped else
+               "this page covers every run folder; each folder's own report shows its gate's verdict")
+        return f'<p class="gate">Gate verdict: {html.escape(why)}.</p>'
+    passed = bool(verdict.get("passed"))
+    sentence = verdict.get("sentence") or verdict.get("summary") or ("passed" if passed else "FAILED")
+    problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in verdict.get("problems") or [])
+    return (f'<p class="gate gate-{"passed" if passed else "failed"}"><b>Gate verdict:</b> {html.escape(str(sentence))}</p>'
+            + (f"<ul class='gate-problems'>{problems}</ul>" if problems else ""))
+
+
+def topology_html(topology: dict[str, Any] | None) -> str:
+    """The host the runs were planned on: its NUMA nodes (CPUs, memory) and GPUs with their local node."""
+    if not topology:
+        return "<p class='topology'>Host topology: not recorded for this page (runs from several hosts, or none saved).</p>"
+    distances = topology.get("distances") or {}
+    nodes = pd.DataFrame([{"NUMA node": n.get("id"), "CPUs": _cpu_list(n.get("cpus")), "memory MB": n.get("mem_total_mb"),
+                           "SLIT distances": " ".join(map(str, distances.get(str(n.get("id")), []))) or None}
+                          for n in topology.get("nodes", [])])
+    gpus = pd.DataFrame([{"GPU": g.get("index"), "name": g.get("name"), "local NUMA node": g.get("numa_node"),
+                          "PCI bus": g.get("pci_bus_id")} for g in topology.get("gpus", [])])
+    out = (f"<h2>Host topology</h2><p>Host <code>{html.escape(str(topology.get('host')))}</code>: "
+           f"{len(topology.get('nodes', []))} NUMA node(s), {len(topology.get('gpus', []))} GPU(s) "
+           f"({html.escape(', '.join(sorted({str(g.get('name')) for g in topology.get('gpus', [])})) or 'none')}).</p>")
+    if len(nodes) and nodes.notna().any().any():
+        out += table_html(nodes.dropna(axis=1, how="all"), "data topology")
+    if len(gpus):
+        out += table_html(gpus.dropna(axis=1, how="all"), "data topology")
+    return out
+
+
+def _cpu_list(cpus: list[int] | None) -> str | None:
+    """CPUs as ranges: ``0-15, 32-47``."""
+    if not cpus:
+        return None
+    runs: list[list[int]] = []
+    for c in sorted(cpus):
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
+def notes(data: ReportData, topology: dict[str, Any] | None) -> list[str]:
+    """What a reader must know before the numbers: the host's own notes, CPU runs, failures, pooled settings."""
+    out = list((topology or {}).get("notes", []))
+    lanes = data.lanes
+    if len(lanes) and (lanes["device"] == "cpu").any():
+        out.append("Runs on device cpu: there is no host-to-device copy, so H2D and D2H are not measured; "
+                   "the stage breakdown shows the forward pass only.")
+    if len(data.failures):
+        out.append(f"{len(data.failures)} run(s) failed; see the table below and results.json.")
+    mixed = lanes[lanes["mixed_settings"].fillna("") != ""] if len(lanes) else lanes
+    if len(mixed):
+        out.append(f"{len(mixed)} row(s) of the table below pool runs measured with different settings "
+                   f"({', '.join(sorted(set(', '.join(mixed['mixed_settings']).split(', '))))}); "
+                   "their column 'pooled settings' names which.")
+    return out
+
+
+def lanes_html(lanes: pd.DataFrame) -> str:
+    """Per model and lane: samples/s with its 95% interval, the processes and trials behind it, the stage medians."""
+    if not len(lanes):
+        return ""
+    shown = pd.DataFrame({
+        "experiment": lanes["experiment"], "model": lanes["model_name"], "image": lanes["image"],
+        "batch": lanes["batch_size"], "execution": lanes["execution"], "host memory": lanes["host_memory"],
+        "lane": lanes["lane"], "device": lanes["device"], "placement": lanes["placement"],
+        "placement mode": lanes["placement_mode"], "regime": lanes["regime"],
+        "samples/s": lanes["rate"], "95% CI": [interval(lo, hi) for lo, hi in zip(lanes["rate_low"], lanes["rate_high"], strict=True)],
+        "CI basis": lanes["ci_basis"], "worker processes": lanes["ok_runs"], "runs": lanes["runs"], "trials": lanes["trials"],
+        "H2D ms": lanes["h2d_ms"], "forward ms": lanes["forward_ms"], "D2H ms": lanes["d2h_ms"], "H2D GB/s": lanes["h2d_gbps"],
+        "pipelined samples/s": lanes["pipelined_samples_per_s"], "ideal samples/s": lanes["ideal_samples_per_s"],
+        "GPU forward ms": lanes["fwd_gpu_ms"], "launch share": lanes["launch_overhead_share"],
+        "FLOPs/sample": lanes["flops_per_sample"], "pooled settings": lanes["mixed_settings"].replace("", None),
+    })
+    shown = shown.dropna(axis=1, how="all")
+    return ("<h2>Per model and lane (samples/s with its 95% interval)</h2><p>samples/s is the geometric mean of the "
+            "worker processes' headlines; with several processes its interval is the t interval between them, with one "
+            "it is that process's own interval over its trials (which says nothing of the noise between processes). "
+            "Stage times are medians over the processes.</p>" + table_html(shown, "data lanes"))
+
+
+def penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
+    """The penalty section: a verdict in words where the penalty is below its MDE, never a figure."""
+    if not len(table):
+        return ""
+    shown = table.copy()
+    if shown["CPU-adjusted penalty"].isna().all() and shown["control R^2"].isna().all():
+        shown = shown.drop(columns=["CPU-adjusted penalty", "adjusted CI low", "adjusted CI high", "adjusted MDE", "control R^2"])
+    shown["penalty"] = [f"{v:.3f}" if v is not None and not pd.isna(v) else verdict
+                        for v, verdict in zip(shown["penalty"], shown["verdict"], strict=True)]
+    three = {c: (lambda v: "-" if v is None or pd.isna(v) else f"{v:.3f}")
+             for c in shown.columns if shown[c].dtype.kind == "f" or c in ("95% CI low", "95% CI high", "MDE")}
+    out = ("<h2>NUMA penalty (remote vs local samples/s, between worker processes, 95% t interval)</h2>"
+           "<p>Each run is one worker process and its headline samples/s is one draw: the penalty is 1 - exp(mean "
+           "ln remote - mean ln local) over the processes, the interval a two-sample t interval of the logs (pooled "
+           "spread), and the MDE the smallest penalty this noise lets 2 sides of this size detect (95% confidence, 80% "
+           "power). A penalty below its MDE is reported as not detectable; with one process a side there is no "
+           "interval (set <code>test.repeats</code> &gt;= 2). Pinned and pageable host memory, and the process and "
+           "pool placement modes, are never pooled: each has its own row.</p>"
+           + table_html(shown, "data penalty", three))
+    if len(split):
+        parts = pd.DataFrame({
+            "model": split["model_name"], "image": split["height"], "batch": split["batch_size"],
+            "execution": split["execution"], "host memory": split["pinned_memory"].map(host_memory),
+            "process penalty": [verdict_text(p, m, st) for p, m, st in
+                                zip(split["process_penalty"], split["process_mde"], split["process_status"], strict=True)],
+            "DMA part (pool)": [verdict_text(p, m, st) for p, m, st in
+                                zip(split["dma_penalty"], split["dma_mde"], split["dma_status"], strict=True)],
+            "CPU-side part (process beyond pool)": [
+                verdict_text(p, m, st) for p, m, st in
+                zip(split["cpu_side_penalty"], split["cpu_side_mde"], split["cpu_side_status"], strict=True)],
+        })
+        out += ("<h2>Penalty split: DMA part and CPU-side part</h2><p>Where both placement modes were measured: "
+                "<code>pool</code> moves only the host pool (the DMA part), <code>process</code> moves the CPU and "
+                "all memory; the CPU-side part is what the process penalty adds beyond the pool's "
+                "((1 - process) = (1 - DMA) x (1 - CPU side)).</p>" + table_html(parts, "data split"))
+    return out
+
+
+def noise_html(noise: pd.DataFrame) -> str:
+    rows = noise[noise["processes"] >= 2] if len(noise) else noise
+    if not len(rows):
+        return ""
+    shown = pd.DataFrame({
+        "model": rows["model_name"], "device": rows["device"], "image": rows["height"], "batch": rows["batch_size"],
+        "execution": rows["execution"], "host memory": rows["pinned_memory"].map(host_memory),
+        "placement mode": rows["placement_mode"], "placement": rows["placement"], "processes": rows["processes"],
+        "between-process CV": rows["between_process_cv"].map(lambda v: f"{v:.2%}"),
+        "A/A MDE": rows["aa_mde"].map(lambda v: f"{v:.2%}"),
+    })
+    return ("<h2>Noise between worker processes (the noise floor)</h2><p>The spread of one configuration's headline "
+            "samples/s between separate worker processes at one placement, and the smallest penalty a comparison "
+            "with as many processes a side could detect at this noise (A/A MDE, 95% confidence, 80% power).</p>"
+            + table_html(shown, "data noise"))
+
+
+def crossover_html(table: pd.DataFrame) -> str:
+    if not len(table):
+        return ""
+    shown = pd.DataFrame({
+        "image": table["height"], "batch": table["batch_size"], "execution": table["execution"],
+        "first compute-dominated model": table["first_compute_dominated_model"].fillna("none measured"),
+        "its parameters": table["crossover_parameters"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "its FLOPs/sample": table["crossover_flops_per_sample"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "crossover FLOPs/sample (interpolated)": table["crossover_flops_estimate"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "last transfer-dominated model": table["last_transfer_dominated_model"].fillna("-"),
+        "models": table["models"],
+    })
+    if has_both(table["pinned_memory"].map(host_memory)):  # pinned and pageable each have their own crossover
+        shown.insert(3, "host memory", table["pinned_memory"].map(host_memory))
+    return ("<h2>Crossover (where the GPU's compute overtakes the H2D + D2H copies)</h2>"
+            + table_html(shown, "data crossover"))
+
+
+def laws_html(laws: pd.DataFrame) -> str:
+    if not len(laws):
+        return ""
+    return ("<h2>Scaling laws (time per sample vs parameters, least squares in log space)</h2>"
+            + table_html(laws, "data laws"))
+
+
+def failures_html(failed: pd.DataFrame) -> str:
+    """Every failed run with its lane, model and the reason it gave."""
+    if not len(failed):
+        return ""
+    shown = pd.DataFrame({"run_id": failed["run_id"], "lane": failed["lane"], "model": failed["model_name"],
+                          "reason": failed["error"].fillna("no reason recorded")})
+    return "<h2>Failed runs</h2>" + table_html(shown, "data failed")
+
+
+def estimate_against_actual_html(estimate: dict[str, Any] | None, actual: pd.DataFrame) -> str:
+    """What plan_runs estimated the run folder would cost (estimate.json), beside what its runs took."""
+    if not estimate:
+        return ""
+    row = actual.iloc[0] if len(actual) else pd.Series(dtype=object)
+    gpu_actual = row.get("gpu_run_seconds")
+    gpu_actual = row.get("run_seconds") if gpu_actual is None or pd.isna(gpu_actual) else gpu_actual
+    rows = [("GPU seconds (the runs' own time)", estimate.get("gpu_s"), gpu_actual),
+            ("wall seconds (first start to last end)", estimate.get("wall_s"), row.get("wall_seconds")),
+            ("runs", estimate.get("runs"), row.get("runs"))]
+    table = pd.DataFrame([{"quantity": q, "estimated": e, "actual": a,
+                           "actual / estimated": (a / e) if isinstance(e, int | float) and e and a is not None
+                           and not pd.isna(a) else None} for q, e, a in rows if e is not None])
+    if not len(table):
+        return ""
+    basis = estimate.get("basis") or estimate.get("source")
+    return ("<h2>Estimate against actual</h2><p>What planning estimated this run folder would cost"
+            + (f" ({html.escape(str(basis))})" if basis else "") + ", beside what its runs took.</p>"
+            + table_html(table, "data estimate"))
+
+
+def page_html(title: str, header: str, charts: dict[str, alt.Chart], footer: str) -> str:
+    """The HTML page: Vega's bundle inlined once, then one SVG embed per chart (a chart that fails says why)."""
+    import vl_convert
+
+    head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}"
+    if not charts:
+        return f"{head}</head><body>{header}<p>No successful runs to chart.</p>{footer}</body></html>"
+    bundle = vl_convert.javascript_bundle(vl_version="_".join(alt.SCHEMA_VERSION.split(".")[:2]))
+    divs = "".join(f'<div class="chart" id="chart-{name}"></div>' for name in charts)
+    specs = {name: chart.to_dict() for name, chart in charts.items()}
+    # "</" inside a string of the specs must not end the script element.
+    specs_js = json.dumps(specs).replace("</", "<\\/")
+    script = f"""<script>
+const specs = {specs_js};
+Promise.allSettled(Object.entries(specs).map(([name, spec]) =>
+  vegaEmbed('#chart-' + name, spec, {{renderer: 'svg', actions: false}}).catch((err) => {{
+    const note = document.createElement('pre');
+    note.className = 'chart-error';
+    note.textContent = 'chart ' + name + ' failed: ' + err;
+    document.getElementById('chart-' + name).replaceChildren(note);
+    throw err;
+  }})
+)).then((outcomes) => {{
+  document.body.dataset.chartsRendered = outcomes.filter((o) => o.status === 'fulfilled').length;
+}});
+</script>"""
+    return (f"{head}<script>{bundle}</script></head><body>{header}<div class='charts' data-charts='{len(charts)}'>"
+            f"{divs}</div>{script}{footer}</body></html>")

@@ -1,0 +1,88 @@
+"""Read: everything one report shows, in one pass over the database and the run folder's files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from numa_ops import db
+from numa_ops.db.report_queries import read_report_frames
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """The frames a report draws on (``numa_ops.db.report_queries``) and what the run folder says about itself."""
+
+    lanes: pd.DataFrame
+    failures: pd.DataFrame
+    actual_time: pd.DataFrame
+    transfer: pd.DataFrame
+    compile: pd.DataFrame
+    scaling: pd.DataFrame
+    crossover_models: pd.DataFrame
+    crossover: pd.DataFrame
+    penalty_runs: pd.DataFrame
+    law_points: pd.DataFrame
+    penalty: pd.DataFrame
+    split: pd.DataFrame
+    noise: pd.DataFrame
+    recommendations: pd.DataFrame
+    compile_speedup: pd.DataFrame
+    regressions: pd.DataFrame
+    gate: dict[str, Any] | None = None  # the run folder's gate.json
+    estimate: dict[str, Any] | None = None  # the run folder's estimate.json (what plan_runs expected it to cost)
+
+
+Source = Path | duckdb.DuckDBPyConnection  # the database file, or a connection already open on it
+
+
+def read_report_data(source: Source | None = None, folder: str | None = None, run_folder: Path | None = None,
+                     lock_timeout_s: float = db.LOCK_TIMEOUT_S) -> ReportData:
+    """One read of ``folder``'s runs (or all runs) into a ``ReportData``; the database is let go on return.
+
+    A path is read under the loads' lock (``db.read_connection``, waiting for a running load up to
+    ``lock_timeout_s``); a connection is used as it is. ``run_folder`` is where gate.json and estimate.json are.
+    """
+    if isinstance(source, duckdb.DuckDBPyConnection):
+        frames = read_report_frames(source, folder)
+    else:
+        with db.read_connection(source or db.db_path(), lock_timeout_s) as con:
+            frames = read_report_frames(con, folder)
+    names = {f.name for f in fields(ReportData)}
+    return ReportData(**{k: v for k, v in frames.items() if k in names},
+                      gate=gate_verdict(run_folder), estimate=_json(run_folder, "estimate.json"))
+
+
+def _json(run_folder: Path | None, name: str) -> dict[str, Any] | None:
+    path = run_folder / name if run_folder else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def gate_verdict(run_folder: Path | None) -> dict[str, Any] | None:
+    """The run folder's gate verdict: its gate.json, else judged now against its phase's gate (the DAG's gate task
+    runs after the report and judges the same records the same way); None for a run of no phase."""
+    if run_folder is None:
+        return None
+    verdict = _json(run_folder, "gate.json")
+    if verdict is not None:
+        return verdict
+    plan = _json(run_folder, "plan.json")
+    phase = (plan or {}).get("phase")
+    if not phase:
+        return None
+    from numa_ops.gate import judge_run_folder
+    from numa_ops.phases import load_phases
+
+    known = load_phases()
+    return judge_run_folder(run_folder, known[phase].gate) if phase in known else None
