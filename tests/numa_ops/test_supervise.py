@@ -129,3 +129,11 @@ def test_a_pool_lane_run_where_numactl_is_gone_fails_each_run_with_the_reason(co
         assert not rec["success"] and rec["placement_mode"] == "pool"
         assert rec["error"].startswith("hardware.placement=pool: numactl not found")
         assert "use hardware.placement=process" in rec["error"]
+
+
+def test_every_worker_event_has_one_handler(configs_dir, outputs_dir):
+    from numa_ops.worker import protocol
+
+    folder_path, lane = tiny_lane()
+    assert set(LaneSupervisor(lane, folder_path)._handlers) == set(protocol.EVENTS)
+    assert len(set(protocol.EVENTS)) == len(protocol.EVENTS)
