@@ -68,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="numa-lab-scale-"))
     os.environ["NUMA_LAB_OUTPUTS"] = str(base)
-    from numa_ops import report, results, store
+    from numa_ops import db, report, results
 
     rng = random.Random(0)
     per = args.records // args.folders
@@ -84,11 +84,11 @@ def main() -> int:
     print(f"host: {os.cpu_count()} cores, load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
     t0 = time.perf_counter()
-    counts = store.load(store.run_folders())
+    counts = db.load_runs(db.run_folders())
     load_s = time.perf_counter() - t0
     print(f"load: {load_s:.1f} s for {counts['inserted']} new rows (target <= 10 s)")
     t0 = time.perf_counter()
-    again = store.load(store.run_folders())
+    again = db.load_runs(db.run_folders())
     print(f"load again (nothing new): {time.perf_counter() - t0:.1f} s, {again['inserted']} new rows")
     t0 = time.perf_counter()
     report.write_report(base / "report", "scale")

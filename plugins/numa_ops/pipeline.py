@@ -156,11 +156,11 @@ def summarize_and_load(folder_paths: Path | list[Path]) -> dict[str, Any]:
     One folder: ``{"summary", "load"}``. Several (one per GPU host): ``"summary"`` adds theirs up and
     ``"summaries"`` holds each folder's, by folder name.
     """
-    from numa_ops import store
+    from numa_ops import db
 
     folders = _distinct_folders(folder_paths)
     summaries = {f.name: _counts(results.finalize(f)) for f in folders}
-    counts = store.load(store.run_folders())
+    counts = db.load_runs(db.run_folders())
     if len(folders) == 1:
         return {"summary": summaries[folders[0].name], "load": counts}
     return {"summary": _added_up(list(summaries.values())), "summaries": summaries, "load": counts}
@@ -172,7 +172,7 @@ def _saved_topology(folder_path: Path) -> dict[str, Any] | None:
 
 
 def _locations(folder_path: Path, run_report: Path, all_report: Path) -> dict[str, Any]:
-    from numa_ops import store
+    from numa_ops import db
 
     summary = json.loads((folder_path / "experiment_summary.json").read_text())
     return {
@@ -180,7 +180,7 @@ def _locations(folder_path: Path, run_report: Path, all_report: Path) -> dict[st
         "results_json": str(folder_path / "results.json"),
         "experiment_summary_json": str(folder_path / "experiment_summary.json"),
         "experiment_log": str(folder_path / "experiment.log"),
-        "duckdb": str(store.db_path()),
+        "duckdb": str(db.db_path()),
         "report": str(run_report),
         "report_all_runs": str(all_report),
         "summary": _counts(summary),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from numa_ops import pipeline, report, results, store
+from numa_ops import db, pipeline, report, results
 
 from tests.numa_ops import planted
 from tests.numa_ops.records import record
@@ -28,7 +28,7 @@ def _counting(monkeypatch, module, name):
 def test_several_hosts_load_once_and_latest_names_every_folder(outputs_dir, monkeypatch):
     a = _host_folder(outputs_dir, "n_gpu-a", "host-a")
     b = _host_folder(outputs_dir, "n_gpu-b", "host-b", runs=("a",))
-    loads = _counting(monkeypatch, store, "load")
+    loads = _counting(monkeypatch, db, "load_runs")
     reports = _counting(monkeypatch, report, "write_report")
 
     loaded = pipeline.summarize_and_load([a, b])
