@@ -2,7 +2,7 @@
 
 A column is read from one dotted path of the record, or computed from the parsed record ``j``
 (``COMPUTED``). The execution mode, which older records left out, is filled at load (``FILLED``), old rows
-too, so queries say ``execution``, never ``coalesce(execution, 'eager')``; host memory and placement mode
+too, so queries say ``execution`` and need no fallback of their own; host memory and placement mode
 keep NULL for older records in the table and are filled once, in the base views (``views.BASE_VIEWS``).
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,78 +20,113 @@ def verdict_text(penalty: Any, mde: Any, status: str) -> str:
     return status
 
 
+@dataclass(frozen=True)
+class _Naming:
+    """Where both were measured, every answer names the host memory (and the placement mode) it is about."""
+
+    name_memory: bool
+    name_mode: bool
+
+    def memory(self, pinned: Any) -> str:
+        return f", {host_memory(pinned)} host memory" if self.name_memory else ""
+
+    def mode(self, placement_mode: str) -> str:
+        return f", {placement_mode} placement" if self.name_mode else ""
+
+
+def _naming(data: ReportData, laws: pd.DataFrame) -> _Naming:
+    frames = (data.recommendations, data.penalty, data.compile_speedup, data.crossover, data.noise)
+    memories = {host_memory(v) for frame in frames if len(frame) and "pinned_memory" in frame for v in frame["pinned_memory"]}
+    memories |= set(laws["host_memory"]) if len(laws) and "host_memory" in laws else set()
+    return _Naming(len(memories) > 1, len(data.penalty) > 0 and both(data.penalty["placement_mode"]))
+
+
+def _fastest(recs: pd.DataFrame, n: _Naming) -> list[str]:
+    return ["## Fastest settings per model and image size", ""] + [
+        f"- **{r.model_name}** at {r.height}px: lane `{r.best_lane}` ({r.placement}), execution `{r.execution}`, batch "
+        f"{r.batch_size}{n.memory(r.pinned_memory)}: {r.samples_per_s:.0f} samples/s (median of {r.evidence_runs} run(s))."
+        for r in recs.itertuples()]
+
+
+def _placement(pen: pd.DataFrame, n: _Naming) -> list[str]:
+    paired = pen[pen["throughput_penalty"].notna()] if len(pen) else pen
+    if len(paired):
+        return ["", "## NUMA placement", "", *_guide_penalties(paired, n.memory, n.name_mode)]
+    return ["", "## NUMA placement", "",
+            "- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
+            "The penalty, its confidence interval and the pairing advice need a multi-node host."]
+
+
+def _split(split: pd.DataFrame, n: _Naming) -> list[str]:
+    if not len(split):
+        return []
+    return ["", "## NUMA penalty split (DMA part and CPU-side part)", ""] + [
+        f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{n.memory(r.pinned_memory)}): "
+        f"process placement {verdict_text(r.process_penalty, r.process_mde, r.process_status)}; "
+        f"DMA part (pool placement) {verdict_text(r.dma_penalty, r.dma_mde, r.dma_status)}; "
+        f"CPU-side part {verdict_text(r.cpu_side_penalty, r.cpu_side_mde, r.cpu_side_status)}."
+        for r in split.itertuples()]
+
+
+def _noise(noise: pd.DataFrame, n: _Naming) -> list[str]:
+    spread = noise[noise["processes"] >= 2] if len(noise) else noise
+    if not len(spread):
+        return []
+    return ["", "## Noise between worker processes (what a comparison here can detect)", ""] + [
+        f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{n.memory(r.pinned_memory)}"
+        f"{n.mode(r.placement_mode)}, {r.placement}): between-process CV {r.between_process_cv:.1%} over {r.processes} "
+        f"processes; a comparison with {r.processes} processes a side detects {r.aa_mde:.1%} (A/A MDE)."
+        for r in spread.itertuples()]
+
+
+def _crossover_line(r: Any, n: _Naming) -> str:
+    where = f"{r.height}px, batch {r.batch_size}, `{r.execution}`{n.memory(r.pinned_memory)}"
+    if pd.isna(r.crossover_flops_per_sample):
+        return (f"- {where}: no measured model's GPU compute outlasts its copies (largest: "
+                f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
+    est = "" if pd.isna(r.crossover_flops_estimate) else f"; interpolated crossover {r.crossover_flops_estimate:.3g} FLOPs/sample"
+    below = ("smaller models are transfer-dominated." if isinstance(r.last_transfer_dominated_model, str) else
+             f"that is the smallest of the {r.models} models measured, so the crossover lies below it: "
+             "measure smaller models (or larger images) to find it.")
+    return (f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
+            f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); " + below)
+
+
+def _crossovers(cross: pd.DataFrame, n: _Naming) -> list[str]:
+    if not len(cross):
+        return []
+    return ["", "## Compute vs copies (crossover)", ""] + [_crossover_line(r, n) for r in cross.itertuples()]
+
+
+def _laws(laws: pd.DataFrame, n: _Naming) -> list[str]:
+    if not len(laws):
+        return []
+    return ["", "## Scaling laws (time per sample vs parameters)", ""] + [
+        f"- {r.experiment} {r.study} ({r.execution}, {r.image}px, batch {r.batch}"
+        f"{f', {r.host_memory} host memory' if n.name_memory else ''}, {r.models} models): {r.law}, R^2 {r.R2:.3f}: {r.regime}."
+        for r in laws.itertuples()]
+
+
+def _compile(comp: pd.DataFrame, n: _Naming) -> list[str]:
+    if not len(comp):
+        return []
+    lines = ["", "## torch.compile", ""]
+    for r in comp.itertuples():
+        pays = pd.notna(r.break_even_samples) and r.break_even_samples
+        after = f"pays off after {r.break_even_samples:.0f} samples" if pays else "never pays off in steady state"
+        lines.append(f"- {r.model_name} `{r.execution}`{n.memory(r.pinned_memory)}: {r.forward_speedup:.2f}x forward speed-up; {after}.")
+    return lines
+
+
 def write_guide(out_dir: Path, data: ReportData, laws: pd.DataFrame, topology: dict[str, Any] | None) -> Path:
     """``best_practices.md``: the recommendations with their numbers, and what could not be measured here."""
-    recs, pen, comp = data.recommendations, data.penalty, data.compile_speedup
-    split, noise, cross = data.split, data.noise, data.crossover
-    # Where both were measured, every answer names the host memory (and the placement mode) it is about.
-    memories = {host_memory(v) for frame in (recs, pen, comp, cross, noise) if len(frame) and "pinned_memory" in frame
-                for v in frame["pinned_memory"]}
-    memories |= set(laws["host_memory"]) if len(laws) and "host_memory" in laws else set()
-    name_memory = len(memories) > 1
-    name_mode = len(pen) > 0 and both(pen["placement_mode"])
-
-    def memory(pinned: Any) -> str:
-        return f", {host_memory(pinned)} host memory" if name_memory else ""
-
+    n = _naming(data, laws)
     lines = ["# Best practices from the measured runs", ""]
     if topology:
         lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
                   f"{len(topology.get('gpus', []))} GPU(s).", ""]
-    lines += ["## Fastest settings per model and image size", ""]
-    for r in recs.itertuples():
-        lines.append(f"- **{r.model_name}** at {r.height}px: lane `{r.best_lane}` ({r.placement}), execution "
-                     f"`{r.execution}`, batch {r.batch_size}{memory(r.pinned_memory)}: {r.samples_per_s:.0f} samples/s "
-                     f"(median of {r.evidence_runs} run(s)).")
-    lines += ["", "## NUMA placement", ""]
-    paired = pen[pen["throughput_penalty"].notna()] if len(pen) else pen
-    if len(paired):
-        lines += _guide_penalties(paired, memory, name_mode)
-    else:
-        lines.append("- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
-                     "The penalty, its confidence interval and the pairing advice need a multi-node host.")
-    if len(split):
-        lines += ["", "## NUMA penalty split (DMA part and CPU-side part)", ""]
-        for r in split.itertuples():
-            lines.append(f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}): "
-                         f"process placement {verdict_text(r.process_penalty, r.process_mde, r.process_status)}; "
-                         f"DMA part (pool placement) {verdict_text(r.dma_penalty, r.dma_mde, r.dma_status)}; "
-                         f"CPU-side part {verdict_text(r.cpu_side_penalty, r.cpu_side_mde, r.cpu_side_status)}.")
-    spread = noise[noise["processes"] >= 2] if len(noise) else noise
-    if len(spread):
-        lines += ["", "## Noise between worker processes (what a comparison here can detect)", ""]
-        for r in spread.itertuples():
-            mode = f", {r.placement_mode} placement" if name_mode else ""
-            lines.append(f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}{mode}, "
-                         f"{r.placement}): between-process CV {r.between_process_cv:.1%} over {r.processes} processes; "
-                         f"a comparison with {r.processes} processes a side detects {r.aa_mde:.1%} (A/A MDE).")
-    if len(cross):
-        lines += ["", "## Compute vs copies (crossover)", ""]
-        for r in cross.itertuples():
-            where = f"{r.height}px, batch {r.batch_size}, `{r.execution}`{memory(r.pinned_memory)}"
-            if pd.isna(r.crossover_flops_per_sample):
-                lines.append(f"- {where}: no measured model's GPU compute outlasts its copies (largest: "
-                             f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
-                continue
-            est = "" if pd.isna(r.crossover_flops_estimate) else f"; interpolated crossover {r.crossover_flops_estimate:.3g} FLOPs/sample"
-            below = ("smaller models are transfer-dominated." if isinstance(r.last_transfer_dominated_model, str) else
-                     f"that is the smallest of the {r.models} models measured, so the crossover lies below it: "
-                     "measure smaller models (or larger images) to find it.")
-            lines.append(f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
-                         f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); "
-                         + below)
-    if len(laws):
-        lines += ["", "## Scaling laws (time per sample vs parameters)", ""]
-        for r in laws.itertuples():
-            mem = f", {r.host_memory} host memory" if name_memory else ""
-            lines.append(f"- {r.experiment} {r.study} ({r.execution}, {r.image}px, batch {r.batch}{mem}, {r.models} models): "
-                         f"{r.law}, R^2 {r.R2:.3f}: {r.regime}.")
-    if len(comp):
-        lines += ["", "## torch.compile", ""]
-        for r in comp.itertuples():
-            pays = pd.notna(r.break_even_samples) and r.break_even_samples
-            after = f"pays off after {r.break_even_samples:.0f} samples" if pays else "never pays off in steady state"
-            lines.append(f"- {r.model_name} `{r.execution}`{memory(r.pinned_memory)}: {r.forward_speedup:.2f}x forward speed-up; {after}.")
+    lines += (_fastest(data.recommendations, n) + _placement(data.penalty, n) + _split(data.split, n)
+              + _noise(data.noise, n) + _crossovers(data.crossover, n) + _laws(laws, n) + _compile(data.compile_speedup, n))
     path = out_dir / "best_practices.md"
     path.write_text("\n".join(lines) + "\n")
     return path
