@@ -14,7 +14,7 @@ from numa_ops.report import charts, guide, page
 from numa_ops.report.read import read_report_data
 
 from tests.numa_ops import planted
-from tests.numa_ops.db.test_load import waits_for_writer, writer_holding
+from tests.numa_ops.db.test_connection import waits_for_writer, writer_holding
 from tests.numa_ops.records import record
 
 

@@ -1,0 +1,147 @@
+"""The views over loaded runs: the NUMA penalty, the analysis views, the crossover."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from numa_ops import db as numa_db
+from numa_ops import results
+
+from tests.numa_ops import planted
+from tests.numa_ops.records import record
+
+
+def _write(folder, rec):
+    results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
+
+
+def _rows(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT run_id, success, samples_per_s FROM runs ORDER BY run_id").fetchall()
+
+
+def _gpu(run_id, placement, rate, regime="transfer-bound", batch_size=4):
+    model = {"name": "m", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64}
+    rec = record(run_id, device="cuda", placement=placement, gpu_id=0, model=model,
+                 metrics={"samples_per_s": rate, "h2d_gbps": rate / 10, "regime": regime, "execution": "eager"})
+    rec["test"]["batch_size"] = batch_size
+    return rec
+
+
+def test_numa_penalty_view(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for i, spread in enumerate((1.0, 1.001)):  # two processes a side, 0.1% apart: an interval, and a tight one
+        for rec in (_gpu(f"f1.a{i}", "local", 100.0 * spread), _gpu(f"f1.b{i}", "remote", 80.0 * spread),
+                    _gpu(f"f1.c{i}", "local", 50.0 * spread, "launch-bound", 16),
+                    _gpu(f"f1.d{i}", "remote", 45.0 * spread, "launch-bound", 16)):
+            _write(folder, rec)
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT regime, throughput_penalty, status, local_processes, remote_processes, penalty_low, "
+                           "penalty_high, mde FROM numa_penalty ORDER BY regime").fetchall()
+    assert [(r[0], round(r[1], 3), r[2], r[3], r[4]) for r in rows] == [
+        ("launch-bound", 0.1, "measured", 2, 2), ("transfer-bound", 0.2, "measured", 2, 2)]
+    for _, penalty, _, _, _, low, high, mde in rows:
+        assert low < penalty < high and 0 < mde < 0.01
+
+
+def test_numa_penalty_with_one_process_a_side_gives_no_interval(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for rec in (_gpu("f1.a", "local", 100.0), _gpu("f1.b", "remote", 80.0)):
+        _write(folder, rec)
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        (row,) = con.execute("SELECT throughput_penalty, penalty_low, penalty_high, mde, status FROM numa_penalty").fetchall()
+        assert con.execute("SELECT count(*) FROM sensitivity_map").fetchone() == (0,)  # not a finding
+    assert row[0] == pytest.approx(0.2) and row[1:4] == (None, None, None)
+    assert row[4] == numa_db.ONE_PROCESS == "one process a side: no between-process interval (set test.repeats >= 2)"
+
+
+def test_numa_penalty_pairs_runs_whose_regimes_differ(tmp_path):
+    # The regime is a result: the local run came out launch-bound, its remote twin transfer-bound. Same config.
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_penalty_runs(folder, 0.20, seed=0, regimes=("launch-bound", "transfer-bound"))
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT regime, throughput_penalty, status FROM numa_penalty").fetchall()
+        sens = con.execute("SELECT model_name, regime, median_penalty FROM sensitivity_map").fetchall()
+    ((regime, penalty, status),) = rows
+    assert status == "measured" and penalty == pytest.approx(0.20, abs=0.02)
+    assert regime == "launch-bound, transfer-bound"
+    ((model, sens_regime, sens_penalty),) = sens
+    assert (model, sens_regime) == ("m", "launch-bound, transfer-bound") and sens_penalty == pytest.approx(penalty)
+
+
+def test_numa_penalty_says_when_no_remote_node_exists(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    _write(folder, _gpu("f1.a", "local", 100.0))
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        (row,) = con.execute("SELECT throughput_penalty, status FROM numa_penalty").fetchall()
+    assert row[0] is None and row[1].startswith("no remote placement measured")
+
+
+def test_analysis_views_answer_on_measured_runs(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    model = {"name": "m", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64}
+    runs = [("local", 100.0, "eager"), ("remote", 90.0, "eager"), ("local", 150.0, "compile")]
+    runs += [(place, rate * 1.001, execution) for place, rate, execution in runs]  # a second process of each
+    for i, (place, rate, execution) in enumerate(runs):
+        metrics = {"samples_per_s": rate, "regime": "transfer-bound", "execution": execution, "flops_per_sample": 10,
+                   "h2d_ms": {"median": 1.0}, "forward_ms": {"median": 0.5}, "d2h_ms": {"median": 0.1},
+                   "batch_ms": {"median": 1.6}, "fwd_gpu_ms": 0.4, "compile_speedup": 1.5 if execution == "compile" else None}
+        _write(folder, record(f"f1.r{i}", device="cuda", placement=place, gpu_id=0, model=model, metrics=metrics,
+                              lane=f"gpu0-cpu{i % 3}-mem{i % 3}"))
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT model_name, round(median_penalty, 3) FROM sensitivity_map").fetchall() == [("m", 0.1)]
+        h2d_share, launch = con.execute("SELECT h2d_share, launch_share FROM stage_breakdown WHERE execution = 'eager'").fetchone()
+        assert round(h2d_share, 3) == 0.625 and round(launch, 3) == 0.2
+        assert con.execute("SELECT first_compute_dominated_model FROM crossover WHERE execution = 'eager'").fetchone() == (None,)
+        assert con.execute("SELECT forward_speedup FROM compile_speedup").fetchall() == [(1.5,)]
+        assert con.execute("SELECT best_lane, execution FROM recommendations").fetchall() == [("gpu0-cpu2-mem2", "compile")]
+        assert con.execute("SELECT count(*) FROM scaling").fetchone()[0] == 2
+
+
+def _crossover(db, height=224):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(
+            "SELECT first_compute_dominated_model, crossover_flops_per_sample, crossover_parameters, "
+            "last_transfer_dominated_model, crossover_flops_estimate, models FROM crossover WHERE height = ?", [height]
+        ).fetchone()
+
+
+def test_crossover_view_finds_the_planted_crossover(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)
+    numa_db.load_runs([folder], db)
+    first, flops, params, last_copy, estimate, models = _crossover(db)
+    # Compute (0.1 ms per 1e8 FLOPs) overtakes the copies (1.2 ms) at 1.2e9 FLOPs: between d8 and d16.
+    assert (first, flops, params, last_copy, models) == ("d16", 16 * planted.FLOPS_PER_DEPTH, 16 * 10**6, "d8", 6)
+    assert estimate == pytest.approx(planted.CROSSOVER_FLOPS, rel=1e-6)
+    with duckdb.connect(str(db), read_only=True) as con:
+        shares = con.execute("SELECT depth, h2d_share, forward_share FROM stage_breakdown ORDER BY depth").fetchall()
+    assert [d for d, _, _ in shares] == list(planted.DEPTHS)
+    h2d, fwd = [s[1] for s in shares], [s[2] for s in shares]
+    assert all(a > b for a, b in zip(h2d, h2d[1:], strict=False)), "the H2D share falls with model size"
+    assert all(a < b for a, b in zip(fwd, fwd[1:], strict=False)), "the compute share rises with model size"
+    assert h2d[3] > fwd[3] and h2d[4] < fwd[4]  # the shares cross between d8 and d16 too
+
+
+def test_one_noisy_small_model_does_not_move_the_crossover(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)
+    for i in range(3):  # d1 at 64 px looks compute-dominated (a disturbed measurement); d2..d8 do not
+        planted.write(folder, planted.sized_run(f"f1.h64.d1.{i}", 1, gpu_ms=2.0, height=64))
+    for depth in planted.DEPTHS[1:]:
+        planted.write(folder, planted.sized_run(f"f1.h64.d{depth}", depth, height=64))
+    numa_db.load_runs([folder], db)
+    assert _crossover(db, 64)[:4] == _crossover(db, 224)[:4] == ("d16", 16 * planted.FLOPS_PER_DEPTH, 16 * 10**6, "d8")
+
+
+def test_crossover_view_when_no_model_is_compute_dominated(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for depth in planted.DEPTHS[:4]:
+        planted.write(folder, planted.sized_run(f"f1.d{depth}", depth))
+    numa_db.load_runs([folder], db)
+    assert _crossover(db) == (None, None, None, "d8", None, 4)
