@@ -33,6 +33,7 @@ def label_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+_WORDS = alt.Legend(labelLimit=420)  # legend entries are sentences: show them whole
 _EVIDENCE = [alt.Tooltip("ok_runs:Q", title="worker processes"), alt.Tooltip("trials:Q", title="trials")]
 
 
@@ -49,7 +50,7 @@ def throughput_chart(lanes: pd.DataFrame) -> alt.Chart:
     )
     bars = base.mark_bar().encode(
         y=alt.Y("rate:Q", title="samples/s (serial; 95% CI bars)"),
-        color=alt.Color("series:N", title="lane: execution, shape"),
+        color=alt.Color("series:N", title="lane: execution, shape", legend=_WORDS),
     )
     errors = base.mark_rule(color="black").encode(y="rate_low:Q", y2="rate_high:Q")
     return alt.layer(bars, errors, title="Throughput per model (samples/s, 95% interval)").properties(width=520, height=260)
@@ -112,7 +113,7 @@ def transfer_charts(transfer: pd.DataFrame) -> dict[str, alt.Chart]:
     df["series"] = df["model_name"] + ", batch " + df["batch_size"].astype(str) + ", " + df["host_memory"] + " memory"
     evidence = [alt.Tooltip("processes:Q", title="worker processes"), alt.Tooltip("trials:Q", title="trials")]
     base = alt.Chart(df).encode(x=alt.X("image:Q", title="image size (px)"),
-                                color=alt.Color("series:N", title="model, batch, host memory"))
+                                color=alt.Color("series:N", title="model, batch, host memory", legend=_WORDS))
     h2d = base.mark_line(point=True).encode(
         y=alt.Y("h2d_gbps:Q", title="H2D GB/s (median over processes)"),
         tooltip=["series", "image", alt.Tooltip("h2d_gbps:Q", format=".3g"), *evidence],
@@ -146,7 +147,7 @@ def regression_chart(verdicts: pd.DataFrame) -> alt.Chart | None:
     two 95% intervals allow as an error bar."""
     if not len(verdicts):
         return None
-    base = alt.Chart(verdicts).encode(x=alt.X("checked_at:T", title="night"))
+    base = alt.Chart(verdicts).encode(x=alt.X("checked_at:T", title="night (first checked)", axis=alt.Axis(format="%Y-%m-%d %H:%M")))
     points = base.mark_point(filled=True, size=60).encode(
         y=alt.Y("change:Q", title="change vs baseline (samples/s)", axis=alt.Axis(format="%")),
         color=alt.Color("verdict:N", title="verdict"),
@@ -218,7 +219,7 @@ def scaling_chart(scaling: pd.DataFrame) -> alt.Chart | None:
         return None
     base = alt.Chart(scaling).encode(
         x=alt.X("parameters:Q", title="parameters", scale=alt.Scale(type="log")),
-        color=alt.Color("series:N", title="study, execution, shape"),
+        color=alt.Color("series:N", title="study, execution, shape", legend=_WORDS),
         tooltip=[alt.Tooltip("model_name:N", title="model"), "series", alt.Tooltip("ms_per_sample:Q", format=".4f"),
                  alt.Tooltip("processes:Q", title="worker processes"), alt.Tooltip("trials:Q", title="trials")],
     )
@@ -239,7 +240,7 @@ def crossover_chart(models: pd.DataFrame, table: pd.DataFrame) -> alt.Chart | No
     lines = alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("flops_per_sample:Q", title="FLOPs per sample", scale=alt.Scale(type="log")),
         y=alt.Y("ms:Q", title="ms per batch (median over processes)", scale=alt.Scale(type="log")),
-        color=alt.Color("series:N", title="execution, shape"), strokeDash=alt.StrokeDash("component:N", title="component"),
+        color=alt.Color("series:N", title="execution, shape", legend=_WORDS), strokeDash=alt.StrokeDash("component:N", title="component"),
         tooltip=["series", alt.Tooltip("model_name:N", title="model"), "component", alt.Tooltip("ms:Q", format=".3f"),
                  alt.Tooltip("processes:Q", title="worker processes")],
     )

@@ -103,7 +103,7 @@ def lanes_html(lanes: pd.DataFrame) -> str:
         "FLOPs/sample": lanes["flops_per_sample"], "pooled settings": lanes["mixed_settings"].replace("", None),
     })
     shown = shown.dropna(axis=1, how="all")
-    return ("<h2>Per model and lane (samples/s with its 95% interval)</h2><p>samples/s is the geometric mean of the "
+    return ("<h2>Per model and lane (samples/s with its 95% confidence interval)</h2><p>samples/s is the geometric mean of the "
             "worker processes' headlines; with several processes its interval is the t interval between them, with one "
             "it is that process's own interval over its trials (which says nothing of the noise between processes). "
             "Stage times are medians over the processes.</p>" + table_html(shown, "data lanes"))
