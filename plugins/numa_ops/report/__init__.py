@@ -7,7 +7,6 @@ intervals, penalties and fits; ``charts`` draws (pure DataFrame -> Chart), ``pag
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -70,19 +69,9 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, chart in drawn.items():
         chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in page.notes(data, topology))
-    header = (f"<h1>{html.escape(title)}</h1>{page.gate_html(data.gate, folder is not None)}"
-              f"{page.topology_html(topology)}<ul class=\"notes\">{notes}</ul>")
-    footer = page.estimate_against_actual_html(data.estimate, data.actual_time) + page.lanes_html(lanes)
-    if len(penalties):
-        footer += page.penalty_html(penalties, data.split)
-    elif len(lanes) and (lanes["device"] == "cuda").any():
-        footer += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
-                   "NUMA node none exists), so no penalty is reported.</p>")
-    footer += page.laws_html(laws) + page.noise_html(data.noise) + page.crossover_html(data.crossover)
-    footer += page.failures_html(data.failures)
     index = out_dir / "index.html"
-    index.write_text(page.page_html(title, header, drawn, footer))
+    index.write_text(page.page_html(title, page.header_html(title, data, topology, folder is not None), drawn,
+                                     page.footer_html(data, lanes, penalties, laws)))
     guide.write_guide(out_dir, data, laws, topology)
     (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(lanes), "failed": len(data.failures),
                                                      "charts": list(drawn)}))

@@ -219,6 +219,24 @@ def estimate_against_actual_html(estimate: dict[str, Any] | None, actual: pd.Dat
             + table_html(table, "data estimate"))
 
 
+def header_html(title: str, data: ReportData, topology: dict[str, Any] | None, scoped: bool) -> str:
+    """The top of the page: the title, the gate's verdict, the host's topology, the notes."""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes(data, topology))
+    return (f"<h1>{html.escape(title)}</h1>{gate_html(data.gate, scoped)}{topology_html(topology)}"
+            f"<ul class=\"notes\">{items}</ul>")
+
+
+def footer_html(data: ReportData, lanes: pd.DataFrame, penalties: pd.DataFrame, laws: pd.DataFrame) -> str:
+    """The tables below the charts: estimate against actual, lanes, penalties, laws, noise, crossover, failures."""
+    out = estimate_against_actual_html(data.estimate, data.actual_time) + lanes_html(lanes)
+    if len(penalties):
+        out += penalty_html(penalties, data.split)
+    elif len(lanes) and (lanes["device"] == "cuda").any():
+        out += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
+                "NUMA node none exists), so no penalty is reported.</p>")
+    return out + laws_html(laws) + noise_html(data.noise) + crossover_html(data.crossover) + failures_html(data.failures)
+
+
 def page_html(title: str, header: str, charts: dict[str, alt.Chart], footer: str) -> str:
     """The HTML page: Vega's bundle inlined once, then one SVG embed per chart (a chart that fails says why)."""
     import vl_convert
