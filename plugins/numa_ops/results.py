@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from numa_ops.specs import RunSpec
 
 RECORD_SCHEMA = 1
+Record = dict[str, Any]  # a run record, as its JSON file holds it (runs/<run_id>.json)
 
 
 def now() -> str:
@@ -57,7 +58,7 @@ def record_path(folder_path: Path, run_id: str) -> Path:
     return paths.inside(folder_path, "runs", paths.safe_name(run_id, "run_id") + ".json")
 
 
-def base_record(spec: RunSpec) -> dict[str, Any]:
+def base_record(spec: RunSpec) -> Record:
     """The fields every record has, successful or not, taken from its run spec."""
     return {
         "schema": RECORD_SCHEMA,
@@ -84,14 +85,14 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def failed_record(spec: RunSpec, reason: str, **extra: Any) -> dict[str, Any]:
+def failed_record(spec: RunSpec, reason: str, **extra: Any) -> Record:
     """A record for a run that did not finish (crash, timeout, kill, error)."""
     record = base_record(spec)
     record.update(success=False, error=reason, duration=None, finished_at=now(), metrics=None, **extra)
     return record
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> Record | None:
     """A record, or None if the file is missing; raise ValueError if it is not a record."""
     try:
         data = json.loads(path.read_text())
@@ -123,7 +124,7 @@ def quarantine(path: Path, reason: str) -> Path:
     return target
 
 
-def collect(folder_path: Path) -> list[dict[str, Any]]:
+def collect(folder_path: Path) -> list[Record]:
     """All readable records of a run folder, by run_id; unreadable ones are quarantined."""
     records = []
     for path in sorted((folder_path / "runs").glob("*.json")):
@@ -137,7 +138,7 @@ def collect(folder_path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def summarize(folder: str, records: list[dict[str, Any]], planned: int | None = None) -> dict[str, Any]:
+def summarize(folder: str, records: list[Record], planned: int | None = None) -> Record:
     """The experiment summary: counts, failures and the headline throughput per run."""
     ok = [r for r in records if r.get("success")]
     return {
@@ -164,14 +165,14 @@ def summarize(folder: str, records: list[dict[str, Any]], planned: int | None = 
     }
 
 
-def groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def groups(records: list[Record]) -> list[Record]:
     """Multi-GPU patterns (``hardware.together``): each GPU's samples/s and the aggregate of the group.
 
     ``complete``: every GPU of the pattern measured successfully, at the same time (none absent).
     ``start_skew_s``: spread of the moments the GPUs left the barrier; ``overlap_s``: how long all
     of them were timing at once.
     """
-    by_group: dict[str, list[dict[str, Any]]] = {}
+    by_group: dict[str, list[Record]] = {}
     for r in records:
         if r.get("group_id"):
             by_group.setdefault(r["group_id"], []).append(r)
@@ -197,7 +198,7 @@ def groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def finalize(folder_path: Path) -> dict[str, Any]:
+def finalize(folder_path: Path) -> Record:
     """Write ``results.json`` and ``experiment_summary.json`` from the run records."""
     records = collect(folder_path)
     planned = None

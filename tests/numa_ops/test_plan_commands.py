@@ -82,8 +82,8 @@ def test_as_shell_args(topo, phase, study, args, runs):
 
 def test_key_pairs_placements(topo):
     lanes = build_plan("f", study_configs(load_phases()["phase2_numa_locality"], ["key_gpu_numa_pairs"]), topo)
-    got = {(lane.gpu_id, lane.cpu_node): lane.runs[0].placement for lane in lanes}
-    assert got == {(0, 0): "local", (0, 2): "remote", (0, 3): "remote", (3, 0): "remote", (3, 2): "remote", (3, 3): "local"}
+    placements = {(lane.gpu_id, lane.cpu_node): lane.runs[0].placement for lane in lanes}
+    assert placements == {(0, 0): "local", (0, 2): "remote", (0, 3): "remote", (3, 0): "remote", (3, 2): "remote", (3, 3): "local"}
 
 
 def test_image_sizes_are_paired_with_batches(topo):

@@ -142,7 +142,7 @@ POOL = {  # the worker stays on its GPU's node; only the pool moves
                                                  pytest.param("pool", POOL, id="pool")])
 def test_process_and_pool_placement_give_the_numactl_argv_and_mbind_calls_expected(topo, mode, expected):
     lanes = plan(topo, f"experiment.hardware.placement={mode}")
-    got = {}
+    binding_by_lane = {}
     for lane in lanes:
         spec = lane.runs[0]
         assert (lane.placement_mode, spec.placement_mode) == (mode, mode)
@@ -153,11 +153,11 @@ def test_process_and_pool_placement_give_the_numactl_argv_and_mbind_calls_expect
         HostPool(1, 2, [3, 32, 32], pinned=False, node=pool_node, binder=binder)
         assert [(call[2], call[3], call[5]) for call in binder.calls] == (
             [] if pool_node is None else [(2, (1 << pool_node,), 3)])  # MPOL_BIND, one node, STRICT|MOVE
-        got[lane.name] = (tuple(a for a in argv if a.startswith("--")
+        binding_by_lane[lane.name] = (tuple(a for a in argv if a.startswith("--")
                                 and a.split("=")[0] in ("--cpunodebind", "--membind")), pool_node, spec.placement)
         assert spec.pool_node == (spec.mem_node if mode == "process" else pool_node)
         assert spec.numa_distance == (10 if spec.placement == "local" else 21)
-    assert got == expected
+    assert binding_by_lane == expected
 
 
 def test_pool_and_process_runs_have_different_ids_and_process_keeps_todays(topo):

@@ -25,6 +25,7 @@ from numa_ops.worker.protocol import emit
 if TYPE_CHECKING:
     import torch
 
+    from numa_ops.results import Record
     from numa_ops.specs import RunSpec
     from numa_ops.worker.launch_thread import LaunchCore
 
@@ -95,7 +96,7 @@ def _start(folder_path: Path, specs: list[RunSpec], started: float) -> Worker:
 
 
 def _measure_into(
-    record: dict[str, Any], spec: RunSpec, worker: Worker, before_timing: Callable[[], None] | None
+    record: Record, spec: RunSpec, worker: Worker, before_timing: Callable[[], None] | None
 ) -> None:
     """Measure one run into ``record``: its metrics, or why it failed (out of memory said so)."""
     import torch
@@ -120,7 +121,7 @@ def _measure_into(
             torch.cuda.empty_cache()
 
 
-def _run_one(spec: RunSpec, worker: Worker) -> dict[str, Any]:
+def _run_one(spec: RunSpec, worker: Worker) -> Record:
     """Measure one run (a pattern's run waits for its other GPUs first) and write its record."""
     from numa_ops import results
     from numa_ops.worker import coordination

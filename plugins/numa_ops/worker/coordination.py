@@ -27,7 +27,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from numa_ops import paths, results
-from numa_ops.specs import RunSpec
+from numa_ops.specs import PatternRef, RunSpec
 from numa_ops.worker import protocol
 
 POLL_S = 0.001
@@ -91,6 +91,46 @@ def _failed_since(folder_path: Path, run_id: str, since: float) -> str | None:
     return None
 
 
+class _Arrival:
+    """One lane at its pattern's barrier: the other lanes' runs it waits for, and how it gives up."""
+
+    def __init__(self, folder_path: Path, spec: RunSpec, group: PatternRef):
+        self.folder_path, self.spec, self.group = folder_path, spec, group
+        self.here = _barrier_dir(folder_path, group.id)
+        self.here.mkdir(parents=True, exist_ok=True)
+        self.arrived_at = time.time()
+        results.write_json_atomic(self.here / spec.lane, {"pid": os.getpid(), "arrived_at": self.arrived_at})
+        self.others = {lane: run_id for lane, run_id in group.runs.items() if lane != spec.lane}
+
+    def partner_failed(self) -> str | None:
+        """Why another lane's run of the pattern failed since this lane arrived, or None."""
+        for lane, run_id in self.others.items():
+            error = _failed_since(self.folder_path, run_id, self.arrived_at)
+            if error is not None:
+                return f"{lane}'s run of the pattern failed: {error}"
+        return None
+
+    def wait(self, what: str, ready: Callable[[], bool], limit_s: float) -> None:
+        """Until ``ready()``; leave the barrier and raise :class:`BarrierTimeout` when a partner's run failed or
+        ``limit_s`` has passed (``what`` says what did not happen)."""
+        checked = time.monotonic()
+        deadline = checked + limit_s
+        while not ready():
+            if time.monotonic() - checked > 0.5:
+                checked = time.monotonic()
+                failure = self.partner_failed()
+                if failure:
+                    leave_barrier(self.folder_path, self.spec)
+                    raise BarrierTimeout(f"barrier of group {self.group.id}: {failure}")
+            if time.monotonic() > deadline:
+                leave_barrier(self.folder_path, self.spec)
+                raise BarrierTimeout(
+                    f"barrier of group {self.group.id}: {what} within {limit_s:.0f} s (hardware.barrier_timeout_s; "
+                    "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the number of GPUs in patterns)"
+                )
+            time.sleep(POLL_S)
+
+
 def wait_at_barrier(
     folder_path: Path, spec: RunSpec, timeout_s: float, on_all_arrived: Callable[[], None] | None = None
 ) -> dict[str, Any]:
@@ -105,54 +145,25 @@ def wait_at_barrier(
     """
     group = spec.group
     assert group is not None, "a run of a multi-GPU pattern"
-    here = _barrier_dir(folder_path, group.id)
-    here.mkdir(parents=True, exist_ok=True)
-    arrived_at = time.time()
-    results.write_json_atomic(here / spec.lane, {"pid": os.getpid(), "arrived_at": arrived_at})
-    others = {lane: run_id for lane, run_id in group.runs.items() if lane != spec.lane}
-    absent = sorted(lane for lane, run_id in others.items() if results.successful(folder_path, run_id))
-    waiting = set(others) - set(absent)
+    arrival = _Arrival(folder_path, spec, group)
+    absent = sorted(lane for lane, run_id in arrival.others.items() if results.successful(folder_path, run_id))
+    waiting = set(arrival.others) - set(absent)
     leader = min(set(group.runs) - set(absent))
 
-    def partner_failed() -> str | None:
-        for lane, run_id in others.items():
-            error = _failed_since(folder_path, run_id, arrived_at)
-            if error is not None:
-                return f"{lane}'s run of the pattern failed: {error}"
-        return None
-
-    def wait(what: str, ready: Callable[[], bool], limit_s: float) -> None:
-        checked = time.monotonic()
-        deadline = checked + limit_s
-        while not ready():
-            if time.monotonic() - checked > 0.5:
-                checked = time.monotonic()
-                failure = partner_failed()
-                if failure:
-                    leave_barrier(folder_path, spec)
-                    raise BarrierTimeout(f"barrier of group {group.id}: {failure}")
-            if time.monotonic() > deadline:
-                leave_barrier(folder_path, spec)
-                raise BarrierTimeout(
-                    f"barrier of group {group.id}: {what} within {limit_s:.0f} s (hardware.barrier_timeout_s; "
-                    "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the number of GPUs in patterns)"
-                )
-            time.sleep(POLL_S)
-
     def all_arrived() -> bool:
-        waiting.difference_update({lane for lane in waiting if (here / lane).exists()})
+        waiting.difference_update({lane for lane in waiting if (arrival.here / lane).exists()})
         return not waiting
 
-    wait(f"lanes {sorted(waiting)} did not arrive", all_arrived, timeout_s)
-    go = here / "go"
+    arrival.wait(f"lanes {sorted(waiting)} did not arrive", all_arrived, timeout_s)
+    go = arrival.here / "go"
     if spec.lane == leader:
         if on_all_arrived is not None:
             on_all_arrived()
         results.write_json_atomic(go, {"at": time.time()})
     else:
         # a fresh limit: the leader may wait up to timeout_s for the pattern lock (it fails, and says so, first)
-        wait(f"lane {leader} did not say go", lambda: go.exists() and go.stat().st_mtime >= arrived_at,
-             timeout_s + GO_GRACE_S)
+        arrival.wait(f"lane {leader} did not say go",
+                     lambda: go.exists() and go.stat().st_mtime >= arrival.arrived_at, timeout_s + GO_GRACE_S)
     released_at = time.time()
     return {
         "id": group.id,
@@ -160,9 +171,9 @@ def wait_at_barrier(
         "size": len(group.runs),
         "leader": leader,
         "absent": absent,
-        "arrived_at": arrived_at,
+        "arrived_at": arrival.arrived_at,
         "released_at": released_at,
-        "waited_s": released_at - arrived_at,
+        "waited_s": released_at - arrival.arrived_at,
     }
 
 

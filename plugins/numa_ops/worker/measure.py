@@ -54,6 +54,7 @@ CONTROL_SAMPLE_OPS = 100  # its length (well under a millisecond)
 CONTROL_FLAG = 0.10  # a trial whose CPU-speed control is this far from the run's median is flagged
 _MISS_SLACK = SLACK_MS / 2  # an enqueue this close to its spin's end counts as a gate miss
 Forward = Callable[[], tuple[torch.Tensor, ...]]
+Metrics = dict[str, Any]  # a run record's metrics, or a part of them (the JSON the record keeps)
 
 
 def _nvtx(name: str, cuda: bool):
@@ -87,7 +88,7 @@ class Engine:
     ):
         """``pool_node``: where the host pool goes in ``pool`` placement (in ``process`` placement numactl has put
         the whole worker, pool included, on its node already; ``pool_node`` only names it)."""
-        self.test, self.model_cfg, self.device = test, model.model_dump(), device
+        self.test, self.vit, self.device = test, model, device
         self.cuda = device.type == "cuda"
         self.batch_size, self.shape = test.batch_size, list(test.tensor_shape)
         self.d2h_mode = test.d2h_mode
@@ -99,13 +100,26 @@ class Engine:
         self.pool_node = pool_node
 
         t0 = time.perf_counter()
-        pinned = self.cuda and test.pinned_memory
         where = {"node": self.pool_node} if self.placement_mode == "pool" else {}
-        self.pool = HostPool(test.memory_size_mb, self.batch_size, self.shape, pinned=pinned, **where)
+        self.pool = HostPool(test.memory_size_mb, self.batch_size, self.shape, pinned=self.cuda and test.pinned_memory,
+                             **where)
         self.pool_fill_s = time.perf_counter() - t0
         self.pool_pages = placement_proof(self.pool.data.data_ptr(), self.pool_node)
-        self.model = build_model(self.model_cfg, self.shape, self.d2h_mode).to(device).eval()
+        self.model = build_model(self.vit, self.shape, self.d2h_mode).to(device).eval()
         self.parameters = sum(p.numel() for p in self.model.parameters())
+        self._make_buffers()
+        self.compile_s: float | None = None
+        self.first_call_s: float | None = None
+        if self.cuda:
+            self._make_streams()
+        self.spins = {"h2d": 2.0, "forward": 20.0, "d2h": 2.0}  # ms, until measured in warm-up
+        self.gate_misses = {k: 0 for k in STAGES}
+        self.gated_batches = 0
+        self.forwards = self._build_forwards()
+
+    def _make_buffers(self) -> None:
+        """Each slot's input on the device, and its outputs on the device and on the host (the model's real shapes)."""
+        device = self.device
         self.dev_in = [torch.empty(self.pool.batch_shape, device=device) for _ in range(SLOTS)]
         with torch.inference_mode():
             probe = self.model(self.dev_in[0].normal_())
@@ -113,18 +127,15 @@ class Engine:
         self.dev_out = [[torch.empty(s, device=device) for s in self.out_shapes] for _ in range(SLOTS)]
         self.host_out = [[torch.empty(s, pin_memory=self.cuda) for s in self.out_shapes] for _ in range(SLOTS)]
         self.d2h_bytes = sum(math.prod(s) * 4 for s in self.out_shapes)
-        self.compile_s: float | None = None
-        self.first_call_s: float | None = None
-        if self.cuda:  # streams and events made once: none is created inside a timed pass
-            self.stream = torch.cuda.Stream(device)
-            self.s_in, self.s_comp, self.s_out = (torch.cuda.Stream(device) for _ in range(3))
-            self.h2d_done, self.comp_done, self.d2h_done = ([torch.cuda.Event() for _ in range(SLOTS)] for _ in range(3))
-            self.stage_events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
-            self.gate: SpinGate | None = None
-        self.spins = {"h2d": 2.0, "forward": 20.0, "d2h": 2.0}  # ms, until measured in warm-up
-        self.gate_misses = {k: 0 for k in STAGES}
-        self.gated_batches = 0
-        self.forwards = self._build_forwards()
+
+    def _make_streams(self) -> None:
+        """Streams and events, made once: none is created inside a timed pass."""
+        device = self.device
+        self.stream = torch.cuda.Stream(device)
+        self.s_in, self.s_comp, self.s_out = (torch.cuda.Stream(device) for _ in range(3))
+        self.h2d_done, self.comp_done, self.d2h_done = ([torch.cuda.Event() for _ in range(SLOTS)] for _ in range(3))
+        self.stage_events = [torch.cuda.Event(enable_timing=True) for _ in range(6)]
+        self.gate: SpinGate | None = None
 
     def close(self) -> None:
         """Give back what the pool holds outside torch's allocator (a registered, bound pool)."""
@@ -399,7 +410,7 @@ def _passes_for(seconds: float, min_trial_s: float) -> int:
     return max(1, math.ceil(min_trial_s / seconds)) if seconds > 0 else 1
 
 
-def _binding(gpu: dict[str, list[float]], issue_batch: list[float], cuda: bool) -> dict[str, Any]:
+def _binding(gpu: dict[str, list[float]], issue_batch: list[float], cuda: bool) -> Metrics:
     """The stage that bounds the pipelined rate, with its margin over the next and whether it is clear.
 
     Clear: the binding stage's median exceeds the next one's by more than the larger of their relative
@@ -442,7 +453,7 @@ def measure_run(
     nvml_index: int | None = None,
     before_timing: Callable[[], None] | None = None,
     core: LaunchCore | None = None,
-) -> dict[str, Any]:
+) -> Metrics:
     """Measure one run spec on ``device`` and return its metrics.
 
     ``before_timing`` is called once the run is built and warmed up, just before the timed trials
@@ -490,7 +501,7 @@ class Trials:
 def _measure(
     spec: RunSpec, engine: Engine, nvml_index: int | None, before_timing: Callable[[], None] | None,
     core: LaunchCore | None,
-) -> dict[str, Any]:
+) -> Metrics:
     """Warm up, size the passes, run the timed trials, time the copies, and put the metrics together."""
     test = spec.test
     engine.warmup(test.warmup_batches)
@@ -506,7 +517,7 @@ def _measure(
     if not engine.cuda:  # on the CPU the serial pass's forward is the stage: nothing runs behind the issuing thread
         trials.gpu["forward"] = list(trials.issue["forward"])
     stages = _stage_metrics(engine, trials, copies)
-    metrics: dict[str, Any] = {
+    metrics: Metrics = {
         **_trial_metrics(engine, test, sizes, trials, rule, stages),
         **stages,
         **_copy_metrics(engine, copies, stages),
@@ -588,8 +599,8 @@ def _separate_telemetry(engine: Engine, sizes: PassSizes, nvml_index: int | None
 
 
 def _trial_metrics(
-    engine: Engine, test: TestConfig, sizes: PassSizes, trials: Trials, rule: StoppingRule, stages: dict[str, Any]
-) -> dict[str, Any]:
+    engine: Engine, test: TestConfig, sizes: PassSizes, trials: Trials, rule: StoppingRule, stages: Metrics
+) -> Metrics:
     """The headline (serial samples/s, the median of the trials, and its interval), the pipelined and ideal
     rates, and how the trials went."""
     cuda, bs = engine.cuda, engine.batch_size
@@ -633,7 +644,7 @@ def _trial_metrics(
     }
 
 
-def _stage_metrics(engine: Engine, trials: Trials, copies: dict[str, Any]) -> dict[str, Any]:
+def _stage_metrics(engine: Engine, trials: Trials, copies: Metrics) -> Metrics:
     """Each stage's GPU time and CPU issue time, the forward's, and how the gates held."""
     cuda, gpu, issue = engine.cuda, trials.gpu, trials.issue
     issue_batch = [sum(x) for x in zip(*(issue[k] for k in STAGES), strict=True)]
@@ -659,10 +670,10 @@ def _stage_metrics(engine: Engine, trials: Trials, copies: dict[str, Any]) -> di
     }
 
 
-def _copy_metrics(engine: Engine, copies: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
+def _copy_metrics(engine: Engine, copies: Metrics, stages: Metrics) -> Metrics:
     """Bytes moved per batch and per sample, the copy micro-pass's GB/s and each copy stage's."""
     cuda = engine.cuda
-    per_sample = flops.bytes_per_sample(engine.model_cfg, engine.shape, engine.d2h_mode)
+    per_sample = flops.bytes_per_sample(engine.vit, engine.shape, engine.d2h_mode)
     return {
         "copy_pass": {k: v for k, v in copies.items() if k not in ("h2d_gbps", "d2h_gbps")} if cuda else None,
         "h2d_bytes_per_batch": engine.pool.batch_bytes if cuda else 0,
@@ -671,13 +682,13 @@ def _copy_metrics(engine: Engine, copies: dict[str, Any], stages: dict[str, Any]
         "d2h_gbps": copies["d2h_gbps"],
         "h2d_stage_gbps": _gbps(engine.pool.batch_bytes, stages["h2d_ms"]["median"]) if cuda else None,
         "d2h_stage_gbps": _gbps(engine.d2h_bytes, stages["d2h_ms"]["median"]) if cuda else None,
-        "flops_per_sample": flops.flops_per_sample(engine.model_cfg, engine.shape),
+        "flops_per_sample": flops.flops_per_sample(engine.vit, engine.shape),
         "h2d_bytes_per_sample": per_sample["h2d"],
         "d2h_bytes_per_sample": per_sample["d2h"],
     }
 
 
-def _engine_metrics(engine: Engine) -> dict[str, Any]:
+def _engine_metrics(engine: Engine) -> Metrics:
     """The host pool (size, pinning, where its pages are), the model, compilation and GPU memory."""
     return {
         "pool_mb": engine.pool.nbytes / 2**20,
@@ -694,7 +705,7 @@ def _engine_metrics(engine: Engine) -> dict[str, Any]:
     }
 
 
-def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> dict[str, Any]:
+def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> Metrics:
     """The launching thread: its CPU-speed control, what disturbed it in each trial, and where it ran."""
     control_ci = confidence_interval(trials.controls)
     return {
@@ -711,7 +722,7 @@ def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> dict[str, Any]:
     }
 
 
-def _break_even(spec: RunSpec, device: torch.device, engine: Engine, compiled_fwd_ms: float) -> dict[str, Any]:
+def _break_even(spec: RunSpec, device: torch.device, engine: Engine, compiled_fwd_ms: float) -> Metrics:
     """Samples after which compiling paid off, against the eager forward of the same model.
 
     Both forwards are their serial cost: the larger of the GPU's time and the CPU's issue time.

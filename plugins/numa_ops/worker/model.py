@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 from einops import repeat
+
+if TYPE_CHECKING:
+    from numa_ops.config import VitConfig
 
 
 def _vit_module() -> ModuleType:
@@ -60,17 +64,17 @@ class ViTForProfiling(ViT):
         return self.mlp_head(pooled), pooled
 
 
-def build_model(model: dict, tensor_shape: list[int], d2h_mode: str = "outputs") -> ViTForProfiling:
+def build_model(model: VitConfig, tensor_shape: list[int], d2h_mode: str = "outputs") -> ViTForProfiling:
     """Build the model of a run spec for images of ``tensor_shape`` (C, H, W)."""
     channels, height, width = tensor_shape
     vit = ViTForProfiling(
         image_size=(height, width),
-        patch_size=model["patch_size"],
-        num_classes=model.get("num_classes", 1000),
-        dim=model["dim"],
-        depth=model["depth"],
-        heads=model["heads"],
-        mlp_dim=model["mlp_dim"],
+        patch_size=model.patch_size,
+        num_classes=model.num_classes,
+        dim=model.dim,
+        depth=model.depth,
+        heads=model.heads,
+        mlp_dim=model.mlp_dim,
         channels=channels,
     )
     vit.return_tokens = d2h_mode == "tokens"

@@ -6,10 +6,11 @@ import sys
 
 import pytest
 import torch
+from numa_ops import config
 from numa_ops.worker.model import build_model
 from numa_ops.worker.pool import HostPool
 
-MODEL = {"name": "t", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64, "num_classes": 10}
+MODEL = config.VitConfig(name="t", patch_size=8, depth=1, heads=2, dim=32, mlp_dim=64, num_classes=10)
 
 
 @pytest.mark.parametrize("size", [32, 64], ids=["32px", "64px"])
