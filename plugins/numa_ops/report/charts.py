@@ -159,6 +159,43 @@ def regression_chart(verdicts: pd.DataFrame) -> alt.Chart | None:
     return alt.layer(bars, points, title="Nightly regression timeline").properties(width=420, height=220)
 
 
+def _heatmap_configs(pen: pd.DataFrame) -> pd.Series:
+    """Each penalty row's configuration in words; host memory, placement mode and host only where they differ."""
+    config = (pen["model_name"] + " | gpu" + pen["gpu_id"].astype(str) + " " + pen["height"].astype(str) + "px b"
+              + pen["batch_size"].astype(str) + " " + pen["execution"])
+    if _both(pen["pinned_memory"]):
+        config = config + " " + pen["pinned_memory"].map(host_memory)
+    if _both(pen["placement_mode"]):
+        config = config + " " + pen["placement_mode"] + " placement"
+    if pen["host"].nunique() > 1:
+        config = config + " | " + pen["host"].fillna("?")
+    return config
+
+
+def _heatmap_cells(pen: pd.DataFrame) -> pd.DataFrame:
+    """Two cells per configuration: local (the reference) and remote (its penalty, or why there is none)."""
+    config = _heatmap_configs(pen)
+
+    def dist(col: str) -> pd.Series:
+        return pen[col].map(lambda d: "?" if pd.isna(d) else str(int(d)))
+
+    measured = pen["status"] == "measured"
+    remote_text = [f"{-p:+.1%}" if ok else ("not detectable (MDE " + f"{m:.1%})" if pd.notna(m) else "1 process a side")
+                   for p, m, ok in zip(pen["throughput_penalty"], pen["mde"], measured, strict=True)]
+    shared = {"model_name": pen["model_name"], "config": config, "regime": pen["regime"], "verdict": pen["status"]}
+    return pd.concat([
+        pd.DataFrame({**shared, "placement": "local (d=" + dist("local_numa_distance") + ")", "relative": 1.0,
+                      "samples_per_s": pen["local_samples_per_s"], "label": "reference",
+                      "processes": pen["local_processes"], "ci": "-"}),
+        pd.DataFrame({**shared, "placement": "remote (d=" + dist("remote_numa_distance") + ")",
+                      "relative": (1 - pen["throughput_penalty"]).where(measured),
+                      "samples_per_s": pen["remote_samples_per_s"], "label": remote_text,
+                      "processes": pen["remote_processes"],
+                      "ci": [f"penalty {lo:.1%} to {hi:.1%}" if pd.notna(lo) else "-"
+                             for lo, hi in zip(pen["penalty_low"], pen["penalty_high"], strict=True)]}),
+    ], ignore_index=True)
+
+
 def sensitivity_heatmap(pen: pd.DataFrame) -> alt.Chart | None:
     """Samples/s per configuration x placement, relative to the configuration's local placement.
 
@@ -171,34 +208,6 @@ def sensitivity_heatmap(pen: pd.DataFrame) -> alt.Chart | None:
     pen = pen[pen["throughput_penalty"].notna()]
     if not len(pen):
         return None  # no remote placement paired with a local one: nothing to map (the notes say why)
-    config = (pen["model_name"] + " | gpu" + pen["gpu_id"].astype(str) + " " + pen["height"].astype(str) + "px b"
-              + pen["batch_size"].astype(str) + " " + pen["execution"])
-    if _both(pen["pinned_memory"]):
-        config = config + " " + pen["pinned_memory"].map(host_memory)
-    if _both(pen["placement_mode"]):
-        config = config + " " + pen["placement_mode"] + " placement"
-    if pen["host"].nunique() > 1:
-        config = config + " | " + pen["host"].fillna("?")
-
-    def dist(col: str) -> pd.Series:
-        return pen[col].map(lambda d: "?" if pd.isna(d) else str(int(d)))
-
-    measured = pen["status"] == "measured"
-    remote_text = [f"{-p:+.1%}" if ok else ("not detectable (MDE " + f"{m:.1%})" if pd.notna(m) else "1 process a side")
-                   for p, m, ok in zip(pen["throughput_penalty"], pen["mde"], measured, strict=True)]
-    df = pd.concat([
-        pd.DataFrame({"model_name": pen["model_name"], "config": config, "regime": pen["regime"],
-                      "placement": "local (d=" + dist("local_numa_distance") + ")", "relative": 1.0,
-                      "samples_per_s": pen["local_samples_per_s"], "label": "reference", "verdict": pen["status"],
-                      "processes": pen["local_processes"], "ci": "-"}),
-        pd.DataFrame({"model_name": pen["model_name"], "config": config, "regime": pen["regime"],
-                      "placement": "remote (d=" + dist("remote_numa_distance") + ")",
-                      "relative": (1 - pen["throughput_penalty"]).where(measured),
-                      "samples_per_s": pen["remote_samples_per_s"], "label": remote_text, "verdict": pen["status"],
-                      "processes": pen["remote_processes"],
-                      "ci": [f"penalty {lo:.1%} to {hi:.1%}" if pd.notna(lo) else "-"
-                             for lo, hi in zip(pen["penalty_low"], pen["penalty_high"], strict=True)]}),
-    ], ignore_index=True)
     base = alt.Chart().encode(
         x=alt.X("placement:N", title="placement (SLIT distance)"),
         y=alt.Y("config:N", title="model | GPU, shape, execution", axis=alt.Axis(labelLimit=480)),
@@ -209,7 +218,8 @@ def sensitivity_heatmap(pen: pd.DataFrame) -> alt.Chart | None:
     rect = base.mark_rect().encode(color=alt.Color("relative:Q", title="samples/s relative to local",
                                                    scale=alt.Scale(scheme="redyellowgreen", domainMid=1.0)))
     text = base.mark_text(fontSize=10).encode(text="label:N")
-    return alt.layer(rect, text, data=df, title="NUMA sensitivity: samples/s relative to local placement").properties(width=300)
+    return alt.layer(rect, text, data=_heatmap_cells(pen),
+                     title="NUMA sensitivity: samples/s relative to local placement").properties(width=300)
 
 
 def scaling_chart(scaling: pd.DataFrame) -> alt.Chart | None:
