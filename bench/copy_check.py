@@ -113,9 +113,9 @@ def test_section(batch: int) -> dict[str, Any]:
 def product_copy(torch: Any, batch: int) -> dict[str, Any]:
     """The product's copy micro-pass of a light_d2 run at ``batch`` (pinned pool), or why it could not run."""
     try:
-        from numa_ops.worker.measure import Engine
+        from numa_ops.worker.engine import Engine
     except Exception as exc:  # noqa: BLE001 - report, do not crash the raw half
-        return {"error": f"numa_ops.worker.measure.Engine: {type(exc).__name__}: {exc}"}
+        return {"error": f"numa_ops.worker.engine.Engine: {type(exc).__name__}: {exc}"}
     spec = {"test": test_section(batch), "model": dict(MODEL), "gpu_id": 0, "cpu_node": 0, "mem_node": 0,
             "placement_mode": "process", "pool_node": 0, "run_id": f"copy_check.b{batch}"}
     engine = None

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 import torch  # noqa: E402
 from numa_ops.config import TestConfig, VitConfig  # noqa: E402
-from numa_ops.worker.measure import Engine  # noqa: E402
+from numa_ops.worker.engine import Engine  # noqa: E402
 
 MODEL = {"name": "light_d2", "patch_size": 32, "depth": 2, "heads": 4, "dim": 256, "mlp_dim": 1024, "num_classes": 1000}
 TEST = {"batch_size": 8, "tensor_shape": [3, 224, 224], "memory_size_mb": 256, "pinned_memory": True,

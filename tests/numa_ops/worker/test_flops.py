@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 from numa_ops import config
+from numa_ops.worker.engine import Engine
 from numa_ops.worker.flops import bytes_per_sample, flops_per_sample
-from numa_ops.worker.measure import Engine
 
 MODEL = config.VitConfig(name="t", patch_size=8, depth=2, heads=2, dim=32, mlp_dim=64, num_classes=10)
 
