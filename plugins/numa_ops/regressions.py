@@ -13,7 +13,15 @@ from typing import Any
 
 import duckdb
 
-from numa_ops.db import LOCK_TIMEOUT_S, db_path, ensure_schema, read_connection, table_exists, write_lock
+from numa_ops.db import (
+    LOCK_TIMEOUT_S,
+    db_path,
+    ensure_schema,
+    publish_read_copy,
+    read_connection,
+    table_exists,
+    write_lock,
+)
 
 REGRESSION_COLUMNS = [
     "night", "baseline", "config_key", "config", "tonight_mean", "tonight_low", "tonight_high",
@@ -33,17 +41,23 @@ def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, da
             ensure_regressions_table(con)
             if not verdicts:  # DuckDB's executemany refuses an empty list
                 return
-            con.execute("BEGIN TRANSACTION")
-            first_checked = {}  # a night checked again keeps the time of its first check (see last_accepted_night)
-            for night in {v["night"] for v in verdicts}:
-                first_checked[night] = con.execute(
-                    "SELECT coalesce(min(checked_at), now()) FROM regressions WHERE night = ?", [night]).fetchone()[0]
-                con.execute("DELETE FROM regressions WHERE night = ?", [night])
-            con.executemany(
-                f"INSERT INTO regressions VALUES (?, ?, {', '.join('?' for _ in REGRESSION_COLUMNS)}, ?)",
-                [[phase, accepted, *[v[c] for c in REGRESSION_COLUMNS], first_checked[v["night"]]] for v in verdicts],
-            )
-            con.execute("COMMIT")
+            _insert_verdicts(con, phase, verdicts, accepted)
+        publish_read_copy(database)  # the UI's SQL page sees tonight's verdicts too
+
+
+def _insert_verdicts(con: duckdb.DuckDBPyConnection, phase: str, verdicts: list[dict[str, Any]], accepted: bool) -> None:
+    """Replace the nights' rows with ``verdicts``, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    first_checked = {}  # a night checked again keeps the time of its first check (see last_accepted_night)
+    for night in {v["night"] for v in verdicts}:
+        first_checked[night] = con.execute(
+            "SELECT coalesce(min(checked_at), now()) FROM regressions WHERE night = ?", [night]).fetchone()[0]
+        con.execute("DELETE FROM regressions WHERE night = ?", [night])
+    con.executemany(
+        f"INSERT INTO regressions VALUES (?, ?, {', '.join('?' for _ in REGRESSION_COLUMNS)}, ?)",
+        [[phase, accepted, *[v[c] for c in REGRESSION_COLUMNS], first_checked[v["night"]]] for v in verdicts],
+    )
+    con.execute("COMMIT")
 
 
 _NAME_TIME = re.compile(r"_(\d{8}T\d{6})_[0-9a-f]{6}(?:_|$)")  # pipeline.folder_name: <name>_<UTC time>_<hex>[_<host>]

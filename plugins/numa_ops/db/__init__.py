@@ -15,12 +15,13 @@ from numa_ops.db.connection import (
     table_exists,
     write_lock,
 )
-from numa_ops.db.load import load_runs, run_folders
+from numa_ops.db.load import load_runs, publish_read_copy, run_folders
 from numa_ops.db.schema import COLUMNS, NAMES, ensure_schema
 from numa_ops.db.views import ONE_PROCESS, PENALTY_KEY, T_TABLE, T_TABLE_MAX_DF, VIEWS
 
 __all__ = [
     "COLUMNS", "DB_NAME", "LOCK_TIMEOUT_S", "NAMES", "ONE_PROCESS", "PENALTY_KEY", "T_TABLE", "T_TABLE_MAX_DF", "VIEWS",
-    "StoreBusyError", "db_path", "ensure_schema", "load_runs", "lock_path", "query", "read_connection", "run_folders",
+    "StoreBusyError", "db_path", "ensure_schema", "load_runs", "lock_path", "publish_read_copy", "query", "read_connection",
+    "run_folders",
     "table_exists", "write_lock",
 ]

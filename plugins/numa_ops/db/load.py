@@ -41,11 +41,11 @@ def load_runs(folders: list[Path], database: Path | None = None, lock_timeout_s:
             _store_topologies(con, folders)
             con.execute("COMMIT")
             counts["total_rows"] = con.execute("SELECT count(*) FROM runs").fetchone()[0]
-        _publish_read_copy(database)
+        publish_read_copy(database)
     return counts
 
 
-def _publish_read_copy(database: Path) -> None:
+def publish_read_copy(database: Path) -> None:
     """The read-only copy of the database that the UI's SQL page reads (where that part is installed)."""
     if importlib.util.find_spec("numa_ops.db.snapshot") is None:
         return
