@@ -77,14 +77,15 @@ SELECT coalesce(study || ' ', '') || execution || ', ' || height || ' px, batch 
        || CASE WHEN pinned_memory THEN '' ELSE ', pageable' END AS series,
        model_name, median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample,
        1000.0 / max(samples_per_s) AS ms_per_sample_low, 1000.0 / min(samples_per_s) AS ms_per_sample_high,
-       count(*) AS processes, coalesce(sum(trials), 0) AS trials
+       count(*) AS processes, coalesce(sum(trials), 0) AS trials, count(DISTINCT lane) AS lanes
 FROM measured_runs WHERE parameters IS NOT NULL GROUP BY ALL
 """
 
 CROSSOVER_MODELS = """
 SELECT execution || ', ' || height || ' px, batch ' || batch_size || CASE WHEN pinned_memory THEN '' ELSE ', pageable' END AS series,
        model_name, median(flops_per_sample) AS flops_per_sample, median(fwd_gpu_ms) AS "GPU compute",
-       median(h2d_ms_median + d2h_ms_median) AS "copies (H2D + D2H)", count(*) AS processes
+       median(h2d_ms_median + d2h_ms_median) AS "copies (H2D + D2H)", count(*) AS processes,
+       count(DISTINCT lane) AS lanes
 FROM gpu_runs WHERE fwd_gpu_ms IS NOT NULL AND flops_per_sample > 0
 GROUP BY ALL
 """

@@ -231,7 +231,8 @@ def scaling_chart(scaling: pd.DataFrame) -> alt.Chart | None:
         x=alt.X("parameters:Q", title="parameters", scale=alt.Scale(type="log")),
         color=alt.Color("series:N", title="study, execution, shape", legend=_WORDS),
         tooltip=[alt.Tooltip("model_name:N", title="model"), "series", alt.Tooltip("ms_per_sample:Q", format=".4f"),
-                 alt.Tooltip("processes:Q", title="worker processes"), alt.Tooltip("trials:Q", title="trials")],
+                 alt.Tooltip("processes:Q", title="worker processes"), alt.Tooltip("trials:Q", title="trials"),
+                 alt.Tooltip("lanes:Q", title="lanes pooled")],
     )
     lines = base.mark_line(point=True).encode(
         y=alt.Y("ms_per_sample:Q", title="ms per sample (bar: range over processes)", scale=alt.Scale(type="log")))
@@ -244,7 +245,7 @@ def crossover_chart(models: pd.DataFrame, table: pd.DataFrame) -> alt.Chart | No
     """GPU compute and copy time per batch against FLOPs per sample, with a rule where compute overtakes (RQ2)."""
     if not len(models) or models.groupby("series")["model_name"].nunique().max() < 2:
         return None
-    long = models.melt(id_vars=["series", "model_name", "flops_per_sample", "processes"],
+    long = models.melt(id_vars=["series", "model_name", "flops_per_sample", "processes", "lanes"],
                        value_vars=["GPU compute", "copies (H2D + D2H)"], var_name="component", value_name="ms"
                        ).dropna(subset=["ms"])
     lines = alt.Chart(long).mark_line(point=True).encode(
@@ -252,7 +253,7 @@ def crossover_chart(models: pd.DataFrame, table: pd.DataFrame) -> alt.Chart | No
         y=alt.Y("ms:Q", title="ms per batch (median over processes)", scale=alt.Scale(type="log")),
         color=alt.Color("series:N", title="execution, shape", legend=_WORDS), strokeDash=alt.StrokeDash("component:N", title="component"),
         tooltip=["series", alt.Tooltip("model_name:N", title="model"), "component", alt.Tooltip("ms:Q", format=".3f"),
-                 alt.Tooltip("processes:Q", title="worker processes")],
+                 alt.Tooltip("processes:Q", title="worker processes"), alt.Tooltip("lanes:Q", title="lanes pooled")],
     )
     marks = table.assign(
         series=table["execution"] + ", " + table["height"].astype(str) + " px, batch " + table["batch_size"].astype(str)

@@ -78,6 +78,11 @@ def notes(data: ReportData, topology: dict[str, Any] | None) -> list[str]:
                    "the stage breakdown shows the forward pass only.")
     if len(data.failures):
         out.append(f"{len(data.failures)} run(s) failed; see the table below and results.json.")
+    pooled = [name for name, frame in (("scaling", data.scaling), ("crossover", data.crossover_models))
+              if len(frame) and frame["lanes"].max() > 1]
+    if pooled:
+        out.append(f"The {' and '.join(pooled)} chart(s) take each model's median over all its lanes (placements); "
+                   "each lane's own figure, with its interval, is in the table below.")
     mixed = lanes[lanes["mixed_settings"].fillna("") != ""] if len(lanes) else lanes
     if len(mixed):
         out.append(f"{len(mixed)} row(s) of the table below pool runs measured with different settings "

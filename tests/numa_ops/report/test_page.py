@@ -158,3 +158,20 @@ def test_estimate_against_actual_when_the_plan_kept_one(quick_start, estimate):
 
 def test_no_estimate_no_section(quick_start):
     assert "Estimate against actual" not in quick_start["page"]
+
+
+def test_charts_that_pool_lanes_say_so(tmp_path):
+    from tests.numa_ops import planted
+
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_crossover_runs(folder)  # one lane per model
+    numa_db.load_runs([folder], db)
+    page = _body(report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text())
+    assert "median over all its lanes" not in page
+    for depth in planted.DEPTHS:  # the same models measured on a second lane
+        rec = planted.sized_run(f"f1.other.d{depth}", depth)
+        rec["lane"] = "gpu0-cpu1-mem1"
+        planted.write(folder, rec)
+    numa_db.load_runs([folder], db)
+    page = _body(report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text())
+    assert "The scaling and crossover chart(s) take each model's median over all its lanes" in page.replace("&#x27;", "'")
