@@ -122,9 +122,7 @@ class Engine:
 
     def close(self) -> None:
         """Give back what the pool holds outside torch's allocator (a registered, bound pool)."""
-        close = getattr(self.pool, "close", None)
-        if close is not None:
-            close()
+        self.pool.close()
 
     # -- forwards ---------------------------------------------------------------------------
     def _build_forwards(self) -> list[Forward]:
