@@ -2,7 +2,7 @@
 
 Suites (each one plan, one bound lane worker, records written as usual):
 
-- ``engine``: depth 2/6/12 at the seed's dims (numa_study's models) x 224/384 images x eager and
+- ``engine``: depth 2/6/12 at the research plan's dims (numa_study's models) x 224/384 images x eager and
   CUDA-graph execution: serial vs pipelined samples/s vs the ideal bound;
 - ``copy``: a large batch (64 x 224^2) against a raw pinned copy loop of the same size;
 - ``repeat``: the same config twice (two workers): medians must agree within 3%;

@@ -1,4 +1,4 @@
-"""The seed plan's override grammar: ``experiment.test.num_samples=500``, sweeps ``a=1,2,3``.
+"""The research plan's override grammar (docs/experiment_plan.md): ``experiment.test.num_samples=500``, sweeps ``a=1,2,3``.
 
 Values are parsed by Hydra's override grammar (never evaluated). Keys are dotted paths with
 optional list indices (``experiment.vit_configs[0].depth``), parsed here because Hydra's key

@@ -4,7 +4,7 @@ Layout of a run folder ``outputs/<folder>/``::
 
     plan.json                 the lanes and their run specs
     runs/<run_id>.json        one record per run, written when the run ends
-    results.json              every record, as a list (the seed's jq commands read it)
+    results.json              every record, as a list (the research plan's jq commands read it)
     experiment_summary.json   counts and the headline numbers
     experiment.log            every lane's worker output, line by line
     quarantine/               run files that could not be read, with the reason

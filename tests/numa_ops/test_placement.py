@@ -32,7 +32,7 @@ def two_socket(tmp_path):
 
 @pytest.fixture
 def four_node_gaps(tmp_path):
-    """Nodes numbered 0, 2, 3, 5 (as the seed's numa_nodes=[0,2,3] suggests); one GPU on each."""
+    """Nodes numbered 0, 2, 3, 5 (as the research plan's numa_nodes=[0,2,3] suggests); one GPU on each."""
     dist = {0: "10 16 16 32", 2: "16 10 32 16", 3: "16 32 10 16", 5: "32 16 16 10"}
     cpus = {0: "0-7", 2: "8-15", 3: "16-23", 5: "24-31"}
     return discover(make_sysfs(tmp_path / "4n", cpus, dict(zip(BUS, [0, 2, 3, 5], strict=True)), dist), use_nvml=False)
