@@ -18,6 +18,7 @@ from numa_ops.topology import PlacementError, discover
 if TYPE_CHECKING:
     from numa_ops.specs import Lane
     from numa_ops.supervise import LaneOutcome
+    from numa_ops.topology import Topology
 
 
 class UsageError(ValueError):
@@ -25,10 +26,12 @@ class UsageError(ValueError):
 
 
 class RunArgs(NamedTuple):
-    """What ``run`` was asked for: overrides (``experiment=NAME`` among them) and the ``--zip`` key groups."""
+    """What ``run`` was asked for: overrides (``experiment=NAME`` among them), the ``--zip`` key groups, and
+    ``--dry-run`` (print the plan and its estimate, run nothing)."""
 
     overrides: list[str]
     zip_keys: list[list[str]]
+    dry_run: bool = False
 
 
 ZIP_USAGE = "--zip needs two or more keys: --zip KEY1,KEY2"
@@ -48,10 +51,13 @@ def parse_run_args(args: list[str]) -> RunArgs:
 
     Raises :class:`UsageError` for a ``--zip`` without two or more keys.
     """
-    overrides, zips = [], []
+    overrides, zips, dry_run = [], [], False
     items = iter(args)
     for arg in items:
         if arg in ("-m", "--multirun"):
+            continue
+        if arg == "--dry-run":
+            dry_run = True
             continue
         if arg == "--zip":
             zips.append(_zip_group(next(items, None)))
@@ -59,7 +65,7 @@ def parse_run_args(args: list[str]) -> RunArgs:
             zips.append(_zip_group(arg.split("=", 1)[1]))
         else:
             overrides.append(arg)
-    return RunArgs(overrides, zips)
+    return RunArgs(overrides, zips, dry_run)
 
 
 def _measure(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
@@ -74,15 +80,44 @@ def _measure(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
         )
 
 
+def _estimate(lanes: list[Lane], topo: Topology) -> None:
+    """Print what the plan will cost (past records where there are some, else the cost model)."""
+    from numa_ops import estimate
+
+    cost = estimate.estimate_plan(lanes, lanes[0].max_workers, estimate.gpu_names_of(topo), estimate.read_past_records())
+    print("\n".join(cost.lines()))
+
+
+def dry_run(request: RunArgs, topo: Topology) -> int:
+    """Plan without writing or running anything; print the lanes and the estimate."""
+    from numa_ops.config import load_experiment, split_experiment
+    from numa_ops.estimate import model_run_seconds
+    from numa_ops.plan import build_plan
+
+    experiment, overrides = split_experiment(list(request.overrides), "")
+    configs = load_experiment(experiment, overrides, request.zip_keys)
+    lanes = build_plan(pipeline.folder_name(experiment), {"main": configs}, topo, run_seconds=model_run_seconds)
+    print(f"dry run: {count_runs(lanes)} runs on {len(lanes)} lane(s), nothing is written or run")
+    for lane in lanes:
+        print(f"  lane {lane.name}: {len(lane.runs)} runs")
+    _estimate(lanes, topo)
+    return 0
+
+
 def run(args: list[str]) -> int:
-    """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded, 2 if refused."""
+    """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded, 2 if refused.
+    With ``--dry-run``: the plan and its estimate only."""
     try:
         request = parse_run_args(args)
-        folder_path, lanes = pipeline.prepare("", request.overrides, discover(), zip_keys=request.zip_keys)
+        topo = discover()
+        if request.dry_run:
+            return dry_run(request, topo)
+        folder_path, lanes = pipeline.prepare("", request.overrides, topo, zip_keys=request.zip_keys)
     except REFUSALS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"plan: {count_runs(lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
+    _estimate(lanes, topo)
     outcomes = _measure(lanes, folder_path)
     pipeline.summarize_and_load(folder_path)
     print(json.dumps(pipeline.write_reports(folder_path), indent=2))

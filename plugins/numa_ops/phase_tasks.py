@@ -125,7 +125,25 @@ def plan_runs(
     except (ValueError, OutputsError) as exc:
         refuse_plan(exc, ti)
     _print_plan(folder_path, studies, lanes, turns)
+    try:
+        check_cost(dag_id, phase, lanes, topology, folder_path)
+    except ValueError as exc:
+        refuse_plan(exc, ti)
     return [replace(turn, host=topology["host"], queue=host).to_json() for turn in turns]
+
+
+def check_cost(dag_id: str, phase: Phase, lanes: list[Lane], topology: dict[str, Any], folder_path: Path) -> None:
+    """Log what the plan will cost, keep it as ``estimate.json`` in the plan folder, and refuse (raise
+    :class:`numa_ops.estimate.OverBudget`) a plan over the phase's ``max_gpu_hours``."""
+    from numa_ops import estimate, results
+    from numa_ops.topology import Topology
+
+    cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(Topology.from_dict(topology)),
+                                  estimate.read_past_records())
+    for line in cost.lines():
+        print(line)
+    results.write_json_atomic(folder_path / "estimate.json", {**cost.to_json(), "max_gpu_hours": phase.max_gpu_hours})
+    estimate.check_budget(cost, phase.max_gpu_hours, dag_id)
 
 
 def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Lane], turns: list[DeviceTurn]) -> None:

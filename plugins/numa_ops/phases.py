@@ -45,6 +45,8 @@ class Phase(_Strict):
     tags: list[str] = []
     after: list[str] = []
     max_lanes: Annotated[int, Field(ge=1, le=256)] = 4
+    # a plan estimated above this many GPU-hours (runs and worker starts) is refused before it starts; None: no limit
+    max_gpu_hours: Annotated[float, Field(gt=0)] | None = None
     gate: Gate = Gate()
     studies: dict[str, Study]
     schedule: str | None = None  # a cron expression; phases with one do not wait for Assets

@@ -18,6 +18,7 @@ from typing import Any
 
 from numa_ops import paths, results, settings
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
+from numa_ops.estimate import model_run_seconds
 from numa_ops.plan import build_plan, count_runs, lanes_by_device, pattern_gpus
 from numa_ops.specs import Lane, lanes_from_plan
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
@@ -80,7 +81,7 @@ def write_plan(
     An existing plan of the same folder is kept when it has the same runs (a retried or
     re-triggered request), so completed runs are found and skipped.
     """
-    lanes = build_plan(folder, studies, topo)
+    lanes = build_plan(folder, studies, topo, run_seconds=model_run_seconds)
     check_outputs_writable()
     folder_path = results.run_folder(folder)
     (folder_path / "runs").mkdir(parents=True, exist_ok=True)

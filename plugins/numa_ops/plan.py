@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -141,8 +141,8 @@ def _check_pool_placement(cfg: ExperimentConfig, topo: Topology) -> None:
 class _Planner:
     """Places one plan's runs on lanes, numbering its multi-GPU patterns as they come."""
 
-    def __init__(self, folder: str, topo: Topology):
-        self.folder, self.topo = folder, topo
+    def __init__(self, folder: str, topo: Topology, run_seconds: Callable[[RunSpec], float] | None = None):
+        self.folder, self.topo, self.run_seconds = folder, topo, run_seconds
         self.runs_by_lane: dict[LaneKey, list[RunSpec]] = {}
         self.workers, self.patterns = 1, 0
 
@@ -198,15 +198,30 @@ class _Planner:
         for key, runs in sorted(self.runs_by_lane.items(), key=lambda kv: names[kv[0]]):
             gpu, cpu, mem, pool_node, repeat = key
             neighbours = tuple(sorted(names[o] for o in self.runs_by_lane if o[0] != gpu and o[1] == cpu))
-            ordered = runs[::-1] if repeat % 2 else runs
+            ordered = self._longest_shared_first(runs[::-1] if repeat % 2 else runs)
             plan.append(Lane(names[key], self.folder, gpu, cpu, mem, workers,
                              tuple(replace(s, node_shared_with=neighbours) for s in ordered),
                              "pool" if pool_node is not None else "process", pool_node, repeat))
         return plan
 
 
+    def _longest_shared_first(self, runs: list[RunSpec]) -> list[RunSpec]:
+        """Shared-out runs (``hardware.spread``) longest first, in the places the lane's shared runs hold (its other
+        runs stay where they are): every lane walks them in the same order and claims what it reaches, so the
+        GPUs take the long runs first and end together. Without ``run_seconds``, the plan's order."""
+        if self.run_seconds is None:
+            return runs
+        slots = [i for i, s in enumerate(runs) if s.pool]
+        longest = sorted((runs[i] for i in slots), key=lambda s: -self.run_seconds(s))  # type: ignore[misc]
+        ordered = list(runs)
+        for i, spec in zip(slots, longest, strict=True):
+            ordered[i] = spec
+        return ordered
+
+
 def build_plan(
-    folder: str, configs: list[ExperimentConfig] | dict[str, list[ExperimentConfig]], topo: Topology
+    folder: str, configs: list[ExperimentConfig] | dict[str, list[ExperimentConfig]], topo: Topology,
+    run_seconds: Callable[[RunSpec], float] | None = None,
 ) -> list[Lane]:
     """Every run of every study and sweep point, placed on lanes; placement errors raise before anything runs.
 
@@ -214,9 +229,10 @@ def build_plan(
     every study that uses its placement (and repeat), so a worker's start-up is paid once per lane.
     Each of ``test.repeats`` is a lane of its own (``-r1``, ``-r2`` ...; repeat 0 keeps the plain name and
     run_ids); an odd repeat's lane holds its runs backwards, as :func:`lanes_by_device` orders its lanes (ABBA).
+    ``run_seconds`` (a run's expected duration): shared-out runs go longest first.
     """
     studies = configs if isinstance(configs, dict) else {"main": configs}
-    planner = _Planner(folder, topo)
+    planner = _Planner(folder, topo, run_seconds)
     for study, sweep_points in studies.items():
         for point, cfg in enumerate(sweep_points):
             planner.add_sweep_point(study, point, cfg)
