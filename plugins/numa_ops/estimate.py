@@ -45,7 +45,7 @@ class DeviceCosts:
 # Calibrated on H100 80GB records (bench/results/runs: eager ViTs at 224-768 px, cuda_graph sweeps) and on a
 # 2-core CPU host (quick_test: 12.8 s and 30.8 s runs, 2.2 s worker start-up).
 CUDA = DeviceCosts(flops_per_s=25e12, launch_s_per_layer=0.30e-3, launch_s_base=0.6e-3, copy_bytes_per_s=20e9,
-                   run_setup_s=2.0, worker_start_s=8.0, compile_s=35.0, kinds_per_trial=2.2, trials_between=0.4)
+                   run_setup_s=2.0, worker_start_s=8.0, compile_s=35.0, kinds_per_trial=2.2, trials_between=0.5)
 CPU = DeviceCosts(flops_per_s=7.5e10, launch_s_per_layer=0.0, launch_s_base=0.0, copy_bytes_per_s=10e9,
                   run_setup_s=2.0, worker_start_s=2.5, compile_s=40.0, kinds_per_trial=1.0, trials_between=0.5)
 GRAPH_LAUNCH_S = 0.05e-3  # a CUDA graph's replay per batch
