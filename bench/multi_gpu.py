@@ -3,7 +3,9 @@ timed together, through the plan and the lane supervisor (the code the Airflow o
 lane per GPU in parallel.
 
 Usage: ``python bench/multi_gpu.py [--gpus 0,1,2,3] [--steps validation,sweep,patterns] [--out DIR]``.
-Prints a table per step; with ``--out`` the run folders are tarred there.
+Prints a table per step; with ``--out`` the run folders are tarred there. The sweep step prints the speed-up of
+all GPUs over one, each lane's end time (shared-out runs go longest first, so the GPUs end together) and the
+estimate's wall times beside them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ SWEEP = [
     "experiment.test.batch_size=8,16,32,64", "experiment.test.execution=cuda_graph,eager",
     'experiment.test.tensor_shape="[3,224,224],[3,384,384]"',
     "experiment.test.num_samples=1536", "experiment.test.min_trials=5", "experiment.test.max_trials=5",
-    "experiment.test.telemetry=off",
+    "experiment.test.telemetry=off", "experiment.test.repeats=1",  # 48 runs, each once
 ]
 
 # contention: each GPU alone, then pairs and all four at once (a transfer-heavy and a launch-bound case)
@@ -48,6 +50,7 @@ PATTERN_COMMON = ["experiment.test.num_samples=1024", "experiment.test.min_trial
 
 
 FOLDERS: list[Path] = []
+STARTED: dict[Path, float] = {}  # each plan's folder -> when its lanes were started (epoch seconds)
 
 
 def run_plan(overrides: list[str]) -> tuple[float, list[dict], list, dict]:
@@ -56,6 +59,7 @@ def run_plan(overrides: list[str]) -> tuple[float, list[dict], list, dict]:
 
     folder_path, lanes = pipeline.prepare("", overrides, discover())
     FOLDERS.append(folder_path)
+    STARTED[folder_path] = time.time()
     t0 = time.perf_counter()
     outcomes = pipeline.run_lanes(lanes, folder_path, log=lambda _: None)
     wall = time.perf_counter() - t0
@@ -119,16 +123,47 @@ def validation(gpus: str) -> None:
     print("start-up per lane (s):", {o.lane: [round(s, 1) for s in o.startup_s] for o in outcomes})
 
 
+def lane_ends(records: list[dict]) -> dict[str, float]:
+    """Each lane's last run's end, in seconds after the plan's lanes were started."""
+    from datetime import datetime
+
+    t0 = STARTED[FOLDERS[-1]]
+    ends: dict[str, float] = {}
+    for r in records:
+        if r.get("finished_at"):
+            end = datetime.fromisoformat(r["finished_at"]).timestamp() - t0
+            ends[r["lane"]] = max(ends.get(r["lane"], 0.0), end)
+    return dict(sorted(ends.items()))
+
+
+def sweep_estimate(gpu_ids: str) -> float:
+    """The estimate's wall time for the sweep on ``gpu_ids`` (cost model), planned without writing anything."""
+    from numa_ops import estimate
+    from numa_ops.config import load_experiment, split_experiment
+    from numa_ops.plan import build_plan
+    from numa_ops.topology import discover
+
+    topo = discover()
+    name, rest = split_experiment([*SWEEP, f"experiment.hardware.gpu_ids=[{gpu_ids}]"])
+    lanes = build_plan("estimate", {"main": load_experiment(name, rest)}, topo, run_seconds=estimate.model_run_seconds)
+    return estimate.estimate_plan(lanes, len(lanes), estimate.gpu_names_of(topo)).wall_s
+
+
 def sweep(gpus: str) -> None:
-    one, rec1, _, _ = run_plan([*SWEEP, f"experiment.hardware.gpu_ids=[{gpus.split(',')[0]}]"])
+    first, n = gpus.split(",")[0], len(gpus.split(","))
+    est1, est4 = sweep_estimate(first), sweep_estimate(gpus)
+    one, rec1, _, _ = run_plan([*SWEEP, f"experiment.hardware.gpu_ids=[{first}]"])
     many, rec4, outs, _ = run_plan([*SWEEP, f"experiment.hardware.gpu_ids=[{gpus}]"])
+    ends = lane_ends(rec4)
     ok1, ok4 = sum(r["success"] for r in rec1), sum(r["success"] for r in rec4)
-    print(f"\n## sweep of {len(rec1)} runs (spread): 1 GPU {one:.1f} s ({ok1} ok), {len(gpus.split(','))} GPUs "
+    print(f"\n## sweep of {len(rec1)} runs (spread, longest first): 1 GPU {one:.1f} s ({ok1} ok), {n} GPUs "
           f"{many:.1f} s ({ok4} ok): speed-up {one / many:.2f}x (target >= 3.5x)")
+    print(f"estimate (cost model): 1 GPU {est1:.1f} s, {n} GPUs {est4:.1f} s")
+    print("lane end (s after start):", {lane: round(end, 1) for lane, end in ends.items()},
+          f"spread {max(ends.values()) - min(ends.values()):.1f} s" if ends else "")
     print("runs per lane:", {o.lane: len(o.succeeded) for o in outs},
           "start-up (s):", {o.lane: [round(s, 1) for s in o.startup_s] for o in outs},
           "lane wall (s):", {o.lane: round(o.wall_s, 1) for o in outs})
-
 
 if __name__ == "__main__":
     sys.exit(main())
