@@ -1,0 +1,114 @@
+"""The HTML of the plugin's own pages (the run folders, a DAG run's folders, the SQL page): plain,
+self-contained, every value escaped. Links are relative to the app's root, given as ``root``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from numa_ops.ui.runs import ALL_RUNS_REPORT, RunFolder
+from numa_ops.ui.sql import Preset, QueryResult
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.2rem 1.6rem;color:#1a202c;background:#fff}
+h1{font-size:1.4rem;margin:0 0 .8rem} h2{font-size:1.1rem;margin:1.2rem 0 .5rem}
+table{border-collapse:collapse;font-size:.88rem} th,td{border:1px solid #cbd5e0;padding:.3rem .55rem;text-align:left;vertical-align:top}
+th{background:#edf2f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
+a{color:#2b6cb0} .pass{color:#276749;font-weight:600} .fail{color:#c53030;font-weight:600} .muted{color:#718096}
+nav a{margin-right:1rem} textarea{width:100%;max-width:70rem;font-family:ui-monospace,monospace;font-size:.88rem}
+.presets button{margin:.15rem .25rem .15rem 0;font-size:.8rem} .error{background:#fff5f5;border:1px solid #feb2b2;padding:.6rem;white-space:pre-wrap;font-family:ui-monospace,monospace}
+"""
+
+
+def _page(title: str, root: str, body: str) -> str:
+    nav = (f'<nav><a href="{root}">run folders</a><a href="{root}files/{ALL_RUNS_REPORT}">all-runs report</a>'
+           f'<a href="{root}sql">SQL</a></nav>')
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{nav}<h1>{escape(title)}</h1>{body}</body></html>")
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "<td class=muted>-</td>"
+    if isinstance(value, bool):
+        return f"<td>{value}</td>"
+    if isinstance(value, int | float):
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        return f"<td class=num>{escape(text)}</td>"
+    return f"<td>{escape(str(value))}</td>"
+
+
+def _file(root: str, relative: str) -> str:
+    return f"{root}files/{quote(relative)}"
+
+
+def _gate(folder: RunFolder) -> str:
+    if folder.gate_passed is None:
+        return "<td class=muted>not judged</td>"
+    cls, word = ("pass", "passed") if folder.gate_passed else ("fail", "failed")
+    return f'<td><span class={cls}>{word}</span> <span class=muted>{escape(folder.gate_summary or "")}</span></td>'
+
+
+def folders_page(root: str, folders: Sequence[RunFolder], all_runs_report: bool) -> str:
+    """The nav entry's page: the all-runs report and every run folder with its summary and gate verdict."""
+    report = (f'<p><a href="{_file(root, ALL_RUNS_REPORT)}">All-runs report</a> (every run in the database)</p>'
+              if all_runs_report else "<p class=muted>No all-runs report yet: it is written by a phase's report task.</p>")
+    rows = "".join(
+        "<tr>"
+        + (f'<td><a href="{_file(root, f.report)}">{escape(f.name)}</a></td>' if f.has_report else f"<td>{escape(f.name)}</td>")
+        + _cell(f.phase) + _cell(f.created_at) + _cell(f.planned_runs) + _cell(f.successful_runs) + _cell(f.failed_runs)
+        + _gate(f)
+        + f'<td><a href="{_file(root, f.name + "/experiment_summary.json")}">summary</a> '
+          f'<a href="{_file(root, f.name + "/plan.json")}">plan</a></td></tr>'
+        for f in folders
+    )
+    table = ("<table id=folders><thead><tr><th>run folder (report)</th><th>phase</th><th>planned at</th><th>planned</th>"
+             "<th>succeeded</th><th>failed</th><th>gate</th><th>files</th></tr></thead>"
+             f"<tbody>{rows}</tbody></table>") if folders else "<p class=muted>No run folders yet.</p>"
+    return _page("numa-lab: run folders", root, report + f"<h2>Run folders ({len(folders)})</h2>" + table)
+
+
+def run_page(root: str, dag_id: str, run_id: str, folders: Sequence[RunFolder]) -> str:
+    """A DAG run with no single report to open: its folders, or why there is none (yet)."""
+    if not folders:
+        body = (f"<p>No numa-lab run folder for <b>{escape(dag_id)}</b> run <b>{escape(run_id)}</b> yet: its "
+                "<code>plan_runs</code> task writes it (a run refused at planning, or a DAG that is not a numa-lab "
+                f'phase, has none). <a href="{root}">All run folders</a>.</p>')
+    else:
+        items = "".join(
+            f'<li><a href="{_file(root, f.report)}">{escape(f.name)}</a></li>' if f.has_report
+            else f"<li>{escape(f.name)} <span class=muted>(no report yet: the run's report task writes it)</span></li>"
+            for f in folders)
+        body = f"<p>{escape(dag_id)} run {escape(run_id)} wrote:</p><ul>{items}</ul>"
+    return _page(f"numa-lab report: {dag_id}", root, body)
+
+
+def sql_page(root: str, presets: Iterable[Preset], sql: str, limit: int, timeout_s: float,
+             result: QueryResult | None, error: str | None) -> str:
+    """The SQL page: presets, the query form, and the result table (or the error)."""
+    buttons = "".join(
+        f'<button type=submit name=q value="{escape(p.sql)}" title="{escape(p.sql)}">{escape(p.title)}</button>'
+        for p in presets)
+    form = (f'<form method=get action="{root}sql" id=query>'
+            f'<div class=presets><b>Examples (docs/database.md):</b><br>{buttons or "<span class=muted>none shipped</span>"}</div>'
+            f'<p><textarea name=q rows=7 placeholder="SELECT ... FROM runs">{escape(sql)}</textarea></p>'
+            f'<label>row limit <input type=number name=limit min=1 max=10000 value="{limit}"></label> '
+            f'<label>time limit (s) <input type=number name=timeout_s min=0.1 max=60 step=0.1 value="{timeout_s:g}"></label> '
+            '<button type=submit id=run>Run</button></form>')
+    out = ""
+    if error:
+        out = f"<h2>Refused or failed</h2><div class=error id=error>{escape(error)}</div>"
+    elif result is not None:
+        head = "".join(f"<th>{escape(c)}</th>" for c in result.columns)
+        body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in result.rows)
+        more = f" (first {limit}; more rows were left out)" if result.truncated else ""
+        csv = f'{root}sql.csv?q={quote(sql)}&limit={limit}&timeout_s={timeout_s:g}'
+        out = (f"<h2>{len(result.rows)} row(s){more} in {result.seconds:.2f} s</h2>"
+               f'<p><a href="{csv}" id=csv download>Download CSV</a></p>'
+               f"<table id=result><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    note = ("<p class=muted>Read-only: one SELECT at a time on the latest published copy of "
+            "<code>numa_lab.duckdb</code> (updated after every load); no files, extensions or ATTACH.</p>")
+    return _page("numa-lab: SQL on the results", root, note + form + out)
