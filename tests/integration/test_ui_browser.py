@@ -1,0 +1,156 @@
+"""The numa-lab pages in a real browser (Playwright, the system's headless Chromium, no network) against one
+real ``airflow standalone``: a Phase 1 run's "NUMA report" tab draws its charts, the nav page lists the run
+folder, the SQL page runs a preset; without a login, and on a path out of ``outputs/``, the app refuses.
+
+``NUMA_LAB_UI_SCREENSHOTS=<folder>`` saves the tab, the nav page and the SQL page there as PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY
+from tests.integration.conftest import AIRFLOW, PHASES, REPO, airflow_env, free_port, standalone, wait_for_dags
+from tests.integration.test_airflow_route import trigger, wait_done
+
+pytestmark = pytest.mark.integration
+playwright = pytest.importorskip("playwright.sync_api")
+
+P1 = "phase1_framework_validation"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = os.environ.get("NUMA_LAB_UI_SCREENSHOTS")
+CHARTS_DRAWN = """() => {
+  const embeds = [...document.querySelectorAll('.vega-embed')];
+  return embeds.length > 0 && embeds.every(e => e.querySelector('canvas') ||
+         e.querySelector('svg g[class^="mark-"] path, svg g[class^="mark-"] rect, svg g[class^="mark-"] line'));
+}"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """One Airflow (Phase 1 only, on the tiny experiment) with one finished Phase 1 run: (base, token, run_id, outputs)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no system chromium")
+    root = tmp_path_factory.mktemp("ui")
+    configs, outputs = root / "configs", root / "outputs"
+    shutil.copytree(REPO / "include" / "configs", configs)
+    (configs / "tiny.yaml").write_text(TINY)
+    (configs / "phases.yaml").write_text(PHASES.format(name=P1, after="[]"))
+    outputs.mkdir()
+    (root / "airflow.cfg").write_text("SECRET")
+    (root / "secret").mkdir()
+    (root / "secret" / "page.html").write_text("SECRET")
+    (outputs / "escape").symlink_to(root / "secret", target_is_directory=True)
+    port = free_port()
+    base = f"http://localhost:{port}"
+    home = root / "airflow"
+    env = {**airflow_env(home, port), "NUMA_LAB_OUTPUTS": str(outputs), "NUMA_LAB_CONFIGS": str(configs),
+           "PYTHONWARNINGS": "ignore", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = root / "standalone.log"
+    with standalone([AIRFLOW, "standalone"], env, home, log, base=base) as token:
+        wait_for_dags(token, [P1], base=base)
+        run_id = trigger(token, P1, {"experiment": "tiny"}, base)
+        assert wait_done(token, P1, run_id, base) == "success", log.read_text()[-3000:]
+        yield base, token, run_id, outputs
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(site, browser):
+    """A page logged in to Airflow: its session cookie ``_token`` holds the user's JWT, as after the login form."""
+    base, token, _, _ = site
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_cookies([{"name": "_token", "value": token, "url": base}])
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def anonymous(browser):
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / name), full_page=False)
+
+
+def numa_lab_frame(page):
+    """The frame in which the Airflow UI shows the plugin's page."""
+    page.wait_for_selector("iframe", timeout=60_000)
+    page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => f.src.includes('numa-lab/'))",
+                           timeout=30_000)
+    return next(f for f in page.frames if "/numa-lab/" in f.url)
+
+
+def test_the_runs_tab_shows_its_report_with_charts(site, page):
+    base, _, run_id, _ = site
+    page.goto(f"{base}/dags/{P1}/runs/{run_id}/plugin/numa-report")
+    frame = numa_lab_frame(page)
+    frame.wait_for_function(CHARTS_DRAWN, timeout=60_000)
+    assert f"/{P1}/" in frame.url or "/report/index.html" in frame.url
+    page.get_by_text("NUMA report").first.wait_for(timeout=10_000)
+    shot(page, "numa_report_tab.png")
+    # the same report directly (the extra link's URL)
+    page.goto(f"{base}/numa-lab/runs/{P1}/{run_id}")
+    page.wait_for_function(CHARTS_DRAWN, timeout=60_000)
+    assert page.url.endswith("/report/index.html")
+
+
+def test_the_nav_page_lists_the_run_folder(site, page):
+    base, _, _, outputs = site
+    (folder,) = [p.parent.name for p in outputs.glob("*/plan.json")]
+    page.goto(f"{base}/numa-lab/")
+    assert page.get_by_text(folder).count() >= 1
+    shot(page, "numa_lab_nav.png")
+    page.goto(f"{base}/plugin/numa-lab")
+    assert numa_lab_frame(page).get_by_text(folder).count() >= 1
+
+
+def test_the_sql_page_runs_a_preset(site, page):
+    base = site[0]
+    page.goto(f"{base}/numa-lab/sql")
+    page.locator(".presets button").first.click()  # a preset submits its query
+    page.wait_for_selector("table#result", timeout=30_000)
+    assert page.locator(".error").count() == 0
+    assert page.locator("table#result thead th").count() >= 1
+    shot(page, "numa_lab_sql.png")
+
+
+REFUSED = ["/numa-lab/", "/numa-lab/sql?q=SELECT+1", "/numa-lab/runs/" + P1 + "/x"]
+
+
+@pytest.mark.parametrize("path", REFUSED, ids=REFUSED)
+def test_without_login_the_pages_are_refused(site, anonymous, path):
+    response = anonymous.goto(site[0] + path)
+    assert response.status == 401
+    assert "log in to the Airflow UI" in anonymous.content()
+
+
+TRAVERSALS = {"dotdot": "..%2F..%2Fairflow.cfg", "encoded": "%2e%2e%2f%2e%2e%2fairflow.cfg",
+              "double-encoded": "%252e%252e%252fairflow.cfg", "symlink-out": "escape/page.html"}
+
+
+@pytest.mark.parametrize("path", TRAVERSALS.values(), ids=TRAVERSALS.keys())
+def test_a_path_out_of_outputs_is_refused(site, page, path):
+    response = page.goto(f"{site[0]}/numa-lab/files/{path}")
+    assert response.status in (400, 403, 404)
+    assert "SECRET" not in page.content()
+    assert json.loads(page.inner_text("body"))["detail"].startswith(("refused", "not found"))
