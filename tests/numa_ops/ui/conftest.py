@@ -67,7 +67,7 @@ def outputs(tmp_path: Path, outputs_dir: Path) -> Path:
 
 
 @pytest.fixture
-def client(outputs, auth_manager):
+def auth_client(outputs, auth_manager):
     """A TestClient of an app that mounts the plugin's app where Airflow does (``/numa-lab``)."""
     from fastapi import FastAPI
     from fastapi.testclient import TestClient

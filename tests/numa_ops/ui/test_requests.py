@@ -1,0 +1,119 @@
+"""The plugin's app through HTTP with real Airflow JWTs: what a logged-in user gets, and every hostile
+request refused with its status and a message that says why."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.numa_ops.ui.conftest import DAG_ID, RUN_ID, SECRET
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+PAGES = ["/numa-lab/", f"/numa-lab/runs/{DAG_ID}/{RUN_ID}", "/numa-lab/files/report/index.html",
+         "/numa-lab/sql?q=SELECT+1", "/numa-lab/sql.csv?q=SELECT+1"]
+
+
+@pytest.mark.parametrize("path", PAGES, ids=["folders", "run", "file", "sql", "csv"])
+@pytest.mark.parametrize(("credential", "status", "words"), [
+    (None, 401, "Not authenticated: log in to the Airflow UI first"),
+    ("garbage", 403, "Invalid JWT token"),
+    ("expired", 401, "Token Expired"),
+    ("no_role", 403, "may not read DAG runs"),
+], ids=["no-login", "bad-token", "expired-token", "no-permission"])
+def test_without_a_valid_login_nothing_is_served(auth_client, tokens, path, credential, status, words):
+    headers = {} if credential is None else bearer(tokens.get(credential, "not.a.jwt"))
+    resp = auth_client.get(path, headers=headers, follow_redirects=False)
+    assert resp.status_code == status and words in resp.json()["detail"], resp.text
+
+
+def test_the_session_cookie_of_the_ui_is_a_login(auth_client, tokens):
+    resp = auth_client.get("/numa-lab/", cookies={"_token": tokens["viewer"]})
+    assert resp.status_code == 200 and "numa-lab: run folders" in resp.text
+
+
+def test_the_folders_page_lists_each_folder_with_its_summary_and_gate(auth_client, tokens, outputs):
+    page = auth_client.get("/numa-lab/", headers=bearer(tokens["viewer"])).text
+    (name,) = [p.name for p in outputs.glob("phase1_*")]
+    assert f'href="/numa-lab/files/{name}/report/index.html"' in page
+    assert 'href="/numa-lab/files/report/index.html"' in page and "gate passed: 0/1 runs failed" in page
+    assert DAG_ID in page
+
+
+def test_a_dag_runs_page_opens_its_report(auth_client, tokens):
+    resp = auth_client.get(f"/numa-lab/runs/{DAG_ID}/{RUN_ID}", headers=bearer(tokens["viewer"]))
+    assert resp.status_code == 200 and "run report" in resp.text
+    assert resp.url.path.startswith("/numa-lab/files/phase1_") and resp.url.path.endswith("/report/index.html")
+
+
+def test_a_run_without_a_folder_says_so(auth_client, tokens):
+    resp = auth_client.get(f"/numa-lab/runs/{DAG_ID}/manual__other", headers=bearer(tokens["viewer"]))
+    assert resp.status_code == 404 and "No numa-lab run folder" in resp.text
+
+
+def test_a_png_is_served_as_an_image(auth_client, tokens, outputs):
+    (name,) = [p.name for p in outputs.glob("phase1_*")]
+    resp = auth_client.get(f"/numa-lab/files/{name}/report/throughput.png", headers=bearer(tokens["viewer"]))
+    assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
+
+
+@pytest.mark.parametrize(("path", "status", "words"), [
+    ("/numa-lab/files/%2e%2e%2fairflow.cfg", 400, "not a plain path inside the outputs folder"),
+    ("/numa-lab/files/%2e%2e/%2e%2e/airflow.cfg", 400, "not a plain path"),
+    ("/numa-lab/files/..%2Fairflow.cfg", 400, "not a plain path"),
+    ("/numa-lab/files/%252e%252e%252fairflow.cfg", 400, "not a plain path"),
+    ("/numa-lab/files/report%2F..%2F..%2Fairflow.cfg", 400, "not a plain path"),
+    ("/numa-lab/files/escape.html", 403, "leads outside the outputs folder"),
+    ("/numa-lab/files/up/airflow.cfg", 403, "leads outside the outputs folder"),
+    ("/numa-lab/files/numa_lab.duckdb", 403, "only .csv, .html"),
+    ("/numa-lab/files/.hidden.json", 400, "hidden"),
+    ("/numa-lab/files/nothing.html", 404, "not found"),
+], ids=["encoded", "encoded-parts", "encoded-slash", "double-encoded", "report-then-up", "symlink-file",
+        "symlink-folder", "database-file", "hidden", "missing"])
+def test_hostile_paths_are_refused(auth_client, tokens, path, status, words):
+    resp = auth_client.get(path, headers=bearer(tokens["viewer"]))
+    assert resp.status_code == status and words in resp.json()["detail"], resp.text
+    assert SECRET not in resp.text
+
+
+def test_the_sql_page_shows_a_preset_as_a_table_and_csv(auth_client, tokens):
+    page = auth_client.get("/numa-lab/sql", headers=bearer(tokens["viewer"])).text
+    assert "failed runs and why" in page  # a preset from docs/database.md
+    q = "SELECT run_id, success FROM runs"
+    resp = auth_client.get("/numa-lab/sql", params={"q": q}, headers=bearer(tokens["viewer"]))
+    assert resp.status_code == 200 and "<table id=result>" in resp.text and "1 row(s)" in resp.text
+    csv = auth_client.get("/numa-lab/sql.csv", params={"q": q}, headers=bearer(tokens["viewer"]))
+    assert csv.headers["content-type"].startswith("text/csv") and csv.text.splitlines()[0] == "run_id,success"
+
+
+def test_the_row_limit_is_kept_and_said(auth_client, tokens):
+    resp = auth_client.get("/numa-lab/sql", params={"q": "SELECT * FROM range(50)", "limit": 7},
+                           headers=bearer(tokens["viewer"]))
+    assert "7 row(s) (first 7; more rows were left out)" in resp.text
+
+
+@pytest.mark.parametrize(("sql", "words"), [
+    ("SELECT * FROM read_csv('{cfg}')", "file system operations are disabled"),
+    ("SELECT * FROM '{csv}'", "file system operations are disabled"),
+    ("COPY runs TO '{out}'", "only SELECT queries run here (statement type: COPY)"),
+    ("CREATE TABLE x AS SELECT 1", "statement type: CREATE"),
+    ("DELETE FROM runs", "statement type: DELETE"),
+    ("ATTACH '{out}' AS x", "statement type: ATTACH"),
+    ("INSTALL httpfs", "statement type: LOAD"),
+    ("LOAD httpfs", "statement type: LOAD"),
+    ("SET enable_external_access = true", "statement type: SET"),
+    ("SELECT 1; COPY runs TO '{out}'", "one statement at a time"),
+    ("SELECT count(*) FROM range(10000000000000)", "stopped after the time limit of 0.5 s"),
+    ("SELEC 1", "does not parse"),
+    ("SELECT no_such_column FROM runs", "no_such_column"),
+], ids=["read-file", "read-file-by-name", "copy-to", "create", "delete", "attach", "install", "load",
+        "unlock-config", "second-statement", "past-time-limit", "syntax", "bad-column"])
+def test_hostile_or_bad_queries_are_refused(auth_client, tokens, tmp_path, sql, words):
+    sql = sql.format(cfg=tmp_path / "airflow.cfg", csv=tmp_path / "secret.csv", out=tmp_path / "out.csv")
+    resp = auth_client.get("/numa-lab/sql", params={"q": sql, "timeout_s": 0.5}, headers=bearer(tokens["viewer"]))
+    assert resp.status_code == 400 and words in resp.text, resp.text
+    assert SECRET not in resp.text and not (tmp_path / "out.csv").exists()
+    csv = auth_client.get("/numa-lab/sql.csv", params={"q": sql, "timeout_s": 0.5}, headers=bearer(tokens["viewer"]))
+    assert csv.status_code == 400 and words in csv.json()["detail"]
