@@ -78,7 +78,7 @@ def test_zip_with_two_keys_is_a_group():
     from numa_ops.cli import parse_run_args
 
     assert parse_run_args(["experiment=e", "--zip", "a.b, c.d", "--zip=e.f,g.h"]) == (
-        ["experiment=e"], [["a.b", "c.d"], ["e.f", "g.h"]])
+        ["experiment=e"], [["a.b", "c.d"], ["e.f", "g.h"]], False)
 
 
 def test_zip_without_two_keys_is_refused_by_the_command(configs_dir, outputs_dir):

@@ -195,6 +195,16 @@ def test_dry_run_prints_the_estimate_and_runs_nothing(configs_dir, outputs_dir):
     assert "worker" not in result.stderr and list(outputs_dir.iterdir()) == []  # no run folder, no records, no database
 
 
+@pytest.mark.parametrize(("args", "dry"), [
+    pytest.param(["--dry-run", "experiment=e", "-m"], True, id="dry-run"),
+    pytest.param(["experiment=e"], False, id="measure"),
+])
+def test_dry_run_is_a_flag_not_an_override(args, dry):
+    from numa_ops.cli import parse_run_args
+
+    assert parse_run_args(args) == (["experiment=e"], [], dry)
+
+
 def test_every_phase_has_a_limit_its_own_plan_fits(configs_dir):
     """At phases.yaml's settings on a 4-GPU H100 host, each phase's estimate is under its max_gpu_hours."""
     topo = _host(4)

@@ -74,7 +74,7 @@ def test_as_dag_conf(topo, phase, study, args, runs):
 def test_as_shell_args(topo, phase, study, args, runs):
     from numa_ops.cli import parse_run_args
 
-    overrides, zip_keys = parse_run_args(args)
+    overrides, zip_keys, _ = parse_run_args(args)
     experiment, rest = split_experiment(overrides)
     lanes = build_plan("f", load_experiment(experiment, rest, zip_keys), topo)
     assert sum(len(lane.runs) for lane in lanes) == runs
@@ -95,7 +95,7 @@ def test_image_sizes_are_paired_with_batches(topo):
 def test_multi_gpu_patterns_run_their_gpus_together(topo):
     from numa_ops.cli import parse_run_args
 
-    overrides, _ = parse_run_args(["-m", "experiment=numa_study", 'experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2]"'])
+    overrides, _, _ = parse_run_args(["-m", "experiment=numa_study", 'experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2]"'])
     experiment, rest = split_experiment(overrides)
     for configs in (load_experiment(experiment, rest), study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"])):
         lanes = build_plan("f", configs, topo)
