@@ -2,7 +2,8 @@
 timed together, through the plan and the lane supervisor (the code the Airflow operator runs), one
 lane per GPU in parallel.
 
-Usage: ``python bench/multi_gpu.py [--gpus 0,1,2,3] [--steps validation,sweep,patterns] [--out DIR]``.
+Usage: ``python bench/multi_gpu.py [--gpus 0,1,2,3] [--steps validation,sweep,patterns] [--samples N] [--trials N]
+[--out DIR]`` (``--samples``/``--trials``: the sweep's num_samples and trials per run, 1536 and 5 by default).
 Prints a table per step; with ``--out`` the run folders are tarred there. The sweep step prints the speed-up of
 all GPUs over one, each lane's end time (shared-out runs go longest first, so the GPUs end together) and the
 estimate's wall times beside them.
@@ -25,7 +26,6 @@ SWEEP = [
     "{name:d6,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536},{name:d12,patch_size:32,depth:12,heads:12,dim:768,mlp_dim:3072}]",
     "experiment.test.batch_size=8,16,32,64", "experiment.test.execution=cuda_graph,eager",
     'experiment.test.tensor_shape="[3,224,224],[3,384,384]"',
-    "experiment.test.num_samples=1536", "experiment.test.min_trials=5", "experiment.test.max_trials=5",
     "experiment.test.telemetry=off", "experiment.test.repeats=1",  # 48 runs, each once
 ]
 
@@ -96,8 +96,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpus", default="0,1,2,3")
     parser.add_argument("--steps", default="validation,sweep,patterns")
+    parser.add_argument("--samples", type=int, default=1536, help="the sweep's num_samples")
+    parser.add_argument("--trials", type=int, default=5, help="the sweep's trials per run (min and max)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    SWEEP.extend([f"experiment.test.num_samples={args.samples}", f"experiment.test.min_trials={args.trials}",
+                  f"experiment.test.max_trials={args.trials}"])
     gpus, steps = args.gpus, args.steps.split(",")
     for step in steps:  # each step's run folders are saved as soon as it ends
         {"validation": validation, "sweep": sweep, "patterns": patterns}[step](gpus)
