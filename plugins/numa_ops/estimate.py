@@ -151,7 +151,9 @@ def read_past_records(database: Path | None = None, lock_timeout_s: float = 0.5)
 @dataclass(frozen=True)
 class PlanEstimate:
     """What a plan will cost. ``gpu_s``: the runs' own time (what the report compares with the records'
-    durations); ``startup_s``: the worker starts; ``wall_s``: first start to last end."""
+    durations); ``startup_s``: the worker starts; ``wall_s``: from the start of the first worker to
+    the end of the last run. ``estimate.json`` keeps ``wall_s`` as the report measures it, from the first run's start
+    (``wall_from_start_s``: with the first worker's start-up)."""
 
     runs: int
     lanes: int
@@ -159,6 +161,7 @@ class PlanEstimate:
     gpu_s: float
     startup_s: float
     wall_s: float
+    first_run_s: float  # when the first run starts (after its worker's start-up)
     from_records: int  # runs whose seconds came from past records (the rest: the cost model)
     basis: str
     lane_end_s: Mapping[str, float]
@@ -170,7 +173,8 @@ class PlanEstimate:
 
     def to_json(self) -> dict[str, Any]:
         return {"runs": self.runs, "lanes": self.lanes, "worker_starts": self.worker_starts,
-                "gpu_s": round(self.gpu_s, 1), "startup_s": round(self.startup_s, 1), "wall_s": round(self.wall_s, 1),
+                "gpu_s": round(self.gpu_s, 1), "startup_s": round(self.startup_s, 1),
+                "wall_s": round(self.wall_s - self.first_run_s, 1), "wall_from_start_s": round(self.wall_s, 1),
                 "gpu_hours": round(self.gpu_hours, 3), "from_records": self.from_records, "basis": self.basis,
                 "lane_end_s": {k: round(v, 1) for k, v in self.lane_end_s.items()}}
 
@@ -190,8 +194,9 @@ def _hms(seconds: float) -> str:
 
 
 def _simulate(order: Mapping[int | None, list[Lane]], run_s: Mapping[str, float], start_s: Callable[[Lane], float],
-              max_lanes: int) -> tuple[float, dict[str, float]]:
-    """Wall time of the devices' turns, ``max_lanes`` at once; a shared run goes to the lane that reaches it first."""
+              max_lanes: int) -> tuple[float, float, dict[str, float]]:
+    """Wall time of the devices' turns, ``max_lanes`` at once (a shared run goes to the lane that reaches it first);
+    when the first run starts; each lane's end."""
     pending = list(order.values())
     slots = max(1, min(max_lanes, len(pending)))
     claimed: set[str] = set()
@@ -200,6 +205,7 @@ def _simulate(order: Mapping[int | None, list[Lane]], run_s: Mapping[str, float]
     heap: list[tuple[float, int, int, int, bool]] = []
     turns: list[list[Lane]] = []
     finished_at: list[float] = []
+    first_run = math.inf
 
     def start(turn: list[Lane], at: float) -> None:
         turns.append(turn)
@@ -229,8 +235,9 @@ def _simulate(order: Mapping[int | None, list[Lane]], run_s: Mapping[str, float]
         if spec.run_id not in claimed:
             claimed.add(spec.run_id)
             took = run_s[spec.run_id]
+            first_run = min(first_run, clock)
         heapq.heappush(heap, (clock + took, t, li, ri + 1, True))
-    return max(finished_at, default=0.0), ends
+    return max(finished_at, default=0.0), (0.0 if first_run == math.inf else first_run), ends
 
 
 def estimate_plan(lanes: list[Lane], max_lanes: int, gpu_names: Mapping[int, str] | None = None,
@@ -257,7 +264,7 @@ def estimate_plan(lanes: list[Lane], max_lanes: int, gpu_names: Mapping[int, str
             return sorted(seen)[len(seen) // 2]
         return (CPU if lane.gpu_id is None else CUDA).worker_start_s
 
-    wall, ends = _simulate(lanes_by_device(lanes), run_s, start_s, max_lanes)
+    wall, first_run, ends = _simulate(lanes_by_device(lanes), run_s, start_s, max_lanes)
     total = len(run_s)
     if not from_records:
         basis = f"cost model ({records.note})"
@@ -265,7 +272,7 @@ def estimate_plan(lanes: list[Lane], max_lanes: int, gpu_names: Mapping[int, str
         basis = f"past records for {from_records} of {total} runs ({records.note})" + (
             ", the cost model for the rest" if from_records < total else "")
     return PlanEstimate(runs=total, lanes=len(lanes), worker_starts=len(lanes), gpu_s=sum(run_s.values()),
-                        startup_s=sum(start_s(lane) for lane in lanes), wall_s=wall, from_records=from_records,
+                        startup_s=sum(start_s(lane) for lane in lanes), wall_s=wall, first_run_s=first_run, from_records=from_records,
                         basis=basis, lane_end_s=ends)
 
 
