@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 from numa_ops.ui.app import app
-from numa_ops.ui.links import APP_PREFIX, NumaReportLink
+from numa_ops.ui.links import APP_PREFIX, NumaReportLink, app_href
 
 
 class NumaLabUI(AirflowPlugin):
@@ -17,8 +17,8 @@ class NumaLabUI(AirflowPlugin):
     name = "numa_lab_ui"
     fastapi_apps = [{"app": app, "url_prefix": APP_PREFIX, "name": "numa-lab"}]
     external_views = [
-        {"name": "NUMA report", "href": "numa-lab/runs/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
+        {"name": "NUMA report", "href": app_href("runs/{DAG_ID}/{RUN_ID}"), "destination": "dag_run",
          "url_route": "numa-report"},
-        {"name": "numa-lab", "href": "numa-lab/", "destination": "nav", "url_route": "numa-lab"},
+        {"name": "numa-lab", "href": app_href(), "destination": "nav", "url_route": "numa-lab"},
     ]
     global_operator_extra_links = [NumaReportLink()]

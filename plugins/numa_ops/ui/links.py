@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 from airflow.sdk import BaseOperatorLink
 
@@ -11,9 +11,17 @@ APP_PREFIX = "/numa-lab"
 TASKS = ("measure", "report")
 
 
+def app_href(path: str = "") -> str:
+    """An absolute URL path into the app, under the path Airflow's UI is served at (``[api] base_url``)."""
+    from airflow.configuration import conf
+
+    base = urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+    return f"{base}{APP_PREFIX}/{path}"
+
+
 def run_report_url(dag_id: str, run_id: str) -> str:
     """The app's page for a DAG run's report (``/numa-lab/runs/<dag_id>/<run_id>``)."""
-    return f"{APP_PREFIX}/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+    return app_href(f"runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}")
 
 
 class NumaReportLink(BaseOperatorLink):
