@@ -19,7 +19,7 @@ table{border-collapse:collapse;font-size:.88rem} th,td{border:1px solid #cbd5e0;
 th{background:#edf2f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 a{color:#2b6cb0} .pass{color:#276749;font-weight:600} .fail{color:#c53030;font-weight:600} .muted{color:#718096}
 nav a{margin-right:1rem} textarea{width:100%;max-width:70rem;font-family:ui-monospace,monospace;font-size:.88rem}
-.presets button{margin:.15rem .25rem .15rem 0;font-size:.8rem} .error{background:#fff5f5;border:1px solid #feb2b2;padding:.6rem;white-space:pre-wrap;font-family:ui-monospace,monospace}
+.presets form{display:inline} .presets button{margin:.15rem .25rem .15rem 0;font-size:.8rem} .error{background:#fff5f5;border:1px solid #feb2b2;padding:.6rem;white-space:pre-wrap;font-family:ui-monospace,monospace}
 """
 
 
@@ -89,11 +89,14 @@ def run_page(root: str, dag_id: str, run_id: str, folders: Sequence[RunFolder]) 
 def sql_page(root: str, presets: Iterable[Preset], sql: str, limit: int, timeout_s: float,
              result: QueryResult | None, error: str | None) -> str:
     """The SQL page: presets, the query form, and the result table (or the error)."""
-    buttons = "".join(
-        f'<button type=submit name=q value="{escape(p.sql)}" title="{escape(p.sql)}">{escape(p.title)}</button>'
+    limits = (f'<input type=hidden name=limit value="{limit}">'
+              f'<input type=hidden name=timeout_s value="{timeout_s:g}">')
+    buttons = "".join(  # one small form each: a preset runs at once, with the limits set below
+        f'<form method=get action="{root}sql"><input type=hidden name=q value="{escape(p.sql)}">{limits}'
+        f'<button type=submit title="{escape(p.sql)}">{escape(p.title)}</button></form>'
         for p in presets)
-    form = (f'<form method=get action="{root}sql" id=query>'
-            f'<div class=presets><b>Examples (docs/database.md):</b><br>{buttons or "<span class=muted>none shipped</span>"}</div>'
+    form = (f'<div class=presets><b>Examples (docs/database.md):</b><br>{buttons or "<span class=muted>none shipped</span>"}</div>'
+            f'<form method=get action="{root}sql" id=query>'
             f'<p><textarea name=q rows=7 placeholder="SELECT ... FROM runs">{escape(sql)}</textarea></p>'
             f'<label>row limit <input type=number name=limit min=1 max=10000 value="{limit}"></label> '
             f'<label>time limit (s) <input type=number name=timeout_s min=0.1 max=60 step=0.1 value="{timeout_s:g}"></label> '

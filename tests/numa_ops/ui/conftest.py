@@ -27,9 +27,9 @@ def auth_manager():
     return create_auth_manager()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def tokens(auth_manager) -> dict[str, str]:
-    """JWTs as Airflow issues them: a viewer, a user without a role, and one that has expired."""
+    """JWTs as Airflow issues them now (signed with the secret the validator uses): a viewer, a user without a role, and one that has expired."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
     return {
