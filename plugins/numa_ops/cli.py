@@ -80,12 +80,15 @@ def _measure(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
         )
 
 
-def _estimate(lanes: list[Lane], topo: Topology) -> None:
-    """Print what the plan will cost (past records where there are some, else the cost model)."""
-    from numa_ops import estimate
+def _estimate(lanes: list[Lane], topo: Topology, folder_path: Path | None = None) -> None:
+    """Print what the plan will cost (past records where there are some, else the cost model); keep it as
+    ``estimate.json`` in ``folder_path`` (the report shows it against what the runs took)."""
+    from numa_ops import estimate, results
 
     cost = estimate.estimate_plan(lanes, lanes[0].max_workers, estimate.gpu_names_of(topo), estimate.read_past_records())
     print("\n".join(cost.lines()))
+    if folder_path is not None:
+        results.write_json_atomic(folder_path / "estimate.json", cost.to_json())
 
 
 def dry_run(request: RunArgs, topo: Topology) -> int:
@@ -117,7 +120,7 @@ def run(args: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"plan: {count_runs(lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
-    _estimate(lanes, topo)
+    _estimate(lanes, topo, folder_path)
     outcomes = _measure(lanes, folder_path)
     pipeline.summarize_and_load(folder_path)
     print(json.dumps(pipeline.write_reports(folder_path), indent=2))
