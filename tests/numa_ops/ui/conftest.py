@@ -30,8 +30,11 @@ def auth_manager():
 @pytest.fixture
 def tokens(auth_manager) -> dict[str, str]:
     """JWTs as Airflow issues them now (signed with the secret the validator uses): a viewer, a user without a role, and one that has expired."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import BaseAuthManager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
+    BaseAuthManager._get_token_signer.cache_clear()  # signer and validator from the same secret, whatever
+    BaseAuthManager._get_token_validator.cache_clear()  # secret an earlier test configured
     return {
         "viewer": auth_manager.generate_jwt(SimpleAuthManagerUser(username="viewer", role="viewer")),
         "no_role": auth_manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None)),
