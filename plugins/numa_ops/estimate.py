@@ -165,6 +165,8 @@ class PlanEstimate:
     from_records: int  # runs whose seconds came from past records (the rest: the cost model)
     basis: str
     lane_end_s: Mapping[str, float]
+    run_s: Mapping[str, float] = field(default_factory=dict)  # run id -> its estimated seconds
+    run_from_records: frozenset[str] = frozenset()  # the run ids whose seconds came from past records
 
     @property
     def gpu_hours(self) -> float:
@@ -176,7 +178,9 @@ class PlanEstimate:
                 "gpu_s": round(self.gpu_s, 1), "startup_s": round(self.startup_s, 1),
                 "wall_s": round(self.wall_s - self.first_run_s, 1), "wall_from_start_s": round(self.wall_s, 1),
                 "gpu_hours": round(self.gpu_hours, 3), "from_records": self.from_records, "basis": self.basis,
-                "lane_end_s": {k: round(v, 1) for k, v in self.lane_end_s.items()}}
+                "lane_end_s": {k: round(v, 1) for k, v in self.lane_end_s.items()},
+                "per_run": [{"run_id": k, "gpu_s": round(v, 1), "basis": "records" if k in self.run_from_records else "model"}
+                            for k, v in self.run_s.items()]}
 
     def lines(self) -> list[str]:
         """The estimate as a person reads it."""
@@ -248,10 +252,12 @@ def estimate_plan(lanes: list[Lane], max_lanes: int, gpu_names: Mapping[int, str
     run_s: dict[str, float] = {}
     starts: dict[str, list[float]] = {}
     from_records = 0
+    recorded: set[str] = set()
     for spec in distinct_runs(lanes):
         past = records.lookup(spec, names.get(spec.gpu_id) if spec.gpu_id is not None else None)
         if past is not None:
             from_records += 1
+            recorded.add(spec.run_id)
             run_s[spec.run_id] = past[0]
             if past[1] is not None:
                 starts.setdefault(spec.lane, []).append(past[1])
@@ -273,7 +279,7 @@ def estimate_plan(lanes: list[Lane], max_lanes: int, gpu_names: Mapping[int, str
             ", the cost model for the rest" if from_records < total else "")
     return PlanEstimate(runs=total, lanes=len(lanes), worker_starts=len(lanes), gpu_s=sum(run_s.values()),
                         startup_s=sum(start_s(lane) for lane in lanes), wall_s=wall, first_run_s=first_run, from_records=from_records,
-                        basis=basis, lane_end_s=ends)
+                        basis=basis, lane_end_s=ends, run_s=run_s, run_from_records=frozenset(recorded))
 
 
 def gpu_names_of(topology: Any) -> dict[int, str]:

@@ -64,6 +64,8 @@ def test_past_records_set_the_estimate_where_they_match(configs_dir, tmp_path, c
     assert cost.wall_s == pytest.approx(7.0 + 100.0 + model)  # one lane: start, then its runs in turn
     kept = cost.to_json()  # as the report measures it: from the first run's start
     assert (kept["wall_s"], kept["wall_from_start_s"]) == (round(100.0 + model, 1), round(cost.wall_s, 1))
+    assert kept["per_run"] == [{"run_id": specs[0].run_id, "gpu_s": 100.0, "basis": "records"},
+                               {"run_id": specs[1].run_id, "gpu_s": round(model, 1), "basis": "model"}]
     assert "past records for 1 of 2 runs" in cost.basis and "the cost model for the rest" in cost.basis
 
 
