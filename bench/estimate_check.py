@@ -12,7 +12,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tarfile
 import time
@@ -73,9 +72,10 @@ def check(name: str, overrides: list[str], gpus: str | None, out: Path | None) -
     t0 = time.perf_counter()
     pipeline.run_lanes(lanes, folder_path, lanes[0].max_workers, log=lambda _: None)
     wall = time.perf_counter() - t0
-    records = json.loads(json.dumps([results.read_record(p) for p in sorted((folder_path / "runs").glob("*.json"))]))
-    gpu_actual = sum(r["duration"] for r in records if r)
-    startup = sum(max(r.get("worker_startup_s") or 0 for r in records if r and r["lane"] == lane.name) for lane in lanes)
+    records = [r for r in (results.read_record(p) for p in sorted((folder_path / "runs").glob("*.json"))) if r]
+    gpu_actual = sum(r.get("duration") or 0.0 for r in records)
+    startup = sum(max((r.get("worker_startup_s") or 0.0 for r in records if r["lane"] == lane.name), default=0.0)
+                  for lane in lanes)
     if out:
         out.mkdir(parents=True, exist_ok=True)
         with tarfile.open(out / f"estimate_{name}.tar.gz", "w:gz") as tar:
