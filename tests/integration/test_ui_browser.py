@@ -7,18 +7,30 @@ folder, the SQL page runs a preset; without a login, and on a path out of ``outp
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import pytest
 
 from tests.conftest import TINY
-from tests.integration.conftest import AIRFLOW, PHASES, REPO, airflow_env, free_port, standalone, wait_for_dags
-from tests.integration.test_airflow_route import trigger, wait_done
+from tests.integration.conftest import (
+    AIRFLOW,
+    PHASES,
+    REPO,
+    airflow_env,
+    call,
+    dag_runs,
+    free_port,
+    standalone,
+    wait_for_dags,
+)
+from tests.integration.test_airflow_route import wait_done
 
 pytestmark = pytest.mark.integration
 playwright = pytest.importorskip("playwright.sync_api")
@@ -35,7 +47,8 @@ CHARTS_DRAWN = """() => {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """One Airflow (Phase 1 only, on the tiny experiment) with one finished Phase 1 run: (base, token, run_id, outputs)."""
+    """One Airflow (Phase 1 only, on the tiny experiment) with one finished Phase 1 run, triggered from its form
+    after logging in through the login form: (base, token, run_id, outputs, the saved login session)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("no system chromium")
     root = tmp_path_factory.mktemp("ui")
@@ -56,9 +69,34 @@ def site(tmp_path_factory):
     log = root / "standalone.log"
     with standalone([AIRFLOW, "standalone"], env, home, log, base=base) as token:
         wait_for_dags(token, [P1], base=base)
-        run_id = trigger(token, P1, {"experiment": "tiny"}, base)
+        user, password = next(iter(json.loads((home / "simple_auth_manager_passwords.json.generated").read_text()).items()))
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            run_id = login_and_trigger(browser.new_page(viewport={"width": 1400, "height": 1000}), base, user, password,
+                                       token, root / "login.json")
+            browser.close()
         assert wait_done(token, P1, run_id, base) == "success", log.read_text()[-3000:]
-        yield base, token, run_id, outputs
+        yield base, token, run_id, outputs, root / "login.json"
+
+
+def login_and_trigger(page, base: str, user: str, password: str, token: str, session: Path) -> str:
+    """Log in through Airflow's login form, trigger Phase 1 from its trigger form (its defaults: the phase's
+    studies), keep the session in ``session``; returns the new DAG run's id."""
+    page.goto(f"{base}/dags/{P1}")
+    page.wait_for_url("**/auth/login**", timeout=60_000)
+    page.locator("input[name=username]").fill(user)
+    page.locator("input[name=password]").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**/dags/{P1}", timeout=60_000)
+    assert any(c["name"] == "_token" for c in page.context.cookies())
+    page.get_by_role("button", name="Trigger").first.click()
+    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not dag_runs(token, P1, base=base):
+        time.sleep(1)
+    (run,) = dag_runs(token, P1, base=base)
+    page.context.storage_state(path=str(session))
+    return run["dag_run_id"]
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +109,8 @@ def browser(site):
 
 @pytest.fixture
 def page(site, browser):
-    """A page logged in to Airflow: its session cookie ``_token`` holds the user's JWT, as after the login form."""
-    base, token, _, _ = site
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_cookies([{"name": "_token", "value": token, "url": base}])
+    """A page with the session the login form gave (its ``_token`` cookie)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, storage_state=str(site[4]))
     page = context.new_page()
     yield page
     context.close()
@@ -103,7 +139,7 @@ def numa_lab_frame(page):
 
 
 def test_the_runs_tab_shows_its_report_with_charts(site, page):
-    base, _, run_id, _ = site
+    base, _, run_id, _, _ = site
     page.goto(f"{base}/dags/{P1}/runs/{run_id}/plugin/numa-report")
     frame = numa_lab_frame(page)
     frame.wait_for_function(CHARTS_DRAWN, timeout=60_000)
@@ -117,7 +153,7 @@ def test_the_runs_tab_shows_its_report_with_charts(site, page):
 
 
 def test_the_nav_page_lists_the_run_folder(site, page):
-    base, _, _, outputs = site
+    base, _, _, outputs, _ = site
     (folder,) = [p.parent.name for p in outputs.glob("*/plan.json")]
     page.goto(f"{base}/numa-lab/")
     assert page.get_by_text(folder).count() >= 1
@@ -156,3 +192,21 @@ def test_a_path_out_of_outputs_is_refused(site, page, path):
     assert response.status in (400, 403, 404)
     assert "SECRET" not in page.content()
     assert json.loads(page.inner_text("body"))["detail"].startswith(("refused", "not found"))
+
+
+def test_a_raw_dotdot_path_is_refused(site):
+    """``../../airflow.cfg`` as sent by a client that does not normalize it (a browser would)."""
+    host, port = urlparse(site[0]).hostname, urlparse(site[0]).port
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("GET", "/numa-lab/files/../../airflow.cfg", headers={"Authorization": f"Bearer {site[1]}"})
+    response = conn.getresponse()
+    body = response.read().decode()
+    assert response.status == 400 and "not a plain path inside the outputs folder" in body and "SECRET" not in body
+
+
+@pytest.mark.parametrize("task_id", ["measure", "report"])
+def test_the_lane_and_report_tasks_link_to_the_report(site, task_id):
+    base, token, run_id, _, _ = site
+    path = f"/api/v2/dags/{P1}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
+    links = call("GET", path + ("?map_index=0" if task_id == "measure" else ""), token, base=base)["extra_links"]
+    assert links["NUMA report"] == f"/numa-lab/runs/{P1}/{quote(run_id, safe='')}"
