@@ -33,3 +33,5 @@ RUN pip install --no-cache-dir -r /opt/numa-lab/requirements.txt -c /opt/numa-la
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 include/ /opt/airflow/include/
+# the SQL page's example queries (numa_ops.ui)
+COPY --chown=airflow:0 docs/database.md /opt/airflow/docs/database.md
