@@ -14,18 +14,10 @@ from numa_ops.operators import NumaLaneOperator
 from numa_ops.phases import load_phases
 from numa_ops.specs import DeviceTurn
 
+from tests.numa_ops.pinned_phases import PINNED_PHASES as PINNED
 from tests.numa_ops.records import record
 
 DAG = "phase1_framework_validation"
-PINNED = """
-phase1_framework_validation:
-  title: t
-  goal: g
-  question: q
-  studies:
-    everywhere: {experiment: tiny}
-    only_b: {experiment: tiny, hosts: [gpu-b]}
-"""
 
 
 def test_no_hosts_by_default(monkeypatch):

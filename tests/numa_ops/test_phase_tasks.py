@@ -12,18 +12,10 @@ from numa_ops import phase_tasks, results
 from numa_ops.phases import load_phases
 from numa_ops.specs import DeviceTurn
 
+from tests.numa_ops.pinned_phases import PINNED_PHASES as PINNED
 from tests.numa_ops.records import record
 
 PHASE1 = "phase1_framework_validation"
-PINNED = """
-phase1_framework_validation:
-  title: t
-  goal: g
-  question: q
-  studies:
-    everywhere: {experiment: tiny}
-    only_b: {experiment: tiny, hosts: [gpu-b]}
-"""
 FORM = {"studies": [], "experiment": None, "overrides": [], "sweeps": [], "num_samples": None,
         "update_asset": False, "folder": None}
 
