@@ -7,7 +7,6 @@ the published read-only copy, so two loads never race: the second waits, then ca
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -46,9 +45,7 @@ def load_runs(folders: list[Path], database: Path | None = None, lock_timeout_s:
 
 
 def publish_read_copy(database: Path) -> None:
-    """The read-only copy of the database that the UI's SQL page reads (where that part is installed)."""
-    if importlib.util.find_spec("numa_ops.db.snapshot") is None:
-        return
+    """The read-only copy of the database that the UI's SQL page reads (:mod:`numa_ops.db.snapshot`)."""
     from numa_ops.db import snapshot
 
     snapshot.publish(database)
