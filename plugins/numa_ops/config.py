@@ -35,6 +35,14 @@ class VitConfig(_Strict):
     num_classes: Annotated[int, Field(strict=True, ge=1, le=100000)] = 1000
 
 
+class ArmConfig(_Strict):
+    """One arm of a paired placement: a NUMA node, and (memory arms) whether its host pool is pinned."""
+
+    node: Annotated[int, Field(strict=True, ge=0, le=1023)]
+    # null: test.pinned_memory; false/true: this arm's host pool pageable/pinned (a known difference to check with)
+    pinned: Annotated[bool, Field(strict=True)] | None = None
+
+
 class HardwareConfig(_Strict):
     """Which GPUs and NUMA nodes to place runs on (``all`` = every one found)."""
 
@@ -55,7 +63,17 @@ class HardwareConfig(_Strict):
     # process: numactl binds the worker's CPU and all its memory to the placement's nodes (today's binding);
     # pool: the worker's CPU and memory stay on the GPU's local node and only the host pool the batches are
     # copied from goes on the placement's memory node (mbind): a penalty then splits into DMA and CPU-side parts
-    placement: Literal["process", "pool"] = "process"
+    # paired: one worker measures two or more arms of each configuration, alternated trial by trial in ABBA
+    # blocks, so the comparison is paired within one process (see ``paired`` and ``paired_arms``)
+    placement: Literal["process", "pool", "paired"] = "process"
+    # paired placement: memory: the host pool and D2H buffers on each arm's node, the launching thread on the
+    # GPU's node (the DMA part of a penalty); thread: the launching thread on a core of each arm's node, memory
+    # on the GPU's node (the CPU-side part)
+    paired: Literal["memory", "thread"] = "memory"
+    # the arms, reference first: a node, or {node, pinned}; null: the GPU's own node, then the other nodes of
+    # numa_nodes. [0, 0] is an A/A check (both arms on node 0)
+    paired_arms: Annotated[list[Annotated[int, Field(strict=True, ge=0, le=1023)] | ArmConfig],
+                           Field(min_length=2, max_length=8)] | None = None
 
     @model_validator(mode="after")
     def _non_empty(self) -> HardwareConfig:
@@ -65,7 +83,17 @@ class HardwareConfig(_Strict):
                 raise ValueError(f"{key} must be 'all' or a non-empty list without repeats")
         if self.spread and self.together:
             raise ValueError("spread and together exclude each other: share runs out over the GPUs, or run them at once")
+        if self.placement == "paired" and (self.spread or self.together):
+            raise ValueError("placement=paired measures its arms in one worker: it excludes spread and together")
+        if self.paired_arms is not None and self.placement != "paired":
+            raise ValueError("paired_arms is for placement=paired")
         return self
+
+    def arms(self) -> list[ArmConfig] | None:
+        """``paired_arms`` as :class:`ArmConfig` (None: from the topology)."""
+        if self.paired_arms is None:
+            return None
+        return [a if isinstance(a, ArmConfig) else ArmConfig(node=a) for a in self.paired_arms]
 
 
 class TestConfig(_Strict):
@@ -93,6 +121,12 @@ class TestConfig(_Strict):
     # separate worker processes that measure each configuration (the process is the unit of comparison);
     # a placement study's repeats are interleaved local/remote (ABBA) in its lanes' order
     repeats: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
+    # placement=paired: stop when the paired difference's 95% t interval is this narrow (relative half-width),
+    # sized from the pilot blocks; or after paired_max_blocks blocks, or paired_max_s seconds of trials
+    paired_target: Annotated[float, Field(gt=0, le=1)] = 0.02
+    paired_min_blocks: Annotated[int, Field(strict=True, ge=3, le=1000)] = 6
+    paired_max_blocks: Annotated[int, Field(strict=True, ge=3, le=10000)] = 200
+    paired_max_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 180.0
     # intra-op threads of the worker; null: one on a GPU run (the launching thread alone), every CPU of the
     # bound node on a CPU run
     intra_op_threads: Annotated[int, Field(strict=True, ge=1, le=1024)] | None = None
@@ -101,6 +135,8 @@ class TestConfig(_Strict):
     def _budgets(self) -> TestConfig:
         if self.max_trials < self.min_trials:
             raise ValueError(f"max_trials={self.max_trials} is below min_trials={self.min_trials}")
+        if self.paired_max_blocks < self.paired_min_blocks:
+            raise ValueError(f"paired_max_blocks={self.paired_max_blocks} is below paired_min_blocks={self.paired_min_blocks}")
         if self.max_trial_time_s >= self.timeout_s:
             raise ValueError(
                 f"max_trial_time_s={self.max_trial_time_s} must be below timeout_s={self.timeout_s}, "
@@ -141,6 +177,11 @@ class ExperimentConfig(_Strict):
         names = [v.name for v in self.vit_configs]
         if len(set(names)) != len(names):
             raise ValueError(f"vit_configs names must be unique, got {names}")
+        if self.hardware.placement == "paired" and self.test.paired_max_s >= self.test.timeout_s:
+            raise ValueError(
+                f"test.paired_max_s={self.test.paired_max_s} must be below test.timeout_s={self.test.timeout_s}, "
+                "or a paired run that misses its target would time out"
+            )
         return self
 
 

@@ -38,12 +38,17 @@ def worker_command(
     python: str | None = None,
     profile: list[str] | None = None,
     pool_node: int | None = None,
+    paired: str | None = None,
+    thread_nodes: tuple[int, ...] = (),
 ) -> Launch:
     """``numactl --cpunodebind=N --membind=M python -m numa_ops.worker ...`` for one lane.
 
     ``pool_node`` (``hardware.placement=pool``): the worker is bound to ``cpu_node``/``mem_node`` (the GPU's
     own node) all the same, and binds only its host pool to ``pool_node`` itself (mbind); without numactl
     the worker could not be kept local, so :class:`BindingRefused` is raised rather than run it unbound.
+    ``paired`` (``hardware.placement=paired``): memory arms bind their own buffers (mbind) in a worker bound to
+    ``cpu_node``; thread arms need the CPUs of every node in ``thread_nodes`` (``--cpunodebind=0,1``) with memory
+    on ``mem_node``. Both need numactl, like ``pool_node``.
     """
     if not isinstance(cpu_node, int) or not isinstance(mem_node, int) or cpu_node < 0 or mem_node < 0:
         raise ValueError(f"NUMA nodes must be non-negative integers, got {cpu_node!r}, {mem_node!r}")
@@ -54,16 +59,26 @@ def worker_command(
     worker = [python or sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)]
     worker = [*(profile or []), *worker]  # numactl binds nsys and, through it, the worker
     numactl = numactl_path()
+    if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in thread_nodes):
+        raise ValueError(f"thread_nodes must be non-negative integers, got {thread_nodes!r}")
     if numactl is None and pool_node is not None:
         raise BindingRefused(
             f"hardware.placement=pool: numactl not found (or NUMA_LAB_NUMACTL=off), so the worker cannot be kept "
             f"on node {cpu_node} while its host pool goes on node {pool_node}; use hardware.placement=process"
         )
+    if numactl is None and paired is not None:
+        raise BindingRefused(
+            f"hardware.placement=paired: numactl not found (or NUMA_LAB_NUMACTL=off), so the worker cannot be kept "
+            f"on node {cpu_node} while its {paired} arms move; use hardware.placement=process"
+        )
+    cpus = ",".join(map(str, thread_nodes)) if thread_nodes else str(cpu_node)
     if numactl:
-        argv = [numactl, f"--cpunodebind={cpu_node}", f"--membind={mem_node}", *worker]
-        binding = f"numactl --cpunodebind={cpu_node} --membind={mem_node}"
+        argv = [numactl, f"--cpunodebind={cpus}", f"--membind={mem_node}", *worker]
+        binding = f"numactl --cpunodebind={cpus} --membind={mem_node}"
         if pool_node is not None:
             binding += f"; host pool mbind to node {pool_node}"
+        if paired is not None:
+            binding += f"; paired {paired} arms inside the worker"
     else:
         argv = worker
         binding = "none (numactl not found: the worker ran unbound)"

@@ -19,8 +19,8 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from numa_ops import settings
-from numa_ops.config import ExperimentConfig, VitConfig
-from numa_ops.specs import DeviceTurn, Lane, PatternRef, RunSpec, distinct_runs
+from numa_ops.config import ArmConfig, ExperimentConfig, VitConfig
+from numa_ops.specs import Arm, DeviceTurn, Lane, PatternRef, RunSpec, distinct_runs
 from numa_ops.topology import PlacementError, Topology, home_node, placement_of, resolve_gpus, resolve_nodes
 
 
@@ -28,14 +28,40 @@ class PlanError(ValueError):
     """A plan that must not start (too many runs, nothing to run)."""
 
 
-def lane_name(gpu_id: int | None, cpu_node: int, mem_node: int, pool_node: int | None = None, repeat: int = 0) -> str:
+def lane_name(
+    gpu_id: int | None, cpu_node: int, mem_node: int, pool_node: int | None = None, repeat: int = 0,
+    paired: str | None = None,
+) -> str:
     """A lane's readable name, e.g. ``gpu0-cpu1-mem1``, ``cpu-cpu0-mem0``, ``gpu0-cpu0-mem0-pool1`` (host pool
-    alone on node 1) or ``gpu0-cpu1-mem1-r2`` (the third worker process of that placement)."""
+    alone on node 1), ``gpu0-cpu1-mem1-r2`` (the third worker process of that placement) or
+    ``gpu0-cpu0-mem0-paired-memory`` (paired arms measured in one worker)."""
     device = "cpu" if gpu_id is None else f"gpu{gpu_id}"
     name = f"{device}-cpu{cpu_node}-mem{mem_node}"
     if pool_node is not None:
         name += f"-pool{pool_node}"
+    if paired is not None:
+        name += f"-paired-{paired}"
     return name + (f"-r{repeat}" if repeat else "")
+
+
+def paired_arms(cfg: ExperimentConfig, gpu: int | None, topo: Topology) -> tuple[Arm, ...]:
+    """The arms of a paired run on ``gpu``, reference first: ``hardware.paired_arms``, or the GPU's own node then
+    the other nodes of ``numa_nodes``. A node the host lacks is refused; so is a host with no second node when
+    the arms are left to the topology (an A/A check names them: ``paired_arms=[0, 0]``)."""
+    hw, home = cfg.hardware, home_node(gpu, topo)
+    arms = hw.arms()
+    if arms is None:
+        others = [n for n in resolve_nodes(hw.numa_nodes, topo, gpu) if n != home]
+        if not others:
+            raise PlacementError(
+                f"experiment.hardware.placement=paired: {topo.host} has no NUMA node besides node {home} (the "
+                f"{'GPU' if gpu is not None else 'CPU'}'s own) among numa_nodes={hw.numa_nodes}, so there is no remote "
+                f"arm to compare with; for an A/A check of the method set experiment.hardware.paired_arms=[{home},{home}]"
+            )
+        arms = [ArmConfig(node=n) for n in (home, *others)]
+    resolve_nodes(sorted({a.node for a in arms}), topo, gpu)  # refuses a node the host lacks
+    pinned = [(cfg.test.pinned_memory if a.pinned is None else a.pinned) and gpu is not None for a in arms]
+    return tuple(Arm(a.node, p, *placement_of(gpu, a.node, topo)) for a, p in zip(arms, pinned, strict=True))
 
 
 def _digest(payload: dict[str, Any]) -> str:
@@ -51,6 +77,8 @@ def _spec(
     the pool is."""
     placement, distance = placement_of(gpu, node, topo)
     mode = cfg.hardware.placement
+    if mode == "paired":
+        return _paired_spec(folder, study, point, cfg, model, gpu, topo, repeat)
     bound = home_node(gpu, topo) if mode == "pool" else node
     return RunSpec(
         run_id="", folder=folder, study=study, experiment=cfg.name, sweep_point=point, model=model, test=cfg.test,
@@ -58,6 +86,22 @@ def _spec(
         placement=placement, numa_distance=distance,
         lane=lane_name(gpu, bound, bound, node if mode == "pool" else None, repeat), repeat=repeat,
         placement_mode=mode, pool_node=node,
+    )
+
+
+def _paired_spec(
+    folder: str, study: str, point: int, cfg: ExperimentConfig, model: VitConfig, gpu: int | None, topo: Topology,
+    repeat: int,
+) -> RunSpec:
+    """One paired run: the worker bound to the GPU's own node, its arms measured inside it; ``placement`` and
+    ``numa_distance`` describe the compared arm (the second)."""
+    arms, home, kind = paired_arms(cfg, gpu, topo), home_node(gpu, topo), cfg.hardware.paired
+    return RunSpec(
+        run_id="", folder=folder, study=study, experiment=cfg.name, sweep_point=point, model=model, test=cfg.test,
+        profile=cfg.profile, share_gpu=cfg.hardware.share_gpu, gpu_id=gpu, cpu_node=home, mem_node=home,
+        placement=arms[1].placement, numa_distance=arms[1].numa_distance,
+        lane=lane_name(gpu, home, home, None, repeat, kind), repeat=repeat, placement_mode="paired",
+        pool_node=arms[1].node, paired=kind, arms=arms,
     )
 
 
@@ -122,18 +166,21 @@ def max_runs() -> int:
     return settings.max_runs()
 
 
-LaneKey = tuple[int | None, int, int, int | None, int]  # gpu, cpu node, memory node, pool node (pool mode), repeat
+# gpu, cpu node, memory node, pool node (pool mode), repeat, paired kind (paired mode)
+LaneKey = tuple[int | None, int, int, int | None, int, str | None]
 
 
 def _lane_key(spec: RunSpec) -> LaneKey:
     pool_node = spec.pool_node if spec.placement_mode == "pool" else None
-    return spec.gpu_id, spec.cpu_node, spec.mem_node, pool_node, spec.repeat
+    return spec.gpu_id, spec.cpu_node, spec.mem_node, pool_node, spec.repeat, spec.paired
 
 
 def _check_pool_placement(cfg: ExperimentConfig, topo: Topology) -> None:
-    if cfg.hardware.placement == "pool" and topo.membind_refusal:
+    hw = cfg.hardware
+    if (hw.placement == "pool" or (hw.placement == "paired" and hw.paired == "memory")) and topo.membind_refusal:
+        what = "pool" if hw.placement == "pool" else "paired (memory arms)"
         raise PlacementError(
-            f"experiment.hardware.placement=pool is not possible on {topo.host}: {topo.membind_refusal}; "
+            f"experiment.hardware.placement={what} is not possible on {topo.host}: {topo.membind_refusal}; "
             "use placement=process"
         )
 
@@ -154,7 +201,7 @@ class _Planner:
         nodes = {gpu: resolve_nodes(cfg.hardware.numa_nodes, self.topo, gpu) for gpu in gpus}
         for vit in cfg.vit_configs:
             for repeat in range(cfg.test.repeats):
-                for k in range(max(len(n) for n in nodes.values())):
+                for k in range(1 if cfg.hardware.placement == "paired" else max(len(n) for n in nodes.values())):
                     members = [(gpu, nodes[gpu][k]) for gpu in gpus if k < len(nodes[gpu])]
                     specs = [_spec(self.folder, study, point, cfg, vit, gpu, node, self.topo, repeat)
                              for gpu, node in members]
@@ -196,12 +243,14 @@ class _Planner:
         names = {key: lane_name(*key) for key in self.runs_by_lane}
         plan = []
         for key, runs in sorted(self.runs_by_lane.items(), key=lambda kv: names[kv[0]]):
-            gpu, cpu, mem, pool_node, repeat = key
+            gpu, cpu, mem, pool_node, repeat, paired = key
             neighbours = tuple(sorted(names[o] for o in self.runs_by_lane if o[0] != gpu and o[1] == cpu))
             ordered = self._longest_shared_first(runs[::-1] if repeat % 2 else runs)
+            mode = "paired" if paired else "pool" if pool_node is not None else "process"
+            threads = tuple(sorted({a.node for s in runs for a in s.arms})) if paired == "thread" else ()
             plan.append(Lane(names[key], self.folder, gpu, cpu, mem, workers,
                              tuple(replace(s, node_shared_with=neighbours) for s in ordered),
-                             "pool" if pool_node is not None else "process", pool_node, repeat))
+                             mode, pool_node, repeat, threads))
         return plan
 
 

@@ -35,6 +35,31 @@ class PatternRef:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """One arm of a paired run: the node it puts its host memory (memory arms) or launching thread (thread
+    arms) on, whether its host pool is pinned, and where that node sits from the GPU."""
+
+    node: int
+    pinned: bool
+    placement: str | None = None  # local | remote | unknown | cpu
+    numa_distance: int | None = None
+
+    @property
+    def name(self) -> str:
+        """``node0``; ``node1-pageable`` where the arm's pool is not pinned."""
+        return f"node{self.node}" + ("" if self.pinned else "-pageable")
+
+    def to_json(self) -> Json:
+        return {"node": self.node, "pinned": self.pinned, "placement": self.placement,
+                "numa_distance": self.numa_distance}
+
+    @classmethod
+    def from_json(cls, data: Json) -> Arm:
+        return cls(node=data["node"], pinned=data["pinned"], placement=data.get("placement"),
+                   numa_distance=data.get("numa_distance"))
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One run: what to measure (model, test settings) and where (GPU, nodes, lane)."""
 
@@ -61,6 +86,8 @@ class RunSpec:
     group: PatternRef | None = None  # hardware.together: the multi-GPU pattern
     exclusive: bool = False  # hardware.together: measured alone among pattern runs, or as one pattern
     barrier_timeout_s: int | None = None  # how long a pattern's run waits for its other GPUs
+    paired: str | None = None  # placement_mode paired: memory | thread arms
+    arms: tuple[Arm, ...] = ()  # placement_mode paired: the arms, reference first
 
     @property
     def host_pool_node(self) -> int:
@@ -95,6 +122,8 @@ class RunSpec:
             data["group"] = self.group.to_json()
         if self.exclusive:
             data.update(exclusive=True, barrier_timeout_s=self.barrier_timeout_s)
+        if self.paired is not None:
+            data.update(paired=self.paired, arms=[arm.to_json() for arm in self.arms])
         return data
 
     @classmethod
@@ -111,6 +140,8 @@ class RunSpec:
             later["group"] = PatternRef.from_json(data["group"])
         if data.get("exclusive"):
             later["exclusive"] = True
+        if data.get("paired"):
+            later.update(paired=data["paired"], arms=tuple(Arm.from_json(a) for a in data["arms"]))
         return cls(
             run_id=data["run_id"],
             folder=data["folder"],
@@ -153,6 +184,7 @@ class Lane:
     placement_mode: str = "process"  # hardware.placement: process | pool
     pool_node: int | None = None  # where the host pool goes (pool mode only)
     repeat: int = 0  # which of test.repeats worker processes this is
+    thread_nodes: tuple[int, ...] = ()  # paired thread arms: the nodes whose CPUs the worker may use
 
     def alone(self) -> Lane:
         """The lane measured with no other lane at once: nobody shares its node."""
@@ -170,12 +202,15 @@ class Lane:
             "placement_mode": self.placement_mode,
             "pool_node": self.pool_node,
             "repeat": self.repeat,
+            **({"thread_nodes": list(self.thread_nodes)} if self.thread_nodes else {}),
         }
 
     @classmethod
     def from_json(cls, data: Json) -> Lane:
         """A lane as :meth:`to_json` wrote it (one of an older plan: process placement, repeat 0)."""
         later = {key: data[key] for key in ("placement_mode", "pool_node", "repeat") if key in data}
+        if data.get("thread_nodes"):
+            later["thread_nodes"] = tuple(data["thread_nodes"])
         return cls(
             name=data["name"],
             folder=data["folder"],
@@ -250,5 +285,5 @@ def lanes_from_plan(plan: Json) -> list[Lane]:
     return [Lane.from_json(lane) for lane in plan["lanes"]]
 
 
-__all__ = ["DeviceTurn", "Lane", "PatternRef", "RunSpec", "distinct_runs", "lanes_from_plan", "runs_from_json",
+__all__ = ["Arm", "DeviceTurn", "Lane", "PatternRef", "RunSpec", "distinct_runs", "lanes_from_plan", "runs_from_json",
            "runs_to_json"]

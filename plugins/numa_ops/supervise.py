@@ -211,7 +211,7 @@ class LaneSupervisor:
         results.write_json_atomic(runs_file, runs_to_json(runs))
         session.wrap(stamp)
         launch = worker_command(runs_file, self.folder_path, self.lane.gpu_id, self.lane.cpu_node, self.lane.mem_node,
-                                profile=session.prefix, pool_node=self._pool_node())
+                                profile=session.prefix, pool_node=self._pool_node(), **self._paired())
         self.log(f"[{self.name}] starting worker for {len(runs)} runs: {launch.binding}, "
                  f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}" + (" under nsys" if session.prefix else ""))
         env = {**os.environ, **launch.env, settings.WORKER_PROFILE: json.dumps(session.note),
@@ -325,11 +325,18 @@ class LaneSupervisor:
         """Where the host pool goes when the lane binds it alone (``hardware.placement=pool``), else None."""
         return self.lane.pool_node if self.lane.placement_mode == "pool" else None
 
+    def _paired(self) -> dict[str, Any]:
+        """The paired kind and thread nodes of a ``hardware.placement=paired`` lane (nothing otherwise)."""
+        if self.lane.placement_mode != "paired":
+            return {}
+        kind = self.lane.runs[0].paired if self.lane.runs else None
+        return {"paired": kind or "memory", "thread_nodes": self.lane.thread_nodes}
+
     def _binding_refusal(self) -> str | None:
         """Why this host cannot set up the lane's placement (pool placement without numactl), or None."""
         try:
             worker_command(self.folder_path / "lanes" / "check.json", self.folder_path, self.lane.gpu_id,
-                           self.lane.cpu_node, self.lane.mem_node, pool_node=self._pool_node())
+                           self.lane.cpu_node, self.lane.mem_node, pool_node=self._pool_node(), **self._paired())
         except BindingRefused as exc:
             return str(exc)
         return None

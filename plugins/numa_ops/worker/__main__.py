@@ -42,6 +42,7 @@ class Worker:
     environment: dict[str, Any]
     startup_s: float
     profile: dict[str, Any]  # the supervisor's note on the nsys session
+    arm_cores: dict[int, LaunchCore] | None = None  # paired thread arms: held launching cores, by node
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,8 +73,9 @@ def _set_threads(specs: list[RunSpec], device: torch.device | None) -> int:
     worker is bound to on the CPU; ``NUMA_LAB_TORCH_THREADS`` caps it."""
     import torch
 
+    thread_arms = bool(specs) and specs[0].paired == "thread"  # the launching thread is what the arms move
     wanted = (specs[0].test.intra_op_threads if specs else None) or (
-        1 if device is not None and device.type == "cuda" else len(os.sched_getaffinity(0)))
+        1 if thread_arms or (device is not None and device.type == "cuda") else len(os.sched_getaffinity(0)))
     cap = settings.torch_threads_cap()
     threads = max(1, min(wanted, cap) if cap > 0 else wanted)
     torch.set_num_threads(threads)
@@ -90,9 +92,16 @@ def _start(folder_path: Path, specs: list[RunSpec], started: float) -> Worker:
     threads = _set_threads(specs, device)
     # the launching thread gets one core of the node to itself, unless intra-op threads share the work:
     # they inherit the thread's affinity, and would all land on its core
-    core = pin_launching_thread() if threads == 1 else None
+    arm_cores = None
+    if specs and specs[0].paired == "thread":
+        from numa_ops.worker.arms import thread_arm_cores
+
+        arm_cores = thread_arm_cores(specs)
+        core = arm_cores[specs[0].arms[0].node]
+    else:
+        core = pin_launching_thread() if threads == 1 else None
     return Worker(folder_path, gpu_id, device, fake_gpu, core, environment(gpu_id), time.perf_counter() - started,
-                  settings.worker_profile())
+                  settings.worker_profile(), arm_cores)
 
 
 def _measure_into(
@@ -107,7 +116,7 @@ def _measure_into(
         if worker.device is None:
             raise RuntimeError(f"GPU {worker.gpu_id} was requested but CUDA is not available in the worker")
         metrics = measure_run(spec, worker.device, nvml_index=worker.gpu_id, before_timing=before_timing,
-                              core=worker.core)
+                              core=worker.core, arm_cores=worker.arm_cores)
         record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
     except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
         text = str(exc).lower()
@@ -173,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             claim.release()
         emit(protocol.END, run_id=spec.run_id, success=record["success"], duration=record["duration"],
              samples_per_s=(record.get("metrics") or {}).get("samples_per_s"), error=record.get("error"))
-    if worker.core is not None:
-        worker.core.release()
+    for core in {id(c): c for c in [worker.core, *(worker.arm_cores or {}).values()] if c is not None}.values():
+        core.release()
     emit(protocol.DONE, failures=failures, total_s=time.perf_counter() - started)
     return 0
 

@@ -67,10 +67,12 @@ class Engine:
     """Everything one run needs, built once: pool, model, buffers, streams, events, forwards per slot."""
 
     def __init__(
-        self, model: VitConfig, test: TestConfig, device: torch.device, placement_mode: str = "process", pool_node: int = 0
+        self, model: VitConfig, test: TestConfig, device: torch.device, placement_mode: str = "process", pool_node: int = 0,
+        pool: HostPool | None = None,
     ):
         """``pool_node``: where the host pool goes in ``pool`` placement (in ``process`` placement numactl has put
-        the whole worker, pool included, on its node already; ``pool_node`` only names it)."""
+        the whole worker, pool included, on its node already; ``pool_node`` only names it). ``pool``: a pool made
+        by the caller (a paired run's first arm), used instead of making one."""
         self.test, self.vit, self.device = test, model, device
         self.cuda = device.type == "cuda"
         self.batch_size, self.shape = test.batch_size, list(test.tensor_shape)
@@ -84,8 +86,8 @@ class Engine:
 
         t0 = time.perf_counter()
         where = {"node": self.pool_node} if self.placement_mode == "pool" else {}
-        self.pool = HostPool(test.memory_size_mb, self.batch_size, self.shape, pinned=self.cuda and test.pinned_memory,
-                             **where)
+        self.pool = pool or HostPool(test.memory_size_mb, self.batch_size, self.shape,
+                                     pinned=self.cuda and test.pinned_memory, **where)
         self.pool_fill_s = time.perf_counter() - t0
         self.pool_pages = placement_proof(self.pool.data.data_ptr(), self.pool_node)
         self.model = build_model(self.vit, self.shape, self.d2h_mode).to(device).eval()
@@ -123,6 +125,19 @@ class Engine:
     def close(self) -> None:
         """Give back what the pool holds outside torch's allocator (a registered, bound pool)."""
         self.pool.close()
+
+    def use_buffers(
+        self, pool: HostPool, host_out: list[list[torch.Tensor]] | None, pool_pages: dict[str, Any]
+    ) -> None:
+        """Copy from ``pool`` and into ``host_out`` (each slot's D2H destinations; None: keep the current ones) from
+        the next batch on: a paired memory arm switched in between trials."""
+        if pool.batch_shape != self.pool.batch_shape:
+            raise ValueError(f"a pool of batches {pool.batch_shape} cannot stand in for {self.pool.batch_shape}")
+        self.pool, self.pool_pages = pool, pool_pages
+        if host_out is not None:
+            if [[tuple(t.shape) for t in slot] for slot in host_out] != [list(self.out_shapes)] * SLOTS:
+                raise ValueError("the D2H destinations must match the model's outputs, slot by slot")
+            self.host_out = host_out
 
     # -- forwards ---------------------------------------------------------------------------
     def _build_forwards(self) -> list[Forward]:

@@ -124,8 +124,10 @@ class LaunchCore:
 
     def hop(self) -> int | None:
         """Between trials: move the thread to the fastest of the held cores now (a vCPU's speed changes
-        over seconds); returns the core it is on."""
+        over seconds); returns the core it is on. With one core held, the thread is put (back) on it."""
         if len(self.held) < 2:
+            if self.cpu is not None:
+                os.sched_setaffinity(0, {self.cpu})
             return self.cpu
         now = {}
         for cpu in self.held:
@@ -148,15 +150,21 @@ class LaunchCore:
         self.locks = {}
 
 
-def pin_launching_thread(lock_dir: Path | None = None, candidates: int = MAX_CANDIDATES, hold: int = HOLD) -> LaunchCore:
-    """Pin the calling thread to the fastest free core among those the worker is bound to.
+def pin_launching_thread(
+    lock_dir: Path | None = None, candidates: int = MAX_CANDIDATES, hold: int = HOLD, allowed: list[int] | None = None
+) -> LaunchCore:
+    """Pin the calling thread to the fastest free core among those the worker is bound to (or ``allowed``:
+    one node's CPUs, for a paired run's thread arm on that node).
 
     Up to ``candidates`` free cores (not locked by another worker) are timed with the control; the
     ``hold`` fastest stay locked, and the thread moves among them between trials (``LaunchCore.hop``).
     Where no lock can be taken the fastest core is used anyway, and said.
     """
-    allowed = sorted(os.sched_getaffinity(0))
+    allowed = sorted(os.sched_getaffinity(0) if allowed is None else allowed)
+    if not allowed:
+        raise RuntimeError("no CPU to pin the launching thread to (the node's CPUs are not among the worker's)")
     if len(allowed) == 1:
+        os.sched_setaffinity(0, {allowed[0]})
         return LaunchCore(allowed[0], allowed, note="the worker is bound to one CPU")
     lock_dir = lock_dir or core_lock_dir()
     try:

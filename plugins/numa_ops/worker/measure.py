@@ -115,15 +115,21 @@ def measure_run(
     nvml_index: int | None = None,
     before_timing: Callable[[], None] | None = None,
     core: LaunchCore | None = None,
+    arm_cores: dict[int, LaunchCore] | None = None,
 ) -> Metrics:
     """Measure one run spec on ``device`` and return its metrics.
 
     ``before_timing`` is called once the run is built and warmed up, just before the timed trials
-    (a multi-GPU pattern waits there for its other GPUs). ``core``: the launching thread's core.
+    (a multi-GPU pattern waits there for its other GPUs). ``core``: the launching thread's core;
+    ``arm_cores``: a paired run's thread arms' cores, by node.
     """
     torch._dynamo.reset()  # no compiled state carried over from the worker's previous run
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if spec.placement_mode == "paired":
+        from numa_ops.worker.paired import measure_paired
+
+        return measure_paired(spec, device, nvml_index, before_timing, core, arm_cores)
     engine = Engine(spec.model, spec.test, device, spec.placement_mode, spec.host_pool_node)
     try:
         return _measure(spec, engine, nvml_index, before_timing, core)
@@ -176,18 +182,26 @@ def _measure(
     trials = _run_trials(engine, sizes, rule, during, core)
     copies = engine.copy_bandwidth()
     telemetry = _separate_telemetry(engine, sizes, nvml_index, core) if telemetry_mode == "separate" else during
+    return compose_metrics(spec, engine, sizes, trials, copies, telemetry, telemetry_mode, core)
+
+
+def compose_metrics(
+    spec: RunSpec, engine: Engine, sizes: PassSizes, trials: Trials, copies: Metrics, telemetry: Telemetry,
+    telemetry_mode: str, core: LaunchCore | None, break_even: bool = True,
+) -> Metrics:
+    """A run's metrics from its trials and copy pass: headline, stages, copies, engine, CPU, telemetry."""
     if not engine.cuda:  # on the CPU the serial pass's forward is the stage: nothing runs behind the issuing thread
         trials.gpu["forward"] = list(trials.issue["forward"])
     stages = _stage_metrics(engine, trials, copies)
     metrics: Metrics = {
-        **_trial_metrics(engine, test, sizes, trials, rule, stages),
+        **_trial_metrics(engine, spec.test, sizes, trials, stopping_rule(spec.test), stages),
         **stages,
         **_copy_metrics(engine, copies, stages),
         **_engine_metrics(engine),
         **_cpu_metrics(trials, core),
         "telemetry": {**(telemetry.summary() if telemetry_mode != "off" else empty()), "when": telemetry_mode},
     }
-    if engine.compile_s is not None:
+    if break_even and engine.compile_s is not None:
         metrics.update(_break_even(spec, engine.device, engine, metrics["fwd_ms"]))
     return metrics
 

@@ -40,6 +40,53 @@ def cuda_host_unregister(address: int) -> None:
     torch.cuda.cudart().cudaHostUnregister(address)
 
 
+def bound_mapping(nbytes: int, node: int, binder: Binder, shape: tuple[int, ...]) -> tuple[mmap.mmap, torch.Tensor]:
+    """An anonymous mapping of ``nbytes`` bound to ``node`` (``mbind``) before any page is touched, and a float32
+    tensor of ``shape`` over it; :class:`PoolBindingError` says why the kernel refused."""
+    length = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
+    area = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anchor = ctypes.c_char.from_buffer(area)
+    address = ctypes.addressof(anchor)
+    del anchor
+    words, maxnode = nodemask(node)
+    try:
+        binder(address, length, MPOL_BIND, words, maxnode, BIND_FLAGS)
+    except OSError as exc:
+        area.close()
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        why = {
+            errno.EINVAL: f"node {node} does not exist here or may not be used by this process",
+            errno.EPERM: "the process (or its container) may not set a memory policy",
+            errno.ENOSYS: "the kernel has no mbind",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise PoolBindingError(f"mbind failed with {name} ({why})") from None
+    flat = torch.frombuffer(area, dtype=torch.float32, count=nbytes // 4)
+    return area, flat.view(shape)
+
+
+class BoundBuffer:
+    """A float32 host tensor of ``shape`` on NUMA node ``node``, first touched there and, if ``pinned``,
+    registered with CUDA: a paired memory arm's D2H destination, on the same node as its pool."""
+
+    def __init__(self, shape: tuple[int, ...], node: int, pinned: bool, binder: Binder | None = None):
+        nbytes = max(4, int(torch.Size(shape).numel()) * 4)
+        self._map, self.data = bound_mapping(nbytes, node, binder or mbind, shape)
+        self.data.zero_()  # first touch, in the bound mapping
+        self._registered: int | None = None
+        if pinned:
+            cuda_host_register(self.data.data_ptr(), nbytes)
+            self._registered = self.data.data_ptr()
+
+    def close(self) -> None:
+        """Unregister and drop the mapping (see :meth:`HostPool.close`); safe to call twice."""
+        if self._registered is not None:
+            cuda_host_unregister(self._registered)
+            self._registered = None
+        if self._map is not None:
+            self.data = torch.empty(0)
+            self._map = None
+
+
 class HostPool:
     """``memory_size_mb`` of synthetic images, as whole batches (at least one).
 
@@ -56,6 +103,7 @@ class HostPool:
         seed: int = 0,
         node: int | None = None,
         binder: Binder | None = None,
+        purpose: str = "hardware.placement=pool",
     ):
         self.batch_shape = (batch_size, *tensor_shape)
         batch_bytes = batch_size * int(torch.Size(tensor_shape).numel()) * 4
@@ -63,6 +111,7 @@ class HostPool:
         self.batch_bytes = batch_bytes
         self.pinned = pinned
         self.node = node
+        self.purpose = purpose  # what bound it, for the error
         self._map: mmap.mmap | None = None
         self._registered: int | None = None
         shape = (self.num_batches, *self.batch_shape)
@@ -83,29 +132,15 @@ class HostPool:
 
     def _bound(self, shape: tuple[int, ...], node: int, binder: Binder) -> torch.Tensor:
         """An anonymous mapping bound to ``node`` before first touch, as a float32 tensor of ``shape``."""
-        nbytes = self.num_batches * self.batch_bytes
-        length = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
-        self._map = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        anchor = ctypes.c_char.from_buffer(self._map)
-        address = ctypes.addressof(anchor)
-        del anchor
-        words, maxnode = nodemask(node)
         try:
-            binder(address, length, MPOL_BIND, words, maxnode, BIND_FLAGS)
-        except OSError as exc:
+            self._map, data = bound_mapping(self.num_batches * self.batch_bytes, node, binder, shape)
+        except PoolBindingError as exc:
             self.close()
-            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            why = {
-                errno.EINVAL: f"node {node} does not exist here or may not be used by this process",
-                errno.EPERM: "the process (or its container) may not set a memory policy",
-                errno.ENOSYS: "the kernel has no mbind",
-            }.get(exc.errno or 0, exc.strerror or str(exc))
             raise PoolBindingError(
-                f"hardware.placement=pool: cannot bind the host pool to NUMA node {node}: mbind failed with {name} "
-                f"({why}); use hardware.placement=process on this host"
+                f"{self.purpose}: cannot bind the host pool to "
+                f"NUMA node {node}: {exc}; use hardware.placement=process on this host"
             ) from None
-        flat = torch.frombuffer(self._map, dtype=torch.float32, count=nbytes // 4)
-        return flat.view(shape)
+        return data
 
     @property
     def nbytes(self) -> int:
