@@ -19,6 +19,7 @@ narrow would pick the looks where the spread was underestimated and cover less t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -28,7 +29,10 @@ from scipy import stats
 LEVEL = 0.95
 METHOD = "median of trials, order-statistic (binomial) interval"
 # the standard error of a median is about sqrt(pi / 2) times that of a mean (normal trials)
-_MEDIAN_SE = math.sqrt(math.pi / 2)
+PAIRED_METHOD = "mean of ABBA block differences of ln rate, t interval over blocks"
+POWER = 0.80
+ASSURANCE = 0.80  # plans are sized on the spread's upper bound at this confidence
+PLAN_CAP = 100_000
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -86,39 +90,240 @@ def confidence_interval(values: list[float], level: float = LEVEL) -> dict[str, 
     return out
 
 
+@cache
+def t_quantile(q: float, df: int) -> float:
+    """``scipy.stats.t.ppf(q, df)``, remembered."""
+    return float(stats.t.ppf(q, df))
+
+
+@cache
+def _chi2_quantile(q: float, df: int) -> float:
+    return float(stats.chi2.ppf(q, df))
+
+
+def sd_bound(values: Sequence[float], ddof: int = 1, assurance: float = ASSURANCE) -> float:
+    """An upper confidence bound (at ``assurance``) on the standard deviation behind ``values``
+    (chi-square, ``len(values) - ddof`` degrees of freedom): a plan sized on it is big enough that often."""
+    arr = np.asarray(values, dtype=float)
+    df = len(arr) - ddof
+    if df < 1:
+        return math.inf
+    sd = float(np.sqrt(np.sum((arr - arr.mean()) ** 2) / df))
+    return sd * math.sqrt(df / _chi2_quantile(1 - assurance, df))
+
+
+@cache
+def order_half_width(n: int, level: float = LEVEL) -> float:
+    """Expected half-width of the order-statistic interval of the median of ``n`` normal values, in
+    standard deviations: the expected ``n - k + 1``-th normal order statistic (Blom's approximation)."""
+    k = order_rank(n, level)[0]
+    return float(stats.norm.ppf((n - k + 1 - 0.375) / (n + 0.25)))
+
+
+def _first_n(limit: float, factor: Callable[[int], float], start: int, cap: int = PLAN_CAP) -> int:
+    """The smallest ``n >= start`` with ``factor(n) <= limit`` (``cap`` where none is below it)."""
+    if not math.isfinite(limit) or limit <= 0:
+        return cap
+    for n in range(start, cap):
+        if factor(n) <= limit:
+            return n
+    return cap
+
+
 @dataclass(frozen=True)
 class StoppingRule:
-    """How many trials a run measures: ``min_trials`` pilots, then as many as their spread says the
-    ``target`` (relative half-width of the median's interval) needs, within the trial and time budgets."""
+    """How many trials a run measures: ``min_trials`` pilots, then as many as the reported interval (the
+    median's order-statistic interval) needs to reach ``target`` (its relative half-width), within the
+    trial and time budgets.
+
+    The pilots' spread, taken at its upper ``assurance`` bound, and the expected half-width of the
+    order-statistic interval at n trials fix the number of trials. Where the planned number is reached
+    and an interval is still wider than the target, the plan is made again from all trials so far (it
+    only grows). A run never stops because one look happened to be narrow before its planned number.
+    """
 
     target: float = 0.02
     min_trials: int = 6
     max_trials: int = 20
     max_time_s: float = 120.0
+    assurance: float = ASSURANCE
 
-    def trials_needed(self, series: list[list[float]]) -> int:
-        """The number of trials, fixed once from the pilots (the largest any tracked mode needs)."""
-        need = self.min_trials
+    def _plan(self, values: list[float], start: int) -> int:
+        arr = np.asarray(values, dtype=float)
+        middle = float(np.median(arr)) if len(arr) else 0.0
+        if len(arr) < 2 or not middle:
+            return start
+        limit = self.target * abs(middle) / sd_bound(arr, 1, self.assurance)
+        return _first_n(limit, order_half_width, start)
+
+    def _wide(self, series: list[list[float]], n: int) -> bool:
         for values in series:
-            arr = np.asarray(values[: self.min_trials], dtype=float)
-            if len(arr) < 2 or not np.median(arr):
-                continue
-            rel_sd = float(arr.std(ddof=1) / np.median(arr))
-            need = max(need, math.ceil((stats.norm.ppf(0.5 + LEVEL / 2) * _MEDIAN_SE * rel_sd / self.target) ** 2))
-        return min(max(need, self.min_trials), self.max_trials)
+            hw = confidence_interval(values[:n])["rel_half_width"]
+            if hw is not None and hw > self.target:
+                return True
+        return False
+
+    def trials_needed(self, series: list[list[float]], limit: int | None = None) -> int:
+        """The number of trials the trials so far plan: fixed by the pilots, grown again only where the
+        planned number was reached with an interval wider than the target (the largest any mode needs).
+        At most ``limit`` (default ``max_trials``)."""
+        limit = self.max_trials if limit is None else limit
+        n0 = self.min_trials
+        need = max([n0] + [self._plan(values[:n0], n0) for values in series])
+        have = min(len(s) for s in series)
+        while need < limit and have >= need and self._wide(series, need):
+            need = max([need + 1] + [self._plan(values[:need], need + 1) for values in series])
+        return min(need, limit)
 
     def decide(self, series: list[list[float]], elapsed_s: float) -> tuple[bool, str | None]:
         """(stop?, why) for the trials so far; ``series`` holds one list of per-trial values per mode.
 
-        ``planned``: the number the pilots fixed is reached; ``max_trials``: the pilots asked for more
+        ``planned``: the number the trials planned is reached; ``max_trials``: they asked for more
         than the budget allows; ``time_budget``: time ran out first.
         """
         n = min(len(s) for s in series)
         if n < self.min_trials:
             return (True, "time_budget") if elapsed_s >= self.max_time_s and n >= 1 else (False, None)
-        unbounded = StoppingRule(self.target, self.min_trials, 10**9, self.max_time_s).trials_needed(series)
-        if n >= min(unbounded, self.max_trials):
-            return True, "planned" if unbounded <= self.max_trials else "max_trials"
+        need = self.trials_needed(series, limit=self.max_trials + 1)
+        if n >= min(need, self.max_trials):
+            return True, "planned" if need <= self.max_trials else "max_trials"
         if elapsed_s >= self.max_time_s:
             return True, "time_budget"
+        return False, None
+
+
+def paired_interval(
+    diffs: Sequence[float], level: float = LEVEL, power: float = POWER, df_lost: int = 1
+) -> dict[str, float | int | str | None]:
+    """The paired estimate from block differences of ln rate (arm minus reference) and its t interval.
+
+    ``estimate``: the mean difference (ln ratio); ``sd``: their standard deviation on ``df = n -
+    df_lost`` degrees of freedom (2 after a control adjustment, whose slope costs one); ``low``/``high``/
+    ``ratio`` on the ratio scale (arm rate over reference rate); ``half_width`` = (high - low) / 2 /
+    ratio; ``mde``: the relative difference found with ``power`` by a two-sided test at ``1 - level``.
+    ``verdict``: "measured" where the interval excludes a ratio of 1, else "not detectable".
+    """
+    arr = np.asarray(diffs, dtype=float)
+    n = len(arr)
+    df = n - df_lost
+    out: dict[str, float | int | str | None] = {
+        "n": n, "estimate": float(arr.mean()) if n else None, "sd": None, "df": df if df >= 1 else None,
+        "low_ln": None, "high_ln": None, "ratio": float(np.exp(arr.mean())) if n else None, "low": None,
+        "high": None, "half_width": None, "mde": None, "verdict": "not detectable", "method": PAIRED_METHOD,
+    }
+    if df < 1:
+        return out
+    mean = float(arr.mean())
+    sd = float(np.sqrt(np.sum((arr - mean) ** 2) / df))
+    se = sd / math.sqrt(n)
+    h = t_quantile(0.5 + level / 2, df) * se
+    low_ln, high_ln = mean - h, mean + h
+    out.update(
+        sd=sd, low_ln=low_ln, high_ln=high_ln, low=math.exp(low_ln), high=math.exp(high_ln), half_width=math.sinh(h),
+        mde=math.expm1((t_quantile(0.5 + level / 2, df) + t_quantile(power, df)) * se),
+        verdict="measured" if low_ln > 0 or high_ln < 0 else "not detectable",
+    )
+    return out
+
+
+def adjusted_block_diffs(
+    log_rates: dict[int, list[float]], log_controls: dict[int, list[float]], block_of: dict[int, list[int]],
+    arm: int, ref: int,
+) -> tuple[list[float], float]:
+    """Block differences of ln rate after the control adjustment, and the slope.
+
+    Within the process, ln trial rate is regressed on ln trial control with an arm indicator (one slope
+    pooled over the arms given); each trial's ln rate loses ``slope * (ln control - mean ln control)``;
+    the block differences (mean of ``arm``'s adjusted trials in a block minus ``ref``'s) follow. Valid
+    only where the arm cannot move the control (memory arms, not thread arms).
+    """
+    arms = sorted(log_rates)
+    for a in arms:
+        if not len(log_rates[a]) == len(log_controls.get(a, [])) == len(block_of.get(a, [])):
+            raise ValueError(f"arm {a}: log_rates, log_controls and block_of differ in length")
+    if arm not in log_rates or ref not in log_rates:
+        raise ValueError(f"arms {arm} and {ref} need trials; there are {arms}")
+    y = {a: np.asarray(log_rates[a], dtype=float) for a in arms}
+    x = {a: np.asarray(log_controls[a], dtype=float) for a in arms}
+    sxy = sum(float(np.sum((x[a] - x[a].mean()) * (y[a] - y[a].mean()))) for a in arms if len(x[a]))
+    sxx = sum(float(np.sum((x[a] - x[a].mean()) ** 2)) for a in arms if len(x[a]))
+    slope = sxy / sxx if sxx > 0 else 0.0
+    center = float(np.concatenate([x[a] for a in arms]).mean())
+
+    def block_means(a: int) -> dict[int, float]:
+        adjusted = y[a] - slope * (x[a] - center)
+        blocks = np.asarray(block_of[a])
+        return {int(b): float(adjusted[blocks == b].mean()) for b in np.unique(blocks)}
+
+    arm_means, ref_means = block_means(arm), block_means(ref)
+    return [arm_means[b] - ref_means[b] for b in sorted(arm_means) if b in ref_means], slope
+
+
+def adjusted_paired_interval(
+    log_rates: dict[int, list[float]], log_controls: dict[int, list[float]], block_of: dict[int, list[int]],
+    arm: int, ref: int, level: float = LEVEL, power: float = POWER,
+) -> dict[str, float | int | str | None]:
+    """:func:`paired_interval` of the control-adjusted block differences (``df = n - 2``), plus ``slope``."""
+    diffs, slope = adjusted_block_diffs(log_rates, log_controls, block_of, arm, ref)
+    return {**paired_interval(diffs, level, power, df_lost=2), "slope": slope,
+            "method": PAIRED_METHOD + ", adjusted for the CPU-speed control"}
+
+
+@dataclass(frozen=True)
+class PairedStoppingRule:
+    """How many blocks a paired run measures: ``min_blocks`` pilot blocks, then as many as the paired t
+    interval needs for a relative half-width of ``target``, within the block and time budgets.
+
+    Two-stage: the pilots' spread of block differences, at its upper ``assurance`` bound, fixes the
+    number of blocks, at least ``min_planned`` (default twice the pilots: a plan resting mostly on pilots
+    that happened to agree would cover less); where that number is reached and the interval is still
+    wider than the target, the plan is made again from all blocks so far (it only grows). It never stops
+    at a lucky early look.
+    """
+
+    target: float = 0.02
+    min_blocks: int = 6
+    max_blocks: int = 200
+    max_time_s: float = 180.0
+    assurance: float = ASSURANCE
+    df_lost: int = 1
+    min_planned: int | None = None
+
+    def _plan(self, diffs: Sequence[float], start: int) -> int:
+        bound = sd_bound(diffs, self.df_lost, self.assurance)
+        if bound == 0:
+            return start
+        limit = math.asinh(self.target) / bound
+        return _first_n(limit, lambda n: t_quantile(0.5 + LEVEL / 2, n - self.df_lost) / math.sqrt(n),
+                        max(start, self.df_lost + 1))
+
+    def _wide(self, diff_series: list[list[float]], n: int) -> bool:
+        for diffs in diff_series:
+            hw = paired_interval(diffs[:n], df_lost=self.df_lost)["half_width"]
+            if hw is None or hw > self.target:
+                return True
+        return False
+
+    def blocks_needed(self, diff_series: list[list[float]], limit: int | None = None) -> int:
+        """The number of blocks the blocks so far plan (the largest any comparison needs), at most
+        ``limit`` (default ``max_blocks``)."""
+        limit = self.max_blocks if limit is None else limit
+        n0 = self.min_blocks
+        floor = 2 * n0 if self.min_planned is None else max(n0, self.min_planned)
+        need = max([floor] + [self._plan(d[:n0], n0) for d in diff_series])
+        have = min(len(d) for d in diff_series)
+        while need < limit and have >= need and self._wide(diff_series, need):
+            need = max([need + 1] + [self._plan(d[:need], need + 1) for d in diff_series])
+        return min(need, limit)
+
+    def decide(self, diff_series: list[list[float]], elapsed_s: float) -> tuple[bool, str | None]:
+        """(stop?, why) for the blocks so far; ``diff_series`` holds one list of block differences per
+        comparison. Reasons: ``target`` (the planned blocks reached it), ``max_blocks``, ``time_cap``."""
+        n = min((len(d) for d in diff_series), default=0)
+        if n >= self.min_blocks:
+            need = self.blocks_needed(diff_series, limit=self.max_blocks + 1)
+            if n >= min(need, self.max_blocks):
+                return True, "target" if need <= self.max_blocks else "max_blocks"
+        if elapsed_s >= self.max_time_s and n >= 1:
+            return True, "time_cap"
         return False, None
