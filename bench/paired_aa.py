@@ -40,6 +40,8 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from dataclasses import replace  # noqa: E402
+
 from numa_ops.config import ProfileConfig, TestConfig, VitConfig  # noqa: E402
 from numa_ops.specs import Arm, RunSpec, runs_to_json  # noqa: E402
 
@@ -86,9 +88,17 @@ def paired_specs(args: argparse.Namespace, gpu: int | None) -> list[RunSpec]:
     for model, execution, pinned in CONFIGS:
         if args.only and not model.startswith(args.only):
             continue
+        if args.aa is not None and key(model, execution, pinned) not in args.aa:
+            continue
         arms = (Arm(0, pinned and gpu is not None, "local", 10), Arm(0, pinned and gpu is not None, "local", 10))
         specs.append(_spec("paired", f"aa.{key(model, execution, pinned)}", models[model],
                            _test(execution, pinned, args.cpu_smoke, **extra), gpu, arms=arms))
+    if args.thread:  # thread arms, both on node 0: an A/A of the launching thread's move between held cores
+        for model, execution in (("light_d2", "cuda_graph"),):
+            arms = (Arm(0, gpu is not None, "local", 10), Arm(0, gpu is not None, "local", 10))
+            spec = _spec("paired", f"thread.{key(model, execution, True)}", models[model],
+                         _test(execution, True, args.cpu_smoke, **extra), gpu, arms=arms)
+            specs.append(replace(spec, paired="thread"))
     if args.known:
         for model in ("light_d2", "heavy_d12"):
             if args.only and not model.startswith(args.only):
@@ -248,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--only", choices=["light", "heavy"])
     p.add_argument("--known", action="store_true")
+    p.add_argument("--thread", action="store_true")
+    p.add_argument("--aa", nargs="*", default=None, help="configuration keys to measure as paired A/A (default: all)")
     p.add_argument("--max-s", type=float, default=120.0)
     p.add_argument("--target", type=float, default=0.02)
     p.add_argument("--min-trial-s", type=float, default=0.25)

@@ -148,13 +148,13 @@ class StoppingRule:
     max_time_s: float = 120.0
     assurance: float = ASSURANCE
 
-    def _plan(self, values: list[float], start: int) -> int:
+    def _plan(self, values: list[float], start: int, cap: int = PLAN_CAP) -> int:
         arr = np.asarray(values, dtype=float)
         middle = float(np.median(arr)) if len(arr) else 0.0
         if len(arr) < 2 or not middle:
             return start
         limit = self.target * abs(middle) / sd_bound(arr, 1, self.assurance)
-        return _first_n(limit, order_half_width, start)
+        return _first_n(limit, order_half_width, start, cap)
 
     def _wide(self, series: list[list[float]], n: int) -> bool:
         for values in series:
@@ -169,10 +169,11 @@ class StoppingRule:
         At most ``limit`` (default ``max_trials``)."""
         limit = self.max_trials if limit is None else limit
         n0 = self.min_trials
-        need = max([n0] + [self._plan(values[:n0], n0) for values in series])
+        cap = max(limit, n0) + 1  # a plan past the limit is the limit: no need to search further
+        need = max([n0] + [self._plan(values[:n0], n0, cap) for values in series])
         have = min(len(s) for s in series)
         while need < limit and have >= need and self._wide(series, need):
-            need = max([need + 1] + [self._plan(values[:need], need + 1) for values in series])
+            need = max([need + 1] + [self._plan(values[:need], need + 1, cap) for values in series])
         return min(need, limit)
 
     def decide(self, series: list[list[float]], elapsed_s: float) -> tuple[bool, str | None]:
