@@ -246,8 +246,11 @@ def _run_trials(
     return trials
 
 
-def _one_trial(engine: Engine, sizes: PassSizes, trials: Trials, core: LaunchCore | None) -> None:
-    """One trial: a serial pass (with the CPU-speed control), and on a GPU a pipelined and a stage pass."""
+def _one_trial(
+    engine: Engine, sizes: PassSizes, trials: Trials, core: LaunchCore | None, pipelined: bool = True
+) -> None:
+    """One trial: a serial pass (with the CPU-speed control), and on a GPU a stage pass and (``pipelined``) a
+    pipelined pass."""
     if core is not None:
         trials.launch_cpu = core.hop()
     trials.trial_cpus.append(trials.launch_cpu)
@@ -255,8 +258,9 @@ def _one_trial(engine: Engine, sizes: PassSizes, trials: Trials, core: LaunchCor
     samples = [control_rate(3)]
     bs = engine.batch_size
     trials.serial_rates.append(sizes.serial * bs / engine.serial_pass(sizes.serial, trials.issue, samples))
-    if engine.cuda:
+    if engine.cuda and pipelined:
         trials.pipe_rates.append(sizes.pipelined * bs / engine.pipelined_pass(sizes.pipelined))
+    if engine.cuda:
         stages = engine.stage_pass(sizes.stage)
         for k in STAGES:
             trials.gpu[k] += stages["gpu"][k]

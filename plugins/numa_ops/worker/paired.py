@@ -8,7 +8,9 @@ reference arm's (arm 0); the comparison is the t interval over blocks (``worker.
 arms also get the interval adjusted for the CPU-speed control (a pooled within-arm regression of ln rate on ln
 control): the arm does not move the launching core there. Thread arms do, so theirs is never adjusted.
 
-The record's usual metrics are the reference arm's (its trials, stages and copies); ``metrics.paired`` holds
+Each trial is the serial pass (the compared headline, with its CPU-speed control) and the gated stage pass; the
+pipelined pass, which is not compared, runs in every fourth block only. The record's usual metrics are the
+reference arm's (its trials, stages and copies); ``metrics.paired`` holds
 every arm's trials and controls and each comparison.
 """
 
@@ -42,6 +44,7 @@ from numa_ops.worker.stats import PairedStoppingRule, paired_interval
 from numa_ops.worker.telemetry import Telemetry
 
 SETTLE_BATCHES = 1  # untimed batches after each switch of arm
+PIPELINED_EVERY = 4  # blocks: the pipelined pass (not compared) runs in every fourth block, to save GPU time
 DESIGN = "ABBA"
 
 
@@ -121,7 +124,7 @@ def _paired_trials(
         while reason is None:
             for i in block_order(len(arms), block):
                 _switch(engine, arms[i])
-                _one_trial(engine, sizes, arms[i].trials, arms[i].core)
+                _one_trial(engine, sizes, arms[i].trials, arms[i].core, pipelined=block % PIPELINED_EVERY == 0)
             block += 1
             logs = [[math.log(r) for r in a.trials.serial_rates] for a in arms]
             diffs = [[b - a for a, b in zip(block_means(logs[0], per_block), block_means(logs[j], per_block),
