@@ -60,7 +60,9 @@ def record_path(folder_path: Path, run_id: str) -> Path:
 
 def base_record(spec: RunSpec) -> Record:
     """The fields every record has, successful or not, taken from its run spec."""
+    paired = {"paired": spec.paired, "arms": [a.to_json() for a in spec.arms]} if spec.paired else {}
     return {
+        **paired,  # placement_mode paired: the kind of arms and where each is
         "schema": RECORD_SCHEMA,
         "run_id": spec.run_id,
         "folder": spec.folder,

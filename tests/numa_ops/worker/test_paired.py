@@ -78,7 +78,8 @@ def test_worker_measures_both_arms_in_abba_blocks(configs_dir, outputs_dir, kind
     assert lane.name == f"cpu-cpu0-mem0-paired-{kind}"
     rec = _measure(lane, folder_path)
     assert rec["success"], rec.get("error")
-    assert rec["placement_mode"] == "paired"
+    assert rec["placement_mode"] == "paired" and rec["paired"] == kind
+    assert [(a["node"], a["pinned"]) for a in rec["arms"]] == [(0, False), (0, False)]  # no pinning on the CPU
     paired = rec["metrics"]["paired"]
     assert paired["kind"] == kind and paired["design"] == "ABBA"
     assert paired["stop_reason"] in ("target", "max_blocks", "time_cap")

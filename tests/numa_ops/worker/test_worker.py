@@ -36,8 +36,8 @@ METRICS_KEYS = (
 )
 TEST_KEYS = (
     "batch_size", "ci_target", "compile_model", "d2h_mode", "execution", "intra_op_threads", "max_trial_time_s",
-    "max_trials", "memory_size_mb", "min_trial_s", "min_trials", "num_samples", "pinned_memory", "repeats",
-    "telemetry", "tensor_shape", "timeout_s", "warmup_batches",
+    "max_trials", "memory_size_mb", "min_trial_s", "min_trials", "num_samples", "paired_max_blocks", "paired_max_s",
+    "paired_min_blocks", "paired_target", "pinned_memory", "repeats", "telemetry", "tensor_shape", "timeout_s", "warmup_batches",
 )
 
 
