@@ -29,6 +29,9 @@ def label_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
     if _both(df["placement_mode"]):
         df["series"] = df["series"] + ", " + df["placement_mode"] + " placement"
         df["row"] = df["row"] + " | " + df["placement_mode"] + " placement"
+    for col, words in varying(df).items():  # rows one test setting apart are bars of their own, and say which
+        df["series"] = df["series"] + ", " + words + " " + df[col].map(human)
+        df["row"] = df["row"] + " | " + words + " " + df[col].map(human)
     if df["lane"].nunique() > 1:
         df["row"] = df["row"] + " | " + df["lane"]
     return df

@@ -117,6 +117,8 @@ def test_runs_measured_with_other_settings_are_separate_rows_that_name_the_setti
     table = page.split("<h2>Per model and lane", 1)[1].split("</table>", 1)[0]
     assert f"<th>{words}</th>" in table and table.count("<td>one process: its trials only</td>") == 2
     assert "between 2 processes" not in table and "pooled settings" not in table
+    bars = charts.label_lanes(report.read_report_data(db, "f1").lanes)  # each its own bar, labelled with its setting
+    assert bars["row"].nunique() == 2 and all(words in row for row in bars["row"])
 
 
 def test_runs_of_one_configuration_on_other_software_are_pooled_only_saying_so(tmp_path):
