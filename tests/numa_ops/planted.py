@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from numa_ops import results
+from scipy import stats
 
 from tests.numa_ops.records import record
 
@@ -120,3 +121,85 @@ def lognormal_study(rng: np.random.Generator, n: int, cv: float, penalty: float,
     local = base * np.exp(rng.normal(0, cv, n))
     remote = base * (1 - penalty) * np.exp(rng.normal(0, cv, n))
     return [float(v) for v in local], [float(v) for v in remote]
+
+
+def _paired_interval(diffs: np.ndarray, df_lost: int = 1) -> dict[str, Any]:
+    """The paired t interval of block differences of ln samples/s (ratio scale) and its MDE, as the record holds it."""
+    n = len(diffs)
+    df = n - df_lost
+    est, sd = float(np.mean(diffs)), float(np.std(diffs, ddof=1))
+    half = float(stats.t.ppf(0.975, df)) * sd / np.sqrt(n)
+    low, high = np.exp(est - half), np.exp(est + half)
+    mde = float(np.expm1((stats.t.ppf(0.975, df) + stats.t.ppf(0.80, df)) * sd / np.sqrt(n)))
+    return {"ratio": float(np.exp(est)), "low": float(low), "high": float(high), "half_width": float(np.expm1(half)), "df": df,
+            "mde": mde, "verdict": "measured" if low > 1 or high < 1 else "not detectable", "estimate": est}
+
+
+def paired_block(kind: str, arm_rates: list[float], seed: int, blocks: int = 12, spread: float = 0.01,
+                 control_effect: float = 0.0, pinned: tuple[bool, ...] | None = None, trials_s: float = 42.0,
+                 nodes: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """``metrics.paired`` of a run whose arm ``j`` runs at ``arm_rates[j]`` samples/s (arm 0 the reference), in ABBA
+    blocks of one trial per arm each way. Each trial's rate has lognormal noise ``spread`` and follows a two-state
+    CPU-speed control with elasticity ``control_effect``; memory arms carry the control-adjusted interval."""
+    rng = np.random.default_rng(seed)
+    k = len(arm_rates)
+    nodes = nodes or tuple(range(k))
+    pinned = pinned or (True,) * k
+    rates: dict[int, list[float]] = {j: [] for j in range(k)}
+    controls: dict[int, list[float]] = {j: [] for j in range(k)}
+    block_of: dict[int, list[int]] = {j: [] for j in range(k)}
+    for b in range(blocks):
+        order = list(range(k)) + list(range(k))[::-1]
+        if b % 2:
+            order = order[::-1]
+        for j in order:
+            control = float(rng.choice([3e5, 7e5]) * np.exp(rng.normal(0, 0.02)))
+            rate = arm_rates[j] * (control / 5e5) ** control_effect * float(np.exp(rng.normal(0, spread)))
+            rates[j].append(rate)
+            controls[j].append(control)
+            block_of[j].append(b)
+    lr = {j: np.log(rates[j]) for j in range(k)}
+    lc = {j: np.log(controls[j]) for j in range(k)}
+    centred = np.concatenate([lc[j] - lc[j].mean() for j in range(k)])  # pooled slope within arms
+    slope = float(np.dot(centred, np.concatenate([lr[j] - lr[j].mean() for j in range(k)])) / np.dot(centred, centred))
+    mean_lc = float(np.mean(np.concatenate(list(lc.values()))))
+
+    def diffs(arm: int, logs: dict[int, np.ndarray]) -> np.ndarray:
+        def per_block(j: int) -> np.ndarray:
+            return np.array([logs[j][np.array(block_of[j]) == b].mean() for b in range(blocks)])
+        return per_block(arm) - per_block(0)
+
+    adjusted_logs = {j: lr[j] - slope * (lc[j] - mean_lc) for j in range(k)}
+    comparisons = []
+    for arm in range(1, k):
+        plain = _paired_interval(diffs(arm, lr))
+        adjusted = None
+        if kind == "memory":
+            adj = _paired_interval(diffs(arm, adjusted_logs), df_lost=2)
+            adjusted = {key: adj[key] for key in ("ratio", "low", "high", "half_width", "df", "mde", "verdict")} | {"slope": slope}
+        comparisons.append({"arm": arm, "vs": 0, "blocks": blocks, "block_diffs": [float(v) for v in diffs(arm, lr)],
+                            **plain, "adjusted": adjusted})
+    arms = []
+    for j in range(k):
+        moved = {"pool_node": nodes[j], "thread_node": 0} if kind == "memory" else {"pool_node": 0, "thread_node": nodes[j]}
+        arms.append({"name": f"node{nodes[j]}" + ("" if pinned[j] else "-pageable"), "node": nodes[j], "pinned": pinned[j],
+                     **moved, "placement": "local" if nodes[j] == 0 else "remote", "numa_distance": 10 if nodes[j] == 0 else 21,
+                     "trial_samples_per_s": rates[j], "cpu_control": controls[j], "launch_cpus": [1] * len(rates[j]),
+                     "samples_per_s": float(np.median(rates[j]))})
+    return {"kind": kind, "reference": 0, "arms": arms, "comparisons": comparisons, "design": "ABBA", "settle_batches": 1,
+            "stop_reason": "target", "target": 0.02, "trials_s": trials_s}
+
+
+def paired_run(folder: Path, run_id: str, paired: dict[str, Any], model: str = "m", batch: int = 8,
+               **test: Any) -> dict[str, Any]:
+    """A paired worker process's record (``placement_mode: paired``): the reference arm's metrics and ``paired``;
+    its placement names the compared arm (arm 1). ``test``: test settings that differ from the defaults."""
+    ref, arm = paired["arms"][paired["reference"]], paired["arms"][1]
+    metrics = {"samples_per_s": ref["samples_per_s"], "execution": "eager", "regime": "launch-bound", "pool_pinned": ref["pinned"],
+               "trial_samples_per_s": {"serial": ref["trial_samples_per_s"]}, "paired": paired}
+    rec = record(run_id, device="cuda", placement=arm["placement"], numa_distance=arm["numa_distance"], gpu_id=0,
+                 lane="gpu0-paired", placement_mode="paired", metrics=metrics)
+    rec["model"]["name"] = model
+    rec["test"].update(batch_size=batch, **test)
+    write(folder, rec)
+    return rec

@@ -1,4 +1,4 @@
-"""Loading run records into ``runs`` and ``trials``: idempotent, set-based, one writer at a time.
+"""Loading run records into ``runs``, ``trials`` and ``paired_comparisons``: idempotent, set-based, one writer at a time.
 
 A run is stored once (primary key ``run_id``). A successful row is never replaced; a failed row is
 replaced when the run is measured again. A load holds the database's file lock from the first read to
@@ -152,6 +152,10 @@ def _upsert_runs(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> dict[st
             "  FROM incoming_take WHERE coalesce(j['success'], false)"
             ") SELECT run_id, CAST(unnest(range(len(m.value))) AS INTEGER), m.key, unnest(m.value) FROM modes"
         )
+        # One row per comparison of each (re)loaded successful paired run, replaced with the run.
+        con.execute("DELETE FROM paired_comparisons WHERE run_id IN (SELECT j['run_id'] FROM incoming_take)")
+        con.execute(f"INSERT INTO paired_comparisons ({', '.join(schema.PAIRED_NAMES)}) " + schema.paired_rows(
+            "SELECT j['run_id'] AS run_id, j['metrics']['paired'] AS paired FROM incoming_take WHERE coalesce(j['success'], false)"))
     con.unregister("incoming_files")
     con.execute("DROP TABLE incoming_take")
     con.execute("DROP TABLE incoming")

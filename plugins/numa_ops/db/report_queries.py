@@ -10,22 +10,26 @@ import duckdb
 import pandas as pd
 
 from numa_ops.db.connection import table_exists
-from numa_ops.db.views import VIEWS, scoped
+from numa_ops.db.views import SETTINGS, SWEEP, VIEWS, scoped
 
-# Settings a lane's row is grouped by; these others may still differ between its runs (then the row says so).
-UNGROUPED_SETTINGS = {"num_samples": "samples per run", "memory_size_mb": "host pool size", "d2h_mode": "D2H mode",
-                      "host": "host", "gpu_name": "GPU model", "torch_version": "torch version",
-                      "compile_model": "compile setting"}
+# What may still differ between the runs of one lane's row (then the row says so): where they ran, never a test
+# setting (views.SETTINGS, by which a row is grouped).
+UNGROUPED_SETTINGS = {"gpu_name": "GPU model", "torch_version": "torch version", "driver": "driver"}
 
 _MIXED = ", ".join(f"CASE WHEN count(DISTINCT {col}) FILTER (WHERE success) > 1 THEN '{words}' END"
                    for col, words in UNGROUPED_SETTINGS.items())
+_LANE_SETTINGS = ", ".join(c for c in SETTINGS if c not in ("model_name", "depth", "dim", "height", "batch_size", "execution",
+                                                           "pinned_memory"))
 
-# One row per experiment x model x shape x execution x host memory x lane x placement: each process's headline
-# (the intervals are analysis.lane_intervals'), its trials, the stage medians, and which settings were pooled.
+# One row per experiment x configuration (every test setting, the sweep point) x lane x placement: the lane is the
+# placement's name without its repeat (``gpu0-cpu1-mem1-r2`` is a repeat of ``gpu0-cpu1-mem1``), so a placement's
+# repeats are one row of several worker processes, whose interval is the one between them (analysis.lane_intervals');
+# each process's headline, its trials, the stage medians, and what may still differ between them.
 LANES = f"""
 SELECT experiment, model_name, depth, dim, height AS image, batch_size, execution,
        CASE WHEN pinned_memory THEN 'pinned' ELSE 'pageable' END AS host_memory,
-       lane, device, placement, placement_mode,
+       regexp_replace(lane, '-r[0-9]+$', '') AS lane, device, placement, placement_mode, {_LANE_SETTINGS}, study, sweep_point,
+       count(DISTINCT lane) AS repeat_lanes,
        any_value(gpu_name) AS gpu_name,
        mode(regime) FILTER (WHERE success) AS regime,
        count(*) AS runs,
@@ -47,7 +51,8 @@ SELECT experiment, model_name, depth, dim, height AS image, batch_size, executio
        array_to_string(list_filter([{_MIXED}], lambda x: x IS NOT NULL), ', ') AS mixed_settings
 FROM filled_runs
 GROUP BY ALL
-ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, lane, placement_mode
+ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, d2h_mode, memory_size_mb, num_samples,
+         sweep_point, lane, placement_mode
 """
 
 FAILURES = "SELECT run_id, lane, model_name, error FROM runs WHERE NOT success ORDER BY run_id"
@@ -92,11 +97,11 @@ GROUP BY ALL
 
 CROSSOVER = f"SELECT * FROM ({VIEWS['crossover']}) WHERE models >= 2"
 
-# The processes behind each numa_penalty row, with the CPU-speed control (for the CUPED adjustment).
-PENALTY_RUNS = """
-SELECT host, gpu_id, model_name, depth, dim, height, width, batch_size, execution, pinned_memory, placement_mode,
-       placement, samples_per_s, cpu_control_rate
-FROM gpu_runs WHERE placement IN ('local', 'remote') AND samples_per_s > 0
+# The processes behind each numa_penalty row (keyed by views.PENALTY_KEY), with the CPU-speed control (for the
+# CUPED adjustment).
+PENALTY_RUNS = f"""
+SELECT {", ".join([*SETTINGS, *SWEEP])}, placement_mode, placement, samples_per_s, cpu_control_rate
+FROM gpu_runs WHERE placement IN ('local', 'remote') AND samples_per_s > 0 AND placement_mode <> 'paired'
 ORDER BY run_id
 """
 
@@ -110,7 +115,7 @@ SCOPED = {
     "lanes": LANES, "failures": FAILURES, "actual_time": ACTUAL_TIME, "transfer": TRANSFER, "compile": COMPILE,
     "scaling": SCALING, "crossover_models": CROSSOVER_MODELS, "crossover": CROSSOVER, "penalty_runs": PENALTY_RUNS,
     "law_points": LAW_POINTS, "penalty": VIEWS["numa_penalty"], "split": VIEWS["penalty_split"],
-    "noise": VIEWS["process_noise"], "recommendations": VIEWS["recommendations"],
+    "noise": VIEWS["process_noise"], "recommendations": VIEWS["recommendations"], "paired": VIEWS["paired_penalty"],
     "compile_speedup": f"SELECT model_name, execution, pinned_memory, forward_speedup, break_even_samples, runs "
                        f"FROM ({VIEWS['compile_speedup']})",
 }

@@ -9,11 +9,20 @@ from __future__ import annotations
 import duckdb
 from scipy import stats
 
+# A paired run's headline metrics are its reference arm's, while its record's placement names the compared arm:
+# its row says the reference arm's placement and SLIT distance (its arms and comparisons: paired_comparisons).
+_REF_ARM = "'$.metrics.paired.arms[' || coalesce(record->>'$.metrics.paired.reference', '0') || ']'"
+_REFERENCE_PLACEMENT = (f"CASE WHEN placement_mode = 'paired' THEN coalesce(json_extract_string(record, {_REF_ARM} || '.placement'), "
+                        "placement) ELSE placement END AS placement")
+_REFERENCE_DISTANCE = (f"CASE WHEN placement_mode = 'paired' THEN coalesce(CAST(json_extract(record, {_REF_ARM} || '.numa_distance') "
+                       "AS INTEGER), numa_distance) ELSE numa_distance END AS numa_distance")
+
 # What many queries start from: every run with the settings older records left out filled in (pinned host
 # memory, process placement), the successful ones, and the successful GPU runs (every penalty's input).
 BASE_VIEWS = {
     "filled_runs": "SELECT * REPLACE (coalesce(pinned_memory, true) AS pinned_memory, "
-                   "coalesce(placement_mode, 'process') AS placement_mode) FROM runs",
+                   f"coalesce(placement_mode, 'process') AS placement_mode, {_REFERENCE_PLACEMENT}, {_REFERENCE_DISTANCE}) "
+                   "FROM runs",
     "measured_runs": "SELECT * FROM filled_runs WHERE success",
     "gpu_runs": "SELECT * FROM measured_runs WHERE device = 'cuda'",
 }
@@ -37,9 +46,18 @@ Z975, Z80 = f"{float(stats.norm.ppf(0.975))!r}::DOUBLE", f"{float(stats.norm.ppf
 ONE_PROCESS = "one process a side: no between-process interval (set test.repeats >= 2)"
 NO_REMOTE = "no remote placement measured: the host has one NUMA node, or none was requested"
 
+# The test settings that make a configuration: runs that differ in any of them are never pooled into one row of
+# a penalty, noise or stage view (nor one lane of the report); what may differ within a row is the placement,
+# the repeat (the worker process) and what the runs measured. The sweep point and study catch a swept setting
+# that has no column of its own.
+SETTINGS = ["host", "gpu_id", "model_name", "patch_size", "depth", "heads", "dim", "mlp_dim", "channels", "height",
+            "width", "batch_size", "num_samples", "memory_size_mb", "execution", "compile_model", "pinned_memory",
+            "d2h_mode", "warmup_batches", "min_trial_s", "intra_op_threads", "telemetry"]
+SWEEP = ["study", "sweep_point"]
 # The configuration a penalty compares placements within: never pinned with pageable, nor process with pool.
-PENALTY_KEY = ["host", "gpu_id", "model_name", "depth", "dim", "height", "width", "batch_size", "execution",
-               "pinned_memory", "placement_mode"]
+PENALTY_KEY = [*SETTINGS, *SWEEP, "placement_mode"]
+_SETTINGS = ", ".join(SETTINGS)
+_SETTINGS_ORDER = "model_name, gpu_id, height, batch_size, execution, pinned_memory DESC, d2h_mode, memory_size_mb, sweep_point"
 
 # One row per configuration x host memory x placement mode. The process (one run record) is the unit: each
 # run's headline samples/s is one draw, and the penalty is 1 - exp(mean ln remote - mean ln local), with the
@@ -52,8 +70,7 @@ PENALTY_KEY = ["host", "gpu_id", "model_name", "depth", "dim", "height", "width"
 NUMA_PENALTY = f"""
         WITH {T_TABLE},
                 grouped AS (
-            SELECT host, min(gpu_name) AS gpu_name, gpu_id, model_name, depth, dim, height, width, batch_size,
-                   execution, pinned_memory,
+            SELECT {_SETTINGS}, study, sweep_point, min(gpu_name) AS gpu_name,
                    placement_mode,
                    array_to_string(list_sort(list(DISTINCT coalesce(regime, 'unknown'))), ', ') AS regime,
                    count(*) FILTER (WHERE placement = 'local') AS local_runs,
@@ -64,7 +81,7 @@ NUMA_PENALTY = f"""
                    median(h2d_gbps) FILTER (WHERE placement = 'remote') AS remote_h2d_gbps,
                    max(numa_distance) FILTER (WHERE placement = 'local') AS local_numa_distance,
                    max(numa_distance) FILTER (WHERE placement = 'remote') AS remote_numa_distance
-            FROM gpu_runs GROUP BY ALL
+            FROM gpu_runs WHERE placement_mode <> 'paired' GROUP BY ALL
         ),
         moments AS (
             SELECT * EXCLUDE (local_ln, remote_ln),
@@ -100,8 +117,25 @@ NUMA_PENALTY = f"""
                     ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * se_log))) || '%)'
                END AS status
         FROM bounds
-        ORDER BY model_name, gpu_id, height, batch_size, execution, pinned_memory DESC, placement_mode
+        ORDER BY {_SETTINGS_ORDER}, placement_mode
 """
+
+# Which part of a NUMA penalty a paired comparison measures (the arm is what differs from the reference).
+PAIRED_PART = """CASE WHEN c.arm_node IS NOT DISTINCT FROM c.reference_node AND c.arm_pinned IS NOT DISTINCT FROM c.reference_pinned
+                    THEN 'A/A check (both arms alike)'
+                    WHEN c.kind = 'memory' AND c.arm_node IS NOT DISTINCT FROM c.reference_node
+                    THEN 'host memory kind (pinned vs pageable, same node)'
+                    WHEN c.kind = 'memory' THEN 'DMA (host memory remote, thread local)'
+                    WHEN c.kind = 'thread' THEN 'CPU side (thread remote, memory local)'
+                    ELSE c.kind END"""
+
+
+def _paired_verdict(low: str, high: str, mde: str) -> str:
+    """'measured' when the ratio's 95% interval excludes 1 (the penalty's excludes 0), else what could have been."""
+    return (f"CASE WHEN {low} IS NULL OR {high} IS NULL THEN 'no interval (fewer than 2 blocks)' "
+            f"WHEN {low} > 1 OR {high} < 1 THEN 'measured' "
+            f"ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * {mde}) || '%)' END")
+
 
 VIEWS = {
     **BASE_VIEWS,
@@ -115,25 +149,22 @@ VIEWS = {
         WITH {T_TABLE},
         pen AS ({NUMA_PENALTY}),
         pair AS (
-            SELECT pr.host, pr.gpu_name, pr.gpu_id, pr.model_name, pr.depth, pr.dim, pr.height, pr.width, pr.batch_size,
-                   pr.execution, pr.pinned_memory, pr.regime AS process_regime, po.regime AS pool_regime,
+            SELECT {", ".join(f"pr.{c}" for c in SETTINGS)}, pr.gpu_name,
+                   pr.study AS process_study, pr.sweep_point AS process_sweep_point,
+                   po.study AS pool_study, po.sweep_point AS pool_sweep_point, pr.regime AS process_regime, po.regime AS pool_regime,
                    pr.local_processes AS process_local_processes, pr.remote_processes AS process_remote_processes,
                    po.local_processes AS pool_local_processes, po.remote_processes AS pool_remote_processes,
                    pr.throughput_penalty AS process_penalty, pr.penalty_low AS process_low, pr.penalty_high AS process_high,
                    pr.mde AS process_mde, pr.status AS process_status,
                    po.throughput_penalty AS dma_penalty, po.penalty_low AS dma_low, po.penalty_high AS dma_high,
                    po.mde AS dma_mde, po.status AS dma_status,
-                   pr.log_ratio - po.log_ratio AS cpu_log_ratio, pr.df + po.df - 2 AS cpu_df,
-                   sqrt((pr.df * pr.sd_ln ^ 2 + po.df * po.sd_ln ^ 2) / (pr.df + po.df - 2))
+                   pr.log_ratio - po.log_ratio AS cpu_log_ratio, pr.df + po.df AS cpu_df,
+                   sqrt((pr.df * pr.sd_ln ^ 2 + po.df * po.sd_ln ^ 2) / (pr.df + po.df))
                        * sqrt(1.0 / pr.local_processes + 1.0 / pr.remote_processes
                               + 1.0 / po.local_processes + 1.0 / po.remote_processes) AS cpu_se_log
             FROM pen pr JOIN pen po
               ON pr.placement_mode = 'process' AND po.placement_mode = 'pool'
-             AND pr.host IS NOT DISTINCT FROM po.host AND pr.gpu_id IS NOT DISTINCT FROM po.gpu_id
-             AND pr.model_name IS NOT DISTINCT FROM po.model_name AND pr.depth IS NOT DISTINCT FROM po.depth
-             AND pr.dim IS NOT DISTINCT FROM po.dim AND pr.height IS NOT DISTINCT FROM po.height
-             AND pr.width IS NOT DISTINCT FROM po.width AND pr.batch_size IS NOT DISTINCT FROM po.batch_size
-             AND pr.execution = po.execution AND pr.pinned_memory = po.pinned_memory
+             AND {" AND ".join(f"pr.{c} IS NOT DISTINCT FROM po.{c}" for c in SETTINGS)}
             WHERE pr.throughput_penalty IS NOT NULL AND po.throughput_penalty IS NOT NULL
         ),
         bounds AS (
@@ -150,7 +181,7 @@ VIEWS = {
                     ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * cpu_se_log))) || '%)'
                END AS cpu_side_status
         FROM bounds
-        ORDER BY model_name, gpu_id, height, batch_size, execution, pinned_memory DESC
+        ORDER BY {_SETTINGS_ORDER.replace("sweep_point", "process_sweep_point")}
     """,
     # The noise floor per configuration and placement, on any host (also one with a single NUMA node): the
     # spread of ln samples/s between worker processes (between_process_cv = sqrt(exp(sd_ln^2) - 1), about
@@ -158,11 +189,10 @@ VIEWS = {
     "process_noise": f"""
         WITH {T_TABLE},
         g AS (
-            SELECT host, min(gpu_name) AS gpu_name, device, gpu_id, model_name, depth, dim, height, width, batch_size,
-                   execution, pinned_memory,
+            SELECT {_SETTINGS}, study, sweep_point, min(gpu_name) AS gpu_name, device,
                    placement_mode, placement, count(*) AS runs,
                    list_sort(list(ln(samples_per_s)) FILTER (WHERE samples_per_s > 0)) AS ln_rates
-            FROM measured_runs GROUP BY ALL
+            FROM measured_runs WHERE placement_mode <> 'paired' GROUP BY ALL
         ),
         s AS (
             SELECT * EXCLUDE (ln_rates), coalesce(len(ln_rates), 0) AS processes, exp(list_avg(ln_rates)) AS geo_mean_samples_per_s,
@@ -175,7 +205,27 @@ VIEWS = {
                CASE WHEN processes < 2 THEN 'one process: no between-process spread (set test.repeats >= 2)'
                     ELSE 'measured' END AS status
         FROM s LEFT JOIN tq ON tq.df = s.aa_df
-        ORDER BY model_name, gpu_id, height, batch_size, execution, pinned_memory DESC, placement_mode, placement
+        ORDER BY {_SETTINGS_ORDER}, placement_mode, placement
+    """,
+    # One row per comparison of a paired run (arms alternated trial by trial in one worker process, ABBA blocks):
+    # its configuration, which part of a NUMA penalty it measures, penalty = 1 - ratio (arm / reference samples/s)
+    # with the t interval over blocks, for memory arms the same after the per-trial CPU-control regression
+    # (thread arms move the control: never adjusted), the MDE, the verdict, and the GPU seconds it cost.
+    "paired_penalty": f"""
+        SELECT r.folder, r.experiment, {", ".join(f"r.{c}" for c in SETTINGS)}, r.study, r.sweep_point, r.gpu_name,
+               CASE WHEN r.pinned_memory THEN 'pinned' ELSE 'pageable' END AS host_memory, r.regime,
+               c.run_id, c.comparison, c.kind, c.arm_name, c.arm_node, c.arm_pinned, c.reference_name, c.reference_node,
+               c.reference_pinned, {PAIRED_PART} AS part,
+               1 - c.ratio AS penalty, 1 - c.high AS penalty_low, 1 - c.low AS penalty_high, c.half_width, c.mde,
+               {_paired_verdict("c.low", "c.high", "c.mde")} AS verdict,
+               1 - c.adjusted_ratio AS adjusted_penalty, 1 - c.adjusted_high AS adjusted_penalty_low,
+               1 - c.adjusted_low AS adjusted_penalty_high, c.adjusted_half_width, c.adjusted_mde, c.adjusted_slope,
+               CASE WHEN c.adjusted_ratio IS NOT NULL THEN
+                   {_paired_verdict("c.adjusted_low", "c.adjusted_high", "c.adjusted_mde")} END AS adjusted_verdict,
+               c.arm_samples_per_s, c.reference_samples_per_s, c.blocks, c.df, c.stop_reason, c.target,
+               c.trials_s AS gpu_seconds
+        FROM paired_comparisons c JOIN measured_runs r USING (run_id)
+        ORDER BY {", ".join(f"r.{c}" for c in _SETTINGS_ORDER.split(", "))}, c.run_id, c.comparison
     """,
     # The penalty per model configuration, host memory and placement mode, largest first (measured rows only),
     # with every regime met.
@@ -189,9 +239,8 @@ VIEWS = {
         GROUP BY model_name, depth, dim, pinned_memory, placement_mode
     """,
     # Where a batch's time goes, per configuration: copies, the GPU's compute, launch overhead.
-    "stage_breakdown": """
-        SELECT host, any_value(gpu_name) AS gpu_name, model_name, depth, dim, height, batch_size,
-               execution, pinned_memory, placement,
+    "stage_breakdown": f"""
+        SELECT {_SETTINGS}, study, sweep_point, any_value(gpu_name) AS gpu_name, placement,
                placement_mode, count(*) AS runs,
                median(h2d_ms_median) AS h2d_ms, median(forward_ms_median) AS forward_ms,
                median(fwd_gpu_ms) AS fwd_gpu_ms, median(d2h_ms_median) AS d2h_ms,
@@ -205,7 +254,7 @@ VIEWS = {
                mode(binding_stage) AS binding_stage, median(pipelined_vs_ideal) AS pipelined_vs_ideal,
                mode(regime) AS regime
         FROM gpu_runs
-        GROUP BY ALL ORDER BY model_name, height, batch_size, execution, pinned_memory, placement, placement_mode
+        GROUP BY ALL ORDER BY {_SETTINGS_ORDER}, placement, placement_mode
     """,
     # Per shape and execution mode: where the GPU's compute overtakes the copies (RQ2). The crossover model is
     # the smallest one from which on every larger model is compute-dominated (one noisy small model does not

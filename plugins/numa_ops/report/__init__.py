@@ -16,6 +16,7 @@ import pandas as pd
 
 from numa_ops import analysis, db
 from numa_ops.report import charts, guide, page
+from numa_ops.report.format import varying
 from numa_ops.report.read import ReportData, read_report_data
 
 __all__ = ["ReportData", "draw_charts", "numa_penalties", "read_report_data", "write_report"]
@@ -23,8 +24,18 @@ __all__ = ["ReportData", "draw_charts", "numa_penalties", "read_report_data", "w
 
 def numa_penalties(data: ReportData) -> pd.DataFrame:
     """Remote vs local penalty per configuration, host memory and placement mode, from the ``numa_penalty`` view:
-    the between-process interval and MDE, and the CPU-adjusted penalty where every process recorded the control."""
-    return analysis.penalty_table(data.penalty, data.penalty_runs, db.PENALTY_KEY, db.ONE_PROCESS)
+    the between-process interval and MDE, and the CPU-adjusted penalty where every process recorded the control.
+    The test settings that differ between the rows (D2H mode, pool size, sweep point, ...) are named beside them."""
+    table = analysis.penalty_table(data.penalty, data.penalty_runs, db.PENALTY_KEY, db.ONE_PROCESS)
+    pen = data.penalty
+    if not len(table):
+        return table
+    shown = pen[pen["local_processes"].gt(0) & pen["remote_processes"].gt(0)].reset_index(drop=True)
+    at = list(table.columns).index("placement mode") + 1
+    for col, words in reversed(varying(shown).items()):
+        if col not in ("host", "gpu_id"):  # the table has them already
+            table.insert(at, words, shown[col].to_numpy())
+    return table
 
 
 def draw_charts(data: ReportData, lanes: pd.DataFrame) -> dict[str, alt.Chart]:
@@ -38,7 +49,8 @@ def draw_charts(data: ReportData, lanes: pd.DataFrame) -> dict[str, alt.Chart]:
     drawn |= charts.transfer_charts(data.transfer)
     drawn |= {"sensitivity": charts.sensitivity_heatmap(data.penalty), "scaling": charts.scaling_chart(data.scaling),
               "crossover": charts.crossover_chart(data.crossover_models, data.crossover),
-              "compile": charts.compile_chart(data.compile), "nightly": charts.regression_chart(data.regressions)}
+              "compile": charts.compile_chart(data.compile), "nightly": charts.regression_chart(data.regressions),
+              "paired": charts.paired_chart(data.paired)}
     return {name: chart for name, chart in drawn.items() if chart is not None}
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from numa_ops.analysis import has_both as _both
 from numa_ops.analysis import host_memory
+from numa_ops.report.format import human, paired_configuration, varying
 
 
 def _shape(df: pd.DataFrame) -> pd.Series:
@@ -28,6 +29,9 @@ def label_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
     if _both(df["placement_mode"]):
         df["series"] = df["series"] + ", " + df["placement_mode"] + " placement"
         df["row"] = df["row"] + " | " + df["placement_mode"] + " placement"
+    for col, words in varying(df).items():  # rows one test setting apart are bars of their own, and say which
+        df["series"] = df["series"] + ", " + words + " " + df[col].map(human)
+        df["row"] = df["row"] + " | " + words + " " + df[col].map(human)
     if df["lane"].nunique() > 1:
         df["row"] = df["row"] + " | " + df["lane"]
     return df
@@ -167,6 +171,9 @@ def _heatmap_configs(pen: pd.DataFrame) -> pd.Series:
         config = config + " " + pen["pinned_memory"].map(host_memory)
     if _both(pen["placement_mode"]):
         config = config + " " + pen["placement_mode"] + " placement"
+    for col, words in varying(pen).items():  # settings that differ between rows: each row names its own
+        if col not in ("host", "gpu_id"):
+            config = config + " " + words + " " + pen[col].map(human)
     if pen["host"].nunique() > 1:
         config = config + " | " + pen["host"].fillna("?")
     return config
@@ -270,3 +277,34 @@ def crossover_chart(models: pd.DataFrame, table: pd.DataFrame) -> alt.Chart | No
         chart = alt.layer(lines, rules)
     return chart.properties(title="Crossover: GPU compute vs copies per batch (rule: where compute overtakes)",
                             width=420, height=240)
+
+
+def paired_chart(paired: pd.DataFrame) -> alt.Chart | None:
+    """Each paired comparison's penalty with its 95% interval (a bar from low to high), the control-adjusted one
+    beside it for memory arms; a rule at 0. One row per configuration, part measured and arms."""
+    if not len(paired):
+        return None
+    row = paired_configuration(paired) + " | " + paired["part"] + " | " + paired["arm_name"] + " vs " + paired["reference_name"]
+    shared = {"row": row, "verdict": paired["verdict"], "blocks": paired["blocks"], "gpu_seconds": paired["gpu_seconds"],
+              "mde": paired["mde"]}
+    long = pd.concat([
+        pd.DataFrame({**shared, "interval": "plain", "penalty": paired["penalty"], "low": paired["penalty_low"],
+                      "high": paired["penalty_high"]}),
+        pd.DataFrame({**shared, "interval": "control-adjusted", "penalty": paired["adjusted_penalty"],
+                      "low": paired["adjusted_penalty_low"], "high": paired["adjusted_penalty_high"]}),
+    ], ignore_index=True).dropna(subset=["penalty"])
+    base = alt.Chart(long).encode(
+        y=alt.Y("row:N", title=None, sort=None, axis=alt.Axis(labelLimit=560)),
+        yOffset=alt.YOffset("interval:N", sort=["plain", "control-adjusted"]),
+        color=alt.Color("interval:N", title="interval", sort=["plain", "control-adjusted"]),
+        tooltip=["row", "interval", "verdict", alt.Tooltip("penalty:Q", format=".1%"),
+                 alt.Tooltip("low:Q", title="95% CI low", format=".1%"), alt.Tooltip("high:Q", title="95% CI high", format=".1%"),
+                 alt.Tooltip("mde:Q", title="MDE", format=".1%"), alt.Tooltip("blocks:Q", title="ABBA blocks"),
+                 alt.Tooltip("gpu_seconds:Q", title="GPU seconds", format=".0f")],
+    )
+    bars = base.mark_rule(strokeWidth=3).encode(x=alt.X("low:Q", title="penalty (1 - arm / reference samples/s), 95% CI",
+                                                        axis=alt.Axis(format="%")), x2="high:Q")
+    points = base.mark_point(filled=True, size=50).encode(x="penalty:Q")
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    return alt.layer(bars, points, zero, title="Paired NUMA penalties (arms alternated in one worker process)").properties(
+        width=420)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from numa_ops.analysis import has_both as both
 from numa_ops.analysis import host_memory
+from numa_ops.report.format import paired_configuration
 from numa_ops.report.read import ReportData
 
 
@@ -48,10 +49,14 @@ def _fastest(recs: pd.DataFrame, n: _Naming) -> list[str]:
         for r in recs.itertuples()]
 
 
-def _placement(pen: pd.DataFrame, n: _Naming) -> list[str]:
+def _placement(pen: pd.DataFrame, n: _Naming, any_paired: bool = False) -> list[str]:
     paired = pen[pen["throughput_penalty"].notna()] if len(pen) else pen
     if len(paired):
         return ["", "## NUMA placement", "", *_guide_penalties(paired, n.memory, n.name_mode)]
+    if any_paired:
+        return ["", "## NUMA placement", "",
+                "- Between separate worker processes: no remote placement was run; the paired penalties above compare "
+                "the arms inside one process."]
     return ["", "## NUMA placement", "",
             "- Not measurable here: no remote placement was run (a host with one NUMA node has none). "
             "The penalty, its confidence interval and the pairing advice need a multi-node host."]
@@ -66,6 +71,26 @@ def _split(split: pd.DataFrame, n: _Naming) -> list[str]:
         f"DMA part (pool placement) {verdict_text(r.dma_penalty, r.dma_mde, r.dma_status)}; "
         f"CPU-side part {verdict_text(r.cpu_side_penalty, r.cpu_side_mde, r.cpu_side_status)}."
         for r in split.itertuples()]
+
+
+def _paired(paired: pd.DataFrame) -> list[str]:
+    """One line per paired comparison: which part of a penalty it measures, the penalty with its interval (the
+    control-adjusted one beside it for memory arms) where the interval excludes 0, else the verdict; and its cost."""
+    if not len(paired):
+        return []
+    lines = ["", "## Paired NUMA penalties (arms alternated trial by trial in one worker process)", ""]
+    for config, r in zip(paired_configuration(paired), paired.itertuples(), strict=True):
+        ci = f"95% CI {r.penalty_low:.1%} to {r.penalty_high:.1%}" if pd.notna(r.penalty_low) else "no interval"
+        if pd.notna(r.adjusted_penalty):
+            ci += (f"; control-adjusted {r.adjusted_penalty:.1%}, {r.adjusted_penalty_low:.1%} to "
+                   f"{r.adjusted_penalty_high:.1%}")
+        cost = f"{r.blocks} ABBA blocks, {r.gpu_seconds:.0f} GPU seconds, stopped on {r.stop_reason}"
+        what = f"{config}, {r.part} ({r.arm_name} vs {r.reference_name})"
+        if r.verdict == "measured":
+            lines.append(f"- {what}: the arm costs {r.penalty:.1%} of samples/s ({ci}; MDE {r.mde:.1%}; {cost}).")
+        else:
+            lines.append(f"- {what}: {r.verdict} ({ci}; {cost}).")
+    return lines
 
 
 def _noise(noise: pd.DataFrame, n: _Naming) -> list[str]:
@@ -125,7 +150,7 @@ def write_guide(out_dir: Path, data: ReportData, laws: pd.DataFrame, topology: d
     if topology:
         lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
                   f"{len(topology.get('gpus', []))} GPU(s).", ""]
-    lines += (_fastest(data.recommendations, n) + _placement(data.penalty, n) + _split(data.split, n)
+    lines += (_fastest(data.recommendations, n) + _paired(data.paired) + _placement(data.penalty, n, len(data.paired) > 0) + _split(data.split, n)
               + _noise(data.noise, n) + _crossovers(data.crossover, n) + _laws(laws, n) + _compile(data.compile_speedup, n))
     path = out_dir / "best_practices.md"
     path.write_text("\n".join(lines) + "\n")

@@ -14,7 +14,7 @@ import altair as alt
 import pandas as pd
 
 from numa_ops.analysis import has_both, host_memory
-from numa_ops.report.format import interval, table_html
+from numa_ops.report.format import interval, paired_configuration, table_html, varying
 from numa_ops.report.guide import verdict_text
 from numa_ops.report.read import ReportData
 
@@ -95,9 +95,10 @@ def lanes_html(lanes: pd.DataFrame) -> str:
     """Per model and lane: samples/s with its 95% interval, the processes and trials behind it, the stage medians."""
     if not len(lanes):
         return ""
+    settings = {words: lanes[col] for col, words in varying(lanes).items()}
     shown = pd.DataFrame({
         "experiment": lanes["experiment"], "model": lanes["model_name"], "image": lanes["image"],
-        "batch": lanes["batch_size"], "execution": lanes["execution"], "host memory": lanes["host_memory"],
+        "batch": lanes["batch_size"], "execution": lanes["execution"], "host memory": lanes["host_memory"], **settings,
         "lane": lanes["lane"], "device": lanes["device"], "placement": lanes["placement"],
         "placement mode": lanes["placement_mode"], "regime": lanes["regime"],
         "samples/s": lanes["rate"], "95% CI": [interval(lo, hi) for lo, hi in zip(lanes["rate_low"], lanes["rate_high"], strict=True)],
@@ -108,10 +109,13 @@ def lanes_html(lanes: pd.DataFrame) -> str:
         "FLOPs/sample": lanes["flops_per_sample"], "pooled settings": lanes["mixed_settings"].replace("", None),
     })
     shown = shown.dropna(axis=1, how="all")
-    return ("<h2>Per model and lane (samples/s with its 95% confidence interval)</h2><p>samples/s is the geometric mean of the "
-            "worker processes' headlines; with several processes its interval is the t interval between them, with one "
-            "it is that process's own interval over its trials (which says nothing of the noise between processes). "
-            "Stage times are medians over the processes.</p>" + table_html(shown, "data lanes"))
+    return ("<h2>Per model and lane (samples/s with its 95% confidence interval)</h2><p>A lane is one placement: its "
+            "repeats (worker processes <code>-r1</code>, <code>-r2</code>, ...) are one row. samples/s is the geometric "
+            "mean of the worker processes' headlines; with several processes its interval is the t interval between "
+            "them, with one it is that process's own interval over its trials (which says nothing of the noise between "
+            "processes). Runs that differ in a test setting are never one row: the columns beside the host memory name "
+            "the settings that differ between rows. A <code>paired</code> row is its reference arm's (see the paired "
+            "penalties). Stage times are medians over the processes.</p>" + table_html(shown, "data lanes"))
 
 
 def penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
@@ -150,6 +154,44 @@ def penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
                 "all memory; the CPU-side part is what the process penalty adds beyond the pool's "
                 "((1 - process) = (1 - DMA) x (1 - CPU side)).</p>" + table_html(parts, "data split"))
     return out
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def _pct_interval(low: Any, high: Any) -> str:
+    return "-" if _pct(low) == "-" or _pct(high) == "-" else f"{_pct(low)} to {_pct(high)}"
+
+
+def paired_html(paired: pd.DataFrame) -> str:
+    """Paired penalties: one row per comparison of arms alternated trial by trial in one worker process."""
+    if not len(paired):
+        return ""
+    memory = paired["kind"] == "memory"
+    shown = pd.DataFrame({
+        "configuration": paired_configuration(paired), "part measured": paired["part"],
+        "arms": paired["arm_name"] + " vs " + paired["reference_name"],
+        "penalty": [_pct(p) if v == "measured" else "-" for p, v in zip(paired["penalty"], paired["verdict"], strict=True)],
+        "95% CI": [_pct_interval(lo, hi) for lo, hi in zip(paired["penalty_low"], paired["penalty_high"], strict=True)],
+        "control-adjusted penalty (95% CI)": [
+            (f"{_pct(p)} ({_pct_interval(lo, hi)})" if pd.notna(p) else "not computed") if mem
+            else "not used: the thread's node moves the control"
+            for mem, p, lo, hi in zip(memory, paired["adjusted_penalty"], paired["adjusted_penalty_low"],
+                                      paired["adjusted_penalty_high"], strict=True)],
+        "MDE": paired["mde"].map(_pct), "verdict": paired["verdict"], "blocks": paired["blocks"],
+        "GPU seconds": paired["gpu_seconds"], "stopped on": paired["stop_reason"],
+    })
+    return ("<h2>Paired NUMA penalties (arms alternated trial by trial in one worker process, 95% t interval over "
+            "blocks)</h2><p>One worker process measures two or more arms of one configuration in ABBA blocks: memory "
+            "arms move only the host pool and D2H buffers (the DMA part, the launching thread stays local), thread arms "
+            "move only the launching thread (the CPU-side part, memory stays local). The penalty is 1 - the ratio of "
+            "the arm's samples/s to the reference arm's, the mean of the blocks' differences of ln samples/s with its t "
+            "interval over the blocks; for memory arms the interval after regressing each trial on the CPU-speed "
+            "control is beside it (thread arms move the control, so they are never adjusted). A penalty is measured "
+            "when its interval excludes 0; otherwise it is not detectable at this noise, and the MDE (95% confidence, "
+            "80% power) is the smallest penalty these blocks could have found. GPU seconds: the paired trials of the "
+            "run (shared by its comparisons where it has more than two arms).</p>" + table_html(shown, "data paired"))
 
 
 def noise_html(noise: pd.DataFrame) -> str:
@@ -233,10 +275,10 @@ def header_html(title: str, data: ReportData, topology: dict[str, Any] | None, s
 
 def footer_html(data: ReportData, lanes: pd.DataFrame, penalties: pd.DataFrame, laws: pd.DataFrame) -> str:
     """The tables below the charts: estimate against actual, lanes, penalties, laws, noise, crossover, failures."""
-    out = estimate_against_actual_html(data.estimate, data.actual_time) + lanes_html(lanes)
+    out = estimate_against_actual_html(data.estimate, data.actual_time) + lanes_html(lanes) + paired_html(data.paired)
     if len(penalties):
         out += penalty_html(penalties, data.split)
-    elif len(lanes) and (lanes["device"] == "cuda").any():
+    elif len(lanes) and (lanes["device"] == "cuda").any() and not len(data.paired):
         out += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
                 "NUMA node none exists), so no penalty is reported.</p>")
     return out + laws_html(laws) + noise_html(data.noise) + crossover_html(data.crossover) + failures_html(data.failures)

@@ -34,6 +34,7 @@ class ReportData:
     recommendations: pd.DataFrame
     compile_speedup: pd.DataFrame
     regressions: pd.DataFrame
+    paired: pd.DataFrame  # the paired_penalty view: one row per comparison of a paired run
     gate: dict[str, Any] | None = None  # the run folder's gate.json
     estimate: dict[str, Any] | None = None  # the run folder's estimate.json (what plan_runs expected it to cost)
 

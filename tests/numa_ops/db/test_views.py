@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 from numa_ops import db as numa_db
 from numa_ops import results
@@ -145,3 +146,83 @@ def test_crossover_view_when_no_model_is_compute_dominated(tmp_path):
         planted.write(folder, planted.sized_run(f"f1.d{depth}", depth))
     numa_db.load_runs([folder], db)
     assert _crossover(db) == (None, None, None, "d8", None, 4)
+
+
+def _set(rec, setting, value):
+    """``rec`` with one test setting changed, where the record keeps it."""
+    if setting == "sweep_point":
+        rec["sweep_point"] = value
+    elif setting == "d2h_mode":
+        rec["test"]["d2h_mode"] = rec["metrics"]["d2h_mode"] = value
+    else:
+        rec["test"][setting] = value
+    return rec
+
+
+@pytest.mark.parametrize(("setting", "values"), [
+    ("d2h_mode", ("outputs", "tokens")), ("memory_size_mb", (64, 1024)), ("num_samples", (16, 512)),
+    ("sweep_point", (0, 1)), ("warmup_batches", (3, 50)), ("intra_op_threads", (1, 4)),
+], ids=["d2h_mode", "memory_size_mb", "num_samples", "sweep_point", "warmup_batches", "intra_op_threads"])
+def test_runs_that_differ_in_a_test_setting_are_never_pooled(tmp_path, setting, values):
+    # Two configurations alike in all but one setting, each measured local and remote by two processes.
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for v, (value, base) in enumerate(zip(values, (100.0, 50.0), strict=True)):
+        for i in range(2):
+            for place, rate in (("local", base), ("remote", base * 0.8)):
+                _write(folder, _set(_gpu(f"f1.v{v}.{place}{i}", place, rate * (1 + i / 1000)), setting, value))
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        pen = con.execute(f"SELECT {setting}, local_processes, remote_processes, round(throughput_penalty, 4), status "
+                          f"FROM numa_penalty ORDER BY {setting}").fetchall()
+        noise = con.execute(f"SELECT {setting}, placement, processes, round(geo_mean_samples_per_s) FROM process_noise "
+                            f"ORDER BY {setting}, placement").fetchall()
+        stages = con.execute(f"SELECT {setting}, placement, runs FROM stage_breakdown ORDER BY {setting}, placement").fetchall()
+    assert pen == [(values[0], 2, 2, 0.2, "measured"), (values[1], 2, 2, 0.2, "measured")]
+    assert noise == [(values[0], "local", 2, 100.0), (values[0], "remote", 2, 80.0),
+                     (values[1], "local", 2, 50.0), (values[1], "remote", 2, 40.0)]
+    assert stages == [(values[0], "local", 2), (values[0], "remote", 2), (values[1], "local", 2), (values[1], "remote", 2)]
+
+
+def test_penalty_split_is_the_textbook_anova_contrast(tmp_path):
+    # Four cells (process/pool x local/remote), one-way ANOVA: the CPU-side part is the contrast
+    # (process remote - process local) - (pool remote - pool local) of mean ln samples/s, its standard error
+    # sqrt(MSE * sum 1/n_i) with the within-cell MSE on N - 4 degrees of freedom.
+    from scipy import stats
+
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    rng = np.random.default_rng(11)
+    cells = {("process", "local"): 3, ("process", "remote"): 4, ("pool", "local"): 3, ("pool", "remote"): 5}
+    logs = {}
+    for (mode, place), n in cells.items():
+        shift = {"local": 0.0, "remote": -0.10 if mode == "process" else -0.04}[place]
+        logs[mode, place] = np.log(1000.0) + shift + rng.normal(0, 0.02, n)
+        for i, value in enumerate(logs[mode, place]):
+            planted.process_run(folder, f"f1.{mode}.{place}{i}", place, float(np.exp(value)), mode=mode)
+    numa_db.load_runs([folder], db)
+    n = sum(cells.values())
+    sse = sum(float(((v - v.mean()) ** 2).sum()) for v in logs.values())
+    mse, df = sse / (n - 4), n - 4
+    contrast = (logs["process", "remote"].mean() - logs["process", "local"].mean()
+                - logs["pool", "remote"].mean() + logs["pool", "local"].mean())
+    se = np.sqrt(mse * sum(1 / len(v) for v in logs.values()))
+    half = stats.t.ppf(0.975, df) * se
+    with duckdb.connect(str(db), read_only=True) as con:
+        got = con.execute("SELECT cpu_side_penalty, cpu_side_low, cpu_side_high, cpu_side_mde FROM penalty_split").fetchone()
+    want = (-np.expm1(contrast), -np.expm1(contrast + half), -np.expm1(contrast - half),
+            -np.expm1(-(stats.t.ppf(0.975, df) + stats.t.ppf(0.80, df)) * se))
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_an_older_database_gains_new_columns_filled_from_its_records(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    rec = record("f1.a")
+    rec["test"].update(warmup_batches=7, telemetry="off")
+    _write(folder, rec)
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db)) as con:  # as a numa-lab from before these columns left it
+        for view in reversed(numa_db.VIEWS):
+            con.execute(f"DROP VIEW {view}")
+        con.execute("ALTER TABLE runs DROP COLUMN warmup_batches")
+        con.execute("ALTER TABLE runs DROP COLUMN telemetry")
+    numa_db.load_runs([folder], db)
+    assert numa_db.query("SELECT warmup_batches, telemetry FROM runs", database=db) == [(7, "off")]

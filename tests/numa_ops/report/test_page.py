@@ -102,16 +102,35 @@ def test_human_numbers(value, shown):
     assert human(value) == shown
 
 
-def test_runs_measured_with_other_settings_are_pooled_only_saying_so(tmp_path):
+@pytest.mark.parametrize(("setting", "values", "words"), [
+    ("num_samples", (16, 64), "samples per run"), ("memory_size_mb", (1, 256), "host pool MB"),
+    ("d2h_mode", ("outputs", "tokens"), "D2H mode"),
+], ids=["num_samples", "memory_size_mb", "d2h_mode"])
+def test_runs_measured_with_other_settings_are_separate_rows_that_name_the_setting(tmp_path, setting, values, words):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    for run_id, samples in (("f1.a", 16), ("f1.b", 64)):  # one lane and model, two sample counts
+    for run_id, value in zip(("f1.a", "f1.b"), values, strict=True):  # one lane and model, one setting apart
         rec = _cpu_run(run_id, 100.0)
-        rec["test"]["num_samples"] = samples
+        rec["test"][setting] = value
         results.write_json_atomic(folder / "runs" / f"{run_id}.json", rec)
     numa_db.load_runs([folder], db)
     page = _body(report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text())
-    assert "pool runs measured with different settings (samples per run)" in page
-    assert "<th>pooled settings</th>" in page and "<td>samples per run</td>" in page
+    table = page.split("<h2>Per model and lane", 1)[1].split("</table>", 1)[0]
+    assert f"<th>{words}</th>" in table and table.count("<td>one process: its trials only</td>") == 2
+    assert "between 2 processes" not in table and "pooled settings" not in table
+    bars = charts.label_lanes(report.read_report_data(db, "f1").lanes)  # each its own bar, labelled with its setting
+    assert bars["row"].nunique() == 2 and all(words in row for row in bars["row"])
+
+
+def test_runs_of_one_configuration_on_other_software_are_pooled_only_saying_so(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for run_id, torch in (("f1.a", "2.10"), ("f1.b", "2.11")):
+        rec = _cpu_run(run_id, 100.0)
+        rec["environment"] = {"torch": torch}
+        results.write_json_atomic(folder / "runs" / f"{run_id}.json", rec)
+    numa_db.load_runs([folder], db)
+    page = _body(report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text())
+    assert "pool runs measured with different settings (torch version)" in page
+    assert "<th>pooled settings</th>" in page and "<td>torch version</td>" in page
     assert "<td>between 2 processes</td>" in page  # two processes: the interval between them
 
 
