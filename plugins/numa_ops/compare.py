@@ -120,8 +120,9 @@ def label(rec: dict[str, Any]) -> str:
     s = settings(rec)
     image = "x".join(str(v) for v in s["image"]) if s["image"] and s["image"][0] is not None else "?"
     where = f"gpu{s['gpu_id']}" if s["gpu_id"] is not None else str(s["device"])
-    return (f"{s['model'].get('name')} {image}px b{s['batch']} {s['execution']} {s['host_memory']} "
-            f"d2h={s['d2h_mode']} {s['placement']} ({s['placement_mode']}) {where}")
+    d2h = f" d2h={s['d2h_mode']}" if s["d2h_mode"] else ""
+    return (f"{s['model'].get('name')} {image}px b{s['batch']} {s['execution']} {s['host_memory']}{d2h} "
+            f"{s['placement']} ({s['placement_mode']}) {where}")
 
 
 def _log_rate(rec: dict[str, Any]) -> float | None:

@@ -225,7 +225,7 @@ def fail_if_nothing_was_planned(ti: Any, upstream_task_ids: Iterable[str]) -> No
 
 
 def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
-    """Compare tonight with the baseline night; a regression outside both CIs fails the run.
+    """Compare tonight with the baseline night (:mod:`numa_ops.nightly`); a regression fails the run.
 
     Each host's folder is compared with that host's own nights (the series ``<dag_id>@<host>``), every host
     before any failure. Returns ``{"baseline", "verdicts"}`` (how many) for the one host, or, with GPU hosts
@@ -242,8 +242,10 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
         checked = nightly.check_night(results.run_folder(folder), series, phase.baseline, queue)
         print(f"{folder}: baseline: {checked['baseline'] or 'none yet: this night becomes the baseline'}")
         for verdict in checked["verdicts"]:
-            print(f"  {verdict['verdict']:12} {verdict['config']}: {verdict['tonight_mean']} vs "
-                  f"{verdict['baseline_mean']} ({verdict['change']})")
+            change, low, high = verdict["change"], verdict.get("ratio_low"), verdict.get("ratio_high")
+            interval = f" [{low - 1:+.1%}, {high - 1:+.1%}], MDE {verdict['mde']:.1%}" if low is not None else ""
+            said = f"{change:+.1%}{interval}" if change is not None else ""
+            print(f"  {verdict['verdict']:14} {verdict['config']}: {said} ({verdict.get('basis') or verdict.get('error')})")
         problems.extend(checked["problems"])
         compared[queue] = {"folder": folder, "baseline": checked["baseline"], "verdicts": len(checked["verdicts"])}
     if problems:
