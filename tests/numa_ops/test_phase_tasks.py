@@ -184,6 +184,29 @@ def test_the_gate_passes_every_host_or_fails_naming_each(configs_dir, outputs_di
     assert last[-2].startswith("gate passed") and last[-1].startswith("gate FAILED")  # each host's sentence, last
 
 
+class _StepsTI(_TI):
+    """A TaskInstance whose DAG run had the tasks ``failed_tasks`` fail."""
+
+    def __init__(self, failed_tasks):
+        super().__init__()
+        self.failed_tasks = failed_tasks
+
+    def get_ti_count(self, dag_id, task_ids, run_ids, states):
+        assert dag_id == self.dag_id and run_ids == [self.run_id] and "failed" in states
+        return sum(t in self.failed_tasks for t in task_ids)
+
+
+def test_the_gate_fails_on_a_failed_report_even_when_every_run_succeeded(configs_dir, outputs_dir, capsys):
+    phase = load_phases()[PHASE1]
+    a = _measured(outputs_dir, _plan("gpu-a"))
+    assert phase_tasks.failed_steps(_StepsTI(set()), ["load_duckdb", "report"]) == []
+    steps = phase_tasks.failed_steps(_StepsTI({"report"}), ["load_duckdb", "report"])
+    assert steps == ["report"]
+    with pytest.raises(AirflowFailException, match="gate FAILED: report failed"):
+        phase_tasks.gate(PHASE1, phase, a, steps)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "gate FAILED: report failed. To do: read the failed task's log."
+
+
 @pytest.mark.parametrize(
     ("upstream", "failed", "refused", "message"),
     [
