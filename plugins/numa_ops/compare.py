@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +98,17 @@ def _host_memory(rec: dict[str, Any]) -> str:
 def settings(rec: dict[str, Any]) -> dict[str, Any]:
     """The configuration of a record: what it measured and where, nothing of which process or night it was."""
     test = {k: v for k, v in sorted((rec.get("test") or {}).items()) if k not in NOT_SETTINGS}
+    mode = rec.get("placement_mode") or "process"
     shape = test.get("tensor_shape") or [None, None, None]
     return {
         "model": rec.get("model") or {}, "image": shape[1:], "batch": test.get("batch_size"),
         "execution": _execution(rec), "host_memory": _host_memory(rec),
         "d2h_mode": (rec.get("metrics") or {}).get("d2h_mode") or test.get("d2h_mode"),
-        "placement": rec.get("placement"), "placement_mode": rec.get("placement_mode") or "process",
+        "placement": rec.get("placement"), "placement_mode": mode,
         "device": rec.get("device"), "gpu_id": rec.get("gpu_id"), "cpu_node": rec.get("cpu_node"),
-        "mem_node": rec.get("mem_node"), "pool_node": rec.get("pool_node"), "test": test,
+        "mem_node": rec.get("mem_node"),
+        # its own node only in pool placement (elsewhere the memory node, which older records left out)
+        "pool_node": rec.get("pool_node") if mode == "pool" else None, "test": test,
     }
 
 
@@ -276,7 +279,36 @@ def compare_records(baseline: list[dict[str, Any]], candidate: list[dict[str, An
         mde = -math.expm1(-(t_crit + float(stats.t.ppf(POWER, df))) * se)
         rows.append(Comparison(**common, verdict=verdict(low, high, tolerance), ratio=math.exp(d), low=low, high=high,
                                mde=mde, df=df, level=1 - alpha, family=family, basis=basis))
-    return rows
+    return _say_what_differs(rows)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out.extend(_differences(x, y, f"{prefix}{k}."))
+        elif x != y:
+            out.append(f"{prefix}{k} {x!r} v {y!r}")
+    return out
+
+
+def _say_what_differs(rows: list[Comparison]) -> list[Comparison]:
+    """A configuration of the baseline only and one of the candidate only with the same name differ in a setting
+    the name leaves out: say which, in both rows' notes."""
+    by_label: dict[str, dict[str, Comparison]] = {}
+    for row in rows:
+        if row.verdict in (MISSING, NEW):
+            by_label.setdefault(row.configuration, {})[row.verdict] = row
+    out = []
+    for row in rows:
+        pair = by_label.get(row.configuration, {})
+        if row.verdict in (MISSING, NEW) and len(pair) == 2:
+            diff = _differences(pair[MISSING].settings, pair[NEW].settings)
+            row = replace(row, note=f"{row.note}; settings differ from the other side's (baseline v candidate): "
+                                    + ", ".join(diff))
+        out.append(row)
+    return out
 
 
 def read_folders(folders: list[Path]) -> list[dict[str, Any]]:

@@ -116,6 +116,9 @@ def test_other_test_settings_are_other_configurations():
     c = planted.config_run("c.1", planted.COMPUTE_BOUND, 1000.0)
     c["test"]["memory_size_mb"] = 512
     assert compare.config_key(a) == compare.config_key(b) != compare.config_key(c)
+    rows = {r.verdict: r for r in compare.compare_records([a], [c])}
+    assert set(rows) == {"missing", "new"}
+    assert rows["new"].note.endswith("settings differ from the other side's (baseline v candidate): test.memory_size_mb 1 v 512")
 
 
 def _paired(run_id, ratio, rng, blocks=20, sd=0.02):
@@ -139,3 +142,20 @@ def test_paired_runs_compare_their_arm_ratio_between_nights():
     assert row.low <= 0.90 / 0.98 <= row.high and "node1 vs node0" in row.configuration
     same = compare.compare_records([_paired("a", 0.95, rng)], [_paired("b", 0.95, rng)])
     assert {r.verdict for r in same if "node1 vs node0" in r.configuration} <= {"no change", "not detectable"}
+
+
+@pytest.mark.parametrize("split", [pytest.param(((0, 1), (2, 3)), id="p01-v-p23"), pytest.param(((0, 2), (1, 3)), id="p02-v-p13"),
+                                   pytest.param(((0, 3), (1, 2)), id="p03-v-p12")])
+def test_held_out_aa_processes_of_an_h100_show_no_change(tmp_path, split):
+    """Four worker processes of 6 configurations measured on an H100 (bench/results), two against two: no
+    configuration is called a regression or an improvement."""
+    import tarfile
+    from pathlib import Path
+
+    archive = Path(__file__).parents[2] / "bench" / "results" / "runs" / "aa_repeatability_H100_2026-11-28a.tar.gz"
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path, filter="data")
+    folders = [tmp_path / "aa" / "new" / f"p{i:02d}" for i in range(4)]
+    rows = compare.compare_folders([folders[i] for i in split[0]], [folders[i] for i in split[1]])
+    assert len(rows) == 6 and all(r.baseline_n == r.candidate_n == 2 for r in rows)
+    assert {r.verdict for r in rows} <= {"no change", "not detectable"}
