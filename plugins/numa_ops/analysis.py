@@ -15,8 +15,9 @@ Conventions (the same in the database's views, see ``numa_ops.db.views``):
 - the minimum detectable effect (MDE) at 95% confidence and 80% power, from the same pooled noise:
   ``mde_log = (t(0.975, df) + t(0.80, df)) * s_p * sqrt(1/n_local + 1/n_remote)``, reported as the slowdown
   ``mde = 1 - exp(-mde_log)`` (a remote placement this much slower is found 80% of the time).
-- a penalty is **detected** when ``|ln(remote / local)| >= mde_log``; such an interval always excludes 0.
-  Below that the product says "not detectable at this noise (MDE x%)" and quotes no penalty.
+- a penalty is **measured** when its 95% interval excludes 0 (``|ln(remote / local)| >= t(0.975, df) * se``), and
+  stated with its MDE beside it; when the interval holds 0 the product says "not detectable at this noise (MDE x%)"
+  and quotes no penalty. A true penalty of the MDE is measured 80% of the time.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def mde_factor(df: int, level: float = LEVEL, power: float = POWER) -> float:
 
 
 def not_detectable(mde: float) -> str:
-    """The words for a penalty smaller than the MDE (the view's ``status`` uses the same)."""
+    """The words for a penalty whose interval holds 0 (the view's ``status`` uses the same)."""
     return f"not detectable at this noise (MDE {mde:.1%})"
 
 
@@ -78,8 +79,8 @@ class Penalty:
 
     @property
     def detectable(self) -> bool:
-        """The penalty is at least the MDE (in log units, either direction)."""
-        return abs(self.log_ratio) >= -math.log1p(-self.mde)
+        """The 95% interval excludes 0 (a slowdown or a speed-up is shown)."""
+        return self.low >= 0 or self.high <= 0  # as the view: |ln ratio| >= t975 * se
 
     @property
     def verdict(self) -> str:
@@ -231,6 +232,10 @@ def fit_power_law(x: list[float], y: list[float]) -> PowerLaw | None:
     return PowerLaw(float(fit.slope), float(10**fit.intercept), float(fit.rvalue**2), float(np.abs(residuals).max()), len(pts))
 
 
+# Placement modes whose arms cannot move the CPU-speed control (the launching CPU is the same at both placements):
+# only there is a penalty adjusted on it.
+ADJUSTABLE_MODES = frozenset({"pool"})
+
 # What a penalty's interval covers (the penalty table's ``ci_basis``).
 BETWEEN_RUNS = "between worker processes: t interval of ln samples/s over one headline per process"
 
@@ -252,9 +257,11 @@ def _config_key(row: Any, key: list[str]) -> tuple:
 def penalty_table(pen: pd.DataFrame, runs: pd.DataFrame, key: list[str], one_process: str) -> pd.DataFrame:
     """One row per configuration of the ``numa_penalty`` view with both placements measured.
 
-    ``penalty`` is given only where it is at least the MDE; ``verdict`` is the view's status. Where every process
-    of a configuration (``runs``, keyed by ``key``) recorded the CPU-speed control, the CUPED-adjusted penalty,
-    its interval and MDE and the control's R^2 are given beside it (``cuped_penalty``).
+    ``penalty`` is given only where its interval excludes 0 (``verdict``, the view's status, is "measured"). In
+    ``pool`` placement, where every process of a configuration (``runs``, keyed by ``key``) recorded the CPU-speed
+    control, the CUPED-adjusted penalty, its interval and MDE and the control's R^2 are given beside it
+    (``cuped_penalty``): only the host pool moves there, so the placement cannot move the control. In ``process``
+    placement numactl moves the CPU too: the control would absorb part of a real CPU-side penalty, so none is given.
     """
     pen = pen[pen["local_processes"].gt(0) & pen["remote_processes"].gt(0)] if len(pen) else pen
     controls: dict[tuple, dict[str, list[tuple[float, float]]]] = {}
@@ -272,7 +279,7 @@ def penalty_table(pen: pd.DataFrame, runs: pd.DataFrame, key: list[str], one_pro
                "CPU-adjusted penalty": None, "adjusted CI low": None, "adjusted CI high": None, "adjusted MDE": None,
                "control R^2": None}
         sides = [controls.get(_config_key(r, key), {}).get(p, []) for p in ("local", "remote")]
-        if all(sides) and all(not pd.isna(x) for side in sides for _, x in side):
+        if r.placement_mode in ADJUSTABLE_MODES and all(sides) and all(not pd.isna(x) for side in sides for _, x in side):
             adj = cuped_penalty([y for y, _ in sides[0]], [y for y, _ in sides[1]],
                                 [x for _, x in sides[0]], [x for _, x in sides[1]])
             if adj is not None:

@@ -1,4 +1,5 @@
-"""The same plan without Airflow: ``python -m numa_ops run experiment=quick_test experiment.test.num_samples=500``."""
+"""The same plan without Airflow: ``python -m numa_ops run experiment=quick_test experiment.test.num_samples=500``;
+``where`` the last results are; ``compare`` two sets of run folders."""
 
 from __future__ import annotations
 
@@ -154,8 +155,38 @@ def where(airflow_rc: int | None) -> int:
     return 1 if failed or airflow_rc or gate_failed else 0
 
 
+def compare(baseline: list[str], candidate: list[str], as_json: bool, tolerance: float) -> int:
+    """Compare candidate run folders with baseline ones (:mod:`numa_ops.compare`); 1 if anything regressed, 2 if
+    a folder cannot be read."""
+    from numa_ops import compare as comparing
+
+    try:
+        rows = comparing.compare_folders([Path(p) for p in baseline], [Path(p) for p in candidate], tolerance)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+    else:
+        for row in rows:
+            print(comparing.line(row))
+        counted = {v: sum(r.verdict == v for r in rows) for v in dict.fromkeys(r.verdict for r in rows)}
+        family = next((r.family for r in rows if r.family), 0)
+        print(f"{len(rows)} configuration(s): " + ", ".join(f"{n} {v}" for v, n in counted.items())
+              + (f" (95% intervals together over {family}, Bonferroni; tolerance ±{tolerance:.1%})" if family else ""))
+    return 1 if any(r.verdict == comparing.REGRESSION for r in rows) else 0
+
+
+def _tolerance(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"the tolerance is a fraction in [0, 1), e.g. 0.02 (got {value})")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m numa_ops run ...`` or ``python -m numa_ops where``; the exit status."""
+    """``python -m numa_ops run ...``, ``python -m numa_ops where`` or ``python -m numa_ops compare ...``; the
+    exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"] and argv[1:] and argv[1] not in ("-h", "--help"):
         return run(argv[1:])  # the plan's own grammar, -m and --zip included: not argparse's
@@ -168,7 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     where_parser = sub.add_parser("where", help="where the last phase run's results are")
     where_parser.add_argument("--airflow-rc", type=int, default=None)
+    compare_parser = sub.add_parser("compare", help="compare candidate run folders with baseline ones, per configuration")
+    compare_parser.add_argument("--baseline", nargs="+", required=True, metavar="DIR", help="baseline run folder(s)")
+    compare_parser.add_argument("--candidate", nargs="+", required=True, metavar="DIR", help="candidate run folder(s)")
+    compare_parser.add_argument("--json", action="store_true", help="print a JSON list, one object per configuration")
+    compare_parser.add_argument("--tolerance", type=_tolerance, default=0.02,
+                                help="a change within ±this fraction is 'no change' (default 0.02)")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.overrides)
+    if args.command == "compare":
+        return compare(args.baseline, args.candidate, args.json, args.tolerance)
     return where(args.airflow_rc)

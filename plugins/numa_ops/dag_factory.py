@@ -38,6 +38,7 @@ __all__ = ["build_phase_dag", "not_the_phase", "phase_alias", "phase_asset"]
 discover_topology = task(phase_tasks.discover_topology)
 load_duckdb = task(trigger_rule=TriggerRule.ALL_DONE)(phase_tasks.load_duckdb)
 report = task(trigger_rule=TriggerRule.ALL_DONE)(phase_tasks.report)
+GATED_STEPS = ["load_duckdb", "report"]  # a failed one fails the gate (failed measuring shows in the run records)
 
 
 def _phase_doc(dag_id: str, phase: Phase, phases: dict[str, Phase] | None = None) -> str:
@@ -62,10 +63,13 @@ def _phase_doc(dag_id: str, phase: Phase, phases: dict[str, Phase] | None = None
         f"# {phase.title}\n\n**Goal:** {phase.goal}\n\n**Research question:** {phase.question}\n\n"
         f"**Starts after:** {after}. Triggering by hand works too.\n\n**Starts next:** {starts}\n\n"
         "**Fails** when planning is refused (the reason is the last line of `plan_runs`'s log), or when the gate "
-        "fails (failed or missing runs, intervals too wide: the last line of `gate`'s log).\n\n"
+        "fails (failed or missing runs, a failed load or report, comparisons that cannot see the effect: the last "
+        "line of `gate`'s log).\n\n"
         f"**Studies** (the plan's commands):\n{studies}\n\n"
-        f"**Gate:** failure rate <= {phase.gate.max_failure_rate:.0%}, every run's 95% CI half-width <= "
-        f"{phase.gate.max_ci_half_width:.0%} of its samples/s.\n\n"
+        f"**Gate:** failure rate <= {phase.gate.max_failure_rate:.0%}"
+        + (f", every comparison's MDE <= {phase.gate.max_mde:.0%} (paired, or local v remote between processes)"
+           if phase.gate.max_mde is not None else "")
+        + "; a run's own interval over its trials is shown, not judged.\n\n"
         "Results: `outputs/<folder>/results.json`, `experiment_summary.json`, `experiment.log`; "
         "DuckDB `outputs/numa_lab.duckdb` (table `runs`, views `numa_penalty`); report `outputs/<folder>/report/index.html`."
     )
@@ -106,9 +110,9 @@ def _phase_bound_tasks(dag_id: str, phase: Phase, hosts: list[str]) -> tuple[Any
         pre_execute=_fail_if_nothing_was_planned,
         post_execute=functools.partial(_update_asset, dag_id, phase, hosts),
     )
-    def gate(plans: Any) -> dict[str, Any]:
-        """Fail the phase (and hold back the next ones) if too many runs failed or are too noisy."""
-        return phase_tasks.gate(dag_id, phase, plans)
+    def gate(plans: Any, ti: Any = None) -> dict[str, Any]:
+        """Fail the phase (and hold back the next ones) on failed runs or steps, or comparisons too coarse."""
+        return phase_tasks.gate(dag_id, phase, plans, phase_tasks.failed_steps(ti, GATED_STEPS))
 
     @task
     def compare_baseline(plans: Any) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""A phase's gate: are its runs complete and tight enough for the phases after it to build on?
+"""A phase's gate: did its runs complete, and can its comparisons see the effect the phase asks about?
 
-A run is too noisy when the 95% interval of its median samples/s (over its trials) is wider than
-the phase's ``max_ci_half_width``, or when it has too few trials for a 95% interval at all. The
-verdict ends in one plain ``sentence``: which runs, what was measured against what threshold, and
-what to do.
+It fails on failed or missing runs (beyond the phase's ``max_failure_rate``), on a failed step of the DAG run
+(loading or reporting), and on comparisons whose minimum detectable effect exceeds the phase's ``max_mde``
+(absent: no MDE check). The comparisons are the paired ones in the records (``metrics.paired.comparisons``) and,
+in a placement study with 2 or more worker processes a side, local against remote between processes, per
+configuration. A run's own interval over its trials is shown, never judged: it says nothing of the noise
+between processes, which is what every comparison stands on. The verdict ends in one plain ``sentence``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from numa_ops import results
+from numa_ops import analysis, compare, results
 from numa_ops.phases import Gate
 
-LEVEL = 0.95
+PLACEMENT_FIELDS = ("placement", "cpu_node", "mem_node", "pool_node")
 
 
 def _label(rec: dict[str, Any], run_id: str) -> str:
@@ -24,58 +26,92 @@ def _label(rec: dict[str, Any], run_id: str) -> str:
     return f"{model} on {rec.get('lane') or '?'}"
 
 
-def _noise_problem(run_id: str, rec: dict[str, Any], gate: Gate) -> tuple[str, str] | None:
-    """(problem line, short phrase for the sentence) if the run's interval is too wide or too weak."""
+def _interval(run_id: str, rec: dict[str, Any]) -> str | None:
+    """A run's own interval over its trials, in words (shown with the verdict, not judged)."""
     metrics = rec.get("metrics") or {}
     ci = metrics.get("samples_per_s_ci") or {}
-    width, level, trials = ci.get("rel_half_width"), ci.get("level"), metrics.get("trials") or ci.get("n")
-    if width is not None and width > gate.max_ci_half_width:
-        why = ""
-        if metrics.get("binding_stage") == "cpu_issue":
-            control = metrics.get("cpu_control") or {}
-            lo, hi, med = control.get("low"), control.get("high"), control.get("median")
-            spread = f" (its CPU-speed control ranged {lo / med - 1:+.0%} to {hi / med - 1:+.0%})" if lo and hi and med else ""
-            why = f", launch-bound: its rate follows the launching CPU's speed{spread}"
-        line = f"{run_id}: 95% CI half-width {width:.1%} of samples/s > {gate.max_ci_half_width:.0%}"
-        return line, f"{_label(rec, run_id)} measured ±{width:.1%} over {trials} trials{why}"
-    if "level" in ci and (level is None or level < LEVEL):  # records before intervals said their level lack it
-        covers = "no interval at all" if level is None else f"an interval that covers {level:.0%}, not 95%"
-        line = f"{run_id}: only {trials} trial(s): {covers} (the time budget ran out)"
-        return line, f"{_label(rec, run_id)} had only {trials} trial(s) before its time budget ran out"
-    return None
+    width, trials = ci.get("rel_half_width"), metrics.get("trials") or ci.get("n")
+    if width is None:
+        return f"{run_id}: no interval over its trials ({trials or '?'} trial(s))" if ci else None
+    return f"{run_id}: ±{width:.1%} over {trials or '?'} trials (its own trials)"
 
 
-def _sentence(passed: bool, failed: list[str], noisy: list[str], planned: int, gate: Gate) -> str:
-    """The verdict in one sentence: which runs failed or were too noisy, and what to do."""
+def comparisons(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every comparison the records hold, with its MDE: paired arm comparisons, and local against remote between
+    worker processes where a configuration has 2 or more successful processes at each placement."""
+    found = []
+    sides: dict[str, dict[str, list[float]]] = {}
+    names: dict[str, str] = {}
+    for rec in records:
+        if not rec.get("success"):
+            continue
+        metrics = rec.get("metrics") or {}
+        paired = metrics.get("paired")
+        if paired:
+            arms = paired.get("arms") or []
+            for comp in paired.get("comparisons") or []:
+                names_ = [(arms[i].get("name") if isinstance(i, int) and i < len(arms) else None) or f"arm{i}"
+                          for i in (comp.get("arm"), comp.get("vs"))]
+                found.append({"configuration": f"{compare.label(rec)} [{names_[0]} vs {names_[1]}]",
+                              "mde": comp.get("mde"), "basis": f"paired {paired.get('kind', 'memory')}, "
+                                                                 f"{comp.get('blocks', '?')} blocks"})
+            continue
+        rate = metrics.get("samples_per_s")
+        if rec.get("placement") not in ("local", "remote") or not isinstance(rate, (int, float)) or rate <= 0:
+            continue
+        body = {k: v for k, v in compare.settings(rec).items() if k not in PLACEMENT_FIELDS}
+        key = json.dumps(body, sort_keys=True, default=str)
+        sides.setdefault(key, {}).setdefault(rec["placement"], []).append(float(rate))
+        names.setdefault(key, compare.label(rec).replace(f" {rec['placement']} (", " local v remote ("))
+    for key, side in sorted(sides.items()):
+        local, remote = side.get("local", []), side.get("remote", [])
+        penalty = analysis.process_penalty(local, remote)
+        if penalty is not None:
+            found.append({"configuration": names[key], "mde": penalty.mde,
+                          "basis": f"between processes, {len(local)} local v {len(remote)} remote"})
+    return found
+
+
+def _more(items: list[str], sep: str = "; ") -> str:
+    return items[0] + (f"{sep}and {len(items) - 1} more" if len(items) > 1 else "")
+
+
+def _sentence(passed: bool, failed: list[str], steps: list[str], wide: list[str], planned: int,
+              compared: int, gate: Gate) -> str:
+    """The verdict in one sentence: what failed, and what to do."""
     if passed:
-        return f"gate passed: {planned} run(s), every 95% interval within ±{gate.max_ci_half_width:.0%}."
-    parts = []
+        checked = (f", {compared} comparison(s) with an MDE within {gate.max_mde:.0%}" if gate.max_mde is not None and compared
+                   else "")
+        return f"gate passed: {planned - len(failed)} of {planned} run(s) measured{checked}."
+    parts, todo = [], []
+    if steps:
+        parts.append(f"{_more(steps, ', ')} failed")
+        todo.append("read the failed task's log")
     if failed:
-        parts.append(f"{len(failed)} of {planned} run(s) failed or never ran ({failed[0]}"
-                     + (f" and {len(failed) - 1} more" if len(failed) > 1 else "") + "; see results.json for each reason)")
-    if noisy:
-        parts.append(f"{len(noisy)} run(s) not measured tightly enough for the ±{gate.max_ci_half_width:.0%} limit ({noisy[0]}"
-                     + (f"; and {len(noisy) - 1} more" if len(noisy) > 1 else "") + ")")
-    todo = ("rerun the phase with folder=<its run folder> to measure again only what failed"
-            if failed and not noisy else
-            "rerun on a quieter host, or give each trial more time or more trials "
-            "(experiment.test.min_trial_s, experiment.test.max_trials, experiment.test.max_trial_time_s)")
-    return f"gate FAILED: {'; '.join(parts)}. To do: {todo}."
+        parts.append(f"{len(failed)} of {planned} run(s) failed or never ran ({_more(failed)}; see results.json for each reason)")
+        todo.append("rerun the phase with folder=<its run folder> to measure again only what failed")
+    if wide:
+        parts.append(f"{len(wide)} comparison(s) cannot see a {gate.max_mde:.0%} effect ({_more(wide)})")
+        todo.append("measure the placements paired in one worker (experiment.hardware.placement=paired) or with "
+                    "more worker processes (experiment.test.repeats)")
+    return f"gate FAILED: {'; '.join(parts)}. To do: {'; '.join(todo)}."
 
 
-def judge_run_folder(folder_path: Path, gate: Gate) -> dict[str, Any]:
+def judge_run_folder(folder_path: Path, gate: Gate, failed_steps: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Judge a run folder's runs against ``gate`` and write the verdict to its ``gate.json``.
 
-    The verdict: passed, a one-line summary, each problem with its run and reason, the failure rate, how
-    many runs were planned, and one plain sentence saying what failed and what to do."""
+    ``failed_steps``: the DAG run's tasks after measuring that failed (their names). The verdict: passed, a
+    one-line summary, each problem, the failure rate, how many runs were planned, the comparisons with their MDE,
+    each run's own interval (shown, not judged), and one plain sentence saying what failed and what to do."""
     plan = json.loads((folder_path / "plan.json").read_text())
     # each run once: a shared run (hardware.spread) is offered to several lanes
     run_ids = list(dict.fromkeys(run["run_id"] for lane in plan["lanes"] for run in lane["runs"]))
     planned = len(run_ids)
-    record_of = {rec["run_id"]: rec for rec in results.collect(folder_path)}
-    problems: list[str] = []
+    records = results.collect(folder_path)
+    record_of = {rec["run_id"]: rec for rec in records}
+    problems: list[str] = [f"{step}: the task failed" for step in failed_steps]
     failed_runs: list[str] = []
-    noisy_runs: list[str] = []
+    intervals: list[str] = []
     for run_id in run_ids:
         rec = record_of.get(run_id)
         if rec is None:
@@ -84,21 +120,28 @@ def judge_run_folder(folder_path: Path, gate: Gate) -> dict[str, Any]:
         elif not rec.get("success"):
             failed_runs.append(f"{_label(rec, run_id)} failed: {str(rec.get('error'))[:200]}")
             problems.append(f"{run_id}: failed: {rec.get('error')}")
-        else:
-            noise = _noise_problem(run_id, rec, gate)
-            if noise:
-                problems.append(noise[0])
-                noisy_runs.append(noise[1])
-    failed = len(failed_runs)
-    rate = failed / planned if planned else 1.0
-    noisy = len(noisy_runs)
-    passed = rate <= gate.max_failure_rate and noisy == 0
+        elif (line := _interval(run_id, rec)) is not None:
+            intervals.append(line)
+    planned_ids = set(run_ids)
+    compared = comparisons([r for r in records if r.get("run_id") in planned_ids])
+    wide = []
+    for comp in compared:
+        mde = comp["mde"]
+        if gate.max_mde is not None and (mde is None or mde > gate.max_mde):
+            said = "no MDE" if mde is None else f"MDE {mde:.1%}"
+            wide.append(f"{comp['configuration']}: {said}")
+            problems.append(f"{comp['configuration']}: {said} > {gate.max_mde:.0%} ({comp['basis']})")
+    rate = len(failed_runs) / planned if planned else 1.0
+    passed = rate <= gate.max_failure_rate and not wide and not failed_steps
+    mde_part = (f"{len(wide)} of {len(compared)} comparison(s) with an MDE above {gate.max_mde:.0%}"
+                if gate.max_mde is not None else f"{len(compared)} comparison(s), no MDE limit")
     summary = (
-        f"gate {'passed' if passed else 'FAILED'}: {failed}/{planned} runs failed "
-        f"({rate:.0%}, allowed {gate.max_failure_rate:.0%}); {noisy} run(s) with a CI wider than "
-        f"{gate.max_ci_half_width:.0%}"
+        f"gate {'passed' if passed else 'FAILED'}: {len(failed_runs)}/{planned} runs failed "
+        f"({rate:.0%}, allowed {gate.max_failure_rate:.0%}); {mde_part}"
+        + (f"; failed step(s): {', '.join(failed_steps)}" if failed_steps else "")
     )
     verdict = {"passed": passed, "summary": summary, "problems": problems, "failure_rate": rate, "planned": planned,
-               "sentence": _sentence(passed, failed_runs, noisy_runs, planned, gate)}
+               "comparisons": compared, "intervals": intervals,
+               "sentence": _sentence(passed, failed_runs, list(failed_steps), wide, planned, len(compared), gate)}
     results.write_json_atomic(folder_path / "gate.json", verdict)
     return verdict

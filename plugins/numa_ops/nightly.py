@@ -1,80 +1,53 @@
 """Nightly regression check: tonight's runs against a baseline night, configuration by configuration.
 
-A configuration is a run spec without its folder (study, placement, model, test settings). A
-change is a regression only when tonight's 95% confidence interval of samples/s lies wholly below
-the baseline's (the two intervals do not overlap), an improvement when wholly above; otherwise the
-two nights agree. The baseline is the last accepted night (one without a regression), or a pinned
-run folder. ``check_night`` is the whole nightly step for one run folder: choose the baseline, compare,
-store the verdicts and write ``regressions.json``.
+The comparison is :mod:`numa_ops.compare`'s (the same as ``./numa-lab compare``): per configuration the ratio
+tonight / baseline of the geometric mean samples/s over worker processes, with its t interval over processes
+(at least 2 a night: ``test.repeats >= 2``), or of a paired run's arm ratio over its blocks; every interval
+Bonferroni-corrected over the night's configurations, so that an A/A night fails at most 5% of the time. A
+configuration with one process a night is ``not detectable`` (no interval to judge it by), never judged on a
+run's own interval over its trials. A configuration with no successful run tonight where its runs failed is a
+regression; one the baseline had and tonight lacks is missing. The baseline is the last accepted night (one
+without a regression), or a pinned run folder. ``check_night`` is the whole nightly step for one run folder:
+choose the baseline, compare, store the verdicts and write ``regressions.json``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
+from numa_ops import compare as comparing
 from numa_ops import regressions, results
 
-REGRESSION, IMPROVEMENT, SAME, NEW, MISSING = "regression", "improvement", "same", "new", "missing"
-INCONCLUSIVE = "inconclusive"  # a night without a confidence interval (a single trial) cannot be compared
+REGRESSION, IMPROVEMENT, NEW, MISSING = comparing.REGRESSION, comparing.IMPROVEMENT, comparing.NEW, comparing.MISSING
+NO_CHANGE, NOT_DETECTABLE = comparing.NO_CHANGE, comparing.NOT_DETECTABLE
+config_key, label = comparing.config_key, comparing.label
 
 
-def config_key(record: dict[str, Any]) -> str:
-    """A stable key for a record's configuration, the same from night to night."""
-    body = {k: record.get(k) for k in ("study", "lane", "gpu_id", "cpu_node", "mem_node", "model", "test", "sweep_point")}
-    return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _verdict(row: comparing.Comparison, night: str, baseline: str | None) -> dict[str, Any]:
+    """A comparison as a row of the ``regressions`` table."""
+    verdict = row.verdict
+    if row.failed and row.candidate_n == 0:  # nothing of it succeeded tonight: its runs failed
+        verdict = REGRESSION
+    ratio = row.ratio if row.ratio is not None else (
+        row.candidate_mean / row.baseline_mean if row.candidate_mean and row.baseline_mean else None)
+    return {
+        "night": night, "baseline": baseline, "config_key": row.key, "config": row.configuration,
+        "tonight_mean": row.candidate_mean, "tonight_low": None, "tonight_high": None,
+        "baseline_mean": row.baseline_mean, "baseline_low": None, "baseline_high": None,
+        "change": ratio - 1 if ratio is not None else None, "verdict": verdict,
+        "error": row.failed[0] if row.failed else None,
+        "ratio_low": row.low, "ratio_high": row.high, "mde": row.mde,
+        "processes": row.candidate_n, "baseline_processes": row.baseline_n, "basis": row.basis or row.note,
+    }
 
 
-def label(record: dict[str, Any]) -> str:
-    """A readable name for a configuration."""
-    t = record["test"]
-    return (f"{record.get('study')} {record['lane']} {record['model']['name']} "
-            f"{t['tensor_shape'][1]}px b{t['batch_size']} {t.get('execution', 'eager')}")
-
-
-def _ci(record: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
-    ci = (record.get("metrics") or {}).get("samples_per_s_ci") or {}
-    return ci.get("mean"), ci.get("low"), ci.get("high")
-
-
-def compare(tonight: Path, baseline: Path | None) -> list[dict[str, Any]]:
+def compare(tonight: Path, baseline: Path | None, tolerance: float = comparing.TOLERANCE) -> list[dict[str, Any]]:
     """One verdict per configuration of tonight's folder (and per baseline configuration gone missing)."""
-    records = results.collect(tonight)  # once: a record written in between must not be in one dict and not the other
-    now = {config_key(r): r for r in records if r.get("success")}
-    failed = {config_key(r): r for r in records if not r.get("success")}
-    base = {config_key(r): r for r in results.collect(baseline) if r.get("success")} if baseline else {}
-    verdicts = []
-    for key in sorted(set(now) | set(base) | set(failed)):
-        rec, ref = now.get(key), base.get(key)
-        t_mean, t_low, t_high = _ci(rec) if rec else (None, None, None)
-        b_mean, b_low, b_high = _ci(ref) if ref else (None, None, None)
-        if rec is None:
-            verdict = MISSING if key not in failed else REGRESSION
-        elif ref is None:
-            verdict = NEW
-        elif None in (t_low, t_high, b_low, b_high):
-            verdict = INCONCLUSIVE
-        elif t_high < b_low:
-            verdict = REGRESSION
-        elif t_low > b_high:
-            verdict = IMPROVEMENT
-        else:
-            verdict = SAME
-        source = rec or failed.get(key) or ref
-        verdicts.append({
-            "night": tonight.name,
-            "baseline": baseline.name if baseline else None,
-            "config_key": key,
-            "config": label(source),
-            "tonight_mean": t_mean, "tonight_low": t_low, "tonight_high": t_high,
-            "baseline_mean": b_mean, "baseline_low": b_low, "baseline_high": b_high,
-            "change": (t_mean / b_mean - 1) if t_mean and b_mean else None,
-            "verdict": verdict,
-            "error": (failed.get(key) or {}).get("error"),
-        })
-    return verdicts
+    records = results.collect(tonight)  # once: a record written in between must not be counted twice
+    base = results.collect(baseline) if baseline else []
+    rows = comparing.compare_records(base, records, tolerance)
+    return [_verdict(row, tonight.name, baseline.name if baseline else None) for row in rows]
 
 
 def accepted(verdicts: list[dict[str, Any]]) -> bool:
@@ -108,5 +81,5 @@ def check_night(folder_path: Path, key: str, baseline: str, host_queue: str | No
     problems = []
     if not ok:
         bad = [v["config"] for v in verdicts if v["verdict"] in (REGRESSION, MISSING)]
-        problems.append(f"regression against {base_name}: {', '.join(bad)}")
+        problems.append(f"regression against {base_name}: {'; '.join(bad)}")
     return {"verdicts": verdicts, "ok": ok, "baseline": base_name, "problems": problems}

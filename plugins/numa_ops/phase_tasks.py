@@ -182,8 +182,17 @@ def report(plans: Any) -> dict[str, Any]:
     return written
 
 
-def gate(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
-    """Fail the phase (and hold back the next ones) if too many runs failed or are too noisy.
+def failed_steps(ti: Any, task_ids: list[str]) -> list[str]:
+    """Which of ``task_ids`` failed (or never ran because one before them failed) in this DAG run."""
+    if ti is None:
+        return []
+    states = ["failed", "upstream_failed"]
+    return [t for t in task_ids if ti.get_ti_count(dag_id=ti.dag_id, task_ids=[t], run_ids=[ti.run_id], states=states)]
+
+
+def gate(dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None = None) -> dict[str, Any]:
+    """Fail the phase (and hold back the next ones) on failed or missing runs, a failed step (``steps_failed``),
+    or comparisons whose MDE exceeds the phase's ``max_mde``.
 
     Judges each host's run folder; returns the verdict, or ``{"passed": True, "hosts": [verdict, ...]}``
     for several hosts. Fails without retry: measuring the same runs again in place would not change it.
@@ -191,11 +200,17 @@ def gate(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
     from numa_ops import results
     from numa_ops.gate import judge_run_folder
 
-    verdicts = [judge_run_folder(results.run_folder(folder), phase.gate) for folder in planned_folders(plans)]
+    verdicts = [judge_run_folder(results.run_folder(folder), phase.gate, steps_failed or [])
+                for folder in planned_folders(plans)]
     for verdict in verdicts:
         print(verdict["summary"])
         for line in verdict["problems"]:
             print(f"  {line}")
+        for comp in verdict["comparisons"]:
+            mde = "no MDE" if comp["mde"] is None else f"MDE {comp['mde']:.1%}"
+            print(f"  comparison {comp['configuration']}: {mde} ({comp['basis']})")
+        for line in verdict["intervals"]:
+            print(f"  run {line}")
     for verdict in verdicts:  # last in the log: what failed and what to do, in one sentence each
         print(verdict["sentence"])
     failed = [v["sentence"] for v in verdicts if not v["passed"]]
@@ -225,7 +240,7 @@ def fail_if_nothing_was_planned(ti: Any, upstream_task_ids: Iterable[str]) -> No
 
 
 def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
-    """Compare tonight with the baseline night; a regression outside both CIs fails the run.
+    """Compare tonight with the baseline night (:mod:`numa_ops.nightly`); a regression fails the run.
 
     Each host's folder is compared with that host's own nights (the series ``<dag_id>@<host>``), every host
     before any failure. Returns ``{"baseline", "verdicts"}`` (how many) for the one host, or, with GPU hosts
@@ -242,8 +257,10 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
         checked = nightly.check_night(results.run_folder(folder), series, phase.baseline, queue)
         print(f"{folder}: baseline: {checked['baseline'] or 'none yet: this night becomes the baseline'}")
         for verdict in checked["verdicts"]:
-            print(f"  {verdict['verdict']:12} {verdict['config']}: {verdict['tonight_mean']} vs "
-                  f"{verdict['baseline_mean']} ({verdict['change']})")
+            change, low, high = verdict["change"], verdict.get("ratio_low"), verdict.get("ratio_high")
+            interval = f" [{low - 1:+.1%}, {high - 1:+.1%}], MDE {verdict['mde']:.1%}" if low is not None else ""
+            said = f"{change:+.1%}{interval}" if change is not None else ""
+            print(f"  {verdict['verdict']:14} {verdict['config']}: {said} ({verdict.get('basis') or verdict.get('error')})")
         problems.extend(checked["problems"])
         compared[queue] = {"folder": folder, "baseline": checked["baseline"], "verdicts": len(checked["verdicts"])}
     if problems:

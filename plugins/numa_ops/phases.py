@@ -30,10 +30,12 @@ class Study(_Strict):
 
 
 class Gate(_Strict):
-    """What a phase's runs must meet before its Asset is updated."""
+    """What a phase's runs must meet before its Asset is updated: at most this share of failed or missing runs,
+    and comparisons (paired, or local v remote between processes) whose MDE is at most ``max_mde`` (None: no
+    MDE check)."""
 
     max_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    max_ci_half_width: Annotated[float, Field(gt=0)] = 0.05
+    max_mde: Annotated[float, Field(gt=0, lt=1)] | None = None
 
 
 class Phase(_Strict):

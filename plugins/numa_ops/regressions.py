@@ -26,7 +26,11 @@ from numa_ops.db import (
 REGRESSION_COLUMNS = [
     "night", "baseline", "config_key", "config", "tonight_mean", "tonight_low", "tonight_high",
     "baseline_mean", "baseline_low", "baseline_high", "change", "verdict", "error",
+    "ratio_low", "ratio_high", "mde", "processes", "baseline_processes", "basis",
 ]
+# columns added after the table's first form: (name, SQL type), added to an older table on first use
+ADDED_COLUMNS = [("ratio_low", "DOUBLE"), ("ratio_high", "DOUBLE"), ("mde", "DOUBLE"), ("processes", "INTEGER"),
+                 ("baseline_processes", "INTEGER"), ("basis", "VARCHAR")]
 
 
 def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, database: Path | None = None,
@@ -53,9 +57,10 @@ def _insert_verdicts(con: duckdb.DuckDBPyConnection, phase: str, verdicts: list[
         first_checked[night] = con.execute(
             "SELECT coalesce(min(checked_at), now()) FROM regressions WHERE night = ?", [night]).fetchone()[0]
         con.execute("DELETE FROM regressions WHERE night = ?", [night])
+    columns = ["phase", "accepted", *REGRESSION_COLUMNS, "checked_at"]
     con.executemany(
-        f"INSERT INTO regressions VALUES (?, ?, {', '.join('?' for _ in REGRESSION_COLUMNS)}, ?)",
-        [[phase, accepted, *[v[c] for c in REGRESSION_COLUMNS], first_checked[v["night"]]] for v in verdicts],
+        f"INSERT INTO regressions ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+        [[phase, accepted, *[v.get(c) for c in REGRESSION_COLUMNS], first_checked[v["night"]]] for v in verdicts],
     )
     con.execute("COMMIT")
 
@@ -105,10 +110,17 @@ def last_accepted_night(phase: str, before: str, database: Path | None = None,
 
 
 def ensure_regressions_table(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ``regressions`` table if it is missing."""
+    """Create the ``regressions`` table if it is missing; add the columns an older one lacks.
+
+    ``change`` is tonight / baseline - 1; ``ratio_low``/``ratio_high`` the interval of tonight / baseline that the
+    verdict is judged by (over worker processes, or a paired run's blocks; ``basis`` says which), ``mde`` the
+    slowdown it could have found; ``processes``/``baseline_processes`` how many processes each night had.
+    """
     con.execute(
         "CREATE TABLE IF NOT EXISTS regressions (phase VARCHAR, accepted BOOLEAN, night VARCHAR, baseline VARCHAR, "
         "config_key VARCHAR, config VARCHAR, tonight_mean DOUBLE, tonight_low DOUBLE, tonight_high DOUBLE, "
         "baseline_mean DOUBLE, baseline_low DOUBLE, baseline_high DOUBLE, change DOUBLE, verdict VARCHAR, "
         "error VARCHAR, checked_at TIMESTAMPTZ, PRIMARY KEY (night, config_key))"
     )
+    for name, sql_type in ADDED_COLUMNS:
+        con.execute(f"ALTER TABLE regressions ADD COLUMN IF NOT EXISTS {name} {sql_type}")

@@ -32,7 +32,7 @@ PHASES = """
   question: does the chain run?
   after: {after}
   max_lanes: 2
-  gate: {{max_failure_rate: 0.0, max_ci_half_width: 10.0}}
+  gate: {{max_failure_rate: 0.0}}
   studies:
     tiny: {{experiment: tiny}}
 """

@@ -203,3 +203,39 @@ def paired_run(folder: Path, run_id: str, paired: dict[str, Any], model: str = "
     rec["test"].update(batch_size=batch, **test)
     write(folder, rec)
     return rec
+# Between-process noise (sd of ln samples/s) of 8 configurations on one H200, from 6 processes each (the 95%
+# interval over processes, ±18.1% for light eager pinned, is t(0.975, 5) * sd / sqrt(6)): model, execution, host memory.
+PROCESS_NOISE = {
+    ("light_d2", "eager", "pinned"): 0.172, ("light_d2", "eager", "pageable"): 0.102,
+    ("light_d2", "cuda_graph", "pageable"): 0.0676, ("light_d2", "cuda_graph", "pinned"): 0.0038,
+    ("heavy_d12", "eager", "pinned"): 0.0171, ("heavy_d12", "eager", "pageable"): 0.0190,
+    ("heavy_d12", "cuda_graph", "pinned"): 0.0019, ("heavy_d12", "cuda_graph", "pageable"): 0.0076,
+}
+COMPUTE_BOUND = ("heavy_d12", "cuda_graph", "pinned")
+
+
+def config_run(run_id: str, config: tuple[str, str, str], rate: float, repeat: int = 0, folder: str = "f1") -> dict[str, Any]:
+    """One worker process's record of one of ``PROCESS_NOISE``'s configurations (a local CUDA run, batch 8, 224 px)."""
+    name, execution, memory = config
+    depth = int(name.split("_d")[1])
+    rec = record(run_id, folder=folder, device="cuda", placement="local", placement_mode="process", gpu_id=0,
+                 lane="gpu0-cpu0-mem0" + (f"-r{repeat}" if repeat else ""), repeat=repeat, study="nightly",
+                 model={"name": name, "patch_size": 16, "depth": depth, "heads": 12, "dim": 768, "mlp_dim": 3072},
+                 metrics={"samples_per_s": float(rate), "execution": execution, "pool_pinned": memory == "pinned",
+                          "d2h_mode": "outputs", "regime": "compute-bound" if config == COMPUTE_BOUND else "launch-bound"})
+    rec["test"].update(batch_size=8, tensor_shape=[3, 224, 224], execution=execution, pinned_memory=memory == "pinned",
+                       d2h_mode="outputs", repeats=2)
+    return rec
+
+
+def night_records(rng: np.random.Generator, name: str, processes: int, slowdown: dict[tuple[str, str, str], float] | None = None
+                  ) -> list[dict[str, Any]]:
+    """``processes`` worker processes of each of the 8 configurations, lognormal process noise of its spread around
+    1000 samples/s, times ``1 - slowdown[config]`` where planted."""
+    slowdown = slowdown or {}
+    recs = []
+    for config, sd in PROCESS_NOISE.items():
+        for i in range(processes):
+            rate = 1000.0 * (1 - slowdown.get(config, 0.0)) * float(np.exp(rng.normal(0, sd)))
+            recs.append(config_run(f"{name}.{'.'.join(config)}.r{i}", config, rate, repeat=i, folder=name))
+    return recs

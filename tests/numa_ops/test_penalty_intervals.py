@@ -8,6 +8,7 @@ import math
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 from numa_ops import analysis, report, results
 from numa_ops import db as numa_db
@@ -33,18 +34,19 @@ def test_penalty_interval_covers_the_planted_penalty(n, cv):
 
 
 @pytest.mark.parametrize("n", [pytest.param(3, id="3-a-side"), pytest.param(6, id="6-a-side")])
-def test_the_mde_has_80pct_power_and_a_penalty_twice_it_is_quoted(n):
-    """A true penalty equal to the MDE (from the true spread): its interval excludes 0 in about 4 studies of 5
-    (the power the MDE is stated at); the verdict quotes it only where the estimate reaches its own MDE (about
-    half the time at the MDE, nearly always at twice it)."""
+def test_a_penalty_of_the_mde_is_measured_at_least_75pct_of_the_time(n):
+    """A true penalty equal to the MDE (from the true spread) is measured (its interval excludes 0) in about 4
+    studies of 5, the power the MDE is stated at; no penalty is measured in about 1 of 20; a measured penalty's
+    interval always excludes 0 and an unmeasured one's holds it."""
     cv, rng = 0.03, np.random.default_rng(n)
     mde_log = analysis.mde_factor(2 * n - 2) * cv * math.sqrt(2 / n)
     at_mde = [analysis.process_penalty(*planted.lognormal_study(rng, n, cv, -math.expm1(-mde_log))) for _ in range(STUDIES)]
-    assert 0.74 <= sum(out.low > 0 for out in at_mde) / STUDIES <= 0.86
-    assert 0.40 <= sum(out.detectable for out in at_mde) / STUDIES <= 0.70
-    twice = [analysis.process_penalty(*planted.lognormal_study(rng, n, cv, -math.expm1(-2 * mde_log))) for _ in range(STUDIES)]
-    assert sum(out.detectable for out in twice) / STUDIES >= 0.95
-    assert all(out.low > 0 for out in at_mde + twice if out.detectable)  # a quoted penalty's interval excludes 0
+    assert 0.75 <= sum(out.verdict == "measured" for out in at_mde) / STUDIES <= 0.86
+    none = [analysis.process_penalty(*planted.lognormal_study(rng, n, cv, 0.0)) for _ in range(STUDIES)]
+    assert sum(out.verdict == "measured" for out in none) / STUDIES <= 0.071  # 5% + 3 binomial sd of 1000 studies
+    for out in at_mde + none:
+        assert out.detectable == (out.low > 0 or out.high < 0)
+        assert out.verdict == ("measured" if out.detectable else f"not detectable at this noise (MDE {out.mde:.1%})")
 
 
 def _view(db, where="true"):
@@ -139,7 +141,7 @@ def test_older_records_without_the_settings_count_as_pinned_process_placement(tm
     ("penalty", "cv", "runs", "measured"),
     [pytest.param(0.01, 0.05, 3, False, id="1pct-in-5pct-noise"), pytest.param(0.20, 0.01, 3, True, id="20pct-in-1pct-noise")],
 )
-def test_a_penalty_is_quoted_only_above_its_mde(tmp_path, penalty, cv, runs, measured):
+def test_a_penalty_is_quoted_only_when_its_interval_excludes_0(tmp_path, penalty, cv, runs, measured):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     local, remote = planted.lognormal_study(np.random.default_rng(3), runs, cv, penalty)
     planted.write_process_study(folder, "m", local, remote)
@@ -147,10 +149,11 @@ def test_a_penalty_is_quoted_only_above_its_mde(tmp_path, penalty, cv, runs, mea
     (row,) = _view(db)
     (table,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     if measured:
-        assert row["status"] == table["verdict"] == "measured" and abs(row["throughput_penalty"]) >= row["mde"]
+        assert row["status"] == table["verdict"] == "measured" and row["penalty_low"] > 0
         assert table["penalty"] == pytest.approx(penalty, abs=0.02)
     else:
         assert row["status"] == table["verdict"] == f"not detectable at this noise (MDE {row['mde']:.1%})"
+        assert row["penalty_low"] < 0 < row["penalty_high"]
         assert row["mde"] > 0.05 and table["penalty"] is None  # ~14%: 3 processes a side at 5% noise
         report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
         guide = (tmp_path / "rep" / "best_practices.md").read_text()
@@ -179,14 +182,29 @@ def test_cuped_adjustment_on_the_cpu_control(tmp_path, explained, n):
     else:
         assert adj.r_squared < 0.15
         assert adj.adjusted.high - adj.adjusted.low == pytest.approx(plain.high - plain.low, rel=0.25)
-    # through the database and the report: the control is a column, the adjusted interval and R^2 are shown
+    # through the database and the report (pool placement: the arms share the launching CPU): the control is a
+    # column, the adjusted interval and R^2 are shown
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    planted.write_process_study(folder, "m", local, remote, controls=(cl, cr))
+    planted.write_process_study(folder, "m", local, remote, controls=(cl, cr), mode="pool")
     numa_db.load_runs([folder], db)
     (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     assert row["control R^2"] == pytest.approx(adj.r_squared)
     assert (row["adjusted CI low"], row["adjusted CI high"]) == (pytest.approx(adj.adjusted.low), pytest.approx(adj.adjusted.high))
     assert "<th>control R^2</th>" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
+
+
+def test_process_placement_is_not_adjusted_on_a_control_it_moves(tmp_path):
+    """numactl moves the launching CPU with the memory in process placement: no CPU-adjusted penalty there, the
+    same processes in pool placement get one."""
+    (local, remote), (cl, cr) = _control_study(np.random.default_rng(21), 6, True)
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    planted.write_process_study(folder, "m", local, remote, controls=(cl, cr), mode="process")
+    planted.write_process_study(folder, "p", local, remote, controls=(cl, cr), mode="pool")
+    numa_db.load_runs([folder], db)
+    rows = {r["model"]: r for r in report.numa_penalties(read_report_data(db, "f1")).to_dict("records")}
+    assert rows["m"]["placement mode"] == "process" and rows["p"]["placement mode"] == "pool"
+    assert pd.isna(rows["m"]["adjusted CI low"]) and pd.isna(rows["m"]["control R^2"])
+    assert rows["p"]["control R^2"] == pytest.approx(analysis.cuped_penalty(local, remote, cl, cr).r_squared)
 
 
 def test_cuped_needs_a_control_per_process_that_varies():
@@ -223,6 +241,43 @@ def test_penalty_split_into_dma_and_cpu_side(tmp_path):
     guide = (tmp_path / "rep" / "best_practices.md").read_text()
     assert f"CPU-side part {row['cpu_side_penalty']:.1%} (MDE {row['cpu_side_mde']:.1%})" in guide
     assert "Penalty split: DMA part and CPU-side part" in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_penalty_split_is_the_interaction_of_a_textbook_two_way_anova(tmp_path):
+    """The CPU-side part against a two-way ANOVA written out (ln samples/s on mode, placement and their
+    interaction by least squares, unequal cells): the same estimate, standard error and df = N - 4."""
+    from scipy import stats
+
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    rng = np.random.default_rng(31)
+    cells = {("process", "local"): 3, ("process", "remote"): 5, ("pool", "local"): 4, ("pool", "remote"): 3}
+    truth = {("process", "remote"): 0.10, ("pool", "remote"): 0.04}
+    rates = {cell: list(1000 * (1 - truth.get(cell, 0.0)) * np.exp(rng.normal(0, 0.03, n))) for cell, n in cells.items()}
+    for mode in ("process", "pool"):
+        planted.write_process_study(folder, mode, rates[(mode, "local")], rates[(mode, "remote")], model="m", mode=mode)
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        cols = [d[0] for d in con.execute("SELECT * FROM penalty_split").description]
+        (row,) = [dict(zip(cols, r, strict=True)) for r in con.execute("SELECT * FROM penalty_split").fetchall()]
+    y, x = [], []
+    for (mode, place), values in rates.items():
+        for v in values:
+            pool, remote = float(mode == "pool"), float(place == "remote")
+            y.append(math.log(v))
+            x.append([1.0, pool, remote, pool * remote])
+    x, y = np.array(x), np.array(y)
+    beta, rss, *_ = np.linalg.lstsq(x, y, rcond=None)
+    df = len(y) - 4
+    se = math.sqrt(rss[0] / df * np.linalg.inv(x.T @ x)[3, 3])
+    cpu_log = -beta[3]  # process's log ratio beyond pool's
+    t975, t80 = stats.t.ppf(0.975, df), stats.t.ppf(0.80, df)
+    assert df == 11
+    assert row["cpu_side_penalty"] == pytest.approx(-math.expm1(cpu_log), rel=1e-9)
+    assert row["cpu_side_low"] == pytest.approx(-math.expm1(cpu_log + t975 * se), rel=1e-9)
+    assert row["cpu_side_high"] == pytest.approx(-math.expm1(cpu_log - t975 * se), rel=1e-9)
+    assert row["cpu_side_mde"] == pytest.approx(-math.expm1(-(t975 + t80) * se), rel=1e-9)
+    measured = abs(cpu_log) >= t975 * se
+    assert row["cpu_side_status"] == ("measured" if measured else analysis.not_detectable(row["cpu_side_mde"]))
 
 
 def test_a_one_node_host_still_reports_its_noise_floor(tmp_path):

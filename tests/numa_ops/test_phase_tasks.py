@@ -184,6 +184,29 @@ def test_the_gate_passes_every_host_or_fails_naming_each(configs_dir, outputs_di
     assert last[-2].startswith("gate passed") and last[-1].startswith("gate FAILED")  # each host's sentence, last
 
 
+class _StepsTI(_TI):
+    """A TaskInstance whose DAG run had the tasks ``failed_tasks`` fail."""
+
+    def __init__(self, failed_tasks):
+        super().__init__()
+        self.failed_tasks = failed_tasks
+
+    def get_ti_count(self, dag_id, task_ids, run_ids, states):
+        assert dag_id == self.dag_id and run_ids == [self.run_id] and "failed" in states
+        return sum(t in self.failed_tasks for t in task_ids)
+
+
+def test_the_gate_fails_on_a_failed_report_even_when_every_run_succeeded(configs_dir, outputs_dir, capsys):
+    phase = load_phases()[PHASE1]
+    a = _measured(outputs_dir, _plan("gpu-a"))
+    assert phase_tasks.failed_steps(_StepsTI(set()), ["load_duckdb", "report"]) == []
+    steps = phase_tasks.failed_steps(_StepsTI({"report"}), ["load_duckdb", "report"])
+    assert steps == ["report"]
+    with pytest.raises(AirflowFailException, match="gate FAILED: report failed"):
+        phase_tasks.gate(PHASE1, phase, a, steps)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "gate FAILED: report failed. To do: read the failed task's log."
+
+
 @pytest.mark.parametrize(
     ("upstream", "failed", "refused", "message"),
     [
@@ -205,10 +228,11 @@ def test_the_gate_fails_first_when_planning_failed(capsys, upstream, failed, ref
 
 
 def _night(outputs_dir, folder, samples_per_s, queue=None):
-    ci = {"mean": samples_per_s, "low": samples_per_s * 0.98, "high": samples_per_s * 1.02}
-    rec = record(f"{folder}.a", folder=folder, metrics={"samples_per_s": samples_per_s, "samples_per_s_ci": ci})
-    rec["study"] = "nightly"
-    results.write_json_atomic(outputs_dir / folder / "runs" / f"{rec['run_id']}.json", rec)
+    """A night's run folder: two worker processes of one nightly run measuring ``samples_per_s`` (±0.2%)."""
+    for i, rate in enumerate((samples_per_s * 0.998, samples_per_s * 1.002)):
+        rec = record(f"{folder}.a.r{i}", folder=folder, repeat=i, metrics={"samples_per_s": rate})
+        rec["study"], rec["model"]["name"] = "nightly", "a"
+        results.write_json_atomic(outputs_dir / folder / "runs" / f"{rec['run_id']}.json", rec)
     return [_turn(folder, queue)]
 
 

@@ -47,7 +47,8 @@ COMMANDS = [
     ("phase6_production", "multi_gpu_patterns",
      ["-m", "experiment=numa_study", "experiment.hardware.gpu_ids=[0],[1],[2],[3],[0,1],[0,2]"], R * (1 + 1 + 1 + 1 + 2 + 2) * 4 * 5),
     ("nightly_sweep", "nightly",
-     ["-m", "experiment=quick_test", "experiment.test.batch_size=8,32", "experiment.test.num_samples=512"], 2 * 4 * 2),
+     ["-m", "experiment=quick_test", "experiment.test.batch_size=8,32", "experiment.test.num_samples=512",
+      "experiment.test.repeats=2"], 2 * 2 * 4 * 2),
 ]
 
 

@@ -120,18 +120,26 @@ SCOPED = {
                        f"FROM ({VIEWS['compile_speedup']})",
 }
 
-# Nightly verdicts over time, by configuration key (two configurations may share a readable label).
+# Nightly verdicts over time, by configuration key (two configurations may share a readable label). The error bar
+# is the interval of tonight / baseline the verdict was judged by (ratio_low, ratio_high); rows stored before the
+# table had it (and a table no nightly has stored into since) show the range the two nights' intervals allow.
 REGRESSIONS = """
 SELECT night, config_key, min(checked_at) AS checked_at, any_value(config) AS config, any_value(change) AS change,
        any_value(verdict) AS verdict, any_value(tonight_mean / baseline_mean - 1) AS change_center,
-       any_value(tonight_low / baseline_high - 1) AS change_low, any_value(tonight_high / baseline_low - 1) AS change_high
+       any_value(coalesce({ratio_low} - 1, tonight_low / baseline_high - 1)) AS change_low,
+       any_value(coalesce({ratio_high} - 1, tonight_high / baseline_low - 1)) AS change_high
 FROM regressions GROUP BY night, config_key ORDER BY night, config_key
 """
+
+
+def _regressions_query(con: duckdb.DuckDBPyConnection) -> str:
+    have = {d[0] for d in con.execute("SELECT * FROM regressions LIMIT 0").description}
+    return REGRESSIONS.format(**{c: c if c in have else "NULL::DOUBLE" for c in ("ratio_low", "ratio_high")})
 
 
 def read_report_frames(con: duckdb.DuckDBPyConnection, folder: str | None = None) -> dict[str, pd.DataFrame]:
     """Every frame a report draws on, over one folder's runs (``folder``) or all runs; a folder is a value, never SQL."""
     where, params = ("folder = ?", [folder]) if folder else ("true", [])
     frames = {name: con.execute(scoped(sql, where), params).df() for name, sql in SCOPED.items()}
-    frames["regressions"] = con.execute(REGRESSIONS).df() if table_exists(con, "regressions") else pd.DataFrame()
+    frames["regressions"] = con.execute(_regressions_query(con)).df() if table_exists(con, "regressions") else pd.DataFrame()
     return frames

@@ -64,9 +64,9 @@ _SETTINGS_ORDER = "model_name, gpu_id, height, batch_size, execution, pinned_mem
 # two-sample t interval of the logs (pooled spread, df = n_local + n_remote - 2) and the minimum detectable
 # effect at 95% confidence and 80% power, 1 - exp(-(t975 + t80) * sd_ln * sqrt(1/n_local + 1/n_remote)),
 # as numa_ops.analysis.process_penalty computes them. Logs are summed in sorted order: the same records give
-# the same interval on every load. status: 'measured' when |ln(remote/local)| >= the MDE's log (such an
-# interval excludes 0); else 'not detectable at this noise (MDE x%)'. The regime is what a run turned out to
-# be, not a setting: every regime met is reported, never grouped by.
+# the same interval on every load. status: 'measured' when the 95% interval excludes 0
+# (|ln(remote/local)| >= t975 * se), the MDE stated beside it; else 'not detectable at this noise (MDE x%)'.
+# The regime is what a run turned out to be, not a setting: every regime met is reported, never grouped by.
 NUMA_PENALTY = f"""
         WITH {T_TABLE},
                 grouped AS (
@@ -113,7 +113,7 @@ NUMA_PENALTY = f"""
                CASE WHEN remote_runs = 0 THEN '{NO_REMOTE}'
                     WHEN local_runs = 0 THEN 'no local placement measured'
                     WHEN local_processes < 2 OR remote_processes < 2 THEN '{ONE_PROCESS}'
-                    WHEN abs(log_ratio) >= (t975 + t80) * se_log THEN 'measured'
+                    WHEN abs(log_ratio) >= t975 * se_log THEN 'measured'
                     ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * se_log))) || '%)'
                END AS status
         FROM bounds
@@ -143,8 +143,9 @@ VIEWS = {
     # Where both placement modes were measured for a configuration (same host memory): the process penalty
     # (numactl binds CPU and all memory) split into its DMA part (the pool penalty: only the host pool moved)
     # and its CPU-side part (process beyond pool: 1 - exp(ln ratio process - ln ratio pool), so
-    # (1 - process) = (1 - dma) * (1 - cpu_side)). The CPU-side interval and MDE pool the spread of all four
-    # arms (df = their processes - 4).
+    # (1 - process) = (1 - dma) * (1 - cpu_side)). The CPU-side part is the interaction of a two-way ANOVA of
+    # ln samples/s (mode x placement, one mean per cell): its interval and MDE pool the spread of all four arms,
+    # s^2 = (sum of squares within the four cells) / (N - 4), df = N - 4 for N processes in all.
     "penalty_split": f"""
         WITH {T_TABLE},
         pen AS ({NUMA_PENALTY}),
@@ -177,7 +178,7 @@ VIEWS = {
                1 - exp(cpu_log_ratio - t975 * cpu_se_log) AS cpu_side_high,
                1 - exp(-(t975 + t80) * cpu_se_log) AS cpu_side_mde,
                CASE WHEN cpu_se_log IS NULL THEN '{ONE_PROCESS}'
-                    WHEN abs(cpu_log_ratio) >= (t975 + t80) * cpu_se_log THEN 'measured'
+                    WHEN abs(cpu_log_ratio) >= t975 * cpu_se_log THEN 'measured'
                     ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * cpu_se_log))) || '%)'
                END AS cpu_side_status
         FROM bounds
