@@ -61,11 +61,18 @@ def adjusted(log_rate: np.ndarray, control: np.ndarray, order: np.ndarray, block
     )
 
 
-@pytest.mark.parametrize("ratio", [1.0, 0.95], ids=["a-a", "penalty-5pct"])
-@pytest.mark.parametrize("target", [0.04, 0.02], ids=["target-4pct", "target-2pct"])
-def test_paired_interval_covers_under_the_stopping_rule(ratio, target):
-    reps, max_blocks = 600, 200
-    diffs, log_rate, control, order = paired_trials(11, reps, max_blocks, ratio)
+@pytest.mark.parametrize(
+    ("ratio", "target", "seed"),
+    [
+        pytest.param(1.0, 0.04, 11, id="a-a-target-4pct"),
+        pytest.param(0.95, 0.04, 12, id="penalty-5pct-target-4pct"),
+        pytest.param(1.0, 0.02, 13, id="a-a-target-2pct"),
+        pytest.param(0.95, 0.02, 14, id="penalty-5pct-target-2pct"),
+    ],
+)
+def test_paired_interval_covers_under_the_stopping_rule(ratio, target, seed):
+    reps, max_blocks = 300, 200
+    diffs, log_rate, control, order = paired_trials(seed, reps, max_blocks, ratio)
     rule = PairedStoppingRule(target=target, min_blocks=6, max_blocks=max_blocks, max_time_s=math.inf)
     covered = adj_covered = reached = budget_allows = 0
     narrower = []
@@ -83,3 +90,32 @@ def test_paired_interval_covers_under_the_stopping_rule(ratio, target):
     assert adj_covered / reps >= 0.93, f"adjusted paired intervals covered {adj_covered / reps:.1%}"
     assert budget_allows >= 0.9 * reps and reached / budget_allows >= 0.80
     assert np.median(narrower) < 0.8  # the control explains most of the two-state noise
+
+
+@pytest.mark.parametrize("blocks", [12, 20, 60], ids=lambda b: f"{b}-blocks")
+def test_a_penalty_of_the_stated_mde_is_found_with_its_power(blocks):
+    # the MDE the A/A runs state (their median), planted as a penalty, is found (interval excludes 0)
+    reps = 2000
+    aa, *_ = paired_trials(21, reps, blocks, 1.0)
+    mde = float(np.median([paired_interval(d)["mde"] for d in aa]))
+    planted, *_ = paired_trials(22, reps, blocks, 1 / (1 + mde))
+    found = np.mean([paired_interval(d)["verdict"] == "measured" for d in planted])
+    assert found >= 0.75, f"a penalty of the stated MDE {mde:.1%} was found {found:.1%} of the time"
+
+
+@pytest.mark.parametrize(
+    ("control_noise", "explains"),
+    [pytest.param(0.03, True, id="control-tracks-the-speed"), pytest.param(None, False, id="control-is-noise")],
+)
+def test_the_control_adjustment_narrows_only_where_the_control_explains_the_noise(control_noise, explains):
+    reps, blocks = 400, 20
+    diffs, log_rate, control, order = paired_trials(31, reps, blocks, 0.95, control_noise=control_noise or 0.03)
+    if control_noise is None:  # a control that measures nothing of the host
+        control = np.random.default_rng(32).normal(13, 0.2, control.shape)
+    covered, ratios = 0, []
+    for r in range(reps):
+        adj = adjusted(log_rate[r], control[r], order, blocks)
+        covered += adj["low_ln"] <= math.log(0.95) <= adj["high_ln"]
+        ratios.append(adj["half_width"] / paired_interval(diffs[r])["half_width"])
+    assert covered / reps >= 0.93
+    assert (np.median(ratios) < 0.8) if explains else (np.median(ratios) > 0.95)
