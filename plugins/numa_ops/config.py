@@ -122,7 +122,8 @@ class TestConfig(_Strict):
     # a placement study's repeats are interleaved local/remote (ABBA) in its lanes' order
     repeats: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
     # placement=paired: stop when the paired difference's 95% t interval is this narrow (relative half-width),
-    # sized from the pilot blocks; or after paired_max_blocks blocks, or paired_max_s seconds of trials
+    # sized from paired_min_blocks pilot blocks (at least twice as many blocks are measured); or after
+    # paired_max_blocks blocks, or paired_max_s seconds of paired trials
     paired_target: Annotated[float, Field(gt=0, le=1)] = 0.02
     paired_min_blocks: Annotated[int, Field(strict=True, ge=3, le=1000)] = 6
     paired_max_blocks: Annotated[int, Field(strict=True, ge=3, le=10000)] = 200
