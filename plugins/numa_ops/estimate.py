@@ -70,8 +70,19 @@ def batch_seconds(spec: RunSpec) -> float:
     return max(launch, compute) + copies
 
 
+def paired_run_seconds(spec: RunSpec) -> float:
+    """A paired run's duration at most: set-up, each arm's warm-up, and its paired trials' time cap (it stops
+    earlier once its target is reached; a budget is checked against what it may take)."""
+    costs, test = device_costs(spec), spec.test
+    warmup = len(spec.arms) * test.warmup_batches * batch_seconds(spec)
+    compiled = test.compile_model or test.execution.startswith("compile")
+    return costs.run_setup_s + warmup + test.paired_max_s + (costs.compile_s if compiled else 0.0)
+
+
 def model_run_seconds(spec: RunSpec) -> float:
     """A run's duration by the cost model (no records): set-up, warm-up, sizing, the trials, compilation."""
+    if spec.placement_mode == "paired":
+        return paired_run_seconds(spec)
     costs, test = device_costs(spec), spec.test
     batches = math.ceil(test.num_samples / test.batch_size)
     pass_s = batches * batch_seconds(spec)
@@ -254,7 +265,8 @@ def estimate_plan(lanes: list[Lane], max_lanes: int, gpu_names: Mapping[int, str
     from_records = 0
     recorded: set[str] = set()
     for spec in distinct_runs(lanes):
-        past = records.lookup(spec, names.get(spec.gpu_id) if spec.gpu_id is not None else None)
+        past = None if spec.placement_mode == "paired" else records.lookup(
+            spec, names.get(spec.gpu_id) if spec.gpu_id is not None else None)
         if past is not None:
             from_records += 1
             recorded.add(spec.run_id)

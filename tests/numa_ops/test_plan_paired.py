@@ -101,3 +101,13 @@ def test_paired_lanes_need_numactl(monkeypatch, tmp_path):
     monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
     with pytest.raises(BindingRefused, match="placement=paired: numactl not found"):
         worker_command(tmp_path / "r.json", tmp_path, 0, 0, 0, paired="memory")
+
+
+def test_a_paired_run_is_estimated_at_its_time_cap(two_nodes):
+    from numa_ops.estimate import estimate_plan
+
+    cfg = load_experiment("quick_test", [*PAIRED, "experiment.test.paired_max_s=90", "experiment.hardware.gpu_ids=[0]",
+                                        "experiment.hardware.numa_nodes=[0,1]"])
+    lanes = build_plan("f", cfg, two_nodes)
+    est = estimate_plan(lanes, max_lanes=1)
+    assert all(90 <= s < 90 + 60 for s in est.run_s.values())  # the cap, set-up and warm-ups
