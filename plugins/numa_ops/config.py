@@ -68,8 +68,9 @@ class HardwareConfig(_Strict):
     placement: Literal["process", "pool", "paired"] = "process"
     # paired placement: memory: the host pool and D2H buffers on each arm's node, the launching thread on the
     # GPU's node (the DMA part of a penalty); thread: the launching thread on a core of each arm's node, memory
-    # on the GPU's node (the CPU-side part)
-    paired: Literal["memory", "thread"] = "memory"
+    # on the GPU's node (the CPU-side part); process: a whole worker process bound to each arm's node (CPU and all
+    # memory), the worker and a resident partner taking turns trial by trial (the whole penalty)
+    paired: Literal["memory", "thread", "process"] = "memory"
     # the arms, reference first: a node, or {node, pinned}; null: the GPU's own node, then the other nodes of
     # numa_nodes. [0, 0] is an A/A check (both arms on node 0)
     paired_arms: Annotated[list[Annotated[int, Field(strict=True, ge=0, le=1023)] | ArmConfig],

@@ -96,6 +96,8 @@ def _paired_spec(
     """One paired run: the worker bound to the GPU's own node, its arms measured inside it; ``placement`` and
     ``numa_distance`` describe the compared arm (the second)."""
     arms, home, kind = paired_arms(cfg, gpu, topo), home_node(gpu, topo), cfg.hardware.paired
+    if kind == "process":  # the worker is the first arm's process; a partner process takes each other arm
+        home = arms[0].node
     return RunSpec(
         run_id="", folder=folder, study=study, experiment=cfg.name, sweep_point=point, model=model, test=cfg.test,
         profile=cfg.profile, share_gpu=cfg.hardware.share_gpu, gpu_id=gpu, cpu_node=home, mem_node=home,

@@ -111,3 +111,13 @@ def test_a_paired_run_is_estimated_at_its_time_cap(two_nodes):
     lanes = build_plan("f", cfg, two_nodes)
     est = estimate_plan(lanes, max_lanes=1)
     assert all(90 <= s < 90 + 60 for s in est.run_s.values())  # the cap, set-up and warm-ups
+
+
+def test_process_arms_bind_the_worker_to_the_first_arm(two_nodes):
+    overrides = [*PAIRED, "experiment.hardware.paired=process", "experiment.hardware.paired_arms=[1,0]",
+                 "experiment.hardware.gpu_ids=[0]"]
+    (lane,) = build_plan("f", load_experiment("quick_test", overrides), two_nodes)
+    assert lane.name == "gpu0-cpu1-mem1-paired-process" and lane.thread_nodes == ()
+    run = lane.runs[0]
+    assert (run.cpu_node, run.mem_node) == (1, 1)  # the worker is arm 0's process; a partner takes node 0
+    assert [(a.node, a.placement) for a in run.arms] == [(1, "remote"), (0, "local")]

@@ -5,11 +5,16 @@
   arms swaps the engine's buffers.
 - A **thread arm** holds launching cores on its node (the worker is bound to the CPUs of every arm's node);
   memory stays where numactl put it. Switching arms moves the launching thread.
+- A **process arm** is a whole worker process: the worker itself for the first arm, a resident partner bound to
+  the arm's node for each other one; they take turns trial by trial.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,3 +94,57 @@ def arm_summary(arm: Arm) -> dict[str, Any]:
     """What the record says of an arm before its numbers."""
     return {"name": arm.name, "node": arm.node, "pinned": arm.pinned, "placement": arm.placement,
             "numa_distance": arm.numa_distance}
+
+
+class PartnerProcess:
+    """A whole-process arm: a resident partner worker bound by numactl to the arm's node (CPU and all memory),
+    taking its trials when asked (:mod:`numa_ops.worker.partner`)."""
+
+    def __init__(self, spec: RunSpec, node: int, numactl: str | None):
+        if numactl is None:
+            raise RuntimeError("paired whole-process arms need numactl to bind the partner process to its node")
+        argv = [numactl, f"--cpunodebind={node}", f"--membind={node}", sys.executable, "-m", "numa_ops.worker.partner"]
+        self.node = node
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=dict(os.environ))
+        self._ask({"spec": spec.to_json(), "node": node}, expect="ready")
+
+    def _ask(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        answer = json.loads(line) if line.strip() else {}
+        if expect not in answer:
+            why = answer.get("error") or self._stderr_tail() or f"the partner process exited ({self.proc.poll()})"
+            raise RuntimeError(f"the partner process on node {self.node} failed: {why}")
+        return answer
+
+    def _stderr_tail(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return ""
+        return " | ".join(self.proc.stderr.read().strip().splitlines()[-3:])
+
+    def sizes(self, sizes: dict[str, int]) -> None:
+        self._ask({"sizes": sizes}, expect="ok")
+
+    def trial(self, pipelined: bool) -> dict[str, Any]:
+        """One trial in the partner: its serial rate, CPU-speed control, launching CPU and length."""
+        return self._ask({"trial": {"pipelined": pipelined}}, expect="rate")
+
+    def finish(self) -> dict[str, Any]:
+        """The partner's copy pass and metrics; it exits after."""
+        metrics = self._ask({"finish": True}, expect="metrics")["metrics"]
+        self.close()
+        return metrics
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()

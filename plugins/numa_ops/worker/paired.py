@@ -7,6 +7,9 @@ new arm's buffers or core. A block's difference for arm ``j`` is the mean ln sam
 reference arm's (arm 0); the comparison is the t interval over blocks (``worker.stats.paired_interval``). Memory
 arms also get the interval adjusted for the CPU-speed control (a pooled within-arm regression of ln rate on ln
 control): the arm does not move the launching core there. Thread arms do, so theirs is never adjusted.
+Process arms (``hardware.paired=process``) are whole worker processes: this one, bound to the first arm's node,
+and a resident partner per other arm bound by numactl to its node (:mod:`numa_ops.worker.partner`); they take
+turns trial by trial, and the comparison is the whole penalty (CPU and all memory moved), never adjusted.
 
 Each trial is the serial pass (the compared headline, with its CPU-speed control) and the gated stage pass; the
 pipelined pass, which is not compared, runs in every fourth block only. The record's usual metrics are the
@@ -16,6 +19,7 @@ every arm's trials and controls and each comparison.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +30,8 @@ import numpy as np
 import torch
 
 from numa_ops.specs import RunSpec
-from numa_ops.worker.arms import ArmBuffers, arm_summary, memory_buffers, memory_pools
+from numa_ops.topology import numactl_path
+from numa_ops.worker.arms import ArmBuffers, PartnerProcess, arm_summary, memory_buffers, memory_pools
 from numa_ops.worker.engine import Engine
 from numa_ops.worker.launch_thread import LaunchCore
 from numa_ops.worker.measure import (
@@ -100,16 +105,31 @@ class _ArmRun:
     index: int
     buffers: ArmBuffers | None  # memory arms
     core: LaunchCore | None  # the launching core(s) its trials run on
+    partner: PartnerProcess | None = None  # process arms other than the first: the partner process taking them
     trials: Trials = field(default_factory=lambda: Trials(launch_cpu=current_cpu()))
 
 
 def _switch(engine: Engine, arm: _ArmRun) -> None:
-    """Put ``arm`` in place, then settle it with untimed batches."""
+    """Put ``arm`` in place, then settle it with untimed batches (a partner settles its own)."""
+    if arm.partner is not None:
+        return
     if arm.buffers is not None:
         engine.use_buffers(arm.buffers.pool, arm.buffers.host_out, arm.buffers.pages)
     elif arm.core is not None:  # a thread arm: the launching thread moves to its node before settling
         arm.trials.launch_cpu = arm.core.hop()
     engine.serial_pass(SETTLE_BATCHES)
+
+
+def _trial(engine: Engine, sizes: PassSizes, arm: _ArmRun, pipelined: bool) -> None:
+    """One trial of ``arm``: in this process, or asked of its partner process."""
+    if arm.partner is None:
+        _one_trial(engine, sizes, arm.trials, arm.core, pipelined=pipelined)
+        return
+    answer = arm.partner.trial(pipelined)
+    arm.trials.serial_rates.append(float(answer["rate"]))
+    arm.trials.controls.append(float(answer["control"]))
+    arm.trials.trial_cpus.append(answer.get("cpu"))
+    arm.trials.trial_s.append(float(answer["trial_s"]))
 
 
 def _paired_trials(
@@ -124,7 +144,7 @@ def _paired_trials(
         while reason is None:
             for i in block_order(len(arms), block):
                 _switch(engine, arms[i])
-                _one_trial(engine, sizes, arms[i].trials, arms[i].core, pipelined=block % PIPELINED_EVERY == 0)
+                _trial(engine, sizes, arms[i], pipelined=block % PIPELINED_EVERY == 0)
             block += 1
             logs = [[math.log(r) for r in a.trials.serial_rates] for a in arms]
             diffs = [[b - a for a, b in zip(block_means(logs[0], per_block), block_means(logs[j], per_block),
@@ -143,8 +163,8 @@ def _arm_record(spec: RunSpec, arm: _ArmRun, metrics: Metrics) -> dict[str, Any]
     stage = {f"{k}_ms_median": (metrics.get(f"{k}_ms") or {}).get("median") for k in ("h2d", "forward", "d2h")}
     return {
         **arm_summary(spec.arms[arm.index]),
-        "pool_node": spec.arms[arm.index].node if spec.paired == "memory" else spec.mem_node,
-        "thread_node": spec.arms[arm.index].node if spec.paired == "thread" else spec.cpu_node,
+        "pool_node": spec.arms[arm.index].node if spec.paired in ("memory", "process") else spec.mem_node,
+        "thread_node": spec.arms[arm.index].node if spec.paired in ("thread", "process") else spec.cpu_node,
         "trial_samples_per_s": list(arm.trials.serial_rates),
         "cpu_control": list(arm.trials.controls),
         "launch_cpus": list(arm.trials.trial_cpus),
@@ -167,9 +187,11 @@ def measure_paired(
     arm_cores: dict[int, LaunchCore] | None,
 ) -> Metrics:
     """Measure every arm of ``spec`` in ABBA blocks; the reference arm's metrics with ``paired`` added."""
-    if len(spec.arms) < 2 or spec.paired not in ("memory", "thread"):
-        raise ValueError(f"a paired run needs two or more arms and a kind (memory|thread), got {spec.arms!r}")
+    if len(spec.arms) < 2 or spec.paired not in ("memory", "thread", "process"):
+        raise ValueError(f"a paired run needs two or more arms and a kind (memory|thread|process), got {spec.arms!r}")
     memory = spec.paired == "memory"
+    if spec.paired == "process":
+        return _measure_with_partners(spec, device, nvml_index, before_timing, core)
     if not memory and not arm_cores:
         raise RuntimeError("thread arms need launching cores on each arm's node, and none could be held")
     cuda = device.type == "cuda"
@@ -189,15 +211,36 @@ def measure_paired(
         engine.close()
 
 
+def _measure_with_partners(
+    spec: RunSpec, device: torch.device, nvml_index: int | None, before_timing: Callable[[], None] | None,
+    core: LaunchCore | None,
+) -> Metrics:
+    """Whole-process arms: this worker (bound to the first arm's node) and a partner process per other arm."""
+    engine = Engine(spec.model, spec.test, device, "process", spec.arms[0].node)
+    partners: list[PartnerProcess] = []
+    try:
+        partners = [PartnerProcess(spec, arm.node, numactl_path()) for arm in spec.arms[1:]]
+        arms = [_ArmRun(0, None, core), *(_ArmRun(i + 1, None, None, p) for i, p in enumerate(partners))]
+        return _measure_arms(spec, engine, arms, nvml_index, before_timing)
+    finally:
+        for partner in partners:
+            partner.close()
+        engine.close()
+
+
 def _measure_arms(
     spec: RunSpec, engine: Engine, arms: list[_ArmRun], nvml_index: int | None, before_timing: Callable[[], None] | None
 ) -> Metrics:
     """Warm every arm, size the passes on the reference, run the blocks, time each arm's copies, compose."""
     test = spec.test
-    for arm in reversed(arms):  # the reference last: the passes are sized on it
-        _switch(engine, arm)
-        engine.warmup(test.warmup_batches)
+    for arm in reversed(arms):  # the reference last: the passes are sized on it (a partner warmed itself up)
+        if arm.partner is None:
+            _switch(engine, arm)
+            engine.warmup(test.warmup_batches)
     sizes = _size_passes(engine, test)
+    for arm in arms:
+        if arm.partner is not None:
+            arm.partner.sizes(dataclasses.asdict(sizes))
     if before_timing is not None:
         before_timing()
     mode = test.telemetry if engine.cuda else "off"
@@ -209,6 +252,9 @@ def _measure_arms(
     reason, seconds, blocks = _paired_trials(engine, sizes, arms, rule, during)
     per_arm: list[Metrics] = []
     for arm in reversed(arms):  # each arm's copy pass with its own buffers; the reference's metrics last
+        if arm.partner is not None:
+            per_arm.append(arm.partner.finish())
+            continue
         _switch(engine, arm)
         copies = engine.copy_bandwidth()
         telemetry = (_separate_telemetry(engine, sizes, nvml_index, arm.core) if mode == "separate" and arm.index == 0
@@ -231,6 +277,6 @@ def _measure_arms(
         "blocks": blocks,
         "trials_s": seconds,
         "adjustment": ("CPU-speed control, pooled within-arm regression of ln rate on ln control"
-                       if spec.paired == "memory" else "none: a thread arm moves the control itself"),
+                       if spec.paired == "memory" else f"none: a {spec.paired} arm moves the control itself"),
     }
     return metrics

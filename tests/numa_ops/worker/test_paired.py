@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -72,8 +73,10 @@ def _measure(lane, folder_path):
     return json.loads((folder_path / "runs" / f"{spec.run_id}.json").read_text())
 
 
-@pytest.mark.parametrize("kind", ["memory", "thread"])
+@pytest.mark.parametrize("kind", ["memory", "thread", "process"])
 def test_worker_measures_both_arms_in_abba_blocks(configs_dir, outputs_dir, kind):
+    if kind == "process" and shutil.which("numactl") is None:
+        pytest.skip("needs numactl (a whole-process arm's partner is bound by it); ./numa-lab test installs it as root")
     folder_path, lane = tiny_lane(*PAIRED, f"experiment.hardware.paired={kind}")
     assert lane.name == f"cpu-cpu0-mem0-paired-{kind}"
     rec = _measure(lane, folder_path)
@@ -100,6 +103,8 @@ def test_worker_measures_both_arms_in_abba_blocks(configs_dir, outputs_dir, kind
         if arms[0]["pool_pages"]["source"] == "numa_maps":  # each arm's own pool, bound to its node
             assert all(a["pool_pages"]["policy"] == "bind:0" for a in arms)
     else:
-        assert cmp["adjusted"] is None  # a thread arm moves the control: never adjusted on it
+        assert cmp["adjusted"] is None  # a thread or process arm moves the control: never adjusted on it
         node0 = set(os.sched_getaffinity(0))
         assert all(set(a["launch_cpus"]) <= node0 for a in arms)
+    if kind == "process":  # the partner's own metrics, measured in its own process
+        assert arms[1]["samples_per_s"] == pytest.approx(float(np.median(arms[1]["trial_samples_per_s"])))
