@@ -127,6 +127,7 @@ PAIRED_PART = """CASE WHEN c.arm_node IS NOT DISTINCT FROM c.reference_node AND 
                     THEN 'host memory kind (pinned vs pageable, same node)'
                     WHEN c.kind = 'memory' THEN 'DMA (host memory remote, thread local)'
                     WHEN c.kind = 'thread' THEN 'CPU side (thread remote, memory local)'
+                    WHEN c.kind = 'process' THEN 'whole process (CPU and all memory remote)'
                     ELSE c.kind END"""
 
 

@@ -117,3 +117,15 @@ def test_records_without_paired_load_as_before(tmp_path):
     assert _rows(db, "SELECT placement_mode, count(*) AS n FROM filled_runs GROUP BY ALL") == [{"placement_mode": "process", "n": 7}]
     (pen,) = _rows(db, "SELECT throughput_penalty, status FROM numa_penalty")
     assert pen["status"] == "measured" and pen["throughput_penalty"] == pytest.approx(0.2, abs=0.02)
+
+
+def test_process_arms_measure_the_whole_penalty_never_adjusted(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    paired = planted.paired_block("process", [1000.0, 950.0], seed=5)
+    paired["comparisons"][0]["adjusted"] = {"ratio": 1.0, "low": 0.99, "high": 1.01, "mde": 0.01, "slope": 0.5}  # wrongly given
+    planted.paired_run(folder, "f1.process", paired)
+    numa_db.load_runs([folder], db)
+    (pen,) = _rows(db, "SELECT * FROM paired_penalty")
+    assert pen["part"] == "whole process (CPU and all memory remote)"
+    assert pen["adjusted_penalty"] is None and pen["verdict"] == "measured"
+    assert pen["penalty_low"] < 0.05 < pen["penalty_high"]
