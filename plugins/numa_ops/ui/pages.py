@@ -107,10 +107,11 @@ def sql_page(root: str, presets: Iterable[Preset], sql: str, limit: int, timeout
     elif result is not None:
         head = "".join(f"<th>{escape(c)}</th>" for c in result.columns)
         body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in result.rows)
-        more = f" (first {limit}; more rows were left out)" if result.truncated else ""
+        more = f" (first {len(result.rows)}; more rows were left out)" if result.truncated else ""
+        cut = f"<p class=error id=cut>{escape(result.cut)}</p>" if result.cut else ""
         csv = f'{root}sql.csv?q={quote(sql)}&limit={limit}&timeout_s={timeout_s:g}'
         out = (f"<h2>{len(result.rows)} row(s){more} in {result.seconds:.2f} s</h2>"
-               f'<p><a href="{csv}" id=csv download>Download CSV</a></p>'
+               f'{cut}<p><a href="{csv}" id=csv download>Download CSV</a></p>'
                f"<table id=result><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     note = ("<p class=muted>Read-only: one SELECT at a time on the latest published copy of "
             "<code>numa_lab.duckdb</code> (updated after every load); no files, extensions or ATTACH.</p>")
