@@ -47,6 +47,21 @@ def _resume_folder(dag_id: str, run_id: str) -> str | None:
     return folder if isinstance(folder, str) and folder else None
 
 
+def _refusal(dag_id: str, run_id: str) -> str | None:
+    """The planner's refusal of the DAG run (``plan_runs``'s ``refused`` XCom), from Airflow's database."""
+    try:
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            rows = session.scalars(XComModel.get_many(run_id=run_id, key="refused", dag_ids=dag_id)).all()
+            found = [XComModel.deserialize_value(row) for row in rows]
+    except Exception:  # noqa: BLE001 - outside the API server (tests, scripts): no refusal to show
+        return None
+    sentences = [str(value) for value in found if value]
+    return "plan refused: " + " ".join(sentences) if sentences else None
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="numa-lab", description="Each DAG run's report and the results in SQL",
                   dependencies=[Depends(airflow_user)], docs_url=None, redoc_url=None, openapi_url=None)
@@ -62,9 +77,10 @@ def create_app() -> FastAPI:
         outputs = paths.outputs_dir()
         names = runs.folders_of_run(dag_id, run_id, outputs, _resume_folder(dag_id, run_id))
         folders = [runs.read_folder(outputs / name) for name in names]
-        if len(folders) == 1 and folders[0].has_report:
+        if len(folders) == 1 and folders[0].has_report and not folders[0].refused:
             return RedirectResponse(f"{_root(request)}files/{quote(folders[0].report)}", status_code=307)
-        return HTMLResponse(pages.run_page(_root(request), dag_id, run_id, folders),
+        refusal = None if folders else _refusal(dag_id, run_id)
+        return HTMLResponse(pages.run_page(_root(request), dag_id, run_id, folders, refusal),
                             status_code=200 if folders else 404, headers=NO_STORE)
 
     @app.get("/files/{relative:path}")

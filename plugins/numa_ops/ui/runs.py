@@ -19,7 +19,11 @@ from numa_ops import paths
 
 _FOLDER = re.compile(r"^(?P<name>.+)_(?P<time>\d{8}T\d{6})_(?P<digest>[0-9a-f]{6})(?:_(?P<host>[A-Za-z0-9_.-]+))?$")
 REPORT = "report/index.html"
-ALL_RUNS_REPORT = "report/index.html"  # under outputs/ itself: the cumulative report
+REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused after its plan was written
+SUMMARY_FILES = ("experiment_summary.json", "plan.json", "estimate.json")
+ALL_RUNS_REPORT = "report/index.html"
+REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused after its plan was written
+SUMMARY_FILES = ("experiment_summary.json", "plan.json", "estimate.json")  # under outputs/ itself: the cumulative report
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class RunFolder:
     gate_passed: bool | None
     gate_summary: str | None
     has_report: bool
+    dag_run: str | None = None
+    overrides: tuple[str, ...] = ()  # the form's overrides and sweeps (or a CLI run's overrides)
+    num_samples: tuple[int, ...] = ()  # each distinct experiment.test.num_samples the plan holds
+    refused: str | None = None  # the sentence of a request refused after the plan was written
+    files: tuple[str, ...] = ()  # which of SUMMARY_FILES exist
 
     @property
     def report(self) -> str:
@@ -51,7 +60,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_folder(folder: Path) -> RunFolder:
     """A run folder's plan, summary and gate verdict, parsed into a :class:`RunFolder`."""
-    plan, summary, gate = (_read_json(folder / f) for f in ("plan.json", "experiment_summary.json", "gate.json"))
+    plan, summary, gate, refused = (_read_json(folder / f)
+                                    for f in ("plan.json", "experiment_summary.json", "gate.json", REFUSED))
+    params = plan.get("params") if isinstance(plan.get("params"), dict) else {}
+    overrides = [*(params.get("overrides") or []), *(params.get("sweeps") or [])] if params else plan.get("overrides") or []
     return RunFolder(
         name=folder.name,
         phase=plan.get("phase"),
@@ -62,7 +74,20 @@ def read_folder(folder: Path) -> RunFolder:
         gate_passed=gate.get("passed") if gate else None,
         gate_summary=gate.get("summary") if gate else None,
         has_report=(folder / REPORT).is_file(),
+        dag_run=plan.get("dag_run"),
+        overrides=tuple(str(o) for o in overrides),
+        num_samples=_num_samples(plan),
+        refused=refused.get("sentence") if refused else None,
+        files=tuple(name for name in SUMMARY_FILES if (folder / name).is_file()),
     )
+
+
+def _num_samples(plan: dict[str, Any]) -> tuple[int, ...]:
+    """The distinct ``test.num_samples`` of the plan's studies, smallest first."""
+    studies = plan.get("studies") if isinstance(plan.get("studies"), dict) else {}
+    found = {config.get("test", {}).get("num_samples") for configs in studies.values() if isinstance(configs, list)
+             for config in configs if isinstance(config, dict) and isinstance(config.get("test"), dict)}
+    return tuple(sorted(n for n in found if isinstance(n, int)))
 
 
 def run_folders(outputs: Path | None = None) -> list[RunFolder]:

@@ -202,3 +202,44 @@ def test_no_absolute_server_path_in_an_answer(auth_client, tokens, outputs, sql)
     answer = page.split("<h2>", 1)[1]  # the answer, below the form that echoes the query
     assert "&lt;outputs&gt;" in answer or "~" in answer
     assert str(outputs.resolve()) not in answer and str(Path.home()) not in answer
+
+
+def _refused_folder(outputs, run_id: str = "manual__refused") -> str:
+    """A run folder planned by ``phase_tasks.plan_runs`` for ``run_id`` and refused over its budget."""
+    from datetime import UTC, datetime
+
+    from numa_ops import results
+    from numa_ops.pipeline import folder_name
+
+    name = folder_name("phase1", datetime(2026, 11, 29, 6, tzinfo=UTC), token=f"{DAG_ID}|{run_id}")
+    results.write_json_atomic(outputs / name / "plan.json", {
+        "phase": DAG_ID, "dag_run": run_id, "created_at": "2026-11-29T06:00:01+00:00", "runs": 3840,
+        "params": {"overrides": ["experiment.test.batch_size=8"], "sweeps": ["experiment.test.dtype=fp16,fp32"],
+                   "num_samples": 500},
+        "studies": {"main": [{"test": {"num_samples": 500}}, {"test": {"num_samples": 500}}]}})
+    results.write_json_atomic(outputs / name / "estimate.json", {"runs": 3840})
+    results.write_json_atomic(outputs / name / "refused.json", {
+        "sentence": "plan refused: phase1_framework_validation is estimated at 9.00 GPU-hours, over its max_gpu_hours "
+                    "of 2 in phases.yaml; nothing was started", "dag_run": run_id})
+    return name
+
+
+def test_a_refused_run_shows_its_sentence_on_its_tab_and_the_nav_page(auth_client, tokens, outputs):
+    name = _refused_folder(outputs)
+    tab = auth_client.get(f"/numa-lab/runs/{DAG_ID}/manual__refused", headers=bearer(tokens["viewer"]))
+    assert tab.status_code == 200 and "refused" in tab.text and "over its max_gpu_hours of 2" in tab.text
+    assert "no report yet" not in tab.text
+    nav = auth_client.get("/numa-lab/", headers=bearer(tokens["viewer"])).text
+    row = nav.split(f"<td>{name}</td>", 1)[1].split("</tr>", 1)[0]
+    assert "refused" in row and "over its max_gpu_hours of 2" in row
+    assert "experiment_summary.json" not in row and f"{name}/estimate.json" in row  # only links that lead somewhere
+
+
+def test_each_run_folder_shows_its_dag_run_overrides_and_samples(auth_client, tokens, outputs):
+    name = _refused_folder(outputs)
+    nav = auth_client.get("/numa-lab/", headers=bearer(tokens["viewer"])).text
+    row = nav.split(f"<td>{name}</td>", 1)[1].split("</tr>", 1)[0]
+    for shown in (DAG_ID, "manual__refused", "experiment.test.batch_size=8", "experiment.test.dtype=fp16,fp32", "500"):
+        assert shown in row
+    tab = auth_client.get(f"/numa-lab/runs/{DAG_ID}/manual__refused", headers=bearer(tokens["viewer"])).text
+    assert "DAG run manual__refused" in tab and "num_samples 500" in tab and "experiment.test.batch_size=8" in tab
