@@ -194,3 +194,9 @@ def test_dockerfile():
     assert pins["apache-airflow"] == "3.3.2" and pins["torch"] == "2.14.1"
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "outputs", ".env"} <= set(ignored)
+
+
+def test_every_published_port_answers_on_localhost_unless_told(compose):
+    for name, service in compose["services"].items():
+        for port in _ports(service):
+            assert port.startswith("${") and ":-127.0.0.1}:" in port, f"{name} publishes {port} on every interface"
