@@ -158,10 +158,10 @@ def plan_runs(
         check_cost(dag_id, phase, cost)
     except ValueError as exc:
         print(f"plan refused: {exc}")  # first, before the plan and the estimate it was refused on
-        _print_plan(folder_path, studies, lanes, turns, cost.lines())
+        _print_plan(folder_path, studies, lanes, turns, cost.lines("GPU" if topology.get("gpus") else "CPU"))
         refuse_plan(exc, ti, folder_path, dag_run.run_id)
     (folder_path / REFUSED).unlink(missing_ok=True)  # a folder refused before, resumed within budget now
-    _print_plan(folder_path, studies, lanes, turns, cost.lines())
+    _print_plan(folder_path, studies, lanes, turns, cost.lines("GPU" if topology.get("gpus") else "CPU"))
     return [replace(turn, host=topology["host"], queue=host).to_json() for turn in turns]
 
 

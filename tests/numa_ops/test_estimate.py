@@ -195,7 +195,10 @@ def test_dry_run_prints_the_estimate_and_runs_nothing(configs_dir, outputs_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "dry run: 2 runs on 1 lane(s)" in out and "estimate: 2 runs on 1 lane(s), 1 worker start(s)" in out
-    assert "GPU time" in out and "wall time" in out
+    from numa_ops.topology import discover
+
+    device = "GPU" if discover().gpus else "CPU"  # no "GPU time" on a host without a GPU
+    assert f"{device} time" in out and f"{device}-hours" in out and "wall time" in out
     assert "worker" not in result.stderr and list(outputs_dir.iterdir()) == []  # no run folder, no records, no database
 
 
