@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from numa_ops import paths
+from numa_ops.run_request import RunRequest
 
 _FOLDER = re.compile(r"^(?P<name>.+)_(?P<time>\d{8}T\d{6})_(?P<digest>[0-9a-f]{6})(?:_(?P<host>[A-Za-z0-9_.-]+))?$")
 REPORT = "report/index.html"
@@ -62,8 +63,7 @@ def read_folder(folder: Path) -> RunFolder:
     """A run folder's plan, summary and gate verdict, parsed into a :class:`RunFolder`."""
     plan, summary, gate, refused = (_read_json(folder / f)
                                     for f in ("plan.json", "experiment_summary.json", "gate.json", REFUSED))
-    params = plan.get("params") if isinstance(plan.get("params"), dict) else {}
-    overrides = [*(params.get("overrides") or []), *(params.get("sweeps") or [])] if params else plan.get("overrides") or []
+    request = RunRequest.from_plan(plan)
     return RunFolder(
         name=folder.name,
         phase=plan.get("phase"),
@@ -74,20 +74,12 @@ def read_folder(folder: Path) -> RunFolder:
         gate_passed=gate.get("passed") if gate else None,
         gate_summary=gate.get("summary") if gate else None,
         has_report=(folder / REPORT).is_file(),
-        dag_run=plan.get("dag_run"),
-        overrides=tuple(str(o) for o in overrides),
-        num_samples=_num_samples(plan),
+        dag_run=request.dag_run,
+        overrides=request.overrides,
+        num_samples=request.num_samples,
         refused=refused.get("sentence") if refused else None,
         files=tuple(name for name in SUMMARY_FILES if (folder / name).is_file()),
     )
-
-
-def _num_samples(plan: dict[str, Any]) -> tuple[int, ...]:
-    """The distinct ``test.num_samples`` of the plan's studies, smallest first."""
-    studies = plan.get("studies") if isinstance(plan.get("studies"), dict) else {}
-    found = {config.get("test", {}).get("num_samples") for configs in studies.values() if isinstance(configs, list)
-             for config in configs if isinstance(config, dict) and isinstance(config.get("test"), dict)}
-    return tuple(sorted(n for n in found if isinstance(n, int)))
 
 
 def run_folders(outputs: Path | None = None) -> list[RunFolder]:
