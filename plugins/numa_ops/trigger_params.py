@@ -10,8 +10,8 @@ from airflow.sdk import Param
 
 from numa_ops.config import available_experiments
 from numa_ops.phases import Phase
+from numa_ops.trigger_form import COUNT_FORMAT, folder_format
 from numa_ops.trigger_form import FORMAT as OVERRIDE_FORMAT
-from numa_ops.trigger_form import folder_format
 
 # Overrides never reach a shell (argv lists only); shell characters are refused anyway. Plain spaces
 # are allowed, as the override grammar allows them inside lists and mappings: [{name: t, depth: 2}].
@@ -32,7 +32,8 @@ def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | Non
     """The form's fields for ``phase``; with GPU hosts configured, a ``hosts`` field to choose among them.
 
     ``num_samples`` keeps its range in ``allOf``, where the browser's number field does not see it: that
-    field would otherwise clamp -5 to 1 and run it; here the API server refuses it with the range.
+    field would otherwise clamp -5 to 1 and run it; here the API server refuses it with the range (in one
+    sentence where the ``numa-lab-num-samples`` format is registered).
     With ``dag_id``, the resume ``folder`` is checked against outputs/ where the format is registered."""
     # format first: the planner's own message for what it refuses without the host (numa_ops.trigger_form)
     override = {"type": "string", "format": OVERRIDE_FORMAT, "pattern": OVERRIDE_PATTERN, "maxLength": 500}
@@ -62,7 +63,8 @@ def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | Non
             description="e.g. experiment.test.batch_size=4,8,16,32 (cartesian over keys).",
         ),
         "num_samples": Param(
-            None, type=["null", "integer"], allOf=[{"minimum": 1, "maximum": MAX_NUM_SAMPLES}], title="num_samples",
+            None, type=["null", "integer"], format=COUNT_FORMAT, allOf=[{"minimum": 1, "maximum": MAX_NUM_SAMPLES}],
+            title="num_samples",
             description=f"Shortcut for experiment.test.num_samples: a whole number from 1 to {MAX_NUM_SAMPLES:,}.",
         ),
         "update_asset": Param(

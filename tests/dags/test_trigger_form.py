@@ -9,11 +9,11 @@ import pytest
 def registered():
     """The format registered, as the Airflow plugin does in the API server; unregistered afterwards."""
     from jsonschema import FormatChecker
-    from numa_ops.trigger_form import FOLDER_FORMAT, FORMAT, register
+    from numa_ops.trigger_form import COUNT_FORMAT, FOLDER_FORMAT, FORMAT, register
 
     register()
     yield
-    for name in [n for n in FormatChecker.checkers if n == FORMAT or n.startswith(FOLDER_FORMAT)]:
+    for name in [n for n in FormatChecker.checkers if n in (FORMAT, COUNT_FORMAT) or n.startswith(FOLDER_FORMAT)]:
         FormatChecker.checkers.pop(name)
 
 
@@ -138,7 +138,10 @@ def test_num_samples_out_of_range_is_refused_not_clamped(phase2, value):
     from airflow.exceptions import ParamValidationError
     from airflow.sdk.definitions.param import ParamValidationError as SdkParamValidationError
 
-    with pytest.raises((ParamValidationError, SdkParamValidationError), match="Invalid input for param num_samples"):
+    with pytest.raises((ParamValidationError, SdkParamValidationError), match="Invalid input for param num_samples") as err:
         _validate(phase2, {"num_samples": value})
+    if not isinstance(value, str):  # a number: the sentence alone, not the schema
+        assert str(err.value).endswith(f"num_samples must be a whole number from 1 to 10,000,000 (got {value}); "
+                                       "it is refused, not rounded or clamped")
     schema = phase2.params.get_param("num_samples").schema
     assert "minimum" not in schema and "maximum" not in schema  # the browser's number field would clamp to them
