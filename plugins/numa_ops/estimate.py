@@ -129,7 +129,7 @@ def read_past_records(database: Path | None = None, lock_timeout_s: float = 0.5)
         return PastRecords(note="duckdb is not installed here")
     database = Path(database or db.db_path())
     if not database.is_file():
-        return PastRecords(note=f"no results database at {database}")
+        return PastRecords(note=f"no results database ({Path(database).name}) yet")
     try:
         with db.read_connection(database, lock_timeout_s) as con:
             if not db.table_exists(con, "runs"):

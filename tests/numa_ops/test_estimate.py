@@ -86,7 +86,7 @@ def test_records_match_on_the_gpus_name(configs_dir, tmp_path, planted, gpu_name
 def test_without_records_the_cost_model_and_why(configs_dir, tmp_path, cpu_host):
     lanes = _lanes(configs_dir, cpu_host)
     cost = estimate.estimate_plan(lanes, 1, {}, estimate.read_past_records(tmp_path / "none.duckdb"))
-    assert cost.from_records == 0 and cost.basis.startswith("cost model (no results database at")
+    assert cost.from_records == 0 and cost.basis.startswith("cost model (no results database (none.duckdb) yet)")
     assert cost.gpu_s == pytest.approx(sum(estimate.model_run_seconds(s) for s in distinct_runs(lanes)))
     assert (cost.runs, cost.lanes, cost.worker_starts) == (2, 1, 1)
 

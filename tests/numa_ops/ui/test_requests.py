@@ -70,8 +70,9 @@ def test_a_png_is_served_as_an_image(auth_client, tokens, outputs):
     ("/numa-lab/files/numa_lab.duckdb", 403, "only .csv, .html"),
     ("/numa-lab/files/.hidden.json", 400, "hidden"),
     ("/numa-lab/files/nothing.html", 404, "not found"),
+    ("/numa-lab/files/latest.json", 403, "latest.json holds the server's own paths and is not served"),
 ], ids=["encoded", "encoded-parts", "encoded-slash", "double-encoded", "report-then-up", "symlink-file",
-        "symlink-folder", "database-file", "hidden", "missing"])
+        "symlink-folder", "database-file", "hidden", "missing", "latest-json"])
 def test_hostile_paths_are_refused(auth_client, tokens, path, status, words):
     resp = auth_client.get(path, headers=bearer(tokens["viewer"]))
     assert resp.status_code == status and words in resp.json()["detail"], resp.text
