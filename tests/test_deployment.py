@@ -83,7 +83,7 @@ def test_official_layout(compose):
 def _ports(service: dict[str, Any]) -> list[str]:
     out = []
     for p in service.get("ports", []):
-        out.append(f"{p.get('published')}:{p['target']}" if isinstance(p, dict) else str(p))
+        out.append(f"{p.get('published')}:{p['target']}" if isinstance(p, dict) else str(p).removesuffix("/tcp"))
     return out
 
 
@@ -194,3 +194,11 @@ def test_dockerfile():
     assert pins["apache-airflow"] == "3.3.2" and pins["torch"] == "2.14.1"
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "outputs", ".env"} <= set(ignored)
+
+
+def test_every_published_port_answers_on_localhost_unless_told(compose):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            bound = port.get("host_ip") == "127.0.0.1" if isinstance(port, dict) else (
+                str(port).startswith("127.0.0.1:") or (str(port).startswith("${") and ":-127.0.0.1}:" in str(port)))
+            assert bound, f"{name} publishes {port} on every interface"

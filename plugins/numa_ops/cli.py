@@ -87,7 +87,7 @@ def _estimate(lanes: list[Lane], topo: Topology, folder_path: Path | None = None
     from numa_ops import estimate, results
 
     cost = estimate.estimate_plan(lanes, lanes[0].max_workers, estimate.gpu_names_of(topo), estimate.read_past_records())
-    print("\n".join(cost.lines()))
+    print("\n".join(cost.lines("GPU" if topo.gpus else "CPU")))
     if folder_path is not None:
         results.write_json_atomic(folder_path / "estimate.json", cost.to_json())
 
@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="run an experiment without Airflow")
     run_parser.add_argument(
         "overrides", nargs=argparse.REMAINDER,
-        help="[-m] experiment=NAME and overrides, e.g. experiment.test.batch_size=4,8 [--zip KEY1,KEY2]",
+        help="[-m] [--dry-run] experiment=NAME and overrides, e.g. experiment.test.batch_size=4,8 [--zip KEY1,KEY2]; "
+        "--dry-run prints the plan and its estimate and runs nothing",
     )
     where_parser = sub.add_parser("where", help="where the last phase run's results are")
     where_parser.add_argument("--airflow-rc", type=int, default=None)

@@ -149,7 +149,7 @@ def build_phase_dag(dag_id: str) -> DAG:
         start_date=datetime(2026, 1, 1),
         catchup=False,
         tags=["numa-lab", *phase.tags],
-        params=_params(phase, hosts),
+        params=_params(phase, hosts, dag_id),
         max_active_runs=1,
         default_args={"retries": 0},
         # a cron-scheduled sweep would start at once on its first unpause; it waits for a person instead

@@ -140,7 +140,7 @@ def read_past_records(database: Path | None = None, lock_timeout_s: float = 0.5)
         return PastRecords(note="duckdb is not installed here")
     database = Path(database or db.db_path())
     if not database.is_file():
-        return PastRecords(note=f"no results database at {database}")
+        return PastRecords(note=f"no results database ({Path(database).name}) yet")
     try:
         with db.read_connection(database, lock_timeout_s) as con:
             if not db.table_exists(con, "runs"):
@@ -193,10 +193,10 @@ class PlanEstimate:
                 "per_run": [{"run_id": k, "gpu_s": round(v, 1), "basis": "records" if k in self.run_from_records else "model"}
                             for k, v in self.run_s.items()]}
 
-    def lines(self) -> list[str]:
-        """The estimate as a person reads it."""
+    def lines(self, device: str = "GPU") -> list[str]:
+        """The estimate as a person reads it; ``device`` "CPU" on a host without a GPU."""
         return [f"estimate: {self.runs} runs on {self.lanes} lane(s), {self.worker_starts} worker start(s)",
-                f"  GPU time {_hms(self.gpu_s + self.startup_s)} ({self.gpu_hours:.2f} GPU-hours: runs "
+                f"  {device} time {_hms(self.gpu_s + self.startup_s)} ({self.gpu_hours:.2f} {device}-hours: runs "
                 f"{_hms(self.gpu_s)}, worker starts {_hms(self.startup_s)})",
                 f"  wall time {_hms(self.wall_s)}",
                 f"  basis: {self.basis}"]

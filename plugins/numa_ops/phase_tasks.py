@@ -90,12 +90,39 @@ def run_folder_name(dag_id: str, params: Mapping[str, Any], dag_run: Any, host: 
     return safe_name(f"{folder}_{host}", "folder") if host else folder
 
 
-def refuse_plan(exc: Exception, ti: Any) -> NoReturn:
+REFUSED = "refused.json"  # in a run folder whose latest request was refused after its plan was written
+
+
+def check_form(dag_id: str, params: Mapping[str, Any], host: str | None) -> None:
+    """Refuse what the form's own schema cannot: keys it does not have, no study (and no experiment) chosen,
+    a resume folder that is not this phase's nor a free name (raises ValueError with the sentence)."""
+    from numa_ops.resume_folder import check
+    from numa_ops.trigger_params import form_fields
+
+    known = form_fields([host] if host else None)
+    unknown = sorted(k for k in set(params) - set(known) if not (k == "hosts" and params[k] is None))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} in the DAG run's conf; the form's "
+                         f"fields are: {', '.join(known)}")
+    if not params.get("studies") and not params.get("experiment"):
+        raise ValueError("no study chosen: choose at least one of the phase's studies, or set an experiment")
+    if params.get("folder"):
+        check(params["folder"], dag_id, [host] if host else None)
+
+
+def refuse_plan(exc: Exception, ti: Any, folder_path: Path | None = None, run_id: str | None = None) -> NoReturn:
     """Fail planning with the planner's message as the task log's last line (no retry would change it),
-    leaving the message in XCom (``refused``) for the gate's own last line."""
+    leaving the message in XCom (``refused``) for the gate's own last line; a run folder already written
+    is marked refused (``refused.json``) with the same sentence, for the UI."""
+    from numa_ops import results
+
+    sentence = f"plan refused: {exc}"
+    if folder_path is not None and (folder_path / "plan.json").is_file():
+        results.write_json_atomic(folder_path / REFUSED, {"sentence": sentence, "dag_run": run_id,
+                                                          "refused_at": results.now()})
     ti.xcom_push(key="refused", value=str(exc))
-    print(f"plan refused: {exc}")
-    raise AirflowFailException(f"plan refused: {exc}") from None
+    print(sentence)
+    raise AirflowFailException(sentence) from None
 
 
 def plan_runs(
@@ -105,14 +132,16 @@ def plan_runs(
     """Validate the request against the phase's studies and the host; write the plan.
 
     Returns one device turn (as JSON) per measure task, each naming the host whose topology it was planned
-    on and the queue (``host``) serving it. A refusal (config, override, path; or an absent GPU or node)
-    fails the task through :func:`refuse_plan`.
+    on and the queue (``host``) serving it. A refusal (form, config, override, path; an absent GPU or node;
+    the cost over ``max_gpu_hours``) fails the task through :func:`refuse_plan`, its sentence first in the log.
     """
+    from numa_ops import paths
     from numa_ops.pipeline import OutputsError, write_plan
     from numa_ops.plan import device_turns
     from numa_ops.topology import Topology
 
     try:
+        check_form(dag_id, params, host)
         studies = study_configs(phase, studies_on_host(phase, host, params), form_overrides(params),
                                 params.get("experiment") or None)
     except ValueError as exc:
@@ -120,37 +149,46 @@ def plan_runs(
     folder = run_folder_name(dag_id, params, dag_run, host)
     try:
         folder_path, lanes = write_plan(folder, studies, Topology.from_dict(topology),
-                                        {"phase": dag_id, "params": dict(params)})
+                                        {"phase": dag_id, "dag_run": dag_run.run_id, "params": dict(params)})
         turns = device_turns(lanes, phase.max_lanes)
     except (ValueError, OutputsError) as exc:
-        refuse_plan(exc, ti)
-    _print_plan(folder_path, studies, lanes, turns)
+        refuse_plan(exc, ti, paths.outputs_dir() / folder, dag_run.run_id)
+    cost = estimate_cost(phase, lanes, topology, folder_path)
     try:
-        check_cost(dag_id, phase, lanes, topology, folder_path)
+        check_cost(dag_id, phase, cost)
     except ValueError as exc:
-        refuse_plan(exc, ti)
+        print(f"plan refused: {exc}")  # first, before the plan and the estimate it was refused on
+        _print_plan(folder_path, studies, lanes, turns, cost.lines("GPU" if topology.get("gpus") else "CPU"))
+        refuse_plan(exc, ti, folder_path, dag_run.run_id)
+    (folder_path / REFUSED).unlink(missing_ok=True)  # a folder refused before, resumed within budget now
+    _print_plan(folder_path, studies, lanes, turns, cost.lines("GPU" if topology.get("gpus") else "CPU"))
     return [replace(turn, host=topology["host"], queue=host).to_json() for turn in turns]
 
 
-def check_cost(dag_id: str, phase: Phase, lanes: list[Lane], topology: dict[str, Any], folder_path: Path) -> None:
-    """Log what the plan will cost, keep it as ``estimate.json`` in the plan folder, and refuse (raise
-    :class:`numa_ops.estimate.OverBudget`) a plan over the phase's ``max_gpu_hours``."""
+def estimate_cost(phase: Phase, lanes: list[Lane], topology: dict[str, Any], folder_path: Path) -> Any:
+    """What the plan will cost, kept as ``estimate.json`` in the plan folder."""
     from numa_ops import estimate, results
     from numa_ops.topology import Topology
 
     cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(Topology.from_dict(topology)),
                                   estimate.read_past_records())
-    for line in cost.lines():
-        print(line)
     results.write_json_atomic(folder_path / "estimate.json", {**cost.to_json(), "max_gpu_hours": phase.max_gpu_hours})
+    return cost
+
+
+def check_cost(dag_id: str, phase: Phase, cost: Any) -> None:
+    """Refuse (raise :class:`numa_ops.estimate.OverBudget`) a plan over the phase's ``max_gpu_hours``."""
+    from numa_ops import estimate
+
     estimate.check_budget(cost, phase.max_gpu_hours, dag_id)
 
 
-def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Lane], turns: list[DeviceTurn]) -> None:
-    """The plan in plan_runs's log: runs, studies, lanes, and which lanes a device's task takes in turn."""
+def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Lane], turns: list[DeviceTurn],
+                cost_lines: list[str]) -> None:
+    """The plan in plan_runs's log: runs, studies, lanes, which lanes a device's task takes in turn, the estimate."""
     from numa_ops.plan import count_runs
 
-    print(f"plan: {count_runs(lanes)} runs of {len(studies)} studies on {len(lanes)} lane(s) into {folder_path}")
+    print(f"plan: {count_runs(lanes)} runs of {len(studies)} studies on {len(lanes)} lane(s) into outputs/{folder_path.name}")
     for study, configs in studies.items():
         print(f"  study {study}: {len(configs)} sweep point(s)")
     for lane in lanes:
@@ -158,6 +196,8 @@ def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list
     for turn in turns:
         if turn.name != turn.lanes[0].name:  # a device's lanes, one task, in the plan's order (repeats ABBA, patterns)
             print(f"  task {turn.name}: lanes in turn: {', '.join(lane.name for lane in turn.lanes)}")
+    for line in cost_lines:
+        print(line)
 
 
 def load_duckdb(plans: Any) -> dict[str, Any]:

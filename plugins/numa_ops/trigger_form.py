@@ -18,6 +18,8 @@ from __future__ import annotations
 from jsonschema import FormatChecker, ValidationError
 
 FORMAT = "numa-lab-override"
+COUNT_FORMAT = "numa-lab-num-samples"  # a whole number in range, refused in one sentence (no schema dump)
+FOLDER_FORMAT = "numa-lab-folder"  # + ":<dag_id>": the resume folder, checked against outputs/ (numa_ops.resume_folder)
 BASE_EXPERIMENT = "quick_test"  # what an override is tried on when the form does not say
 
 
@@ -47,7 +49,46 @@ def _across_settings(value: str, message: str) -> bool:
     return all(key.startswith(loc + ".") or key.startswith(loc + "[") for loc in locations)
 
 
+def check_num_samples(value: object) -> bool:
+    """True for a whole number from 1 to ``MAX_NUM_SAMPLES`` (None and other types: the schema's "type"
+    decides); a ValidationError with one sentence otherwise."""
+    from numa_ops.trigger_params import MAX_NUM_SAMPLES
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value != int(value) or not 1 <= value <= MAX_NUM_SAMPLES:
+            raise ValidationError(f"num_samples must be a whole number from 1 to {MAX_NUM_SAMPLES:,} (got {value}); "
+                                  "it is refused, not rounded or clamped")
+    return True
+
+
+def folder_format(dag_id: str) -> str:
+    return f"{FOLDER_FORMAT}:{dag_id}"
+
+
+def folder_checker(dag_id: str, hosts: list[str]):
+    """The check of phase ``dag_id``'s resume folder: a ValidationError with the refusal's sentence."""
+    from numa_ops.resume_folder import check
+
+    def check_folder(value: object) -> bool:
+        if isinstance(value, str):
+            try:
+                check(value, dag_id, hosts)
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from None
+        return True
+
+    return check_folder
+
+
 def register() -> None:
-    """Make ``format: numa-lab-override`` known to every jsonschema FormatChecker made from now on."""
+    """Make ``format: numa-lab-override`` and each phase's ``numa-lab-folder:<dag_id>`` known to every
+    jsonschema FormatChecker made from now on."""
+    from numa_ops.hosts import configured_hosts
+    from numa_ops.phases import load_phases
+
     FormatChecker.checkers[FORMAT] = (check_override, ())
+    FormatChecker.checkers[COUNT_FORMAT] = (check_num_samples, ())
+    hosts = configured_hosts()
+    for dag_id in load_phases():
+        FormatChecker.checkers[folder_format(dag_id)] = (folder_checker(dag_id, hosts), ())
 

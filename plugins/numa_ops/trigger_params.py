@@ -10,6 +10,7 @@ from airflow.sdk import Param
 
 from numa_ops.config import available_experiments
 from numa_ops.phases import Phase
+from numa_ops.trigger_form import COUNT_FORMAT, folder_format
 from numa_ops.trigger_form import FORMAT as OVERRIDE_FORMAT
 
 # Overrides never reach a shell (argv lists only); shell characters are refused anyway. Plain spaces
@@ -18,8 +19,22 @@ OVERRIDE_PATTERN = r"^experiment(\.|\[|=)[^\t\n\r\f\v;&|`$<>]*$"
 FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 
-def phase_params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Param]:
-    """The form's fields for ``phase``; with GPU hosts configured, a ``hosts`` field to choose among them."""
+MAX_NUM_SAMPLES = 10_000_000
+
+
+def form_fields(hosts: list[str] | None = None) -> list[str]:
+    """The names the form (and a DAG run's conf) may hold."""
+    return ["studies", "experiment", "overrides", "sweeps", "num_samples", "update_asset", "folder",
+            *(["hosts"] if hosts else [])]
+
+
+def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | None = None) -> dict[str, Param]:
+    """The form's fields for ``phase``; with GPU hosts configured, a ``hosts`` field to choose among them.
+
+    ``num_samples`` keeps its range in ``allOf``, where the browser's number field does not see it: that
+    field would otherwise clamp -5 to 1 and run it; here the API server refuses it with the range (in one
+    sentence where the ``numa-lab-num-samples`` format is registered).
+    With ``dag_id``, the resume ``folder`` is checked against outputs/ where the format is registered."""
     # format first: the planner's own message for what it refuses without the host (numa_ops.trigger_form)
     override = {"type": "string", "format": OVERRIDE_FORMAT, "pattern": OVERRIDE_PATTERN, "maxLength": 500}
     params = {
@@ -29,7 +44,8 @@ def phase_params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Para
             items={"type": "string", "enum": list(phase.studies)},
             uniqueItems=True,
             title="Studies",
-            description="Which of the phase's studies (the plan's commands) to run.",
+            description="Which of the phase's studies (the plan's commands) to run: at least one, unless an "
+            "experiment is set below.",
         ),
         "experiment": Param(
             None,
@@ -47,8 +63,9 @@ def phase_params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Para
             description="e.g. experiment.test.batch_size=4,8,16,32 (cartesian over keys).",
         ),
         "num_samples": Param(
-            None, type=["null", "integer"], minimum=1, maximum=10_000_000, title="num_samples",
-            description="Shortcut for experiment.test.num_samples.",
+            None, type=["null", "integer"], format=COUNT_FORMAT, allOf=[{"minimum": 1, "maximum": MAX_NUM_SAMPLES}],
+            title="num_samples",
+            description=f"Shortcut for experiment.test.num_samples: a whole number from 1 to {MAX_NUM_SAMPLES:,}.",
         ),
         "update_asset": Param(
             False, type="boolean", title="Update the phase's Asset",
@@ -57,7 +74,9 @@ def phase_params(phase: Phase, hosts: list[str] | None = None) -> dict[str, Para
         ),
         "folder": Param(
             None, type=["null", "string"], pattern=FOLDER_PATTERN, title="Resume folder",
-            description="Re-use this run folder: runs already complete there are skipped.",
+            description="Re-use this run folder of this phase (runs already complete there are skipped), or name "
+            "a new one; names outputs/ already holds otherwise (report, numa_lab.duckdb, ...) are refused.",
+            **({"format": folder_format(dag_id)} if dag_id else {}),
         ),
     }
     if hosts:

@@ -9,11 +9,12 @@ import pytest
 def registered():
     """The format registered, as the Airflow plugin does in the API server; unregistered afterwards."""
     from jsonschema import FormatChecker
-    from numa_ops.trigger_form import FORMAT, register
+    from numa_ops.trigger_form import COUNT_FORMAT, FOLDER_FORMAT, FORMAT, register
 
     register()
     yield
-    FormatChecker.checkers.pop(FORMAT, None)
+    for name in [n for n in FormatChecker.checkers if n in (FORMAT, COUNT_FORMAT) or n.startswith(FOLDER_FORMAT)]:
+        FormatChecker.checkers.pop(name)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,49 @@ def test_a_check_across_settings_is_left_to_the_planner(configs_dir, override):
     from numa_ops.trigger_form import check_override
 
     assert check_override(override) is True
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        pytest.param("report", "outputs/report is numa-lab's own (the all-runs report)", id="all-runs-report"),
+        pytest.param("numa_lab.duckdb", "outputs/numa_lab.duckdb is numa-lab's own", id="database"),
+        pytest.param("latest.json", "outputs/latest.json is numa-lab's own", id="latest"),
+        pytest.param("notes", "outputs/notes exists and is not a run folder", id="other-folder"),
+        pytest.param("p1", "outputs/p1 is a run folder of phase1_framework_validation, not of phase2_numa_locality",
+                     id="other-phases-folder"),
+        pytest.param("../up", "is not allowed", id="traversal"),
+    ],
+)
+def test_the_form_refuses_a_folder_that_is_not_the_phases_nor_free(phase2, outputs_dir, folder, message):
+    from airflow.exceptions import ParamValidationError
+    from airflow.sdk.definitions.param import ParamValidationError as SdkParamValidationError
+    from numa_ops import results
+
+    (outputs_dir / "notes").mkdir()
+    results.write_json_atomic(outputs_dir / "p1" / "plan.json", {"phase": "phase1_framework_validation"})
+    with pytest.raises((ParamValidationError, SdkParamValidationError), match="Invalid input for param folder") as err:
+        _validate(phase2, {"folder": folder})
+    assert message in str(err.value)
+
+
+def test_the_form_takes_the_phases_own_folder_or_a_new_name(phase2, outputs_dir):
+    from numa_ops import results
+
+    results.write_json_atomic(outputs_dir / "p2" / "plan.json", {"phase": "phase2_numa_locality"})
+    assert _validate(phase2, {"folder": "p2"})["folder"] == "p2"
+    assert _validate(phase2, {"folder": "a_new_name"})["folder"] == "a_new_name"
+
+
+@pytest.mark.parametrize("value", [-5, 0, 100_000_000_000, 2.5, "abc"], ids=["negative", "zero", "too-many", "fraction", "text"])
+def test_num_samples_out_of_range_is_refused_not_clamped(phase2, value):
+    from airflow.exceptions import ParamValidationError
+    from airflow.sdk.definitions.param import ParamValidationError as SdkParamValidationError
+
+    with pytest.raises((ParamValidationError, SdkParamValidationError), match="Invalid input for param num_samples") as err:
+        _validate(phase2, {"num_samples": value})
+    if not isinstance(value, str):  # a number: the sentence alone, not the schema
+        assert str(err.value).endswith(f"num_samples must be a whole number from 1 to 10,000,000 (got {value}); "
+                                       "it is refused, not rounded or clamped")
+    schema = phase2.params.get_param("num_samples").schema
+    assert "minimum" not in schema and "maximum" not in schema  # the browser's number field would clamp to them

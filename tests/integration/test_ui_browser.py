@@ -1,6 +1,8 @@
 """The numa-lab pages in a real browser (Playwright, the system's headless Chromium, no network) against one
 real ``airflow standalone``: a Phase 1 run's "NUMA report" tab draws its charts, the nav page lists the run
-folder, the SQL page runs a preset; without a login, and on a path out of ``outputs/``, the app refuses.
+folder, the SQL page runs a preset; without a login, and on a path out of ``outputs/``, the app refuses; the
+trigger form refuses (never clamps) an out-of-range num_samples and a reserved folder, creating no DAG run;
+a run refused at planning shows the refusal on its tab.
 
 ``NUMA_LAB_UI_SCREENSHOTS=<folder>`` saves the tab, the nav page and the SQL page there as PNGs.
 """
@@ -30,7 +32,7 @@ from tests.integration.conftest import (
     standalone,
     wait_for_dags,
 )
-from tests.integration.test_airflow_route import wait_done
+from tests.integration.test_airflow_route import trigger, wait_done
 
 pytestmark = pytest.mark.integration
 playwright = pytest.importorskip("playwright.sync_api")
@@ -210,3 +212,52 @@ def test_the_lane_and_report_tasks_link_to_the_report(site, task_id):
     path = f"/api/v2/dags/{P1}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
     links = call("GET", path + ("?map_index=0" if task_id == "measure" else ""), token, base=base)["extra_links"]
     assert links["NUMA report"] == f"/numa-lab/runs/{P1}/{quote(run_id, safe='')}"
+
+
+def open_trigger_form(page, base: str):
+    """Phase 1's trigger dialog, its fields drawn."""
+    page.set_default_timeout(120_000)
+    page.goto(f"{base}/dags/{P1}")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("input[name=element_num_samples]").wait_for()
+    return dialog
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("num_samples", "-5", "num_samples must be a whole number from 1 to 10,000,000 (got -5)"),
+    ("num_samples", "100000000000", "num_samples must be a whole number from 1 to 10,000,000 (got 100000000000)"),
+    ("folder", "report", "outputs/report is numa-lab's own (the all-runs report)"),
+    ("folder", "numa_lab.duckdb", "outputs/numa_lab.duckdb is numa-lab's own"),
+], ids=["negative-samples", "too-many-samples", "all-runs-report-folder", "database-folder"])
+def test_the_form_refuses_and_makes_no_run(site, page, field, value, said):
+    base, token = site[0], site[1]
+    before = len(dag_runs(token, P1, base=base))
+    dialog = open_trigger_form(page, base)
+    box = dialog.locator(f"input[name=element_{field}]")
+    box.fill(value)
+    dialog.get_by_text("Resume folder").click()  # leave the field, as a person does
+    assert box.input_value() == value  # kept as typed: not clamped into the range
+    dialog.get_by_role("button", name="Trigger").click()
+    page.get_by_text(said).first.wait_for(timeout=60_000)
+    shot(page, f"form_refuses_{field}.png")
+    assert len(dag_runs(token, P1, base=base)) == before
+
+
+def test_the_number_field_takes_no_letters(site, page):
+    box = open_trigger_form(page, site[0]).locator("input[name=element_num_samples]")
+    box.fill("12")
+    box.press_sequentially("abc")
+    assert box.input_value() == "12"
+
+
+def test_a_run_refused_at_planning_shows_the_refusal_on_its_tab(site, page):
+    base, token = site[0], site[1]
+    run_id = trigger(token, P1, {"overrides": ["experiment.hardware.numa_nodes=[5]"]}, base)  # the host decides
+    assert wait_done(token, P1, run_id, base) == "failed"
+    page.goto(f"{base}/dags/{P1}/runs/{quote(run_id, safe='')}/plugin/numa-report")
+    frame = numa_lab_frame(page)
+    frame.locator("#refused").wait_for(timeout=30_000)
+    text = frame.locator("#refused").inner_text()
+    assert text.startswith("plan refused: ") and "NUMA node [5] not found" in text
+    shot(page, "refused_run_tab.png")

@@ -109,3 +109,9 @@ def test_where_ends_with_the_gates_sentence(outputs_dir, capsys, passed, rc):
     results.write_json_atomic(folder / "gate.json", {"passed": passed, "sentence": sentence, "summary": "s"})
     assert cli.where(None) == rc
     assert capsys.readouterr().out.rstrip().splitlines()[-1] == sentence
+
+
+def test_run_help_names_the_dry_run():
+    result = subprocess.run([sys.executable, "-m", "numa_ops", "run", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "--dry-run" in result.stdout

@@ -255,3 +255,50 @@ def test_compare_baseline_keeps_each_hosts_series(configs_dir, outputs_dir):
     hosts = [_night(outputs_dir, "n2_gpu-a", 100.0, "gpu-a"), _night(outputs_dir, "n2_gpu-b", 50.0, "gpu-b")]
     compared = phase_tasks.compare_baseline("nightly_sweep", nightly, hosts)
     assert {host: c["baseline"] for host, c in compared["hosts"].items()} == {"gpu-a": "n1_gpu-a", "gpu-b": "n1_gpu-b"}
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        pytest.param({"num_sample": 500}, "unknown field(s) 'num_sample' in the DAG run's conf; the form's fields are: "
+                     "studies, experiment, overrides, sweeps, num_samples, update_asset, folder", id="unknown-key"),
+        pytest.param({"experiment": None, "studies": []}, "no study chosen", id="no-study"),
+        pytest.param({"folder": "report"}, "outputs/report is numa-lab's own (the all-runs report)", id="report"),
+        pytest.param({"folder": "numa_lab.duckdb"}, "outputs/numa_lab.duckdb is numa-lab's own", id="database"),
+        pytest.param({"folder": "latest.json"}, "outputs/latest.json is numa-lab's own", id="latest"),
+        pytest.param({"folder": "notes.txt"}, "outputs/notes.txt exists and is not a run folder", id="a-file"),
+        pytest.param({"folder": "other"}, "is a run folder of phase2_numa_locality, not of", id="other-phase"),
+    ],
+)
+def test_a_bad_form_is_refused_before_anything_is_written(configs_dir, outputs_dir, capsys, form, message):
+    (outputs_dir / "notes.txt").write_text("mine")
+    results.write_json_atomic(outputs_dir / "other" / "plan.json", {"phase": "phase2_numa_locality"})
+    before = sorted(p.name for p in outputs_dir.rglob("*"))
+    ti = _TI()
+    with pytest.raises(AirflowFailException, match="plan refused: ") as refused:
+        _plan(ti=ti, **form)
+    assert message in str(refused.value) and message in ti.pushed["refused"]
+    printed = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("topology: ")]
+    assert printed == [f"plan refused: {ti.pushed['refused']}"]  # the plan_runs task's one line
+    assert sorted(p.name for p in outputs_dir.rglob("*")) == before
+
+
+def test_a_run_folder_of_the_phase_is_resumed(configs_dir, outputs_dir):
+    (folder,) = phase_tasks.planned_folders(_plan(folder="mine"))
+    assert folder == "mine"
+    assert phase_tasks.planned_folders(_plan(folder="mine")) == ["mine"]
+
+
+def test_a_plan_over_budget_is_marked_refused_and_says_so_first(configs_dir, outputs_dir, capsys):
+    phase = load_phases()[PHASE1].model_copy(update={"max_gpu_hours": 1e-6})
+    ti = _TI()
+    params = {**FORM, "experiment": "tiny", "folder": "costly"}
+    with pytest.raises(AirflowFailException, match="over its max_gpu_hours"):
+        phase_tasks.plan_runs(PHASE1, phase, phase_tasks.discover_topology(), params, _dag_run(), ti)
+    lines = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("topology: ")]
+    sentence = f"plan refused: {ti.pushed['refused']}"
+    assert lines[0] == sentence and lines[-1] == sentence and any(line.startswith("estimate: ") for line in lines)
+    marked = json.loads((outputs_dir / "costly" / phase_tasks.REFUSED).read_text())
+    assert marked == {"sentence": sentence, "dag_run": "manual__1", "refused_at": marked["refused_at"]}
+    phase_tasks.plan_runs(PHASE1, load_phases()[PHASE1], phase_tasks.discover_topology(), params, _dag_run(), ti)
+    assert not (outputs_dir / "costly" / phase_tasks.REFUSED).exists()  # resumed within budget: no longer refused

@@ -18,6 +18,7 @@ from numa_ops import analysis, db
 from numa_ops.report import charts, guide, page
 from numa_ops.report.format import varying
 from numa_ops.report.read import ReportData, read_report_data
+from numa_ops.run_request import RunRequest
 
 __all__ = ["ReportData", "draw_charts", "numa_penalties", "read_report_data", "write_report"]
 
@@ -73,7 +74,9 @@ def write_report(
     The database is read once under its lock (a load running in another process is waited for, up to
     ``lock_timeout_s``: ``db.StoreBusyError`` past it) and let go before anything is computed or written.
     """
-    data = read_report_data(database or db.db_path(), folder, run_folder or _run_folder_of(out_dir, folder), lock_timeout_s)
+    run_folder = run_folder or _run_folder_of(out_dir, folder)
+    data = read_report_data(database or db.db_path(), folder, run_folder, lock_timeout_s)
+    asked = RunRequest.of_folder(run_folder).sentence() if run_folder is not None else None
     lanes = analysis.lane_intervals(data.lanes)
     penalties = numa_penalties(data)
     laws = analysis.scaling_laws(data.law_points)
@@ -82,7 +85,7 @@ def write_report(
     for name, chart in drawn.items():
         chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
     index = out_dir / "index.html"
-    index.write_text(page.page_html(title, page.header_html(title, data, topology, folder is not None), drawn,
+    index.write_text(page.page_html(title, page.header_html(title, data, topology, folder is not None, asked), drawn,
                                      page.footer_html(data, lanes, penalties, laws)))
     guide.write_guide(out_dir, data, laws, topology)
     (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(lanes), "failed": len(data.failures),

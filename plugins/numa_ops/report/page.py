@@ -266,10 +266,13 @@ def estimate_against_actual_html(estimate: dict[str, Any] | None, actual: pd.Dat
             + table_html(table, "data estimate"))
 
 
-def header_html(title: str, data: ReportData, topology: dict[str, Any] | None, scoped: bool) -> str:
-    """The top of the page: the title, the gate's verdict, the host's topology, the notes."""
+def header_html(title: str, data: ReportData, topology: dict[str, Any] | None, scoped: bool,
+                asked: str | None = None) -> str:
+    """The top of the page: the title, what the run folder was asked for (phase, DAG run, samples,
+    overrides), the gate's verdict, the host's topology, the notes."""
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes(data, topology))
-    return (f"<h1>{html.escape(title)}</h1>{gate_html(data.gate, scoped)}{topology_html(topology)}"
+    request = f'<p class="request" id="request">{html.escape(asked)}</p>' if asked else ""
+    return (f"<h1>{html.escape(title)}</h1>{request}{gate_html(data.gate, scoped)}{topology_html(topology)}"
             f"<ul class=\"notes\">{items}</ul>")
 
 

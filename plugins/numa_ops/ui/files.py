@@ -3,7 +3,8 @@
 A path is refused before it touches the disk if any part is empty, ``.`` or ``..``, hidden, or still
 holds a ``%`` or a backslash after the URL was decoded (an encoded traversal such as ``%252e%252e%252f``);
 it is then resolved, symlinks included, and must stay inside the outputs folder (``paths.inside``).
-Only report-like files are served: pages, images, JSON, CSV and text.
+Only report-like files are served: pages, images, JSON, CSV and text; not ``latest.json``, the shell's
+pointer to the last run, which holds the server's absolute paths.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ SERVED = {
     ".json": "application/json", ".csv": "text/csv; charset=utf-8", ".md": "text/plain; charset=utf-8",
     ".txt": "text/plain; charset=utf-8", ".log": "text/plain; charset=utf-8",
 }
+
+
+NOT_SERVED = "latest.json"  # numa_ops.pipeline.LATEST
 
 
 class RefusedPath(ValueError):
@@ -39,6 +43,8 @@ def resolve(relative: str, outputs: Path | None = None) -> Path:
         path = paths.inside(outputs, *parts)
     except paths.UnsafePathError:
         raise RefusedPath(f"refused: {relative!r} leads outside the outputs folder", 403) from None
+    if parts == [NOT_SERVED]:
+        raise RefusedPath(f"refused: {NOT_SERVED} holds the server's own paths and is not served", 403)
     if path.suffix.lower() not in SERVED:
         raise RefusedPath(f"refused: only {', '.join(sorted(SERVED))} files are served, not {relative!r}", 403)
     if not path.is_file():

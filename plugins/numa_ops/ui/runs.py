@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from numa_ops import paths
+from numa_ops.run_request import RunRequest
 
 _FOLDER = re.compile(r"^(?P<name>.+)_(?P<time>\d{8}T\d{6})_(?P<digest>[0-9a-f]{6})(?:_(?P<host>[A-Za-z0-9_.-]+))?$")
 REPORT = "report/index.html"
-ALL_RUNS_REPORT = "report/index.html"  # under outputs/ itself: the cumulative report
+REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused after its plan was written
+SUMMARY_FILES = ("experiment_summary.json", "plan.json", "estimate.json")
+ALL_RUNS_REPORT = "report/index.html"
+REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused after its plan was written
+SUMMARY_FILES = ("experiment_summary.json", "plan.json", "estimate.json")  # under outputs/ itself: the cumulative report
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,11 @@ class RunFolder:
     gate_passed: bool | None
     gate_summary: str | None
     has_report: bool
+    dag_run: str | None = None
+    overrides: tuple[str, ...] = ()  # the form's overrides and sweeps (or a CLI run's overrides)
+    num_samples: tuple[int, ...] = ()  # each distinct experiment.test.num_samples the plan holds
+    refused: str | None = None  # the sentence of a request refused after the plan was written
+    files: tuple[str, ...] = ()  # which of SUMMARY_FILES exist
 
     @property
     def report(self) -> str:
@@ -51,7 +61,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_folder(folder: Path) -> RunFolder:
     """A run folder's plan, summary and gate verdict, parsed into a :class:`RunFolder`."""
-    plan, summary, gate = (_read_json(folder / f) for f in ("plan.json", "experiment_summary.json", "gate.json"))
+    plan, summary, gate, refused = (_read_json(folder / f)
+                                    for f in ("plan.json", "experiment_summary.json", "gate.json", REFUSED))
+    request = RunRequest.from_plan(plan)
     return RunFolder(
         name=folder.name,
         phase=plan.get("phase"),
@@ -62,6 +74,11 @@ def read_folder(folder: Path) -> RunFolder:
         gate_passed=gate.get("passed") if gate else None,
         gate_summary=gate.get("summary") if gate else None,
         has_report=(folder / REPORT).is_file(),
+        dag_run=request.dag_run,
+        overrides=request.overrides,
+        num_samples=request.num_samples,
+        refused=refused.get("sentence") if refused else None,
+        files=tuple(name for name in SUMMARY_FILES if (folder / name).is_file()),
     )
 
 

@@ -1,34 +1,43 @@
-"""Read-only SQL on the results for the UI: the published copy of the DuckDB file (``db/snapshot``), opened
-read-only with the file system, extension loading and configuration changes disabled, one SELECT at a time,
-with a row limit and a time limit. It never waits for a load, nor holds one up."""
+"""Read-only SQL on the results for the UI: the published copy of the DuckDB file (``db/snapshot``), queried in
+a process of its own (``ui/sql_sandbox``), capped in memory, threads, rows, bytes and time, one SELECT at a time.
+It never waits for a load, nor holds one up.
+
+The time limit covers the whole request: the process is killed when it runs out, whatever it was doing.
+At most ``MAX_QUERIES`` run at once; one more is answered "busy" at once.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from filelock import FileLock, Timeout
 
 from numa_ops import settings
 from numa_ops.db import connection, snapshot
+from numa_ops.ui import sql_sandbox
 
 DATABASE_DOC = settings.REPO_ROOT / "docs" / "database.md"
 MAX_ROWS = 10_000
 DEFAULT_ROWS = 500
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 60.0
-SANDBOX = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
-ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+PAGE_BYTES = 4 * 2**20  # the rows the SQL page shows (as JSON); the HTML around them at most a few times more
+CSV_BYTES = 16 * 2**20  # the rows a CSV answer holds
+MEMORY_MB = 256  # DuckDB's memory_limit in the query's process
+PROCESS_MB = 1024  # the query process's data memory (RLIMIT_DATA): result chunks live outside memory_limit
+THREADS = 2
+MAX_QUERIES = 2
+_SANDBOX_SCRIPT = Path(sql_sandbox.__file__)
+_running = threading.BoundedSemaphore(MAX_QUERIES)
 
 
 class QueryError(ValueError):
@@ -37,6 +46,10 @@ class QueryError(ValueError):
 
 class NotPublishedError(RuntimeError):
     """No read-only copy of the results exists yet, and a load holds the database."""
+
+
+class BusyError(RuntimeError):
+    """``MAX_QUERIES`` queries are running already."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +64,12 @@ class Preset:
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
-    truncated: bool  # more rows than the limit: only the first ``limit`` are here
+    cut: str | None  # why rows were left out (the row limit or the byte cap), as a sentence; None if none were
     seconds: float
+
+    @property
+    def truncated(self) -> bool:
+        return self.cut is not None
 
 
 def presets(doc: Path = DATABASE_DOC) -> list[Preset]:
@@ -82,47 +99,53 @@ def published_copy(database: Path | None = None) -> Path:
         raise NotPublishedError("the results are being loaded right now; try again in a moment") from None
 
 
-def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse anything but one SELECT (or EXPLAIN) statement, with a message that says so."""
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError(f"the query does not parse: {exc}") from None
-    if len(statements) != 1:
-        raise QueryError(f"one statement at a time, please (got {len(statements)})")
-    kind = statements[0].type
-    if kind not in ALLOWED:
-        raise QueryError(f"refused: only SELECT queries run here (statement type: {kind.name}); "
-                         "the results are read-only")
+def server_paths() -> list[list[str]]:
+    """The absolute paths an answer must not show, each with the name it is shown as instead."""
+    names = {str(settings.outputs_dir().resolve()): "<outputs>", str(settings.REPO_ROOT): "<numa-lab>",
+             str(Path.home()): "~"}
+    if os.environ.get("AIRFLOW_HOME"):
+        names[str(Path(os.environ["AIRFLOW_HOME"]).resolve())] = "<airflow home>"
+    return [[path, name] for path, name in names.items() if path not in ("", "/")]
+
+
+def _answer(stdout: bytes, max_bytes: int, returncode: int | None) -> tuple[list[str], list[tuple[Any, ...]], str | None]:
+    """The sandbox's answer lines as (columns, rows, cut); QueryError with its sentence if it refused."""
+    if len(stdout) > max_bytes + 2**20:  # the sandbox keeps to its cap; never trust a runaway answer
+        raise QueryError(f"refused: the answer passed the {max_bytes / 2**20:g} MB cap")
+    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    for line in lines:
+        if isinstance(line, dict) and "error" in line:
+            raise QueryError(line["error"])
+    if not lines or "columns" not in lines[0] or "cut" not in lines[-1]:
+        raise QueryError(f"the query's process ended without an answer (exit status {returncode})")
+    return lines[0]["columns"], [tuple(row) for row in lines[1:-1]], lines[-1]["cut"]
 
 
 def run_query(sql: str, limit: int = DEFAULT_ROWS, timeout_s: float = DEFAULT_TIMEOUT_S,
-              database: Path | None = None) -> QueryResult:
-    """Run ``sql`` on the published copy; at most ``limit`` rows, interrupted after ``timeout_s`` seconds."""
+              database: Path | None = None, max_bytes: int = PAGE_BYTES) -> QueryResult:
+    """Run ``sql`` on the published copy in a process of its own: at most ``limit`` rows and ``max_bytes``
+    bytes of rows (as JSON), killed after ``timeout_s`` seconds from now."""
+    start = time.monotonic()
     if not sql.strip():
         raise QueryError("empty query")
     limit = max(1, min(int(limit), MAX_ROWS))
     timeout_s = max(0.1, min(float(timeout_s), MAX_TIMEOUT_S))
-    con = duckdb.connect(str(published_copy(database)), read_only=True, config=SANDBOX)
-    timed_out = threading.Event()
-
-    def interrupt() -> None:
-        timed_out.set()
-        con.interrupt()
-
-    timer = threading.Timer(timeout_s, interrupt)
-    start = time.monotonic()
+    request = {"sql": sql, "database": str(published_copy(database)), "limit": limit,
+               "max_bytes": max(1024, min(int(max_bytes), CSV_BYTES)), "memory_mb": MEMORY_MB,
+               "process_mb": PROCESS_MB, "threads": THREADS, "names": server_paths()}
+    if not _running.acquire(blocking=False):
+        raise BusyError(f"{MAX_QUERIES} queries are running already; try again in a moment")
     try:
-        check_statement(con, sql)
-        timer.start()
-        cursor = con.execute(sql)
-        columns = [d[0] for d in cursor.description or []]
-        rows = cursor.fetchmany(limit + 1)
-    except duckdb.Error as exc:
-        if timed_out.is_set():
+        proc = subprocess.Popen([sys.executable, "-I", str(_SANDBOX_SCRIPT)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            stdout, _ = proc.communicate(json.dumps(request).encode(),
+                                         timeout=max(0.01, timeout_s - (time.monotonic() - start)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
             raise QueryError(f"stopped after the time limit of {timeout_s:g} s; narrow the query") from None
-        raise QueryError(f"{type(exc).__name__}: {exc}") from None
     finally:
-        timer.cancel()
-        con.close()
-    return QueryResult(columns, [tuple(r) for r in rows[:limit]], len(rows) > limit, time.monotonic() - start)
+        _running.release()
+    columns, rows, cut = _answer(stdout, request["max_bytes"], proc.returncode)
+    return QueryResult(columns, rows, cut, time.monotonic() - start)

@@ -368,3 +368,16 @@ def test_pinned_and_pageable_runs_are_fitted_apart(tmp_path):
     assert "(eager, 32px, batch 4, pageable host memory, 4 models)" in guide and "params^0.500" in guide
     fastest = [line for line in guide.splitlines() if line.startswith("- **p")]
     assert fastest and all("host memory" in line for line in fastest)  # every answer names which one
+
+
+def test_a_folders_report_says_what_it_was_asked_for(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    results.write_json_atomic(folder / "runs" / "f1.bad.json", record("f1.bad", success=False))
+    results.write_json_atomic(folder / "plan.json", {
+        "phase": "phase2_numa_locality", "dag_run": "manual__2026-12-01", "params": {
+            "overrides": ["experiment.test.batch_size=8"], "sweeps": [], "num_samples": 300},
+        "studies": {"main": [{"test": {"num_samples": 300}}]}, "lanes": []})
+    numa_db.load_runs([folder], db)
+    page = report.write_report(folder / "report", "t", database=db, folder="f1").read_text()
+    assert ('<p class="request" id="request">phase phase2_numa_locality, DAG run manual__2026-12-01, '
+            "num_samples 300, overrides: experiment.test.batch_size=8</p>") in page
