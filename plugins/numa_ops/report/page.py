@@ -17,6 +17,7 @@ from numa_ops.analysis import has_both, host_memory
 from numa_ops.report.format import interval, reason_text, table_html
 from numa_ops.report.guide import verdict_text
 from numa_ops.report.read import ReportData
+from numa_ops.roles import MEANING
 
 STYLE = """<style>body{font-family:sans-serif;margin:1.5em} table.data{border-collapse:collapse;font-size:12px}
 table.data td,table.data th{border:1px solid #ccc;padding:2px 6px} .gate-passed{color:#060} .gate-failed{color:#b00}
@@ -71,8 +72,11 @@ def _cpu_list(cpus: list[int] | None) -> str | None:
 
 
 def notes(data: ReportData, topology: dict[str, Any] | None) -> list[str]:
-    """What a reader must know before the numbers: the host's own notes, CPU runs, failures, pooled settings."""
+    """What a reader must know before the numbers: the host's own notes, studies it skipped, CPU runs, failures,
+    pooled settings."""
     out = list((topology or {}).get("notes", []))
+    out += [f"Study {s['study']} was not run: this host cannot give it {MEANING.get(s['role'], s['role'])} "
+            f"({s['reason']})." for s in data.skipped_studies]
     lanes = data.lanes
     if len(lanes) and (lanes["device"] == "cpu").any():
         out.append("Runs on device cpu: there is no host-to-device copy, so H2D and D2H are not measured; "
