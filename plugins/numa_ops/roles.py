@@ -44,7 +44,7 @@ class SkippedStudy:
         return asdict(self)
 
     def line(self) -> str:
-        return f"study {self.study} ({MEANING[self.role]}) skipped: {self.reason}"
+        return f"study {self.study} ({MEANING.get(self.role, self.role)}) skipped: {self.reason}"
 
 
 def _gpu_list(ids: list[int]) -> str:
