@@ -39,8 +39,9 @@ def four_gpu_host(gpu_name: str):
 
 def whole_plan(gpu_name: str) -> None:
     from numa_ops import estimate
-    from numa_ops.phases import load_phases, study_configs
+    from numa_ops.phases import load_phases
     from numa_ops.plan import build_plan
+    from numa_ops.roles import resolve_studies
 
     topo = four_gpu_host(gpu_name)
     total_h = total_wall = 0.0
@@ -50,7 +51,7 @@ def whole_plan(gpu_name: str) -> None:
     for name, phase in load_phases().items():
         if phase.schedule:  # the nightly sweep is not part of the plan
             continue
-        lanes = build_plan(name, study_configs(phase), topo, run_seconds=estimate.model_run_seconds)
+        lanes = build_plan(name, resolve_studies(phase, topo).configs, topo, run_seconds=estimate.model_run_seconds)
         cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(topo))
         total_h += cost.gpu_hours
         total_wall += cost.wall_s

@@ -29,15 +29,19 @@ def main() -> int:
     args = parser.parse_args()
 
     from numa_ops import pipeline, results
-    from numa_ops.phases import load_phases, study_configs
+    from numa_ops.phases import load_phases
     from numa_ops.plan import count_runs
+    from numa_ops.roles import resolve_studies
     from numa_ops.topology import discover
 
     topo, phases, folders = discover(), load_phases(), []
     for name in args.phases:
-        studies = study_configs(phases[name], None, args.extra)
+        studies = resolve_studies(phases[name], topo, None, args.extra)
+        for skipped in studies.skipped:
+            print(skipped.line())
         folder = pipeline.folder_name(name.split("_")[0])
-        folder_path, lanes = pipeline.write_plan(folder, studies, topo, {"phase": name, "extra": args.extra})
+        folder_path, lanes = pipeline.write_plan(folder, studies.configs, topo,
+                                                 {"phase": name, "extra": args.extra, **studies.plan_fields()})
         folders.append(folder_path)
         t0 = time.perf_counter()
         pipeline.run_lanes(lanes, folder_path, max_workers=len(lanes), log=lambda _: None)

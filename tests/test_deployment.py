@@ -29,7 +29,7 @@ def _as_written() -> dict[str, Any]:
 def _resolved(profiles: list[str]) -> dict[str, Any]:
     exe = shutil.which("docker-compose")
     if not exe:
-        pytest.skip("Debian's docker-compose is not installed (.ci/run installs it)")
+        pytest.skip("needs Debian's docker-compose (./numa-lab test installs it when run as root)")
     argv = [exe, "-f", str(COMPOSE), "--env-file", str(REPO / ".env.example")]
     argv += [arg for profile in profiles for arg in ("--profile", profile)]
     out = subprocess.run([*argv, "config"], capture_output=True, text=True, cwd=REPO)
@@ -39,6 +39,8 @@ def _resolved(profiles: list[str]) -> dict[str, Any]:
 
 @pytest.fixture(params=["as written", "resolved", "resolved celery"])
 def compose(request) -> dict[str, Any]:
+    """The file as written, and as Compose reads it offline with .env.example (``docker-compose config``: a file
+    it cannot read fails here): one GPU host, and the Celery deployment with its template GPU host."""
     if request.param == "as written":
         return _as_written()
     return _resolved(["celery", "gpu-a"] if "celery" in request.param else [])
@@ -178,7 +180,7 @@ def test_env_example_provides_every_required_variable():
 
 def test_env_is_not_committed():
     if not (REPO / ".git").exists():
-        pytest.skip("not a git checkout")
+        pytest.skip("needs a git checkout")
     assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO).returncode == 0
 
 

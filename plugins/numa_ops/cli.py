@@ -13,10 +13,12 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from numa_ops import paths, pipeline
 from numa_ops.config import ConfigError
+from numa_ops.estimate import OverBudget
 from numa_ops.plan import PlanError, count_runs
 from numa_ops.topology import PlacementError, discover
 
 if TYPE_CHECKING:
+    from numa_ops.roles import SkippedStudy
     from numa_ops.specs import Lane
     from numa_ops.supervise import LaneOutcome
     from numa_ops.topology import Topology
@@ -37,7 +39,8 @@ class RunArgs(NamedTuple):
 
 ZIP_USAGE = "--zip needs two or more keys: --zip KEY1,KEY2"
 # what refuses a run before anything is measured: exit status 2, the message on stderr
-REFUSALS = (UsageError, ConfigError, PlacementError, PlanError, paths.UnsafePathError, pipeline.OutputsError)
+REFUSALS = (UsageError, ConfigError, PlacementError, PlanError, OverBudget, paths.UnsafePathError,
+            pipeline.OutputsError)
 
 
 def _zip_group(value: str | None) -> list[str]:
@@ -92,6 +95,70 @@ def _estimate(lanes: list[Lane], topo: Topology, folder_path: Path | None = None
         results.write_json_atomic(folder_path / "estimate.json", cost.to_json())
 
 
+def take_phase(args: list[str]) -> tuple[str | None, list[str]]:
+    """``--phase NAME`` (or ``--phase=NAME``) out of ``run``'s arguments: the phase's studies instead of an experiment."""
+    phase, rest = None, []
+    items = iter(args)
+    for arg in items:
+        if arg == "--phase":
+            phase = next(items, None)
+            if not phase:
+                raise UsageError("--phase needs a phase of phases.yaml: --phase NAME")
+        elif arg.startswith("--phase="):
+            phase = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return phase, rest
+
+
+def run_phase(name: str, request: RunArgs, topo: Topology) -> int:
+    """A phase's studies as phases.yaml defines them, each role resolved on this host (a study it cannot give the
+    role of is skipped, saying why), the extra overrides added to every study; measured, or with ``--dry-run``
+    planned and estimated only. Over the phase's ``max_gpu_hours``: refused (2)."""
+    from numa_ops import estimate, results
+    from numa_ops.estimate import model_run_seconds
+    from numa_ops.phases import load_phases
+    from numa_ops.plan import build_plan
+    from numa_ops.roles import resolve_studies
+
+    phases = load_phases()
+    if name not in phases:
+        raise UsageError(f"unknown phase {name!r}; phases: {', '.join(phases)}")
+    if request.zip_keys:
+        raise UsageError("--zip is for an experiment's sweeps; a phase's studies zip their keys in phases.yaml")
+    phase = phases[name]
+    studies = resolve_studies(phase, topo, None, request.overrides)
+    configs = studies.runnable(topo.host)
+    folder = pipeline.folder_name(name.split("_")[0])
+    if request.dry_run:
+        lanes = build_plan(folder, configs, topo, run_seconds=model_run_seconds)
+        print(f"dry run of {name}: {count_runs(lanes)} runs of {len(configs)} studies on {len(lanes)} lane(s), "
+              "nothing is written or run")
+        folder_path = None
+    else:
+        folder_path, lanes = pipeline.write_plan(folder, configs, topo,
+                                                 {"phase": name, "overrides": request.overrides, **studies.plan_fields()})
+        print(f"plan: {count_runs(lanes)} runs of {len(configs)} studies on {len(lanes)} lane(s) into {folder_path}")
+    for lane in lanes:
+        print(f"  lane {lane.name}: {len(lane.runs)} runs")
+    cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(topo), estimate.read_past_records())
+    print("\n".join([*cost.lines(), *(f"  {s.line()}" for s in studies.skipped)]))
+    estimate.check_budget(cost, phase.max_gpu_hours, name)
+    if folder_path is None:
+        return 0
+    results.write_json_atomic(folder_path / "estimate.json", {**cost.to_json(), "max_gpu_hours": phase.max_gpu_hours,
+                                                              **studies.plan_fields()})
+    return _measure_and_finish(lanes, folder_path)
+
+
+def _measure_and_finish(lanes: list[Lane], folder_path: Path) -> int:
+    """Measure every lane, load DuckDB and write the reports; 1 if any run failed."""
+    outcomes = _measure(lanes, folder_path)
+    pipeline.summarize_and_load(folder_path)
+    print(json.dumps(pipeline.write_reports(folder_path), indent=2))
+    return 1 if any(o.failed for o in outcomes) else 0
+
+
 def dry_run(request: RunArgs, topo: Topology) -> int:
     """Plan without writing or running anything; print the lanes and the estimate."""
     from numa_ops.config import load_experiment, split_experiment
@@ -112,8 +179,11 @@ def run(args: list[str]) -> int:
     """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded, 2 if refused.
     With ``--dry-run``: the plan and its estimate only."""
     try:
+        phase, args = take_phase(args)
         request = parse_run_args(args)
         topo = discover()
+        if phase:
+            return run_phase(phase, request, topo)
         if request.dry_run:
             return dry_run(request, topo)
         folder_path, lanes = pipeline.prepare("", request.overrides, topo, zip_keys=request.zip_keys)
@@ -122,10 +192,7 @@ def run(args: list[str]) -> int:
         return 2
     print(f"plan: {count_runs(lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
     _estimate(lanes, topo, folder_path)
-    outcomes = _measure(lanes, folder_path)
-    pipeline.summarize_and_load(folder_path)
-    print(json.dumps(pipeline.write_reports(folder_path), indent=2))
-    return 1 if any(o.failed for o in outcomes) else 0
+    return _measure_and_finish(lanes, folder_path)
 
 
 def where(airflow_rc: int | None) -> int:
@@ -142,6 +209,10 @@ def where(airflow_rc: int | None) -> int:
             print(f"  {key:24} {value}")
     print(f"  runs: {summary['successful_runs']} succeeded, {summary['failed_runs']} failed, "
           f"{summary['missing_runs']} missing of {summary['planned_runs']} planned")
+    for summary_file in info["experiment_summary_json"] if isinstance(info["experiment_summary_json"], list) else [
+            info["experiment_summary_json"]]:
+        for skipped in _skipped_in(Path(summary_file)):
+            print(f"  {skipped.line()}")
     print("\nTry:")
     results_json = info["results_json"] if isinstance(info["results_json"], list) else [info["results_json"]]
     print(f"  jq '.[] | {{run_id, duration, success, gpu_id, numa_node}}' {' '.join(results_json)}")
@@ -182,6 +253,13 @@ def _tolerance(value: str) -> float:
     if not 0 <= number < 1:
         raise argparse.ArgumentTypeError(f"the tolerance is a fraction in [0, 1), e.g. 0.02 (got {value})")
     return number
+def _skipped_in(summary_file: Path) -> list[SkippedStudy]:
+    """The studies a run folder's summary says its host skipped."""
+    from numa_ops.roles import SkippedStudy
+
+    if not summary_file.is_file():
+        return []
+    return [SkippedStudy(**s) for s in json.loads(summary_file.read_text()).get("skipped_studies") or []]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="run an experiment without Airflow")
     run_parser.add_argument(
         "overrides", nargs=argparse.REMAINDER,
-        help="[-m] [--dry-run] experiment=NAME and overrides, e.g. experiment.test.batch_size=4,8 [--zip KEY1,KEY2]; "
-        "--dry-run prints the plan and its estimate and runs nothing",
+        help="[-m] experiment=NAME and overrides, e.g. experiment.test.batch_size=4,8 [--zip KEY1,KEY2]; or "
+        "--phase NAME [overrides]: a phase's studies; --dry-run: the plan and its estimate only",
     )
     where_parser = sub.add_parser("where", help="where the last phase run's results are")
     where_parser.add_argument("--airflow-rc", type=int, default=None)

@@ -31,6 +31,7 @@ from numa_ops.hosts import configured_hosts
 from numa_ops.operators import NumaLaneOperator
 from numa_ops.phase_assets import not_the_phase, phase_alias, phase_asset, update_phase_asset
 from numa_ops.phases import Phase, load_phases
+from numa_ops.roles import MEANING
 from numa_ops.trigger_params import phase_params as _params
 
 __all__ = ["build_phase_dag", "not_the_phase", "phase_alias", "phase_asset"]
@@ -46,6 +47,7 @@ def _phase_doc(dag_id: str, phase: Phase, phases: dict[str, Phase] | None = None
     studies = "\n".join(
         f"- `{name}`: `experiment={study.experiment}` {' '.join(f'`{o}`' for o in study.overrides)}"
         + (f" (zipped: {study.zip})" if study.zip else "")
+        + (f" on {MEANING[study.role]} of the host (skipped where it has none)" if study.role else "")
         for name, study in phase.studies.items()
     )
     after = ", ".join(f"`{a}`" for a in phase.after) or "nothing (trigger by hand)"

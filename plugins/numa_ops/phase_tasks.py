@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from numa_ops.phases import Phase, study_configs
+from numa_ops.phases import Phase
 from numa_ops.specs import DeviceTurn, Lane
 
 # The engine's modules are imported inside the task bodies: a DAG file parses without them.
@@ -138,41 +138,49 @@ def plan_runs(
     from numa_ops import paths
     from numa_ops.pipeline import OutputsError, write_plan
     from numa_ops.plan import device_turns
+    from numa_ops.roles import resolve_studies
     from numa_ops.topology import Topology
 
+    topo = Topology.from_dict(topology)
     try:
         check_form(dag_id, params, host)
-        studies = study_configs(phase, studies_on_host(phase, host, params), form_overrides(params),
-                                params.get("experiment") or None)
+        resolved = resolve_studies(phase, topo, studies_on_host(phase, host, params), form_overrides(params),
+                                   params.get("experiment") or None)
+        studies = resolved.runnable(topo.host)
     except ValueError as exc:
         refuse_plan(exc, ti)
     folder = run_folder_name(dag_id, params, dag_run, host)
     try:
-        folder_path, lanes = write_plan(folder, studies, Topology.from_dict(topology),
-                                        {"phase": dag_id, "dag_run": dag_run.run_id, "params": dict(params)})
+        folder_path, lanes = write_plan(folder, studies, topo, {"phase": dag_id, "dag_run": dag_run.run_id,
+                                                                "params": dict(params), **resolved.plan_fields()})
         turns = device_turns(lanes, phase.max_lanes)
     except (ValueError, OutputsError) as exc:
         refuse_plan(exc, ti, paths.outputs_dir() / folder, dag_run.run_id)
-    cost = estimate_cost(phase, lanes, topology, folder_path)
+    skipped = resolved.plan_fields()["skipped_studies"]
+    cost = estimate_cost(phase, lanes, topology, folder_path, skipped)
+    cost_lines = [*cost.lines("GPU" if topology.get("gpus") else "CPU"), *skipped_lines(skipped)]
     try:
         check_cost(dag_id, phase, cost)
     except ValueError as exc:
         print(f"plan refused: {exc}")  # first, before the plan and the estimate it was refused on
-        _print_plan(folder_path, studies, lanes, turns, cost.lines("GPU" if topology.get("gpus") else "CPU"))
+        _print_plan(folder_path, studies, lanes, turns, cost_lines)
         refuse_plan(exc, ti, folder_path, dag_run.run_id)
     (folder_path / REFUSED).unlink(missing_ok=True)  # a folder refused before, resumed within budget now
-    _print_plan(folder_path, studies, lanes, turns, cost.lines("GPU" if topology.get("gpus") else "CPU"))
+    _print_plan(folder_path, studies, lanes, turns, cost_lines)
     return [replace(turn, host=topology["host"], queue=host).to_json() for turn in turns]
 
 
-def estimate_cost(phase: Phase, lanes: list[Lane], topology: dict[str, Any], folder_path: Path) -> Any:
-    """What the plan will cost, kept as ``estimate.json`` in the plan folder."""
+def estimate_cost(phase: Phase, lanes: list[Lane], topology: dict[str, Any], folder_path: Path,
+                  skipped_studies: list[dict[str, str]] | None = None) -> Any:
+    """What the plan will cost (and which studies this host skips, and why), kept as ``estimate.json`` in the
+    plan folder."""
     from numa_ops import estimate, results
     from numa_ops.topology import Topology
 
     cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(Topology.from_dict(topology)),
                                   estimate.read_past_records())
-    results.write_json_atomic(folder_path / "estimate.json", {**cost.to_json(), "max_gpu_hours": phase.max_gpu_hours})
+    results.write_json_atomic(folder_path / "estimate.json", {**cost.to_json(), "max_gpu_hours": phase.max_gpu_hours,
+                                                              "skipped_studies": list(skipped_studies or [])})
     return cost
 
 
@@ -181,6 +189,13 @@ def check_cost(dag_id: str, phase: Phase, cost: Any) -> None:
     from numa_ops import estimate
 
     estimate.check_budget(cost, phase.max_gpu_hours, dag_id)
+
+
+def skipped_lines(skipped_studies: list[dict[str, str]] | None) -> list[str]:
+    """``plan.json``'s ``skipped_studies`` as log lines: not estimated, not run, and why."""
+    from numa_ops.roles import SkippedStudy
+
+    return [f"  {SkippedStudy(**s).line()}" for s in skipped_studies or []]
 
 
 def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Lane], turns: list[DeviceTurn],
@@ -240,9 +255,9 @@ def gate(dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None =
     from numa_ops import results
     from numa_ops.gate import judge_run_folder
 
-    verdicts = [judge_run_folder(results.run_folder(folder), phase.gate, steps_failed or [])
-                for folder in planned_folders(plans)]
-    for verdict in verdicts:
+    folders = planned_folders(plans)
+    verdicts = [judge_run_folder(results.run_folder(folder), phase.gate, steps_failed or []) for folder in folders]
+    for folder, verdict in zip(folders, verdicts, strict=True):
         print(verdict["summary"])
         for line in verdict["problems"]:
             print(f"  {line}")
@@ -251,6 +266,8 @@ def gate(dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None =
             print(f"  comparison {comp['configuration']}: {mde} ({comp['basis']})")
         for line in verdict["intervals"]:
             print(f"  run {line}")
+        for line in skipped_lines(results.skipped_studies(results.run_folder(folder))):
+            print(line)
     for verdict in verdicts:  # last in the log: what failed and what to do, in one sentence each
         print(verdict["sentence"])
     failed = [v["sentence"] for v in verdicts if not v["passed"]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,6 +18,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# a study's GPUs and nodes said as what they are for, resolved on the host it runs on (numa_ops.roles)
+Role = Literal["every_gpu", "gpu_local_and_farthest", "gpus_alone_then_pairs"]
+
+
 class Study(_Strict):
     """One command of the plan: an experiment, its overrides and sweeps, and keys to zip."""
 
@@ -27,6 +31,8 @@ class Study(_Strict):
     # the hosts of NUMA_LAB_HOSTS this study runs on, each on its own GPUs (empty: every host);
     # without configured hosts there is one host and this is not used
     hosts: list[str] = []
+    # instead of fixed GPU ids and nodes in the overrides: a role, resolved on the host (numa_ops.roles)
+    role: Role | None = None
 
 
 class Gate(_Strict):
@@ -84,15 +90,28 @@ def study_configs(
     if experiment:
         name, rest = split_experiment(extra, experiment)
         return {"adhoc": load_experiment(name, rest)}
+    configs = {}
+    for name in chosen_studies(phase, studies):
+        if phase.studies[name].role:
+            raise ConfigError(f"study {name}: its GPUs and nodes are a role ({phase.studies[name].role}), resolved on "
+                              "a host: plan it with numa_ops.roles.resolve_studies")
+        configs[name] = load_study(phase, name, extra)
+    return configs
+
+
+def chosen_studies(phase: Phase, studies: list[str] | None) -> list[str]:
+    """The studies asked for (all of the phase's by default); an unknown name is refused, naming the phase's."""
     chosen = studies or list(phase.studies)
     unknown = [s for s in chosen if s not in phase.studies]
     if unknown:
         raise ConfigError(f"unknown studies {unknown}; this phase has: {', '.join(phase.studies)}")
-    configs = {}
-    for name in chosen:
-        study = phase.studies[name]
-        try:
-            configs[name] = load_experiment(study.experiment, [*study.overrides, *extra], study.zip)
-        except ConfigError as exc:
-            raise ConfigError(f"study {name}: {exc}") from None
-    return configs
+    return chosen
+
+
+def load_study(phase: Phase, name: str, extra: list[str], role_overrides: list[str] | None = None) -> list[ExperimentConfig]:
+    """One study's sweep points: its experiment with its overrides, its role's (resolved on the host), then ``extra``."""
+    study = phase.studies[name]
+    try:
+        return load_experiment(study.experiment, [*study.overrides, *(role_overrides or []), *extra], study.zip)
+    except ConfigError as exc:
+        raise ConfigError(f"study {name}: {exc}") from None

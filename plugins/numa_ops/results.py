@@ -200,15 +200,24 @@ def groups(records: list[Record]) -> list[Record]:
     return out
 
 
+def skipped_studies(folder_path: Path) -> list[Record]:
+    """The studies the folder's plan skipped on its host, each with its role and the reason (``plan.json``)."""
+    plan_file = folder_path / "plan.json"
+    if not plan_file.is_file():
+        return []
+    return list(json.loads(plan_file.read_text()).get("skipped_studies") or [])
+
+
 def finalize(folder_path: Path) -> Record:
-    """Write ``results.json`` and ``experiment_summary.json`` from the run records."""
+    """Write ``results.json`` and ``experiment_summary.json`` (with the studies the plan skipped, and why) from the
+    run records."""
     records = collect(folder_path)
     planned = None
     plan_file = folder_path / "plan.json"
     if plan_file.is_file():
         plan = json.loads(plan_file.read_text())
         planned = plan.get("runs") or len({r["run_id"] for lane in plan["lanes"] for r in lane["runs"]})
-    summary = summarize(folder_path.name, records, planned)
+    summary = {**summarize(folder_path.name, records, planned), "skipped_studies": skipped_studies(folder_path)}
     write_json_atomic(folder_path / "results.json", records)
     write_json_atomic(folder_path / "experiment_summary.json", summary)
     return summary

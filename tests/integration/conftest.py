@@ -68,7 +68,7 @@ def postgres():
     """A private PostgreSQL cluster (Debian's server, as root); yields its SQLAlchemy URL."""
     initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not initdb or os.geteuid() != 0 or not shutil.which("runuser"):
-        pytest.skip("needs Debian's postgresql package and root (.ci/run installs it)")
+        pytest.skip("needs root and Debian's postgresql (./numa-lab test installs it when run as root)")
     bindir = os.path.dirname(initdb[-1])
     data = tempfile.mkdtemp(prefix="numa-lab-pg-", dir="/tmp")
     shutil.chown(data, "postgres", "postgres")

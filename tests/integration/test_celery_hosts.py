@@ -62,7 +62,7 @@ def redis_url(tmp_path):
     """Debian's redis-server on a free port, no persistence; yields the broker URL."""
     server = shutil.which("redis-server")
     if not server:
-        pytest.skip("needs Debian's redis-server (.ci/run installs it)")
+        pytest.skip("needs redis-server (./numa-lab test installs it when run as root)")
     port = free_port()
     proc = _start([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                    "--dir", str(tmp_path)], dict(os.environ), tmp_path / "redis.log")

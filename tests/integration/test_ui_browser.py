@@ -52,7 +52,7 @@ def site(tmp_path_factory):
     """One Airflow (Phase 1 only, on the tiny experiment) with one finished Phase 1 run, triggered from its form
     after logging in through the login form: (base, token, run_id, outputs, the saved login session)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip("no system chromium")
+        pytest.skip("needs chromium (./numa-lab test installs it when run as root)")
     root = tmp_path_factory.mktemp("ui")
     configs, outputs = root / "configs", root / "outputs"
     shutil.copytree(REPO / "include" / "configs", configs)

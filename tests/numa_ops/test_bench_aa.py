@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import subprocess
@@ -112,12 +113,26 @@ def test_fallback_test_defaults_match_the_new_testconfig():
             assert dumped[key] == value, key
 
 
-@pytest.mark.skipif(not (REPO / ".bench_old" / "plugins").exists(), reason="the old version is not extracted")
-def test_fallback_test_defaults_match_the_old_testconfig():
+@pytest.fixture(scope="module")
+def old_plugins(tmp_path_factory) -> Path:
+    """The old version's plugins folder: ``.bench_old/plugins`` where extracted, else extracted from git history."""
+    extracted = REPO / ".bench_old" / "plugins"
+    if extracted.exists():
+        return extracted
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", aa.OLD_COMMIT, "plugins"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"needs the old version: a git checkout with commit {aa.OLD_COMMIT}, or .bench_old/plugins")
+    target = tmp_path_factory.mktemp("bench_old")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    return target / "plugins"
+
+
+def test_fallback_test_defaults_match_the_old_testconfig(old_plugins):
     code = ("import json; from numa_ops.config import TestConfig; print(json.dumps(TestConfig(num_samples=1, "
             "batch_size=1, tensor_shape=[3, 8, 8], memory_size_mb=1).model_dump()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=aa.worker_env(REPO / ".bench_old" / "plugins"))
+                         env=aa.worker_env(old_plugins))
     dumped = json.loads(out.stdout)
     base = {"num_samples", "batch_size", "tensor_shape", "memory_size_mb"}
     assert {k: v for k, v in dumped.items() if k not in base} == aa.TEST_DEFAULTS["old"]

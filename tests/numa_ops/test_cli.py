@@ -115,3 +115,37 @@ def test_run_help_names_the_dry_run():
     result = subprocess.run([sys.executable, "-m", "numa_ops", "run", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "--dry-run" in result.stdout
+def test_where_names_the_studies_this_host_skipped_before_the_gates_sentence(outputs_dir, capsys):
+    from numa_ops import cli, results
+
+    folder = outputs_dir / "phase6_1"
+    _latest(outputs_dir, folder)
+    skipped = {"study": "multi_gpu_patterns", "role": "gpus_alone_then_pairs", "reason": "h has 1 GPU: a pair needs two"}
+    results.write_json_atomic(folder / "experiment_summary.json", {"skipped_studies": [skipped]})
+    results.write_json_atomic(folder / "gate.json", {"passed": True, "sentence": "gate passed.", "summary": "s"})
+    assert cli.where(None) == 0
+    out = capsys.readouterr().out.rstrip().splitlines()
+    assert ("  study multi_gpu_patterns (every GPU alone, then the first GPU paired with each other) skipped: h has 1 "
+            "GPU: a pair needs two") in out[:-1] and out[-1] == "gate passed."
+
+
+def test_a_phase_dry_run_shows_what_this_host_skips_and_why(configs_dir, outputs_dir, capsys, monkeypatch):
+    """``run --dry-run --phase``: the phase's runs and estimate on this host, and each skipped study with its reason."""
+    from numa_ops import cli
+    from numa_ops.topology import NumaNode, Topology
+
+    (configs_dir / "phases.yaml").write_text(
+        "phase1_framework_validation:\n  title: t\n  goal: g\n  question: q\n  studies:\n"
+        "    tiny: {experiment: tiny}\n    pairs: {experiment: tiny, role: gpus_alone_then_pairs}\n")
+    monkeypatch.setattr(cli, "discover", lambda: Topology("cpu-host", [NumaNode(0, [0], None)], [], {0: [10]}))
+    assert cli.run(["--dry-run", "--phase", "phase1_framework_validation"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("dry run of phase1_framework_validation: 2 runs of 1 studies on 1 lane(s)")
+    assert out[-1] == ("  study pairs (every GPU alone, then the first GPU paired with each other) skipped: cpu-host "
+                       "has no GPU: a pair needs two")
+    assert any(line.startswith("estimate: 2 runs") for line in out)
+    assert not any(outputs_dir.iterdir())  # nothing written
+    assert cli.run(["--dry-run", "--phase", "phase1_framework_validation", "experiment.hardware.gpu_ids=[1]"]) == 2
+    assert "GPU [1] not found" in capsys.readouterr().err
+    assert cli.run(["--dry-run", "--phase", "nope"]) == 2
+    assert "unknown phase 'nope'; phases: phase1_framework_validation" in capsys.readouterr().err

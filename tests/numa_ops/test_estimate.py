@@ -14,8 +14,9 @@ import pytest
 from filelock import FileLock
 from numa_ops import db, estimate, phase_tasks
 from numa_ops.config import load_experiment
-from numa_ops.phases import load_phases, study_configs
+from numa_ops.phases import load_phases
 from numa_ops.plan import build_plan
+from numa_ops.roles import resolve_studies
 from numa_ops.specs import distinct_runs
 from numa_ops.topology import Gpu, NumaNode, Topology, discover
 
@@ -217,6 +218,6 @@ def test_every_phase_has_a_limit_its_own_plan_fits(configs_dir):
     topo = _host(4)
     for name, phase in load_phases().items():
         assert phase.max_gpu_hours is not None, name
-        lanes = build_plan(name, study_configs(phase), topo, run_seconds=estimate.model_run_seconds)
+        lanes = build_plan(name, resolve_studies(phase, topo).configs, topo, run_seconds=estimate.model_run_seconds)
         cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(topo))
         assert 0 < cost.gpu_hours < phase.max_gpu_hours, name

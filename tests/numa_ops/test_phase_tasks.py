@@ -302,3 +302,55 @@ def test_a_plan_over_budget_is_marked_refused_and_says_so_first(configs_dir, out
     assert marked == {"sentence": sentence, "dag_run": "manual__1", "refused_at": marked["refused_at"]}
     phase_tasks.plan_runs(PHASE1, load_phases()[PHASE1], phase_tasks.discover_topology(), params, _dag_run(), ti)
     assert not (outputs_dir / "costly" / phase_tasks.REFUSED).exists()  # resumed within budget: no longer refused
+ROLE_PHASES = """
+phase1_framework_validation:
+  title: t
+  goal: g
+  question: q
+  studies:
+    tiny: {experiment: tiny}
+    on_every_gpu: {experiment: tiny, role: every_gpu}
+    gpu_pairs: {experiment: tiny, role: gpus_alone_then_pairs}
+"""
+
+
+def test_a_study_the_host_cannot_give_is_skipped_with_its_reason_and_the_phase_passes(configs_dir, outputs_dir, capsys):
+    """On a host without GPU (a fake one: this test means the same on a GPU host) the role studies are skipped: the
+    estimate, plan.json, the summary, the report and the gate's log say so and why; what could run, ran."""
+    from numa_ops.topology import NumaNode, Topology
+
+    (configs_dir / "phases.yaml").write_text(ROLE_PHASES)
+    phase = load_phases()[PHASE1]
+    topology = Topology("cpu-host", [NumaNode(0, [0], None)], [], {0: [10]}).to_dict()
+    turns = _measured(outputs_dir, phase_tasks.plan_runs(PHASE1, phase, topology, FORM, _dag_run(), _TI()))
+    (folder,) = phase_tasks.planned_folders(turns)
+    lines = ["study on_every_gpu (every GPU) skipped: cpu-host has no GPU: the phase's other studies run on the CPU",
+             "study gpu_pairs (every GPU alone, then the first GPU paired with each other) skipped: cpu-host has no "
+             "GPU: a pair needs two"]
+    planned = capsys.readouterr().out.splitlines()
+    assert [line.strip() for line in planned if "skipped:" in line] == lines  # in the estimate, in the order planned
+    assert planned.index("  " + lines[0]) > next(i for i, line in enumerate(planned) if line.startswith("estimate: "))
+    skipped = json.loads((outputs_dir / folder / "plan.json").read_text())["skipped_studies"]
+    assert [(s["study"], s["role"]) for s in skipped] == [("on_every_gpu", "every_gpu"), ("gpu_pairs", "gpus_alone_then_pairs")]
+    assert json.loads((outputs_dir / folder / "estimate.json").read_text())["skipped_studies"] == skipped
+    assert phase_tasks.load_duckdb(turns)["summary"]["successful_runs"] == 2
+    assert json.loads((outputs_dir / folder / "experiment_summary.json").read_text())["skipped_studies"] == skipped
+    phase_tasks.report(turns)
+    page = (outputs_dir / folder / "report" / "index.html").read_text()
+    assert ("Study gpu_pairs was not run: this host cannot give it every GPU alone, then the first GPU paired with "
+            "each other (cpu-host has no GPU: a pair needs two).") in page
+    capsys.readouterr()
+    assert phase_tasks.gate(PHASE1, phase, turns)["passed"]
+    log = capsys.readouterr().out.strip().splitlines()
+    assert [line.strip() for line in log if "skipped:" in line] == lines and log[-1].startswith("gate passed")
+
+
+def test_a_phase_whose_every_chosen_study_is_skipped_is_refused(configs_dir, outputs_dir, capsys):
+    from numa_ops.topology import NumaNode, Topology
+
+    (configs_dir / "phases.yaml").write_text(ROLE_PHASES)
+    topology = Topology("cpu-host", [NumaNode(0, [0], None)], [], {0: [10]}).to_dict()
+    ti = _TI()
+    with pytest.raises(AirflowFailException, match="plan refused: no chosen study can run on cpu-host: study gpu_pairs"):
+        phase_tasks.plan_runs(PHASE1, load_phases()[PHASE1], topology, {**FORM, "studies": ["gpu_pairs"]}, _dag_run(), ti)
+    assert "a pair needs two" in ti.pushed["refused"]

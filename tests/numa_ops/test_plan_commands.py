@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 from numa_ops.config import load_experiment, split_experiment
-from numa_ops.phases import load_phases, study_configs
+from numa_ops.phases import load_phases
 from numa_ops.plan import build_plan
+from numa_ops.roles import resolve_studies
 from numa_ops.topology import discover
 
 from tests.numa_ops.fake_sysfs import make_sysfs
@@ -52,6 +53,12 @@ COMMANDS = [
 ]
 
 
+# where a study's role (phases.yaml) differs from the plan's literal ids on this host: each of the 4 GPUs on its own
+# node and its farthest (the plan: GPUs 0 and 3 on nodes 0, 2, 3); every GPU alone and GPU 0 with each other (the
+# plan: [0] to [3], [0,1], [0,2])
+ROLE_RUNS = {"key_gpu_numa_pairs": R * 4 * 2 * 5, "multi_gpu_patterns": R * (4 + 3 * 2) * 4 * 5}
+
+
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory):
     root = make_sysfs(tmp_path_factory.mktemp("sys"), {0: "0-15", 1: "16-31", 2: "32-47", 3: "48-63"},
@@ -66,9 +73,9 @@ def test_every_study_is_covered():
 
 @pytest.mark.parametrize(("phase", "study", "args", "runs"), COMMANDS, ids=[f"{p.split('_')[0]}-{s}" for p, s, _, _ in COMMANDS])
 def test_as_dag_conf(topo, phase, study, args, runs):
-    configs = study_configs(load_phases()[phase], [study])
+    configs = resolve_studies(load_phases()[phase], topo, [study]).configs
     lanes = build_plan("f", configs, topo)
-    assert sum(len(lane.runs) for lane in lanes) == runs
+    assert sum(len(lane.runs) for lane in lanes) == ROLE_RUNS.get(study, runs)
 
 
 @pytest.mark.parametrize(("phase", "study", "args", "runs"), COMMANDS, ids=[f"{p.split('_')[0]}-{s}" for p, s, _, _ in COMMANDS])
@@ -82,13 +89,16 @@ def test_as_shell_args(topo, phase, study, args, runs):
 
 
 def test_key_pairs_placements(topo):
-    lanes = build_plan("f", study_configs(load_phases()["phase2_numa_locality"], ["key_gpu_numa_pairs"]), topo)
+    lanes = build_plan("f", resolve_studies(load_phases()["phase2_numa_locality"], topo, ["key_gpu_numa_pairs"]).configs, topo)
     placements = {(lane.gpu_id, lane.cpu_node): lane.runs[0].placement for lane in lanes}
-    assert placements == {(0, 0): "local", (0, 2): "remote", (0, 3): "remote", (3, 0): "remote", (3, 2): "remote", (3, 3): "local"}
+    # each GPU on its own node and on its farthest (distance 21; the lower id of two as far)
+    assert placements == {(0, 0): "local", (0, 2): "remote", (1, 1): "local", (1, 2): "remote",
+                          (2, 2): "local", (2, 0): "remote", (3, 3): "local", (3, 0): "remote"}
+    assert {lane.runs[0].numa_distance for lane in lanes if lane.runs[0].placement == "remote"} == {21}
 
 
 def test_image_sizes_are_paired_with_batches(topo):
-    lanes = build_plan("f", study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"]), topo)
+    lanes = build_plan("f", resolve_studies(load_phases()["phase4_memory_transfer"], topo, ["image_sizes"]).configs, topo)
     pairs = {(r.test.tensor_shape[1], r.test.batch_size) for lane in lanes for r in lane.runs}
     assert pairs == {(224, 10), (384, 8), (512, 6), (768, 4)}
 
@@ -98,12 +108,13 @@ def test_multi_gpu_patterns_run_their_gpus_together(topo):
 
     overrides, _, _ = parse_run_args(["-m", "experiment=numa_study", 'experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2]"'])
     experiment, rest = split_experiment(overrides)
-    for configs in (load_experiment(experiment, rest), study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"])):
+    as_role = resolve_studies(load_phases()["phase6_production"], topo, ["multi_gpu_patterns"]).configs
+    for configs, pairs in ((load_experiment(experiment, rest), [1, 2]), (as_role, [1, 2, 3])):
         lanes = build_plan("f", configs, topo)
         groups = {r.group.id: sorted(r.group.runs) for lane in lanes for r in lane.runs if r.group}
-        assert len(groups) == R * 2 * 4 * 5  # ([0,1] and [0,2]) x 4 nodes x 5 models, each repeat a pattern of its own
+        assert len(groups) == R * len(pairs) * 4 * 5  # the pairs x 4 nodes x 5 models, each repeat a pattern of its own
         assert {frozenset(name.split("-")[0] for name in members) for members in groups.values()} == {
-            frozenset({"gpu0", "gpu1"}), frozenset({"gpu0", "gpu2"})}
+            frozenset({"gpu0", f"gpu{i}"}) for i in pairs}
         singles = [r for lane in lanes for r in lane.runs if not r.group]
         assert len(singles) == R * 4 * 4 * 5  # [0], [1], [2], [3] on their own
 
@@ -125,7 +136,7 @@ def _runs(lanes):
 
 
 def test_a_form_override_replaces_the_studys_sweep_of_the_same_key(topo):
-    configs = study_configs(load_phases()["phase4_memory_transfer"], ["batch_sizes"], ["experiment.test.batch_size=16"])
+    configs = resolve_studies(load_phases()["phase4_memory_transfer"], topo, ["batch_sizes"], ["experiment.test.batch_size=16"]).configs
     assert [c.test.batch_size for c in configs["batch_sizes"]] == [16, 16]
     assert sorted(c.test.memory_size_mb for c in configs["batch_sizes"]) == [512, 1024]
     runs = _runs(build_plan("f", configs, topo))
@@ -135,7 +146,7 @@ def test_a_form_override_replaces_the_studys_sweep_of_the_same_key(topo):
 
 
 def test_a_form_override_of_an_indexed_key_names_the_model_once(topo):
-    configs = study_configs(load_phases()["phase3_scaling"], ["depth_scaling"], ["experiment.vit_configs[0].depth=3"])
+    configs = resolve_studies(load_phases()["phase3_scaling"], topo, ["depth_scaling"], ["experiment.vit_configs[0].depth=3"]).configs
     assert len(configs["depth_scaling"]) == 1
     runs = _runs(build_plan("f", configs, topo))
     assert len(runs) == R * 4
@@ -143,14 +154,14 @@ def test_a_form_override_of_an_indexed_key_names_the_model_once(topo):
 
 
 def test_a_form_override_of_a_zipped_key_leaves_the_rest_of_the_zip_swept(topo):
-    configs = study_configs(load_phases()["phase4_memory_transfer"], ["image_sizes"], ["experiment.test.batch_size=16"])
+    configs = resolve_studies(load_phases()["phase4_memory_transfer"], topo, ["image_sizes"], ["experiment.test.batch_size=16"]).configs
     runs = _runs(build_plan("f", configs, topo))
     assert len(runs) == R * 4 * 80
     assert {(r.test.tensor_shape[1], r.test.batch_size) for r in runs} == {(224, 16), (384, 16), (512, 16), (768, 16)}
 
 
 def test_a_form_override_of_the_gpu_sets_is_no_pattern(topo):
-    configs = study_configs(load_phases()["phase6_production"], ["multi_gpu_patterns"], ["experiment.hardware.gpu_ids=[0,1]"])
+    configs = resolve_studies(load_phases()["phase6_production"], topo, ["multi_gpu_patterns"], ["experiment.hardware.gpu_ids=[0,1]"]).configs
     runs = _runs(build_plan("f", configs, topo))
     assert not any(r.group for r in runs)
     assert len(runs) == R * 2 * 4 * 5
@@ -158,9 +169,9 @@ def test_a_form_override_of_the_gpu_sets_is_no_pattern(topo):
 
 # a whole phase (every study at once, as its DAG plans it) on the simulated 4-GPU, 4-node host
 PHASE_RUNS = [
-    ("phase2_numa_locality", R * (80 + 30 + 80)),
+    ("phase2_numa_locality", R * (80 + 40 + 80)),
     ("phase4_memory_transfer", R * (4 + 8 + 4) * 80),
-    ("phase6_production", R * (3 * 80 + 80 + 8 * 4 * 5)),
+    ("phase6_production", R * (3 * 80 + 80 + 10 * 4 * 5)),
 ]
 
 
@@ -168,6 +179,6 @@ PHASE_RUNS = [
 def test_a_whole_phase_with_repeats_stays_under_the_cap(topo, phase, runs):
     from numa_ops.plan import count_runs, max_runs
 
-    lanes = build_plan("f", study_configs(load_phases()[phase]), topo)
+    lanes = build_plan("f", resolve_studies(load_phases()[phase], topo).configs, topo)
     assert count_runs(lanes) == runs <= max_runs()
     assert {lane.repeat for lane in lanes} == set(range(R))

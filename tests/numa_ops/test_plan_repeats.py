@@ -253,19 +253,19 @@ def test_a_gpus_task_runs_its_repeats_abba_in_separate_workers(tmp_path, monkeyp
     assert all(r["placement_mode"] == "process" and r["pool_node"] == r["mem_node"] for r in recs)
 
 
-@pytest.mark.skipif(not Path("/proc/self/numa_maps").exists(), reason="needs numa_maps")
+@pytest.mark.skipif(not Path("/proc/self/numa_maps").exists(), reason="needs /proc/self/numa_maps (a kernel with NUMA support)")
 def test_a_pool_placed_run_on_this_host_has_its_pool_proven_on_node_0(monkeypatch, configs_dir, outputs_dir):
     import shutil
 
     from numa_ops import pipeline
 
     if shutil.which("numactl") is None:
-        pytest.skip("needs numactl")
+        pytest.skip("needs numactl (./numa-lab test installs it when run as root)")
     monkeypatch.delenv("NUMA_LAB_NUMACTL", raising=False)
     monkeypatch.setenv("NUMA_LAB_TORCH_THREADS", "1")
     host = discover()
     if host.membind_refusal:
-        pytest.skip(host.membind_refusal)
+        pytest.skip(f"needs a host that can mbind: {host.membind_refusal}")
     folder_path, lanes = pipeline.prepare("tiny", [*ONE_TINY_MODEL, "experiment.hardware.placement=pool"], host)
     assert len(lanes) == 1 and lanes[0].name.endswith("-pool0")
     pipeline.run_lanes(lanes, folder_path, log=lambda _: None)

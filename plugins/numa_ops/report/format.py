@@ -64,6 +64,11 @@ def interval(low: Any, high: Any) -> str:
     return f"{human(low)} to {human(high)}"
 
 
+def reason_text(error: Any) -> str:
+    """A failed run's reason as recorded (line breaks and all), or that it recorded none."""
+    return "no reason recorded" if error is None or isinstance(error, float) and math.isnan(error) else str(error)
+
+
 def table_html(df: pd.DataFrame, classes: str = "data", formatters: dict[str, Any] | None = None) -> str:
     """An HTML table of ``df`` with every cell in ``human`` form unless ``formatters`` names its column."""
     formatters = formatters or {}

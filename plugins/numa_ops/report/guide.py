@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pandas as pd
 
 from numa_ops.analysis import has_both as both
 from numa_ops.analysis import host_memory
-from numa_ops.report.format import paired_configuration
+from numa_ops.report.format import paired_configuration, reason_text
 from numa_ops.report.read import ReportData
 
 
@@ -143,6 +144,19 @@ def _compile(comp: pd.DataFrame, n: _Naming) -> list[str]:
     return lines
 
 
+def _failures(failed: pd.DataFrame) -> list[str]:
+    """Every failed run and its reason as recorded, line for line (a code block: nothing in it is markup)."""
+    if not len(failed):
+        return []
+    lines = ["", "## Failed runs", ""]
+    for r in failed.itertuples():
+        reason = reason_text(r.error)
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", reason)), default=0))
+        lines += [f"- `{r.run_id}` (lane `{r.lane}`, model {r.model_name}):", "",
+                  f"    {fence}text", *(f"    {line}" for line in reason.splitlines() or [""]), f"    {fence}"]
+    return lines
+
+
 def write_guide(out_dir: Path, data: ReportData, laws: pd.DataFrame, topology: dict[str, Any] | None) -> Path:
     """``best_practices.md``: the recommendations with their numbers, and what could not be measured here."""
     n = _naming(data, laws)
@@ -150,8 +164,9 @@ def write_guide(out_dir: Path, data: ReportData, laws: pd.DataFrame, topology: d
     if topology:
         lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
                   f"{len(topology.get('gpus', []))} GPU(s).", ""]
-    lines += (_fastest(data.recommendations, n) + _paired(data.paired) + _placement(data.penalty, n, len(data.paired) > 0) + _split(data.split, n)
-              + _noise(data.noise, n) + _crossovers(data.crossover, n) + _laws(laws, n) + _compile(data.compile_speedup, n))
+    lines += (_fastest(data.recommendations, n) + _paired(data.paired) + _placement(data.penalty, n, len(data.paired) > 0)
+              + _split(data.split, n) + _noise(data.noise, n) + _crossovers(data.crossover, n) + _laws(laws, n)
+              + _compile(data.compile_speedup, n) + _failures(data.failures))
     path = out_dir / "best_practices.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -14,13 +14,15 @@ import altair as alt
 import pandas as pd
 
 from numa_ops.analysis import has_both, host_memory
-from numa_ops.report.format import interval, paired_configuration, table_html, varying
+from numa_ops.report.format import interval, paired_configuration, reason_text, table_html, varying
 from numa_ops.report.guide import verdict_text
 from numa_ops.report.read import ReportData
+from numa_ops.roles import MEANING
 
 STYLE = """<style>body{font-family:sans-serif;margin:1.5em} table.data{border-collapse:collapse;font-size:12px}
 table.data td,table.data th{border:1px solid #ccc;padding:2px 6px} .gate-passed{color:#060} .gate-failed{color:#b00}
-.chart{margin:1em 0} .chart-error{color:#b00}</style>"""
+.chart{margin:1em 0} .chart-error{color:#b00}
+td.reason{white-space:pre-wrap;font-family:monospace}</style>"""
 
 
 def gate_html(verdict: dict[str, Any] | None, scoped: bool) -> str:
@@ -70,8 +72,11 @@ def _cpu_list(cpus: list[int] | None) -> str | None:
 
 
 def notes(data: ReportData, topology: dict[str, Any] | None) -> list[str]:
-    """What a reader must know before the numbers: the host's own notes, CPU runs, failures, pooled settings."""
+    """What a reader must know before the numbers: the host's own notes, studies it skipped, CPU runs, failures,
+    pooled settings."""
     out = list((topology or {}).get("notes", []))
+    out += [f"Study {s['study']} was not run: this host cannot give it {MEANING.get(s['role'], s['role'])} "
+            f"({s['reason']})." for s in data.skipped_studies]
     lanes = data.lanes
     if len(lanes) and (lanes["device"] == "cpu").any():
         out.append("Runs on device cpu: there is no host-to-device copy, so H2D and D2H are not measured; "
@@ -237,12 +242,15 @@ def laws_html(laws: pd.DataFrame) -> str:
 
 
 def failures_html(failed: pd.DataFrame) -> str:
-    """Every failed run with its lane, model and the reason it gave."""
+    """Every failed run with its lane, model and the reason it gave, as recorded: escaped, its line breaks kept."""
     if not len(failed):
         return ""
-    shown = pd.DataFrame({"run_id": failed["run_id"], "lane": failed["lane"], "model": failed["model_name"],
-                          "reason": failed["error"].fillna("no reason recorded")})
-    return "<h2>Failed runs</h2>" + table_html(shown, "data failed")
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r.run_id))}</td><td>{html.escape(str(r.lane))}</td>"
+        f"<td>{html.escape(str(r.model_name))}</td><td class=\"reason\">{html.escape(reason_text(r.error))}</td></tr>"
+        for r in failed.itertuples())
+    return ('<h2>Failed runs</h2><table class="data failed"><thead><tr><th>run_id</th><th>lane</th><th>model</th>'
+            f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def estimate_against_actual_html(estimate: dict[str, Any] | None, actual: pd.DataFrame) -> str:

@@ -37,6 +37,7 @@ class ReportData:
     paired: pd.DataFrame  # the paired_penalty view: one row per comparison of a paired run
     gate: dict[str, Any] | None = None  # the run folder's gate.json
     estimate: dict[str, Any] | None = None  # the run folder's estimate.json (what plan_runs expected it to cost)
+    skipped_studies: tuple[dict[str, Any], ...] = ()  # the run folder's plan.json: studies its host could not run, why
 
 
 Source = Path | duckdb.DuckDBPyConnection  # the database file, or a connection already open on it
@@ -56,7 +57,8 @@ def read_report_data(source: Source | None = None, folder: str | None = None, ru
             frames = read_report_frames(con, folder)
     names = {f.name for f in fields(ReportData)}
     return ReportData(**{k: v for k, v in frames.items() if k in names},
-                      gate=gate_verdict(run_folder), estimate=_json(run_folder, "estimate.json"))
+                      gate=gate_verdict(run_folder), estimate=_json(run_folder, "estimate.json"),
+                      skipped_studies=tuple((_json(run_folder, "plan.json") or {}).get("skipped_studies") or ()))
 
 
 def _json(run_folder: Path | None, name: str) -> dict[str, Any] | None:

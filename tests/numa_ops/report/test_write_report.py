@@ -381,3 +381,28 @@ def test_a_folders_report_says_what_it_was_asked_for(tmp_path):
     page = report.write_report(folder / "report", "t", database=db, folder="f1").read_text()
     assert ('<p class="request" id="request">phase phase2_numa_locality, DAG run manual__2026-12-01, '
             "num_samples 300, overrides: experiment.test.batch_size=8</p>") in page
+REASON = ("worker exited with code 1:\nTraceback (most recent call last):\n  File \"<x>\", line 3\n"
+          "RuntimeError: CUDA error & <b>out of memory</b>\n```inside```")
+
+
+def test_a_multi_line_failure_reason_is_shown_as_recorded(tmp_path):
+    """The page (also the UI's "NUMA report" tab, which serves it) keeps the reason's line breaks and escapes it;
+    the guide quotes it line for line."""
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    results.write_json_atomic(folder / "runs" / "f1.ok.json", record("f1.ok"))
+    results.write_json_atomic(folder / "runs" / "f1.bad.json", record("f1.bad", success=False, error=REASON))
+    results.write_json_atomic(folder / "runs" / "f1.none.json", record("f1.none", success=False, error=None))
+    numa_db.load_runs([folder], db)
+    out = tmp_path / "rep"
+    page_text = report.write_report(out, "t", database=db, folder="f1").read_text()
+    cell = re.search(r'<td class="reason">(.*?)</td>', page_text, re.S).group(1)
+    assert cell == REASON.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    assert "\\n" not in cell and cell.count("\n") == REASON.count("\n")
+    assert "<b>out of memory</b>" not in page_text
+    assert "td.reason{white-space:pre-wrap" in page_text
+    assert '<td class="reason">no reason recorded</td>' in page_text
+    guide_text = (out / "best_practices.md").read_text()
+    block = guide_text.split("- `f1.bad` (lane `cpu-cpu0-mem0`, model bad):\n\n", 1)[1]
+    assert block.startswith("    ````text\n")  # a fence longer than the reason's own backticks
+    quoted = [line.removeprefix("    ") for line in block.splitlines()[1:REASON.count("\n") + 2]]
+    assert quoted == REASON.splitlines()

@@ -33,7 +33,7 @@ def _kernel_binds() -> bool:
     return True
 
 
-needs_mbind = pytest.mark.skipif(not _kernel_binds(), reason="this host's kernel (or container) refuses mbind")
+needs_mbind = pytest.mark.skipif(not _kernel_binds(), reason="needs a kernel (and container) that allows mbind")
 
 
 @needs_mbind
