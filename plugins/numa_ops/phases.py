@@ -19,7 +19,7 @@ class _Strict(BaseModel):
 
 
 # a study's GPUs and nodes said as what they are for, resolved on the host it runs on (numa_ops.roles)
-Role = Literal["every_gpu", "gpu_local_and_farthest", "gpus_alone_then_pairs"]
+Role = Literal["every_gpu", "gpu_local_and_farthest", "gpus_alone_then_pairs", "gpu_paired_with_farthest"]
 
 
 class Study(_Strict):

@@ -23,6 +23,7 @@ MEANING: dict[str, str] = {
     "every_gpu": "every GPU",
     "gpu_local_and_farthest": "each GPU with its own node and its farthest node",
     "gpus_alone_then_pairs": "every GPU alone, then the first GPU paired with each other",
+    "gpu_paired_with_farthest": "each GPU's own node paired with its farthest node in one worker",
 }
 # the hardware keys a role sets: an override of any of them replaces the role (the trigger names its own hardware)
 ROLE_KEYS = (("hardware", "gpu_ids"), ("hardware", "numa_nodes"))
@@ -68,7 +69,7 @@ def resolve(role: Role, topo: Topology) -> list[str]:
         ids = _gpus(topo, 2, "a pair needs two")
         sets = [f"[{i}]" for i in ids] + [f"[{ids[0]},{i}]" for i in ids[1:]]
         return [f'experiment.hardware.gpu_ids="{",".join(sets)}"']
-    if role == "gpu_local_and_farthest":
+    if role in ("gpu_local_and_farthest", "gpu_paired_with_farthest"):
         ids = _gpus(topo, 1, "on the CPU no node is remote")
         if len(topo.nodes) < 2:
             raise RoleUnavailable(f"{topo.host} has one NUMA node (node {topo.node_ids[0]}): no remote placement exists")
@@ -76,6 +77,8 @@ def resolve(role: Role, topo: Topology) -> list[str]:
         if unknown:
             raise RoleUnavailable(f"GPU {unknown} on {topo.host} does not report its NUMA node, so its own node and its "
                                   "farthest are unknown")
+        if role == "gpu_paired_with_farthest":  # placement=paired: arms on the GPU's own node and on this one
+            return [f"experiment.hardware.gpu_ids={_gpu_list(ids)}", "experiment.hardware.numa_nodes=remote"]
         return [f"experiment.hardware.gpu_ids={_gpu_list(ids)}", "experiment.hardware.numa_nodes=local,remote"]
     raise ValueError(f"unknown role {role!r}; roles: {', '.join(MEANING)}")
 

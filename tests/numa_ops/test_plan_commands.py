@@ -28,6 +28,13 @@ COMMANDS = [
     ("phase2_numa_locality", "key_gpu_numa_pairs",
      ["experiment=numa_study", "experiment.hardware.gpu_ids=[0,3]", "experiment.hardware.numa_nodes=[0,2,3]"], R * 2 * 3 * 5),
     ("phase2_numa_locality", "extended_sampling", ["experiment=numa_study", "experiment.test.num_samples=2000"], R * 80),
+    # not in the research plan: the penalty's parts paired in one worker, one run per GPU and model
+    ("phase2_numa_locality", "paired_dma",
+     ["experiment=numa_study", "experiment.hardware.placement=paired", "experiment.hardware.paired=memory",
+      "experiment.test.repeats=1", "experiment.hardware.numa_nodes=remote"], 4 * 5),
+    ("phase2_numa_locality", "paired_cpu_side",
+     ["experiment=numa_study", "experiment.hardware.placement=paired", "experiment.hardware.paired=thread",
+      "experiment.test.repeats=1", "experiment.hardware.numa_nodes=remote"], 4 * 5),
     ("phase3_scaling", "scaling_study", ["experiment=scaling_study"], R * 4),
     ("phase3_scaling", "depth_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].depth=2,4,6,8,10,12,16,20"], R * 8 * 4),
     ("phase3_scaling", "dim_scaling", ["-m", "experiment=scaling_study", "experiment.vit_configs[0].dim=128,256,384,512,768,1024,1280"], R * 7 * 4),
@@ -95,6 +102,15 @@ def test_key_pairs_placements(topo):
     assert placements == {(0, 0): "local", (0, 2): "remote", (1, 1): "local", (1, 2): "remote",
                           (2, 2): "local", (2, 0): "remote", (3, 3): "local", (3, 0): "remote"}
     assert {lane.runs[0].numa_distance for lane in lanes if lane.runs[0].placement == "remote"} == {21}
+
+
+@pytest.mark.parametrize("study", ["paired_dma", "paired_cpu_side"])
+def test_paired_studies_pair_each_gpus_node_with_its_farthest(topo, study):
+    lanes = build_plan("f", resolve_studies(load_phases()["phase2_numa_locality"], topo, [study]).configs, topo)
+    arms = {lane.gpu_id: [(a.node, a.placement) for a in lane.runs[0].arms] for lane in lanes}
+    assert arms == {0: [(0, "local"), (2, "remote")], 1: [(1, "local"), (2, "remote")],
+                    2: [(2, "local"), (0, "remote")], 3: [(3, "local"), (0, "remote")]}
+    assert all(lane.placement_mode == "paired" for lane in lanes)
 
 
 def test_image_sizes_are_paired_with_batches(topo):
@@ -169,7 +185,7 @@ def test_a_form_override_of_the_gpu_sets_is_no_pattern(topo):
 
 # a whole phase (every study at once, as its DAG plans it) on the simulated 4-GPU, 4-node host
 PHASE_RUNS = [
-    ("phase2_numa_locality", R * (80 + 40 + 80)),
+    ("phase2_numa_locality", R * (80 + 40 + 80) + 2 * 4 * 5),  # and the two paired studies, one process a run
     ("phase4_memory_transfer", R * (4 + 8 + 4) * 80),
     ("phase6_production", R * (3 * 80 + 80 + 10 * 4 * 5)),
 ]
@@ -181,4 +197,4 @@ def test_a_whole_phase_with_repeats_stays_under_the_cap(topo, phase, runs):
 
     lanes = build_plan("f", resolve_studies(load_phases()[phase], topo).configs, topo)
     assert count_runs(lanes) == runs <= max_runs()
-    assert {lane.repeat for lane in lanes} == set(range(R))
+    assert {lane.repeat for lane in lanes if lane.placement_mode != "paired"} == set(range(R))

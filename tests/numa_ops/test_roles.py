@@ -51,8 +51,8 @@ def test_a_one_gpu_one_node_host_runs_what_it_can_and_says_what_it_cannot(one_gp
     assert set(p1.configs) == {"quick_test", "multi_gpu_validation", "baseline_single_gpu"} and not p1.skipped
     assert p1.roles["multi_gpu_validation"]["overrides"] == ["experiment.hardware.gpu_ids=[0]"]
     assert set(p2.configs) == {"numa_study", "extended_sampling"}
-    assert _skips(p2) == {"key_gpu_numa_pairs": f"{one_gpu_one_node.host} has one NUMA node (node 0): "
-                                                "no remote placement exists"}
+    one_node = f"{one_gpu_one_node.host} has one NUMA node (node 0): no remote placement exists"
+    assert _skips(p2) == {"key_gpu_numa_pairs": one_node, "paired_dma": one_node, "paired_cpu_side": one_node}
     assert set(p6.configs) == {"high_throughput", "stability"}
     assert _skips(p6) == {"multi_gpu_patterns": f"{one_gpu_one_node.host} has 1 GPU: a pair needs two"}
     lanes = build_plan("f", p6.configs, one_gpu_one_node)
@@ -68,6 +68,8 @@ def test_a_host_without_gpu_skips_every_gpu_role(no_gpu_one_node):
                                 "other studies run on the CPU",
         "key_gpu_numa_pairs": "study key_gpu_numa_pairs (each GPU with its own node and its farthest node) skipped: "
                               f"{host} has no GPU: on the CPU no node is remote",
+        **{study: f"study {study} (each GPU's own node paired with its farthest node in one worker) skipped: "
+                  f"{host} has no GPU: on the CPU no node is remote" for study in ("paired_dma", "paired_cpu_side")},
         "multi_gpu_patterns": "study multi_gpu_patterns (every GPU alone, then the first GPU paired with each other) "
                               f"skipped: {host} has no GPU: a pair needs two",
     }
