@@ -189,12 +189,13 @@ def _group(records: list[dict[str, Any]]) -> _Side:
     return side
 
 
-def _units(side: _Side, key: str) -> tuple[list[float], str]:
-    """The values a row's interval is over: processes, or the blocks of a single paired process."""
-    values = sorted(side.samples.get(key, []))
-    if key in side.paired and len(values) == 1 and len(side.blocks[key][0]) >= 2:
-        return sorted(side.blocks[key][0]), "blocks of one paired process"
-    return values, "processes"
+def _units(base: _Side, cand: _Side, key: str) -> tuple[list[float], list[float], str]:
+    """The values a row's interval is over, each side's, and what they are: processes, or for a paired row with
+    one paired process a side, their blocks."""
+    b, c = sorted(base.samples.get(key, [])), sorted(cand.samples.get(key, []))
+    if key in base.paired and key in cand.paired and len(b) == len(c) == 1:
+        return sorted(base.blocks[key][0]), sorted(cand.blocks[key][0]), "paired estimates: blocks of one paired process"
+    return b, c, "paired estimates: processes" if key in base.paired | cand.paired else "between processes"
 
 
 def pooled(baseline: list[float], candidate: list[float]) -> tuple[float, float, float] | None:
@@ -240,12 +241,9 @@ def compare_records(baseline: list[dict[str, Any]], candidate: list[dict[str, An
     keys = sorted(set(base.example) | set(cand.example), key=lambda k: (cand.labels.get(k) or base.labels[k], k))
     tests = {}
     for key in keys:
-        (b, b_basis), (c, c_basis) = _units(base, key), _units(cand, key)
-        if key in base.paired | cand.paired:  # blocks of two processes: their spreads may differ, Welch
-            got = welch(b, c)
-            basis = "paired estimates: " + (b_basis if b_basis == c_basis else f"{b_basis} / {c_basis}")
-        else:
-            got, basis = pooled(b, c), "between processes"
+        b, c, basis = _units(base, cand, key)
+        # the blocks of two paired processes may differ in spread: Welch; processes of one configuration: pooled
+        got = welch(b, c) if basis.endswith("blocks of one paired process") else pooled(b, c)
         if got is not None:
             tests[key] = (got, basis)
     family = max(len(tests), 1)
