@@ -208,7 +208,7 @@ def sensitivity_heatmap(pen: pd.DataFrame) -> alt.Chart | None:
 
     From the ``numa_penalty`` view (remote = 1 - its ``throughput_penalty``), as best_practices.md is, so the page
     and the guide show the same penalty for the same configuration. Each remote cell says its penalty and 95%
-    interval where it is at least its MDE; otherwise "not detectable (MDE x%)" (no colour), or that one process a
+    interval where that interval excludes 0; otherwise "not detectable (MDE x%)" (no colour), or that one process a
     side gives no interval. Where both pinned and pageable host memory (or both placement modes) were measured,
     each row names which one it is.
     """

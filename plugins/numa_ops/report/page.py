@@ -124,7 +124,7 @@ def lanes_html(lanes: pd.DataFrame) -> str:
 
 
 def penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
-    """The penalty section: a verdict in words where the penalty is below its MDE, never a figure."""
+    """The penalty section: a verdict in words where the penalty's interval holds 0, never a figure."""
     if not len(table):
         return ""
     shown = table.copy()
@@ -138,7 +138,7 @@ def penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
            "<p>Each run is one worker process and its headline samples/s is one draw: the penalty is 1 - exp(mean "
            "ln remote - mean ln local) over the processes, the interval a two-sample t interval of the logs (pooled "
            "spread), and the MDE the smallest penalty this noise lets 2 sides of this size detect (95% confidence, 80% "
-           "power). A penalty below its MDE is reported as not detectable; with one process a side there is no "
+           "power). A penalty is measured when its 95% interval excludes 0 (its MDE stated beside it); where the interval holds 0 it is reported as not detectable at this noise, with the MDE; with one process a side there is no "
            "interval (set <code>test.repeats</code> &gt;= 2). Pinned and pageable host memory, and the process and "
            "pool placement modes, are never pooled: each has its own row.</p>"
            + table_html(shown, "data penalty", three))
