@@ -140,8 +140,12 @@ def judge_run_folder(folder_path: Path, gate: Gate, failed_steps: list[str] | tu
         f"({rate:.0%}, allowed {gate.max_failure_rate:.0%}); {mde_part}"
         + (f"; failed step(s): {', '.join(failed_steps)}" if failed_steps else "")
     )
+    skipped = results.skipped_studies(folder_path)
+    sentence = _sentence(passed, failed_runs, list(failed_steps), wide, planned, len(compared), gate)
+    if skipped:  # what this host could not run, and why, in the same sentence
+        sentence = sentence.rstrip(".") + "; not run on this host: " + "; ".join(
+            f"{s['study']} ({s['reason']})" for s in skipped) + "."
     verdict = {"passed": passed, "summary": summary, "problems": problems, "failure_rate": rate, "planned": planned,
-               "comparisons": compared, "intervals": intervals,
-               "sentence": _sentence(passed, failed_runs, list(failed_steps), wide, planned, len(compared), gate)}
+               "comparisons": compared, "intervals": intervals, "skipped_studies": skipped, "sentence": sentence}
     results.write_json_atomic(folder_path / "gate.json", verdict)
     return verdict

@@ -134,3 +134,15 @@ def test_the_phases_say_what_the_gate_checks():
     assert phases["phase2_numa_locality"].gate.max_mde == 0.05
     assert phases["phase1_framework_validation"].gate.max_mde is None  # the quick start: no comparison to judge
     assert math.isclose(phases["phase1_framework_validation"].gate.max_failure_rate, 0.0)
+
+
+def test_the_sentence_says_which_studies_this_host_did_not_run(tmp_path):
+    folder = _folder(tmp_path, [_ok("f1.r0", 0.01)], 1)
+    plan = json.loads((folder / "plan.json").read_text())
+    plan["skipped_studies"] = [{"study": "key_gpu_numa_pairs", "role": "gpu_local_and_farthest",
+                                "reason": "vm has one NUMA node (node 0): no remote placement exists"}]
+    results.write_json_atomic(folder / "plan.json", plan)
+    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0))
+    assert verdict["passed"]
+    assert verdict["sentence"] == ("gate passed: 1 of 1 run(s) measured; not run on this host: key_gpu_numa_pairs "
+                                   "(vm has one NUMA node (node 0): no remote placement exists).")
