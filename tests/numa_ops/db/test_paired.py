@@ -71,18 +71,23 @@ def test_a_database_without_the_table_gets_the_stored_paired_runs_comparisons(tm
     assert _rows(db, "SELECT run_id, kind FROM paired_comparisons") == [{"run_id": "f1.paired", "kind": "memory"}]
 
 
-def test_thread_arms_are_never_control_adjusted(tmp_path):
+@pytest.mark.parametrize(("kind", "rates", "part", "measured"), [
+    ("thread", [1000.0, 1000.0], "CPU side (thread remote, memory local)", False),
+    ("process", [1000.0, 950.0], "whole process (CPU and all memory remote)", True),
+], ids=["thread", "process"])
+def test_arms_that_move_the_control_are_never_adjusted(tmp_path, kind, rates, part, measured):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    paired = planted.paired_block("thread", [1000.0, 1000.0], seed=3)
+    paired = planted.paired_block(kind, rates, seed=3)
     paired["comparisons"][0]["adjusted"] = {"ratio": 1.0, "low": 0.99, "high": 1.01, "mde": 0.01, "slope": 0.5}  # wrongly given
-    planted.paired_run(folder, "f1.thread", paired)
+    planted.paired_run(folder, f"f1.{kind}", paired)
     numa_db.load_runs([folder], db)
     (pen,) = _rows(db, "SELECT * FROM paired_penalty")
-    assert pen["part"] == "CPU side (thread remote, memory local)"
+    assert pen["part"] == part
     assert all(pen[c] is None for c in ("adjusted_penalty", "adjusted_penalty_low", "adjusted_mde", "adjusted_slope",
                                         "adjusted_verdict"))
-    assert pen["penalty_low"] < 0 < pen["penalty_high"]
-    assert pen["verdict"] == f"not detectable at this noise (MDE {100 * pen['mde']:.1f}%)"
+    true_penalty = 1 - rates[1] / rates[0]
+    assert pen["penalty_low"] < true_penalty < pen["penalty_high"]
+    assert pen["verdict"] == ("measured" if measured else f"not detectable at this noise (MDE {100 * pen['mde']:.1f}%)")
 
 
 @pytest.mark.parametrize(("nodes", "pinned", "part"), [
@@ -118,14 +123,3 @@ def test_records_without_paired_load_as_before(tmp_path):
     (pen,) = _rows(db, "SELECT throughput_penalty, status FROM numa_penalty")
     assert pen["status"] == "measured" and pen["throughput_penalty"] == pytest.approx(0.2, abs=0.02)
 
-
-def test_process_arms_measure_the_whole_penalty_never_adjusted(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    paired = planted.paired_block("process", [1000.0, 950.0], seed=5)
-    paired["comparisons"][0]["adjusted"] = {"ratio": 1.0, "low": 0.99, "high": 1.01, "mde": 0.01, "slope": 0.5}  # wrongly given
-    planted.paired_run(folder, "f1.process", paired)
-    numa_db.load_runs([folder], db)
-    (pen,) = _rows(db, "SELECT * FROM paired_penalty")
-    assert pen["part"] == "whole process (CPU and all memory remote)"
-    assert pen["adjusted_penalty"] is None and pen["verdict"] == "measured"
-    assert pen["penalty_low"] < 0.05 < pen["penalty_high"]
