@@ -19,6 +19,7 @@ from jsonschema import FormatChecker, ValidationError
 
 FORMAT = "numa-lab-override"
 COUNT_FORMAT = "numa-lab-num-samples"  # a whole number in range, refused in one sentence (no schema dump)
+STUDIES_FORMAT = "numa-lab-studies"  # + ":<dag_id>": an unknown study named in one sentence, with the known ones
 FOLDER_FORMAT = "numa-lab-folder"  # + ":<dag_id>": the resume folder, checked against outputs/ (numa_ops.resume_folder)
 BASE_EXPERIMENT = "quick_test"  # what an override is tried on when the form does not say
 
@@ -61,6 +62,19 @@ def check_num_samples(value: object) -> bool:
     return True
 
 
+def studies_checker(known: list[str]):
+    """The check of a phase's ``studies``: each must be one of ``known``."""
+
+    def check_studies(value: object) -> bool:
+        unknown = [s for s in value if s not in known] if isinstance(value, list) else []
+        if unknown:
+            raise ValidationError(f"unknown stud{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+                                  f"this phase's studies are: {', '.join(known)}")
+        return True
+
+    return check_studies
+
+
 def folder_format(dag_id: str) -> str:
     return f"{FOLDER_FORMAT}:{dag_id}"
 
@@ -89,6 +103,7 @@ def register() -> None:
     FormatChecker.checkers[FORMAT] = (check_override, ())
     FormatChecker.checkers[COUNT_FORMAT] = (check_num_samples, ())
     hosts = configured_hosts()
-    for dag_id in load_phases():
+    for dag_id, phase in load_phases().items():
         FormatChecker.checkers[folder_format(dag_id)] = (folder_checker(dag_id, hosts), ())
+        FormatChecker.checkers[f"{STUDIES_FORMAT}:{dag_id}"] = (studies_checker(list(phase.studies)), ())
 

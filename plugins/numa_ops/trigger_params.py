@@ -10,7 +10,7 @@ from airflow.sdk import Param
 
 from numa_ops.config import available_experiments
 from numa_ops.phases import Phase
-from numa_ops.trigger_form import COUNT_FORMAT, folder_format
+from numa_ops.trigger_form import COUNT_FORMAT, STUDIES_FORMAT, folder_format
 from numa_ops.trigger_form import FORMAT as OVERRIDE_FORMAT
 
 # Overrides never reach a shell (argv lists only); shell characters are refused anyway. Plain spaces
@@ -40,6 +40,7 @@ def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | Non
     params = {
         "studies": Param(
             list(phase.studies),
+            **({"format": f"{STUDIES_FORMAT}:{dag_id}"} if dag_id else {}),  # first: its sentence, not the enum's
             type="array",
             items={"type": "string", "enum": list(phase.studies)},
             uniqueItems=True,

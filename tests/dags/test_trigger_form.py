@@ -9,11 +9,12 @@ import pytest
 def registered():
     """The format registered, as the Airflow plugin does in the API server; unregistered afterwards."""
     from jsonschema import FormatChecker
-    from numa_ops.trigger_form import COUNT_FORMAT, FOLDER_FORMAT, FORMAT, register
+    from numa_ops.trigger_form import COUNT_FORMAT, FOLDER_FORMAT, FORMAT, STUDIES_FORMAT, register
 
     register()
     yield
-    for name in [n for n in FormatChecker.checkers if n in (FORMAT, COUNT_FORMAT) or n.startswith(FOLDER_FORMAT)]:
+    for name in [n for n in FormatChecker.checkers
+                 if n in (FORMAT, COUNT_FORMAT) or n.startswith((FOLDER_FORMAT, STUDIES_FORMAT))]:
         FormatChecker.checkers.pop(name)
 
 
@@ -145,3 +146,14 @@ def test_num_samples_out_of_range_is_refused_not_clamped(phase2, value):
                                        "it is refused, not rounded or clamped")
     schema = phase2.params.get_param("num_samples").schema
     assert "minimum" not in schema and "maximum" not in schema  # the browser's number field would clamp to them
+
+
+def test_an_unknown_study_is_named_with_the_phases_studies(phase2):
+    from airflow.exceptions import ParamValidationError
+    from airflow.sdk.definitions.param import ParamValidationError as SdkParamValidationError
+
+    with pytest.raises((ParamValidationError, SdkParamValidationError)) as err:
+        _validate(phase2, {"studies": ["numa_study", "numa_stdy"]})
+    assert str(err.value).startswith("Invalid input for param studies: unknown study 'numa_stdy'; this phase's "
+                                     "studies are: ")
+    assert "Failed validating" not in str(err.value)
