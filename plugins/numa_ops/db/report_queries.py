@@ -96,7 +96,7 @@ CROSSOVER = f"SELECT * FROM ({VIEWS['crossover']}) WHERE models >= 2"
 PENALTY_RUNS = """
 SELECT host, gpu_id, model_name, depth, dim, height, width, batch_size, execution, pinned_memory, placement_mode,
        placement, samples_per_s, cpu_control_rate
-FROM gpu_runs WHERE placement IN ('local', 'remote') AND samples_per_s > 0
+FROM placed_runs WHERE placement IN ('local', 'remote') AND samples_per_s > 0
 ORDER BY run_id
 """
 
