@@ -31,6 +31,7 @@ OVERRIDES = [
     "experiment.test.max_trials=6",
     "experiment.test.min_trial_s=0.5",
     "experiment.test.max_trial_time_s=30",
+    "experiment.test.timeout_s=1800",  # software emulation on a shared host: minutes where a GPU host takes seconds
     "experiment.test.repeats=2",
     "experiment.hardware.numa_nodes=all",
     "experiment.hardware.placement=process,pool",

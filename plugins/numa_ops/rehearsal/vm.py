@@ -24,6 +24,8 @@ from typing import TextIO
 NODE_MEMORY_GB = 3  # each node's memory: room for torch's libraries in the page cache, read once
 DISTANCE = 21
 VENV_TAG = "numalab_venv"
+# set for the guest (None: the guest's own, from the command): a worker's imports take minutes under emulation
+GUEST_SETTINGS = {"NUMA_LAB_OUTPUTS": None, "NUMA_LAB_STARTUP_TIMEOUT_S": "1800"}
 # drivers the guest does not need: loading them under emulation costs a minute of boot
 SKIP_MODULES = "kvm,kvm_amd,kvm_intel,iTCO_wdt,pcspkr,sr_mod,ahci,libahci,psmouse,serio_raw,aesni_intel"
 APT_PACKAGES = ("qemu-system-x86", "linux-image-amd64", "busybox-static", "numactl")
@@ -107,8 +109,9 @@ def guest_command(guest: Guest) -> list[str]:
     """The command the guest runs: the rehearsal's guest step, with numa-lab's environment."""
     python = guest.venv / "bin" / "python"
     env = [f"PYTHONPATH={guest.plugins}", f"NUMA_LAB_OUTPUTS={guest.outputs}", "PYTHONDONTWRITEBYTECODE=1",
-           "PYTHONWARNINGS=ignore", "HOME=/tmp", f"PATH={guest.venv / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"]
-    env += [f"{k}={v}" for k, v in os.environ.items() if k.startswith("NUMA_LAB_") and k != "NUMA_LAB_OUTPUTS"]
+           "PYTHONWARNINGS=ignore", "PYTHONUNBUFFERED=1", "HOME=/tmp", f"PATH={guest.venv / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"]
+    env += [f"{k}={v}" for k, v in os.environ.items() if k.startswith("NUMA_LAB_") and k not in GUEST_SETTINGS]
+    env += [f"{k}={v}" for k, v in GUEST_SETTINGS.items() if v is not None]
     return ["env", *env, str(python), "-m", "numa_ops.rehearsal.guest", str(guest.venv), VENV_TAG]
 
 
