@@ -22,8 +22,8 @@ pytestmark = pytest.mark.numa_vm
 
 def _cannot_start(reason: str) -> None:
     if os.geteuid() == 0:
-        pytest.fail(f"the two-node guest cannot start: {reason}")
-    pytest.skip(f"not root, and the two-node guest cannot start: {reason}")
+        pytest.fail(f"the two-node guest did not run: {reason}")
+    pytest.skip(f"not root, and the two-node guest did not run: {reason}")
 
 
 @pytest.fixture(scope="module")
