@@ -2,7 +2,8 @@
 
 The guest sees the host's files read-only (9p) with writable overlays, and the rehearsal's outputs folder
 read-write. Two nodes of one vCPU each, SLIT distance 21 between them. KVM is not used: on the machines
-tried, QEMU stopped on an MSR it could not set; software emulation is slower but works everywhere.
+tried, QEMU stopped on an MSR it could not set, or saw none of the CPU's features and hung; software
+emulation is slower but works everywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ VENV_TAG = "numalab_venv"
 GUEST_SETTINGS = {"NUMA_LAB_OUTPUTS": None, "NUMA_LAB_STARTUP_TIMEOUT_S": "1800"}
 # drivers the guest does not need: loading them under emulation costs a minute of boot
 SKIP_MODULES = "kvm,kvm_amd,kvm_intel,iTCO_wdt,pcspkr,sr_mod,ahci,libahci,psmouse,serio_raw,aesni_intel"
-APT_PACKAGES = ("qemu-system-x86", "linux-image-amd64", "busybox-static", "numactl")
 PT_INTERP = 3
 
 
