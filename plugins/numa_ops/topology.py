@@ -236,18 +236,18 @@ def distance(topo: Topology, a: int, b: int) -> int | None:
 def resolve_nodes(requested: str | list[int], topo: Topology, gpu: int | None = None) -> list[int]:
     """NUMA node ids to bind a lane to, checked against the host.
 
-    ``all``: every node; ``local``: the GPU's own node; ``remote``: the node farthest from the GPU.
+    ``all``: every node; ``local``: the GPU's own node; ``remote``: the node farthest from the GPU. On the CPU
+    (no GPU) the device's own node is the host's first (:func:`home_node`).
     """
     have = topo.node_ids
     if requested == "all":
         return list(have)
     if requested in ("local", "remote"):
         if gpu is None:
-            if requested == "remote":
-                raise PlacementError("experiment.hardware.numa_nodes=remote needs a GPU: on the CPU nothing is remote")
-            return [have[0]]
-        g = _gpu(topo, gpu)
-        home = g.numa_node if g.numa_node is not None else (have[0] if len(have) == 1 else None)
+            home = have[0]
+        else:
+            g = _gpu(topo, gpu)
+            home = g.numa_node if g.numa_node is not None else (have[0] if len(have) == 1 else None)
         if home is None:
             raise PlacementError(
                 f"experiment.hardware.numa_nodes={requested}: GPU {gpu} does not report its NUMA node on "
@@ -277,9 +277,16 @@ def placement(gpu: int | None, node: int, topo: Topology) -> str:
 
 
 def placement_of(gpu: int | None, node: int, topo: Topology) -> tuple[str, int | None]:
-    """(class, SLIT distance from the GPU's node to ``node``) for a run bound to ``node``."""
+    """(class, SLIT distance from the GPU's node to ``node``) for a run bound to ``node``.
+
+    On the CPU: ``cpu`` on a one-node host; with several nodes the CPU device's own node is the host's first
+    (:func:`home_node`, where a ``pool`` worker runs), so a run on another node is ``remote``.
+    """
     if gpu is None:
-        return "cpu", None
+        if len(topo.nodes) == 1:
+            return "cpu", None
+        home = topo.node_ids[0]
+        return ("local" if node == home else "remote"), distance(topo, home, node)
     g = _gpu(topo, gpu)
     if g.numa_node is None:
         if len(topo.nodes) == 1:

@@ -16,6 +16,7 @@ from numa_ops.topology import (
     nodemask,
     parse_cpulist,
     placement,
+    placement_of,
     resolve_gpus,
     resolve_nodes,
 )
@@ -80,6 +81,42 @@ def test_no_gpu_runs_on_cpu(tmp_path):
     assert resolve_gpus("all", topo) == [None]
     with pytest.raises(PlacementError, match=r"GPU \[7\] not found; GPUs on .*: none"):
         resolve_gpus([7], topo)
+
+
+@pytest.fixture
+def two_node_cpu(tmp_path):
+    """A two-node host without a GPU, as a two-node guest kernel lays it out: one CPU a node, SLIT 10/21."""
+    return discover(make_sysfs(tmp_path / "cpu2", {0: "0", 1: "1"}, {}, {0: "10 21", 1: "21 10"}), use_nvml=False)
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [pytest.param(0, ("local", 10), id="home-node"), pytest.param(1, ("remote", 21), id="other-node")],
+)
+def test_cpu_runs_on_two_nodes_are_local_or_remote_to_the_first(two_node_cpu, node, expected):
+    assert placement_of(None, node, two_node_cpu) == expected
+    assert home_node(None, two_node_cpu) == 0
+
+
+def test_cpu_runs_on_one_node_stay_cpu(tmp_path):
+    topo = discover(make_sysfs(tmp_path / "cpu1", {0: "0-1"}, {}, {0: "10"}), use_nvml=False)
+    assert placement_of(None, 0, topo) == ("cpu", None)
+    with pytest.raises(PlacementError, match="has one NUMA node"):
+        resolve_nodes("remote", topo)
+
+
+@pytest.mark.parametrize(
+    ("requested", "nodes"),
+    [pytest.param("local", [0], id="local"), pytest.param("remote", [1], id="remote"),
+     pytest.param("all", [0, 1], id="all")],
+)
+def test_cpu_resolves_local_and_remote_nodes(two_node_cpu, requested, nodes):
+    assert resolve_nodes(requested, two_node_cpu) == nodes
+
+
+def test_a_node_the_host_lacks_is_refused_on_the_cpu(two_node_cpu):
+    with pytest.raises(PlacementError, match=r"NUMA node \[2\] not found; nodes on .*: 0, 1"):
+        resolve_nodes([2], two_node_cpu)
 
 
 def test_missing_gpu_and_node_are_named(two_socket):

@@ -101,7 +101,7 @@ CROSSOVER = f"SELECT * FROM ({VIEWS['crossover']}) WHERE models >= 2"
 # CUPED adjustment).
 PENALTY_RUNS = f"""
 SELECT {", ".join([*SETTINGS, *SWEEP])}, placement_mode, placement, samples_per_s, cpu_control_rate
-FROM gpu_runs WHERE placement IN ('local', 'remote') AND samples_per_s > 0 AND placement_mode <> 'paired'
+FROM placed_runs WHERE placement IN ('local', 'remote') AND samples_per_s > 0 AND placement_mode <> 'paired'
 ORDER BY run_id
 """
 

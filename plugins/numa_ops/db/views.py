@@ -18,13 +18,15 @@ _REFERENCE_DISTANCE = (f"CASE WHEN placement_mode = 'paired' THEN coalesce(CAST(
                        "AS INTEGER), numa_distance) ELSE numa_distance END AS numa_distance")
 
 # What many queries start from: every run with the settings older records left out filled in (pinned host
-# memory, process placement), the successful ones, and the successful GPU runs (every penalty's input).
+# memory, process placement), the successful ones, the successful GPU runs, and the successful runs a penalty
+# compares (every GPU run, and CPU runs placed local or remote on a host with several NUMA nodes).
 BASE_VIEWS = {
     "filled_runs": "SELECT * REPLACE (coalesce(pinned_memory, true) AS pinned_memory, "
                    f"coalesce(placement_mode, 'process') AS placement_mode, {_REFERENCE_PLACEMENT}, {_REFERENCE_DISTANCE}) "
                    "FROM runs",
     "measured_runs": "SELECT * FROM filled_runs WHERE success",
     "gpu_runs": "SELECT * FROM measured_runs WHERE device = 'cuda'",
+    "placed_runs": "SELECT * FROM measured_runs WHERE device = 'cuda' OR placement IN ('local', 'remote')",
 }
 
 T_TABLE_MAX_DF = 400  # as numa_ops.analysis.T_TABLE_MAX_DF: normal quantiles beyond
@@ -81,7 +83,7 @@ NUMA_PENALTY = f"""
                    median(h2d_gbps) FILTER (WHERE placement = 'remote') AS remote_h2d_gbps,
                    max(numa_distance) FILTER (WHERE placement = 'local') AS local_numa_distance,
                    max(numa_distance) FILTER (WHERE placement = 'remote') AS remote_numa_distance
-            FROM gpu_runs WHERE placement_mode <> 'paired' GROUP BY ALL
+            FROM placed_runs WHERE placement_mode <> 'paired' GROUP BY ALL
         ),
         moments AS (
             SELECT * EXCLUDE (local_ln, remote_ln),

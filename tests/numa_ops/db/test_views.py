@@ -226,3 +226,27 @@ def test_an_older_database_gains_new_columns_filled_from_its_records(tmp_path):
         con.execute("ALTER TABLE runs DROP COLUMN telemetry")
     numa_db.load_runs([folder], db)
     assert numa_db.query("SELECT warmup_batches, telemetry FROM runs", database=db) == [(7, "off")]
+def _cpu(run_id, placement, rate, mode="process"):
+    """A CPU run on a two-node host: local on the first node, remote on the other (SLIT 21)."""
+    node = 0 if placement == "local" else 1
+    model = {"name": "m", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64}
+    return record(run_id, placement=placement, placement_mode=mode, mem_node=node, model=model,
+                  cpu_node=node if mode == "process" else 0, numa_distance=10 if node == 0 else 21,
+                  metrics={"samples_per_s": rate, "execution": "eager"})
+
+
+def test_numa_penalty_compares_cpu_runs_placed_on_two_nodes(tmp_path):
+    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+    for i, spread in enumerate((1.0, 1.001)):
+        for mode in ("process", "pool"):
+            _write(folder, _cpu(f"f1.{mode}-l{i}", "local", 100.0 * spread, mode))
+            _write(folder, _cpu(f"f1.{mode}-r{i}", "remote", 90.0 * spread, mode))
+    _write(folder, record("f1.onenode"))  # a one-node host's CPU run ('cpu'): nothing to compare
+    numa_db.load_runs([folder], db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT placement_mode, local_processes, remote_processes, local_numa_distance, "
+                           "remote_numa_distance, round(throughput_penalty, 3), status FROM numa_penalty "
+                           "ORDER BY placement_mode").fetchall()
+    # one row per placement mode; the one-node host's run ('cpu') is in no penalty
+    assert [r[:6] for r in rows] == [("pool", 2, 2, 10, 21, 0.1), ("process", 2, 2, 10, 21, 0.1)]
+    assert all(r[6] == "measured" for r in rows)

@@ -1,0 +1,55 @@
+"""``python -m numa_ops.rehearsal``: boot the two-node guest, run numa-lab's real path in it, prove it.
+
+Results land in ``<outputs>/numa-rehearsal/<UTC time>/`` (its own DuckDB file and reports: emulated numbers
+never mix with measured ones). Exit status 0 when every step ran and every proof held, 1 otherwise, 2 when the
+guest cannot be started here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from numa_ops import paths
+from numa_ops.rehearsal import proofs, vm
+
+TIMEOUT_S = 40 * 60
+
+
+def rehearsal_outputs(base: Path | None = None) -> Path:
+    """A fresh folder for one rehearsal under the outputs folder."""
+    return (base or paths.outputs_dir()) / "numa-rehearsal" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numa_ops.rehearsal", description=__doc__.split("\n")[0])
+    parser.add_argument("--outputs", type=Path, default=None, help="where this rehearsal writes (default: a new "
+                        "folder under <outputs>/numa-rehearsal/)")
+    parser.add_argument("--timeout-s", type=float, default=TIMEOUT_S, help="stop the guest after this long")
+    args = parser.parse_args(argv)
+    outputs = (args.outputs or rehearsal_outputs()).resolve()
+    started = time.monotonic()
+    try:
+        guest = vm.find_guest(paths.plugins_dir(), outputs)
+        print(f"booting a two-node guest (software emulation; several minutes): results in {outputs}", flush=True)
+        rc = vm.boot(guest, args.timeout_s)
+    except vm.VmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    found = proofs.judge(outputs)
+    if rc != 0:
+        found.problems.insert(0, f"the guest's rehearsal step exited {rc}")
+    for problem in found.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if found.gate:
+        print(found.gate)
+    print(f"took {time.monotonic() - started:.0f} s")
+    print(found.line())
+    return 1 if found.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

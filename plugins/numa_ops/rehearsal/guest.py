@@ -1,0 +1,126 @@
+"""What runs inside the two-node guest: the kernel's own account of its nodes, a placement it lacks (refused,
+nothing run), then the command line's real path and the gate, all written to ``guest.json``.
+
+Only the standard library is imported at the top: the virtual environment is remounted with page caching
+first (``mount_venv``), so that each worker's torch is read from the host once, not once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+GUEST_JSON = "guest.json"
+MISSING_NODE = 2  # a node the guest does not have: the planner must refuse it
+# A tiny model, few samples, every node, both placement modes, two worker processes a placement (a penalty's
+# interval needs two a side); enough trials for a 95% interval of each run's median.
+EXPERIMENT = "quick_test"
+OVERRIDES = [
+    "experiment.vit_configs=[{name:tiny,patch_size:16,depth:1,heads:2,dim:64,mlp_dim:128}]",
+    "experiment.test.tensor_shape=[3,32,32]",
+    "experiment.test.batch_size=8",
+    "experiment.test.num_samples=64",
+    "experiment.test.memory_size_mb=4",
+    "experiment.test.warmup_batches=1",
+    "experiment.test.max_trials=6",
+    "experiment.test.min_trial_s=0.5",
+    "experiment.test.max_trial_time_s=30",
+    "experiment.test.timeout_s=1800",  # software emulation on a shared host: minutes where a GPU host takes seconds
+    "experiment.test.repeats=2",
+    "experiment.hardware.numa_nodes=all",
+    "experiment.hardware.placement=process,pool",
+]
+NODES_KEY = "experiment.hardware.numa_nodes="
+
+
+def run_args() -> list[str]:
+    """``python -m numa_ops run`` arguments of the rehearsal's plan."""
+    return [f"experiment={EXPERIMENT}", *OVERRIDES]
+
+
+def refused_args() -> list[str]:
+    """The same plan on a node the guest does not have."""
+    return [f"{NODES_KEY}[{MISSING_NODE}]" if a.startswith(NODES_KEY) else a for a in run_args()]
+
+
+def mount_venv(venv: Path, tag: str) -> str | None:
+    """Mount the host's virtual environment (exported as ``tag``) over its own path with page caching;
+    None, or why not (then it is read uncached, slower)."""
+    argv = ["mount", "-t", "9p", "-o", "ro,trans=virtio,version=9p2000.L,cache=loose,msize=524288", tag, str(venv)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return None if done.returncode == 0 else f"{' '.join(argv)}: {done.stderr.strip()}"
+
+
+def numactl_hardware() -> str:
+    """``numactl --hardware``: the guest kernel's nodes, CPUs and distances, as numactl reads them."""
+    return subprocess.run(["numactl", "--hardware"], capture_output=True, text=True, check=True).stdout
+
+
+def _folders(outputs: Path) -> set[str]:
+    return {p.name for p in outputs.iterdir() if p.is_dir() and (p / "plan.json").exists()} if outputs.is_dir() else set()
+
+
+def refusal(outputs: Path) -> dict[str, Any]:
+    """Plan on a node the guest lacks: the command's exit status, its message, and the run folders it made."""
+    from numa_ops import cli
+
+    before, err = _folders(outputs), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = cli.main(["run", *refused_args()])
+    return {"args": refused_args(), "rc": rc, "stderr": err.getvalue().strip(),
+            "new_folders": sorted(_folders(outputs) - before)}
+
+
+def gate(folder: Path) -> dict[str, Any]:
+    """Phase 1's gate over the rehearsal's run folder (writes its ``gate.json``)."""
+    from numa_ops.gate import judge_run_folder
+    from numa_ops.phases import load_phases
+
+    return judge_run_folder(folder, load_phases()["phase1_framework_validation"].gate)
+
+
+def main(venv: Path, tag: str) -> int:
+    """Every step in order; ``guest.json`` in the outputs folder says what each gave. 0 if the run command did."""
+    started = time.monotonic()
+    report: dict[str, Any] = {"seconds": {}}
+
+    def step(name: str, fn, *args):
+        t0 = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            report["seconds"][name] = round(time.monotonic() - t0, 1)
+
+    report["venv_mount_problem"] = step("mount", mount_venv, venv, tag)
+    report["numactl_hardware"] = step("numactl", numactl_hardware)
+    print(report["numactl_hardware"], flush=True)
+    from numa_ops import paths, pipeline
+
+    outputs = paths.outputs_dir()
+    report["refusal"] = step("refusal", refusal, outputs)
+    print(f"refused as it should be: {report['refusal']['stderr']}", flush=True)
+    before = _folders(outputs)
+    from numa_ops import cli
+
+    report["run_args"] = run_args()
+    report["run_rc"] = step("run", cli.main, ["run", *run_args()])
+    made = sorted(_folders(outputs) - before)
+    report["folder"] = str(outputs / made[0]) if len(made) == 1 else None
+    latest = outputs / pipeline.LATEST
+    report["latest"] = json.loads(latest.read_text()) if latest.is_file() else None
+    if report["folder"]:
+        report["gate"] = step("gate", gate, Path(report["folder"]))
+        print(report["gate"].get("sentence"), flush=True)
+    report["seconds"]["total"] = round(time.monotonic() - started, 1)
+    (outputs / GUEST_JSON).write_text(json.dumps(report, indent=2))
+    return 0 if report["run_rc"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), sys.argv[2]))

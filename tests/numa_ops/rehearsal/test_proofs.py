@@ -1,0 +1,123 @@
+"""The rehearsal's proofs, on records and numactl output shaped as the two-node guest writes them."""
+
+from __future__ import annotations
+
+import pytest
+from numa_ops.rehearsal.proofs import (
+    Rehearsal,
+    check_penalties,
+    check_record,
+    check_refusal,
+    check_topology,
+    parse_numactl,
+)
+
+NUMACTL = """available: 2 nodes (0-1)
+node 0 cpus: 0
+node 0 size: 2962 MB
+node 0 free: 2801 MB
+node 1 cpus: 1
+node 1 size: 3019 MB
+node 1 free: 2950 MB
+node distances:
+node   0   1
+  0:  10  21
+  1:  21  10
+"""
+SNAPSHOT = {"nodes": [{"id": 0, "cpus": [0], "mem_total_mb": 2962}, {"id": 1, "cpus": [1], "mem_total_mb": 3019}],
+            "distances": {"0": [10, 21], "1": [21, 10]}}
+
+
+def test_parse_numactl():
+    assert parse_numactl(NUMACTL) == {"cpus": {0: [0], 1: [1]}, "distances": {0: [10, 21], 1: [21, 10]}}
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "problem"),
+    [
+        pytest.param(SNAPSHOT, None, id="the-kernels"),
+        pytest.param({**SNAPSHOT, "nodes": SNAPSHOT["nodes"][:1]}, "topology.json's nodes", id="one-node-snapshot"),
+        pytest.param({**SNAPSHOT, "distances": {"0": [10, 20], "1": [20, 10]}}, "topology.json's distances",
+                     id="other-distances"),
+    ],
+)
+def test_the_snapshot_must_be_the_kernels(snapshot, problem):
+    found = Rehearsal()
+    check_topology(found, NUMACTL, snapshot)
+    assert (found.nodes, found.distance) == (2, 21)
+    assert (problem is None) == (not found.problems)
+    assert problem is None or problem in found.problems[0]
+
+
+def record(placement: str, cpu_node: int, pool_node: int, by_node: dict[str, int], launch_node: int) -> dict:
+    return {"run_id": f"{placement}-{pool_node}", "success": True, "placement": placement, "cpu_node": cpu_node,
+            "pool_node": pool_node,
+            "metrics": {"launch_cpu": launch_node, "launch_cpu_node": launch_node,
+                        "pool_pages": {"source": "numa_maps", "by_node": by_node, "intended_node": pool_node}}}
+
+
+@pytest.mark.parametrize(
+    ("rec", "proven", "problem"),
+    [
+        pytest.param(record("remote", 1, 1, {"1": 1024}, 1), 1, None, id="process-remote"),
+        pytest.param(record("remote", 0, 1, {"1": 1024}, 0), 1, None, id="pool-remote"),
+        pytest.param(record("local", 0, 0, {"0": 1024}, 0), 0, None, id="local"),
+        pytest.param(record("remote", 0, 1, {"0": 10, "1": 1014}, 0), 0, "not all on node 1", id="pages-split"),
+        pytest.param(record("remote", 1, 1, {"1": 1024}, 0), 1, "not on its bound node 1", id="thread-elsewhere"),
+        pytest.param({**record("remote", 1, 1, {"1": 1}, 1), "metrics": {"launch_cpu_node": 1, "pool_pages": None}},
+                     0, "not all on node 1", id="no-proof"),
+        pytest.param(record("cpu", 0, 0, {"0": 1}, 0), 0, "neither local nor remote", id="unplaced"),
+    ],
+)
+def test_a_record_proves_its_placement(rec, proven, problem):
+    found = Rehearsal()
+    check_record(found, rec)
+    assert found.remote_pages_proven == proven
+    assert (problem is None) == (not found.problems), found.problems
+    assert problem is None or problem in found.problems[0]
+
+
+def penalty(mode: str, local: int = 2, remote: int = 2, mde: float | None = 0.2) -> dict:
+    return {"placement_mode": mode, "local_processes": local, "remote_processes": remote, "mde": mde,
+            "penalty_low": None if mde is None else -0.1, "status": "not detectable at this noise (MDE 20.0%)"}
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [
+        pytest.param([penalty("process"), penalty("pool")], None, id="both-modes"),
+        pytest.param([penalty("process")], "not one each", id="pool-missing"),
+        pytest.param([penalty("process", remote=1, mde=None), penalty("pool")], "no interval", id="one-process"),
+    ],
+)
+def test_penalty_rows(rows, problem):
+    found = Rehearsal()
+    check_penalties(found, rows)
+    assert found.penalty_rows == len(rows)
+    assert (problem is None) == (not found.problems)
+    assert problem is None or problem in found.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "problem"),
+    [
+        pytest.param({"rc": 2, "stderr": "error: experiment.hardware.numa_nodes: NUMA node [2] not found; nodes on "
+                      "virtme-ng: 0, 1", "new_folders": []}, None, id="refused"),
+        pytest.param({"rc": 0, "stderr": "", "new_folders": ["x"]}, "was not refused", id="ran"),
+        pytest.param({"rc": 2, "stderr": "error: NUMA node [2] not found", "new_folders": ["x"]}, "made run folders",
+                     id="left-a-folder"),
+        pytest.param(None, "not tried", id="not-tried"),
+    ],
+)
+def test_a_missing_node_is_refused(refusal, problem):
+    found = Rehearsal()
+    check_refusal(found, refusal)
+    assert (problem is None) == (not found.problems)
+    assert problem is None or problem in found.problems[0]
+
+
+def test_the_line():
+    found = Rehearsal(nodes=2, distance=21, runs=8, local=4, remote=4, remote_pages_proven=4, penalty_rows=2,
+                      report="/o/r/index.html")
+    assert found.line() == ("two-node rehearsal: 2 nodes (distance 21), 8 runs (4 local, 4 remote), node-1 pages "
+                            "proven in 4, penalty views: 2 rows, report: /o/r/index.html")
