@@ -204,3 +204,14 @@ def test_every_published_port_answers_on_localhost_unless_told(compose):
             bound = port.get("host_ip") == "127.0.0.1" if isinstance(port, dict) else (
                 str(port).startswith("127.0.0.1:") or (str(port).startswith("${") and ":-127.0.0.1}:" in str(port)))
             assert bound, f"{name} publishes {port} on every interface"
+
+
+def test_the_numa_lab_script_parses_and_names_every_command():
+    """``./numa-lab`` is bash: a broken case branch would break every command the README gives."""
+    assert subprocess.run(["bash", "-n", str(REPO / "numa-lab")], capture_output=True, text=True).returncode == 0
+    text = (REPO / "numa-lab").read_text()
+    branches = re.findall(r"^  ([a-z-]+)\)$", text, re.M)
+    assert branches == ["quickstart", "test", "run", "compare", "rehearse-numa", "airflow"]
+    usage = subprocess.run([str(REPO / "numa-lab"), "help"], capture_output=True, text=True, timeout=60).stdout
+    for command in branches:
+        assert f"./numa-lab {command}" in usage
