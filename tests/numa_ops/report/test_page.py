@@ -84,7 +84,7 @@ def test_a_report_judges_the_gate_itself_when_the_gate_has_not_run_yet(tmp_path)
 
 def test_failed_runs_are_listed_with_their_reasons(quick_start):
     failed = _body(quick_start["page"]).split("<h2>Failed runs</h2>", 1)[1].split("</table>", 1)[0]
-    assert "<td>qs.bad</td>" in failed and "<td>cpu-cpu0-mem0</td>" in failed and "<td>boom</td>" in failed
+    assert "<td>qs.bad</td>" in failed and "<td>cpu-cpu0-mem0</td>" in failed and "<td class=\"reason\">boom</td>" in failed
 
 
 def test_numbers_read_as_numbers_and_nothing_reads_none(quick_start):
