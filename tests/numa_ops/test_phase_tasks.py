@@ -322,7 +322,8 @@ def test_a_study_the_host_cannot_give_is_skipped_with_its_reason_and_the_phase_p
     (configs_dir / "phases.yaml").write_text(ROLE_PHASES)
     phase = load_phases()[PHASE1]
     topology = Topology("cpu-host", [NumaNode(0, [0], None)], [], {0: [10]}).to_dict()
-    turns = _measured(outputs_dir, phase_tasks.plan_runs(PHASE1, phase, topology, FORM, _dag_run(), _TI()))
+    form = {**FORM, "studies": ["tiny", "on_every_gpu", "gpu_pairs"]}
+    turns = _measured(outputs_dir, phase_tasks.plan_runs(PHASE1, phase, topology, form, _dag_run(), _TI()))
     (folder,) = phase_tasks.planned_folders(turns)
     lines = ["study on_every_gpu (every GPU) skipped: cpu-host has no GPU: the phase's other studies run on the CPU",
              "study gpu_pairs (every GPU alone, then the first GPU paired with each other) skipped: cpu-host has no "
