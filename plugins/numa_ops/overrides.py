@@ -10,16 +10,20 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
-
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
 ROOT = "experiment"
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])*(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])*)*$")
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
-_PARSER = OverridesParser.create()
+
+
+@cache
+def _parser() -> Any:
+    """Hydra's override parser, built on first use: a worker imports the config model, never the grammar."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
 
 PathPart = str | int
 
@@ -47,6 +51,8 @@ class Override:
 
 
 def _plain(value: Any) -> Any:
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=False)
     if isinstance(value, dict):
@@ -66,8 +72,10 @@ def _parse_path(key: str) -> tuple[PathPart, ...]:
 
 
 def _parse_value(key: str, raw: str, text: str) -> tuple[tuple[Any, ...], bool]:
+    from hydra.errors import HydraException
+
     try:
-        parsed = _PARSER.parse_override(f"value={raw}")
+        parsed = _parser().parse_override(f"value={raw}")
     except HydraException as exc:
         raise OverrideError(f"malformed value in {text!r}: {exc}".rstrip()) from None
     if parsed.is_sweep_override():

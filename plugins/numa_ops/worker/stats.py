@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from scipy import stats
+from scipy import special  # the distributions' functions alone: scipy.stats costs a worker a second to import
 
 LEVEL = 0.95
 METHOD = "median of trials, order-statistic (binomial) interval"
@@ -65,7 +65,7 @@ def order_rank(n: int, level: float = LEVEL) -> tuple[int, float]:
     """``(k, coverage)``: the widest-k pair ``(x_(k), x_(n-k+1))`` (1-based) covering the median with
     at least ``level``, and its exact coverage; ``(1, coverage of the range)`` where none reaches it."""
     ks = np.arange(1, n // 2 + 1)
-    coverage = 1 - 2 * stats.binom.cdf(ks - 1, n, 0.5)
+    coverage = 1 - 2 * special.bdtr(ks - 1, n, 0.5)
     ok = np.flatnonzero(coverage >= level)
     if not len(ok):
         return 1, 1 - 2 * 0.5**n
@@ -101,13 +101,13 @@ def confidence_interval(values: list[float], level: float = LEVEL) -> dict[str, 
 
 @cache
 def t_quantile(q: float, df: int) -> float:
-    """``scipy.stats.t.ppf(q, df)``, remembered."""
-    return float(stats.t.ppf(q, df))
+    """Student's t quantile (``scipy.stats.t.ppf(q, df)``), remembered."""
+    return float(special.stdtrit(df, q))
 
 
 @cache
 def _chi2_quantile(q: float, df: int) -> float:
-    return float(stats.chi2.ppf(q, df))
+    return float(special.chdtri(df, 1 - q))
 
 
 def sd_bound(values: Sequence[float], ddof: int = 1, assurance: float = ASSURANCE) -> float:
@@ -126,7 +126,7 @@ def order_half_width(n: int, level: float = LEVEL) -> float:
     """Expected half-width of the order-statistic interval of the median of ``n`` normal values, in
     standard deviations: the expected ``n - k + 1``-th normal order statistic (Blom's approximation)."""
     k = order_rank(n, level)[0]
-    return float(stats.norm.ppf((n - k + 1 - 0.375) / (n + 0.25)))
+    return float(special.ndtri((n - k + 1 - 0.375) / (n + 0.25)))
 
 
 def _first_n(limit: float, factor: Callable[[int], float], start: int, cap: int = PLAN_CAP) -> int:
