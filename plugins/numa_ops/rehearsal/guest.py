@@ -18,23 +18,33 @@ from typing import Any
 
 GUEST_JSON = "guest.json"
 MISSING_NODE = 2  # a node the guest does not have: the planner must refuse it
-# A tiny model, few samples, every node, both placement modes, two worker processes a placement (a penalty's
-# interval needs two a side); enough trials for a 95% interval of each run's median.
+# A tiny model, few samples, every node, in one plan: the separate-process placements (``process``: the whole
+# worker on each node; ``pool``: the worker on node 0, its host pool on each node; one worker each) and the
+# paired arms in one worker (``memory``: the pool on node 0 then node 1; ``thread``: the launching thread on each
+# node), zipped so each placement is planned once. Six worker processes: every worker start costs minutes of
+# emulated imports, so the penalty's interval comes from the paired arms, not from repeated processes.
 EXPERIMENT = "quick_test"
+PLACEMENTS = [("process", "memory"), ("pool", "memory"), ("paired", "memory"), ("paired", "thread")]
+PLACEMENT_KEY, PAIRED_KEY = "experiment.hardware.placement", "experiment.hardware.paired"
 OVERRIDES = [
     "experiment.vit_configs=[{name:tiny,patch_size:16,depth:1,heads:2,dim:64,mlp_dim:128}]",
     "experiment.test.tensor_shape=[3,32,32]",
     "experiment.test.batch_size=8",
-    "experiment.test.num_samples=64",
+    "experiment.test.num_samples=32",
     "experiment.test.memory_size_mb=4",
     "experiment.test.warmup_batches=1",
     "experiment.test.max_trials=6",
-    "experiment.test.min_trial_s=0.5",
+    "experiment.test.min_trial_s=0.3",
     "experiment.test.max_trial_time_s=30",
+    "experiment.test.paired_min_blocks=3",
+    "experiment.test.paired_max_blocks=6",
+    "experiment.test.paired_max_s=120",
     "experiment.test.timeout_s=1800",  # software emulation on a shared host: minutes where a GPU host takes seconds
-    "experiment.test.repeats=2",
+    "experiment.test.repeats=1",
     "experiment.hardware.numa_nodes=all",
-    "experiment.hardware.placement=process,pool",
+    f"{PLACEMENT_KEY}={','.join(p for p, _ in PLACEMENTS)}",
+    f"{PAIRED_KEY}={','.join(k for _, k in PLACEMENTS)}",
+    "--zip", f"{PLACEMENT_KEY},{PAIRED_KEY}",
 ]
 NODES_KEY = "experiment.hardware.numa_nodes="
 

@@ -1,7 +1,8 @@
 """What the rehearsal proved, read back from what the guest wrote: its records, its DuckDB file, its report.
 
-Nothing is taken from the plan's intent: a remote run counts as proven only where its record's numa_maps
-count puts its pages on the remote node, and its launching thread ran on the node the worker was bound to.
+Nothing is taken from the plan's intent: a remote side (a run, or a paired run's arm) counts as proven only where
+its record's numa_maps count puts its pages on the remote node, and its launching thread ran on the node it was
+bound to.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ class Rehearsal:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        """The one line that says what ran."""
+        """The one line that says what ran (a paired run's arms count as its local and remote sides)."""
         return (f"two-node rehearsal: {self.nodes} nodes (distance {self.distance}), {self.runs} runs ({self.local} "
-                f"local, {self.remote} remote), node-{REMOTE_NODE} pages proven in {self.remote_pages_proven}, "
+                f"local, {self.remote} remote sides), node-{REMOTE_NODE} pages proven in {self.remote_pages_proven}, "
                 f"penalty views: {self.penalty_rows} rows, report: {self.report}")
 
 
@@ -71,39 +72,71 @@ def _pages_on(proof: dict[str, Any] | None, node: int) -> bool:
     return (proof or {}).get("source") == "numa_maps" and bool(by_node) and set(by_node) == {str(node)}
 
 
-def check_record(found: Rehearsal, rec: dict[str, Any]) -> None:
-    """One run: it succeeded, its launching thread ran on its bound node, its pool's pages are where planned."""
+def check_record(found: Rehearsal, rec: dict[str, Any], cpu_nodes: dict[int, int]) -> None:
+    """One run: it succeeded, its launching thread ran on its bound node, its pool's pages are where planned;
+    a paired run, the same of each arm. ``cpu_nodes``: CPU -> node, as the guest's topology has it."""
     run = rec.get("run_id")
     found.runs += 1
     if not rec.get("success"):
         found.problems.append(f"{run} failed: {rec.get('error')}")
         return
     metrics = rec.get("metrics") or {}
+    if rec.get("placement_mode") == "paired":
+        for arm in (metrics.get("paired") or {}).get("arms") or []:
+            _check_arm(found, run, rec.get("paired"), arm, cpu_nodes)
+        return
     placement, pool_node = rec.get("placement"), rec.get("pool_node")
+    _count_side(found, run, placement)
+    if metrics.get("launch_cpu_node") != rec.get("cpu_node"):
+        found.problems.append(f"{run}: launching thread on CPU {metrics.get('launch_cpu')} (node "
+                              f"{metrics.get('launch_cpu_node')}), not on its bound node {rec.get('cpu_node')}")
+    _check_pages(found, run, placement, metrics.get("pool_pages"), pool_node)
+
+
+def _count_side(found: Rehearsal, run: Any, placement: Any) -> None:
     found.local += placement == "local"
     found.remote += placement == "remote"
     if placement not in ("local", "remote"):
         found.problems.append(f"{run}: placement {placement!r}, neither local nor remote")
-    if metrics.get("launch_cpu_node") != rec.get("cpu_node"):
-        found.problems.append(f"{run}: launching thread on CPU {metrics.get('launch_cpu')} (node "
-                              f"{metrics.get('launch_cpu_node')}), not on its bound node {rec.get('cpu_node')}")
-    if not _pages_on(metrics.get("pool_pages"), pool_node):
-        found.problems.append(f"{run}: its pool's pages are not all on node {pool_node}: {metrics.get('pool_pages')}")
-    elif placement == "remote" and pool_node == REMOTE_NODE:
+
+
+def _check_pages(found: Rehearsal, run: Any, placement: Any, proof: dict[str, Any] | None, node: Any) -> None:
+    if not _pages_on(proof, node):
+        found.problems.append(f"{run}: its pool's pages are not all on node {node}: {proof}")
+    elif placement == "remote" and node == REMOTE_NODE:
         found.remote_pages_proven += 1
 
 
-def check_penalties(found: Rehearsal, rows: list[dict[str, Any]]) -> None:
-    """``numa_penalty``: one row per placement mode, each with a local and a remote side of two processes,
-    an interval and an MDE."""
-    found.penalty_rows = len(rows)
+def _check_arm(found: Rehearsal, run: Any, kind: Any, arm: dict[str, Any], cpu_nodes: dict[int, int]) -> None:
+    """A paired arm: its pool's pages on its pool node, and every trial's launching CPU on its thread node."""
+    name = f"{run} arm {arm.get('name')}"
+    _count_side(found, name, arm.get("placement"))
+    _check_pages(found, name, arm.get("placement"), arm.get("pool_pages"), arm.get("pool_node"))
+    cpus = arm.get("launch_cpus") or []
+    nodes = {cpu_nodes.get(c) for c in cpus}
+    if not cpus or nodes != {arm.get("thread_node")}:
+        found.problems.append(f"{name} ({kind}): launching CPUs {cpus} (nodes {sorted(nodes, key=str)}), not all on "
+                              f"its thread node {arm.get('thread_node')}")
+
+
+def check_penalties(found: Rehearsal, rows: list[dict[str, Any]], paired: list[dict[str, Any]]) -> None:
+    """``numa_penalty``: one row per separate-process placement mode, each with a local and a remote process;
+    ``paired_penalty``: one row per paired kind (memory, thread), each with its interval and MDE."""
+    found.penalty_rows = len(rows) + len(paired)
     modes = sorted(r["placement_mode"] for r in rows)
     if modes != ["pool", "process"]:
         found.problems.append(f"numa_penalty has rows for placement modes {modes}, not one each for process and pool")
     for r in rows:
-        if r["local_processes"] < 2 or r["remote_processes"] < 2 or r["mde"] is None or r["penalty_low"] is None:
+        if r["local_processes"] < 1 or r["remote_processes"] < 1 or r["throughput_penalty"] is None:
             found.problems.append(f"numa_penalty ({r['placement_mode']}): {r['local_processes']} local and "
-                                  f"{r['remote_processes']} remote processes, MDE {r['mde']}: no interval ({r['status']})")
+                                  f"{r['remote_processes']} remote processes: no penalty ({r['status']})")
+    kinds = sorted(r["kind"] for r in paired)
+    if kinds != ["memory", "thread"]:
+        found.problems.append(f"paired_penalty has rows for kinds {kinds}, not one each for memory and thread")
+    for r in paired:
+        if r["penalty_low"] is None or r["mde"] is None or r["arm_node"] != REMOTE_NODE:
+            found.problems.append(f"paired_penalty ({r['kind']}): arm on node {r['arm_node']}, interval "
+                                  f"[{r['penalty_low']}, {r['penalty_high']}], MDE {r['mde']}")
 
 
 def check_refusal(found: Rehearsal, refusal: dict[str, Any] | None) -> None:
@@ -118,15 +151,15 @@ def check_refusal(found: Rehearsal, refusal: dict[str, Any] | None) -> None:
         found.problems.append(f"the refused placement still made run folders: {refusal['new_folders']}")
 
 
-def penalty_rows(database: Path, folder: str) -> list[dict[str, Any]]:
-    """The rehearsal folder's ``numa_penalty`` rows, from its DuckDB file (read-only)."""
+def view_rows(database: Path, view: str, folder: str) -> list[dict[str, Any]]:
+    """The rehearsal folder's rows of ``view``, from its DuckDB file (read-only)."""
     import duckdb
 
     from numa_ops.db.views import VIEWS, scoped
 
     con = duckdb.connect(str(database), read_only=True)
     try:
-        cur = con.execute(scoped(VIEWS["numa_penalty"], "folder = ?"), [folder])
+        cur = con.execute(scoped(VIEWS[view], "folder = ?"), [folder])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     finally:
@@ -154,13 +187,16 @@ def judge(outputs: Path, guest_json: str = "guest.json") -> Rehearsal:
     topo_file = folder / "topology.json"
     check_topology(found, guest.get("numactl_hardware") or "", json.loads(topo_file.read_text()) if topo_file.is_file() else {})
     planned = json.loads((folder / "plan.json").read_text()).get("runs")
+    snapshot = json.loads(topo_file.read_text()) if topo_file.is_file() else {}
+    cpu_nodes = {cpu: n["id"] for n in snapshot.get("nodes", []) for cpu in n["cpus"]}
     for rec in results.collect(folder):
-        check_record(found, rec)
+        check_record(found, rec, cpu_nodes)
     if found.runs != planned:
         found.problems.append(f"{found.runs} records for {planned} planned runs")
     database = db_path(outputs)
     if database.is_file():
-        check_penalties(found, penalty_rows(database, folder.name))
+        check_penalties(found, view_rows(database, "numa_penalty", folder.name),
+                        view_rows(database, "paired_penalty", folder.name))
     else:
         found.problems.append(f"no DuckDB file at {database}")
     index = folder / "report" / "index.html"

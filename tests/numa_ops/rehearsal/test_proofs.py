@@ -56,6 +56,9 @@ def record(placement: str, cpu_node: int, pool_node: int, by_node: dict[str, int
                         "pool_pages": {"source": "numa_maps", "by_node": by_node, "intended_node": pool_node}}}
 
 
+CPU_NODES = {0: 0, 1: 1}
+
+
 @pytest.mark.parametrize(
     ("rec", "proven", "problem"),
     [
@@ -71,30 +74,81 @@ def record(placement: str, cpu_node: int, pool_node: int, by_node: dict[str, int
 )
 def test_a_record_proves_its_placement(rec, proven, problem):
     found = Rehearsal()
-    check_record(found, rec)
+    check_record(found, rec, CPU_NODES)
     assert found.remote_pages_proven == proven
     assert (problem is None) == (not found.problems), found.problems
     assert problem is None or problem in found.problems[0]
 
 
-def penalty(mode: str, local: int = 2, remote: int = 2, mde: float | None = 0.2) -> dict:
-    return {"placement_mode": mode, "local_processes": local, "remote_processes": remote, "mde": mde,
-            "penalty_low": None if mde is None else -0.1, "status": "not detectable at this noise (MDE 20.0%)"}
+def arm(name: str, placement: str, pool_node: int, thread_node: int, by_node: dict[str, int], cpus: list) -> dict:
+    return {"name": name, "placement": placement, "pool_node": pool_node, "thread_node": thread_node,
+            "launch_cpus": cpus, "pool_pages": {"source": "numa_maps", "by_node": by_node}}
+
+
+def paired_record(kind: str, *arms: dict) -> dict:
+    return {"run_id": f"paired-{kind}", "success": True, "placement": "paired", "placement_mode": "paired",
+            "paired": kind, "cpu_node": 0, "pool_node": 0, "metrics": {"paired": {"arms": list(arms)}}}
+
+
+LOCAL_ARM = arm("node0", "local", 0, 0, {"0": 64}, [0, 0, 0])
 
 
 @pytest.mark.parametrize(
-    ("rows", "problem"),
+    ("rec", "sides", "proven", "problem"),
     [
-        pytest.param([penalty("process"), penalty("pool")], None, id="both-modes"),
-        pytest.param([penalty("process")], "not one each", id="pool-missing"),
-        pytest.param([penalty("process", remote=1, mde=None), penalty("pool")], "no interval", id="one-process"),
+        pytest.param(paired_record("memory", LOCAL_ARM, arm("node1", "remote", 1, 0, {"1": 64}, [0, 0])), (1, 1), 1,
+                     None, id="memory-arms"),
+        pytest.param(paired_record("thread", LOCAL_ARM, arm("node1", "remote", 0, 1, {"0": 64}, [1, 1])), (1, 1), 0,
+                     None, id="thread-arms"),
+        pytest.param(paired_record("thread", LOCAL_ARM, arm("node1", "remote", 0, 1, {"0": 64}, [1, 0])), (1, 1), 0,
+                     "not all on its thread node 1", id="thread-arm-strayed"),
+        pytest.param(paired_record("memory", LOCAL_ARM, arm("node1", "remote", 1, 0, {"0": 64}, [0])), (1, 1), 0,
+                     "not all on node 1", id="memory-arm-pages-local"),
+        pytest.param(paired_record("memory", LOCAL_ARM, arm("node1", "remote", 1, 0, {"1": 64}, [])), (1, 1), 1,
+                     "launching CPUs []", id="no-trials"),
     ],
 )
-def test_penalty_rows(rows, problem):
+def test_a_paired_run_proves_each_arm(rec, sides, proven, problem):
     found = Rehearsal()
-    check_penalties(found, rows)
-    assert found.penalty_rows == len(rows)
-    assert (problem is None) == (not found.problems)
+    check_record(found, rec, CPU_NODES)
+    assert (found.runs, found.local, found.remote, found.remote_pages_proven) == (1, *sides, proven)
+    assert (problem is None) == (not found.problems), found.problems
+    assert problem is None or problem in found.problems[0]
+
+
+def penalty(mode: str, local: int = 1, remote: int = 1, penalty_: float | None = 0.01) -> dict:
+    return {"placement_mode": mode, "local_processes": local, "remote_processes": remote,
+            "throughput_penalty": penalty_, "status": "one process a side"}
+
+
+def paired(kind: str, node: int = 1, mde: float | None = 0.2) -> dict:
+    return {"kind": kind, "arm_node": node, "mde": mde, "penalty_low": None if mde is None else -0.1,
+            "penalty_high": 0.1}
+
+
+BOTH_PAIRED = [paired("memory"), paired("thread")]
+
+
+@pytest.mark.parametrize(
+    ("rows", "pairs", "problem"),
+    [
+        pytest.param([penalty("process"), penalty("pool")], BOTH_PAIRED, None, id="both-modes-both-kinds"),
+        pytest.param([penalty("process")], BOTH_PAIRED, "not one each for process and pool", id="pool-missing"),
+        pytest.param([penalty("process", remote=0, penalty_=None), penalty("pool")], BOTH_PAIRED, "no penalty",
+                     id="no-remote-process"),
+        pytest.param([penalty("process"), penalty("pool")], BOTH_PAIRED[:1], "not one each for memory and thread",
+                     id="thread-missing"),
+        pytest.param([penalty("process"), penalty("pool")], [paired("memory", mde=None), paired("thread")], "MDE None",
+                     id="paired-without-interval"),
+        pytest.param([penalty("process"), penalty("pool")], [paired("memory", node=0), paired("thread")],
+                     "arm on node 0", id="paired-arm-not-remote"),
+    ],
+)
+def test_penalty_rows(rows, pairs, problem):
+    found = Rehearsal()
+    check_penalties(found, rows, pairs)
+    assert found.penalty_rows == len(rows) + len(pairs)
+    assert (problem is None) == (not found.problems), found.problems
     assert problem is None or problem in found.problems[0]
 
 
@@ -117,7 +171,7 @@ def test_a_missing_node_is_refused(refusal, problem):
 
 
 def test_the_line():
-    found = Rehearsal(nodes=2, distance=21, runs=8, local=4, remote=4, remote_pages_proven=4, penalty_rows=2,
+    found = Rehearsal(nodes=2, distance=21, runs=6, local=4, remote=4, remote_pages_proven=3, penalty_rows=4,
                       report="/o/r/index.html")
-    assert found.line() == ("two-node rehearsal: 2 nodes (distance 21), 8 runs (4 local, 4 remote), node-1 pages "
-                            "proven in 4, penalty views: 2 rows, report: /o/r/index.html")
+    assert found.line() == ("two-node rehearsal: 2 nodes (distance 21), 6 runs (4 local, 4 remote sides), node-1 "
+                            "pages proven in 3, penalty views: 4 rows, report: /o/r/index.html")

@@ -45,8 +45,8 @@ def test_rehearsal_passes_and_says_what_ran(rehearsal):
     done, outputs = rehearsal
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("two-node rehearsal: 2 nodes (distance 21), 8 runs (4 local, 4 remote), "
-                           "node-1 pages proven in 4, penalty views: 2 rows, report: "), last
+    assert last.startswith("two-node rehearsal: 2 nodes (distance 21), 6 runs (4 local, 4 remote sides), "
+                           "node-1 pages proven in 3, penalty views: 4 rows, report: "), last
     assert last.endswith("/report/index.html") and str(outputs) in last
 
 
@@ -54,13 +54,17 @@ def _guest(outputs: Path) -> dict:
     return json.loads((outputs / GUEST_JSON).read_text())
 
 
-def test_records_carry_the_proofs(rehearsal):
-    _, outputs = rehearsal
+def _records(outputs: Path) -> list[dict]:
     folder = Path(_guest(outputs)["folder"])
-    records = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))]
-    assert len(records) == 8 and all(r["success"] for r in records)
+    return [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))]
+
+
+def test_separate_process_records_carry_the_proofs(rehearsal):
+    _, outputs = rehearsal
+    records = [r for r in _records(outputs) if r["placement_mode"] != "paired"]
+    assert len(records) == 4 and all(r["success"] for r in records)
     remote = [r for r in records if r["placement"] == "remote"]
-    assert sorted(r["placement_mode"] for r in remote) == ["pool", "pool", "process", "process"]
+    assert sorted(r["placement_mode"] for r in remote) == ["pool", "process"]
     for r in records:
         pages = r["metrics"]["pool_pages"]
         assert pages["source"] == "numa_maps" and set(pages["by_node"]) == {str(r["pool_node"])}, r["run_id"]
@@ -69,8 +73,24 @@ def test_records_carry_the_proofs(rehearsal):
     for r in remote:
         assert r["pool_node"] == 1
         assert r["cpu_node"] == (1 if r["placement_mode"] == "process" else 0)  # pool: the worker stays home
+    folder = Path(_guest(outputs)["folder"])
     topo = json.loads((folder / "topology.json").read_text())
     assert [n["cpus"] for n in topo["nodes"]] == [[0], [1]] and topo["distances"] == {"0": [10, 21], "1": [21, 10]}
+
+
+def test_paired_arms_are_where_they_were_put(rehearsal):
+    """memory arms: the pool on node 0 then node 1, the launching thread home; thread arms: the other way round."""
+    _, outputs = rehearsal
+    paired = {r["paired"]: r for r in _records(outputs) if r["placement_mode"] == "paired"}
+    assert sorted(paired) == ["memory", "thread"] and all(r["success"] for r in paired.values())
+    for kind, rec in paired.items():
+        arms = rec["metrics"]["paired"]["arms"]
+        assert [a["placement"] for a in arms] == ["local", "remote"]
+        for node, a in enumerate(arms):
+            pool_node, thread_node = (node, 0) if kind == "memory" else (0, node)
+            assert (a["pool_node"], a["thread_node"]) == (pool_node, thread_node), a
+            assert set(a["pool_pages"]["by_node"]) == {str(pool_node)} and a["pool_pages"]["source"] == "numa_maps"
+            assert a["launch_cpus"] and set(a["launch_cpus"]) == {thread_node}  # CPU n is node n's only CPU
 
 
 def test_the_missing_node_was_refused_before_anything_ran(rehearsal):
@@ -80,17 +100,22 @@ def test_the_missing_node_was_refused_before_anything_ran(rehearsal):
     assert "NUMA node [2] not found; nodes on" in refusal["stderr"] and refusal["stderr"].endswith(": 0, 1")
 
 
-def test_penalty_views_compare_local_and_remote_with_an_interval(rehearsal):
+def test_penalty_views_compare_local_and_remote(rehearsal):
+    """Separate processes: one a side, so a penalty without an interval, said so; paired arms: an interval and
+    an MDE from one worker."""
     _, outputs = rehearsal
     con = duckdb.connect(str(outputs / "numa_lab.duckdb"), read_only=True)
     rows = con.execute("SELECT placement_mode, local_processes, remote_processes, local_numa_distance, "
-                       "remote_numa_distance, penalty_low, penalty_high, mde, status FROM numa_penalty "
+                       "remote_numa_distance, throughput_penalty, penalty_low, status FROM numa_penalty "
                        "ORDER BY placement_mode").fetchall()
+    pairs = con.execute("SELECT kind, arm_node, reference_node, penalty_low, penalty_high, mde, verdict "
+                        "FROM paired_penalty ORDER BY kind").fetchall()
     con.close()
-    assert [r[:5] for r in rows] == [("pool", 2, 2, 10, 21), ("process", 2, 2, 10, 21)]
-    for *_, low, high, mde, status in rows:
-        assert low is not None and high is not None and low <= high and mde is not None
-        assert status == "measured" or status.startswith("not detectable at this noise (MDE ")
+    assert [r[:5] for r in rows] == [("pool", 1, 1, 10, 21), ("process", 1, 1, 10, 21)]
+    assert all(r[5] is not None and r[6] is None and "one process" in r[7] for r in rows), rows
+    assert [r[:3] for r in pairs] == [("memory", 1, 0), ("thread", 1, 0)]
+    for *_, low, high, mde, verdict in pairs:
+        assert low is not None and high is not None and low <= high and mde is not None and verdict
 
 
 def test_report_and_gate(rehearsal):
@@ -99,4 +124,4 @@ def test_report_and_gate(rehearsal):
     page = (folder / "report" / "index.html").read_text()
     assert "NUMA penalty (remote vs local" in page and "MDE" in page
     verdict = json.loads((folder / "gate.json").read_text())
-    assert verdict["planned"] == 8 and verdict["failure_rate"] == 0.0
+    assert verdict["planned"] == 6 and verdict["failure_rate"] == 0.0
