@@ -38,6 +38,13 @@ def outputs_dir() -> Path:
     return Path(_text("NUMA_LAB_OUTPUTS") or REPO_ROOT / "outputs").resolve()
 
 
+def cache_dir() -> Path:
+    """``NUMA_LAB_CACHE``: where numa-lab keeps what it can rebuild (the Vega bundle a report inlines); else
+    ``$XDG_CACHE_HOME/numa-lab`` or ``~/.cache/numa-lab``."""
+    base = _text("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(_text("NUMA_LAB_CACHE") or Path(base) / "numa-lab")
+
+
 def nsys_override() -> str | None:
     """``NUMA_LAB_NSYS``: the Nsight Systems binary to use instead of searching for one."""
     return _text("NUMA_LAB_NSYS")

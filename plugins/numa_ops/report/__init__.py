@@ -80,10 +80,9 @@ def write_report(
     lanes = analysis.lane_intervals(data.lanes)
     penalties = numa_penalties(data)
     laws = analysis.scaling_laws(data.law_points)
-    drawn = draw_charts(data, lanes)
+    drawn = page.chart_specs(draw_charts(data, lanes))
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, chart in drawn.items():
-        chart.save(str(out_dir / f"{name}.png"), scale_factor=1.5)
+    page.write_pngs(drawn, out_dir)
     index = out_dir / "index.html"
     index.write_text(page.page_html(title, page.header_html(title, data, topology, folder is not None, asked), drawn,
                                      page.footer_html(data, lanes, penalties, laws)))

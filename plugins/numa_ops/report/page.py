@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -295,16 +296,33 @@ def footer_html(data: ReportData, lanes: pd.DataFrame, penalties: pd.DataFrame, 
     return out + laws_html(laws) + noise_html(data.noise) + crossover_html(data.crossover) + failures_html(data.failures)
 
 
-def page_html(title: str, header: str, charts: dict[str, alt.Chart], footer: str) -> str:
-    """The HTML page: Vega's bundle inlined once, then one SVG embed per chart (a chart that fails says why)."""
+VL_VERSION = "_".join(alt.SCHEMA_VERSION.split(".")[:2])  # the Vega-Lite Altair writes, as vl-convert names it
+
+
+def chart_specs(charts: dict[str, alt.Chart]) -> dict[str, dict[str, Any]]:
+    """Each chart's Vega-Lite spec, validated against the schema once (the page and the PNGs share it)."""
+    return {name: chart.to_dict() for name, chart in charts.items()}
+
+
+def write_pngs(specs: dict[str, dict[str, Any]], out_dir: Path, scale: float = 1.5) -> None:
+    """One PNG per chart (``<name>.png``), rendered by vl-convert from its spec."""
     import vl_convert
+
+    for name, spec in specs.items():
+        (out_dir / f"{name}.png").write_bytes(vl_convert.vegalite_to_png(spec, vl_version=VL_VERSION, scale=scale))
+
+
+def page_html(title: str, header: str, charts: dict[str, dict[str, Any]], footer: str) -> str:
+    """The HTML page: Vega's bundle inlined once, then one SVG embed per chart spec (a chart that fails says
+    why)."""
+    from numa_ops.report.vega_bundle import javascript_bundle
 
     head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}"
     if not charts:
         return f"{head}</head><body>{header}<p>No successful runs to chart.</p>{footer}</body></html>"
-    bundle = vl_convert.javascript_bundle(vl_version="_".join(alt.SCHEMA_VERSION.split(".")[:2]))
+    bundle = javascript_bundle(VL_VERSION)
     divs = "".join(f'<div class="chart" id="chart-{name}"></div>' for name in charts)
-    specs = {name: chart.to_dict() for name, chart in charts.items()}
+    specs = charts
     # "</" inside a string of the specs must not end the script element.
     specs_js = json.dumps(specs).replace("</", "<\\/")
     script = f"""<script>
