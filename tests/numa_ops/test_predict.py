@@ -124,3 +124,18 @@ def test_a_stage_without_enough_configurations_says_so(tmp_path: Path):
 
     with pytest.raises(NoLaw, match="1 measured configuration"):
         Predictor(read_points(database)).predict(q)
+
+
+def test_the_report_has_a_prediction_check_per_regime(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "f1"
+    for i, q in enumerate(_configurations()[:32]):
+        write(folder, _planted_record(f"f1.c{i}", "h", q, rng))
+    database = tmp_path / "numa_lab.duckdb"
+    db.load_runs([folder], database)
+    from numa_ops import report
+
+    page = report.write_report(tmp_path / "rep", "t", database=database, folder="f1").read_text()
+    section = page.split('id="prediction-check"', 1)[1].split("<h2", 1)[0]
+    assert "coverage of 95% intervals" in section and "median abs error" in section
+    assert "launch-bound" in section and "%" in section
