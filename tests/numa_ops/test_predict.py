@@ -139,3 +139,25 @@ def test_the_report_has_a_prediction_check_per_regime(tmp_path: Path):
     section = page.split('id="prediction-check"', 1)[1].split("<h2", 1)[0]
     assert "coverage of 95% intervals" in section and "median abs error" in section
     assert "launch-bound" in section and "%" in section
+
+
+def test_the_command_prints_json_and_refuses_far_outside_the_range(tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "f1"
+    for i, q in enumerate(_configurations()[:32]):
+        write(folder, _planted_record(f"f1.c{i}", "h", q, rng))
+    database = tmp_path / "numa_lab.duckdb"
+    db.load_runs([folder], database)
+    base = [sys.executable, "-m", "numa_ops", "predict", "--database", str(database), "--host", "h", "--depth", "3",
+            "--dim", "192", "--heads", "4", "--mlp-dim", "384", "--patch", "8", "--image", "96"]
+    done = subprocess.run([*base, "--batch", "16", "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["regime"] in ("transfer-bound", "launch-bound", "compute-bound") and got["host"] == "h"
+    assert got["samples_per_s"]["low"] < got["samples_per_s"]["value"] < got["samples_per_s"]["high"]
+    far = subprocess.run([*base, "--batch", "1024"], capture_output=True, text=True, timeout=300)
+    assert far.returncode == 2 and "beyond what was measured" in far.stderr
