@@ -211,7 +211,7 @@ def test_the_numa_lab_script_parses_and_names_every_command():
     assert subprocess.run(["bash", "-n", str(REPO / "numa-lab")], capture_output=True, text=True).returncode == 0
     text = (REPO / "numa-lab").read_text()
     branches = re.findall(r"^  ([a-z-]+)\)$", text, re.M)
-    assert branches == ["quickstart", "test", "run", "compare", "rehearse-numa", "airflow"]
+    assert branches == ["quickstart", "test", "run", "compare", "predict", "rerun", "rehearse-numa", "airflow"]
     usage = subprocess.run([str(REPO / "numa-lab"), "help"], capture_output=True, text=True, timeout=60).stdout
     for command in branches:
         assert f"./numa-lab {command}" in usage

@@ -1,5 +1,6 @@
 """The same plan without Airflow: ``python -m numa_ops run experiment=quick_test experiment.test.num_samples=500``;
-``where`` the last results are; ``compare`` two sets of run folders."""
+``where`` the last results are; ``compare`` two sets of run folders; ``predict`` a configuration from this host's
+records; ``rerun`` a run in its placement, compared with the original."""
 
 from __future__ import annotations
 
@@ -248,6 +249,71 @@ def compare(baseline: list[str], candidate: list[str], as_json: bool, tolerance:
     return 1 if any(r.verdict == comparing.REGRESSION for r in rows) else 0
 
 
+def rerun(run_id: str, repeats: int | None, as_json: bool) -> int:
+    """Measure ``run_id`` again in its placement on this host (:mod:`numa_ops.rerun`) and compare the rerun with the
+    original as the nightly does: 1 if a run failed or the rerun is slower beyond the interval, 2 if refused."""
+    from numa_ops import compare as comparing
+    from numa_ops import rerun as reruns
+    from numa_ops import results
+
+    try:
+        plan = reruns.plan_rerun(run_id, discover(), repeats)
+    except (*REFUSALS, reruns.RerunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in reruns.before_measuring(plan):
+        print(f"note: {line}")
+    print(f"rerun of {run_id}: {count_runs(plan.lanes)} run(s) on {len(plan.lanes)} lane(s) into {plan.folder_path}")
+    failed = _measure_and_finish(plan.lanes, plan.folder_path)
+    result = reruns.compare_with_original(plan)
+    results.write_json_atomic(plan.folder_path / "rerun.json", {"rerun_of": run_id, **result.to_json()})
+    if as_json:
+        print(json.dumps({"folder": str(plan.folder_path), **result.to_json()}, indent=2))
+    else:
+        for line in result.differences:
+            print(f"note: {line}")
+        for row in result.rows:
+            print(comparing.line(row))
+    return 1 if failed or any(r.verdict == comparing.REGRESSION for r in result.rows) else 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """``predict``'s arguments: the configuration, and where its laws come from."""
+    p = sub.add_parser("predict", help="predict a configuration's samples/s, stages and regime from this host's records")
+    for name in ("depth", "dim", "heads", "mlp-dim", "patch", "image", "batch"):
+        p.add_argument(f"--{name}", type=int, required=True)
+    p.add_argument("--execution", default="eager", choices=["eager", "cuda_graph", "compile", "compile_reduce_overhead"])
+    p.add_argument("--host-memory", default="pinned", choices=["pinned", "pageable"])
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--host", default=None, help="the host whose records to fit (default: this one)")
+    p.add_argument("--machine", default=None, help="its GPU model, or cpu (default: the one with most records)")
+    p.add_argument("--database", type=Path, default=None, help="the DuckDB file (default: outputs/numa_lab.duckdb)")
+    p.add_argument("--extrapolate", action="store_true", help="predict even far outside the measured range")
+    p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Print the prediction (:mod:`numa_ops.predict`); 2 if it cannot be made (no records, outside their range)."""
+    from numa_ops import db
+    from numa_ops.db.prediction_points import read_points
+    from numa_ops.predict import NoLaw, Query
+    from numa_ops.predict import predict as predicting
+
+    try:
+        query = Query(depth=args.depth, dim=args.dim, heads=args.heads, mlp_dim=args.mlp_dim, patch=args.patch,
+                      image=args.image, batch=args.batch, execution=args.execution, host_memory=args.host_memory,
+                      num_classes=args.num_classes)
+        database = args.database or db.db_path()
+        if not database.is_file():
+            raise NoLaw(f"no database at {database}: measure a sweep first (./numa-lab run ...)")
+        got = predicting(read_points(database), query, args.host, args.machine, args.extrapolate)
+    except (ValueError, db.StoreBusyError) as exc:  # NoLaw, OutsideRange and a bad query are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(got.to_json(), indent=2) if args.json else "\n".join(got.lines()))
+    return 0
+
+
 def _tolerance(value: str) -> float:
     number = float(value)
     if not 0 <= number < 1:
@@ -263,8 +329,8 @@ def _skipped_in(summary_file: Path) -> list[SkippedStudy]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m numa_ops run ...``, ``python -m numa_ops where`` or ``python -m numa_ops compare ...``; the
-    exit status."""
+    """``python -m numa_ops run ...``, ``where``, ``compare ...``, ``predict ...`` or ``rerun RUN_ID``; the exit
+    status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"] and argv[1:] and argv[1] not in ("-h", "--help"):
         return run(argv[1:])  # the plan's own grammar, -m and --zip included: not argparse's
@@ -284,7 +350,17 @@ def main(argv: list[str] | None = None) -> int:
     compare_parser.add_argument("--json", action="store_true", help="print a JSON list, one object per configuration")
     compare_parser.add_argument("--tolerance", type=_tolerance, default=0.02,
                                 help="a change within ±this fraction is 'no change' (default 0.02)")
+    rerun_parser = sub.add_parser("rerun", help="measure a run again in its placement, and compare with the original")
+    rerun_parser.add_argument("run_id", help="the run_id of the run to measure again (its record under outputs/)")
+    rerun_parser.add_argument("--repeats", type=int, default=None,
+                              help="worker processes to measure it with (default: as many as the original's)")
+    rerun_parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    _add_predict(sub)
     args = parser.parse_args(argv)
+    if args.command == "rerun":
+        return rerun(args.run_id, args.repeats, args.json)
+    if args.command == "predict":
+        return predict(args)
     if args.command == "run":
         return run(args.overrides)
     if args.command == "compare":

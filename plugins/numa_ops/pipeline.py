@@ -19,7 +19,7 @@ from typing import Any
 from numa_ops import paths, results, settings
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
 from numa_ops.estimate import model_run_seconds
-from numa_ops.plan import build_plan, count_runs, lanes_by_device, pattern_gpus
+from numa_ops.plan import as_rerun, build_plan, count_runs, lanes_by_device, pattern_gpus
 from numa_ops.specs import Lane, lanes_from_plan
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
 from numa_ops.topology import Topology
@@ -74,14 +74,17 @@ def prepare(
 
 
 def write_plan(
-    folder: str, studies: dict[str, list[ExperimentConfig]], topo: Topology, request: dict[str, Any]
+    folder: str, studies: dict[str, list[ExperimentConfig]], topo: Topology, request: dict[str, Any],
+    rerun_of: str | None = None,
 ) -> tuple[Path, list[Lane]]:
     """Place every study's runs on lanes and write ``plan.json``; raises before anything runs.
 
     An existing plan of the same folder is kept when it has the same runs (a retried or
-    re-triggered request), so completed runs are found and skipped.
+    re-triggered request), so completed runs are found and skipped. ``rerun_of``: every run measures that run again.
     """
     lanes = build_plan(folder, studies, topo, run_seconds=model_run_seconds)
+    if rerun_of is not None:
+        lanes = as_rerun(lanes, rerun_of)
     check_outputs_writable()
     folder_path = results.run_folder(folder)
     (folder_path / "runs").mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,7 @@ _PLACE_KEYS = ("gpu_id", "cpu_node", "mem_node", "placement", "numa_distance", "
 # (it is in the lane name), the neighbours (they depend on the rest of the plan), and the placement mode
 # (process mode is what every run was before the pool mode existed)
 _NOT_IDENTITY = ("run_id", "pool", "group", "exclusive", "barrier_timeout_s",
-                 "repeat", "placement_mode", "pool_node", "node_shared_with")
+                 "repeat", "placement_mode", "pool_node", "node_shared_with", "rerun_of")
 
 
 def _identity(spec: RunSpec) -> dict[str, Any]:
@@ -291,6 +291,11 @@ def build_plan(
     plan = planner.lanes()
     lanes_by_device(plan)  # refuses patterns that no order of the GPUs' lanes can meet
     return plan
+
+
+def as_rerun(lanes: list[Lane], run_id: str) -> list[Lane]:
+    """The lanes with every run marked as a rerun of ``run_id`` (its records name it)."""
+    return [replace(lane, runs=tuple(replace(spec, rerun_of=run_id) for spec in lane.runs)) for lane in lanes]
 
 
 def pattern_gpus(lanes: Iterable[Lane]) -> list[int]:

@@ -58,8 +58,11 @@ def record_path(folder_path: Path, run_id: str) -> Path:
     return paths.inside(folder_path, "runs", paths.safe_name(run_id, "run_id") + ".json")
 
 
-def base_record(spec: RunSpec) -> Record:
-    """The fields every record has, successful or not, taken from its run spec."""
+def base_record(spec: RunSpec, environment: dict[str, Any] | None = None) -> Record:
+    """The fields every record has, successful or not, taken from its run spec; ``reproduce`` (what a rerun needs)
+    takes its versions and machine from the worker's ``environment``."""
+    from numa_ops import reproduce
+
     paired = {"paired": spec.paired, "arms": [a.to_json() for a in spec.arms]} if spec.paired else {}
     return {
         **paired,  # placement_mode paired: the kind of arms and where each is
@@ -84,6 +87,8 @@ def base_record(spec: RunSpec) -> Record:
         "placement_mode": spec.placement_mode,  # process: numactl binds all; pool: the pool alone
         "pool_node": spec.host_pool_node,  # the node the host pool was put on
         "node_shared_with": list(spec.node_shared_with),  # other devices' lanes on its CPU node
+        "reproduce": reproduce.facts(spec, environment),
+        "rerun_of": spec.rerun_of,  # a rerun: the run it measured again
     }
 
 

@@ -88,6 +88,7 @@ class RunSpec:
     barrier_timeout_s: int | None = None  # how long a pattern's run waits for its other GPUs
     paired: str | None = None  # placement_mode paired: memory | thread arms
     arms: tuple[Arm, ...] = ()  # placement_mode paired: the arms, reference first
+    rerun_of: str | None = None  # a rerun: the run_id it measures again
 
     @property
     def host_pool_node(self) -> int:
@@ -124,6 +125,8 @@ class RunSpec:
             data.update(exclusive=True, barrier_timeout_s=self.barrier_timeout_s)
         if self.paired is not None:
             data.update(paired=self.paired, arms=[arm.to_json() for arm in self.arms])
+        if self.rerun_of is not None:
+            data["rerun_of"] = self.rerun_of
         return data
 
     @classmethod
@@ -131,7 +134,7 @@ class RunSpec:
         """A spec as :meth:`to_json` wrote it; one of an older plan, without the keys added since, gets their
         defaults (repeat 0, process placement, nobody sharing its node)."""
         later = {key: data[key] for key in ("study", "sweep_point", "repeat", "placement_mode", "pool_node",
-                                            "barrier_timeout_s") if key in data}
+                                            "barrier_timeout_s", "rerun_of") if key in data}
         if "node_shared_with" in data:
             later["node_shared_with"] = tuple(data["node_shared_with"])
         if data.get("pool"):

@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from numa_ops.db.connection import table_exists
+from numa_ops.db.prediction_points import POINTS
 from numa_ops.db.views import SETTINGS, SWEEP, VIEWS, scoped
 
 # What may still differ between the runs of one lane's row (then the row says so): where they ran, never a test
@@ -114,7 +115,7 @@ FROM measured_runs GROUP BY ALL
 SCOPED = {
     "lanes": LANES, "failures": FAILURES, "actual_time": ACTUAL_TIME, "transfer": TRANSFER, "compile": COMPILE,
     "scaling": SCALING, "crossover_models": CROSSOVER_MODELS, "crossover": CROSSOVER, "penalty_runs": PENALTY_RUNS,
-    "law_points": LAW_POINTS, "penalty": VIEWS["numa_penalty"], "split": VIEWS["penalty_split"],
+    "law_points": LAW_POINTS, "prediction_points": POINTS, "penalty": VIEWS["numa_penalty"], "split": VIEWS["penalty_split"],
     "noise": VIEWS["process_noise"], "recommendations": VIEWS["recommendations"], "paired": VIEWS["paired_penalty"],
     "compile_speedup": f"SELECT model_name, execution, pinned_memory, forward_speedup, break_even_samples, runs "
                        f"FROM ({VIEWS['compile_speedup']})",

@@ -14,7 +14,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from numa_ops import analysis, db
+from numa_ops import analysis, db, predict
 from numa_ops.report import charts, guide, page
 from numa_ops.report.format import varying
 from numa_ops.report.read import ReportData, read_report_data
@@ -55,6 +55,15 @@ def draw_charts(data: ReportData, lanes: pd.DataFrame) -> dict[str, alt.Chart]:
     return {name: chart for name, chart in drawn.items() if chart is not None}
 
 
+def prediction_check(points: pd.DataFrame) -> pd.DataFrame:
+    """The laws against held-out configurations, per machine and regime (``predict.holdout``); empty without points
+    or where a configuration cannot be read as one."""
+    try:
+        return predict.summary(predict.every_machine(points))
+    except ValueError:
+        return pd.DataFrame()
+
+
 def _run_folder_of(out_dir: Path, folder: str | None) -> Path | None:
     """The run folder a folder's report is written into (``<run folder>/report``), where gate.json lives."""
     return out_dir.parent if folder and out_dir.name == "report" and out_dir.parent.name == folder else None
@@ -85,7 +94,8 @@ def write_report(
     page.write_pngs(drawn, out_dir)
     index = out_dir / "index.html"
     index.write_text(page.page_html(title, page.header_html(title, data, topology, folder is not None, asked), drawn,
-                                     page.footer_html(data, lanes, penalties, laws)))
+                                     page.footer_html(data, lanes, penalties, laws,
+                                                      prediction_check(data.prediction_points))))
     guide.write_guide(out_dir, data, laws, topology)
     (out_dir / "report.json").write_text(json.dumps({"title": title, "rows": len(lanes), "failed": len(data.failures),
                                                      "charts": list(drawn)}))

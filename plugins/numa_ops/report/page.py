@@ -285,15 +285,28 @@ def header_html(title: str, data: ReportData, topology: dict[str, Any] | None, s
             f"<ul class=\"notes\">{items}</ul>")
 
 
-def footer_html(data: ReportData, lanes: pd.DataFrame, penalties: pd.DataFrame, laws: pd.DataFrame) -> str:
-    """The tables below the charts: estimate against actual, lanes, penalties, laws, noise, crossover, failures."""
+def prediction_html(check: pd.DataFrame | None) -> str:
+    """The prediction check: each configuration predicted from the others, per regime."""
+    if check is None or not len(check):
+        return ""
+    return ('<h2 id="prediction-check">Prediction check (each configuration predicted from the others)</h2><p>The laws '
+            "of <code>./numa-lab predict</code> fitted without one measured configuration, then that configuration's "
+            "samples/s predicted: the share inside its 95% prediction interval (near 95% when the intervals hold) and "
+            "the median absolute error, per regime; see docs/prediction.md.</p>"
+            + table_html(check, "data prediction", {"coverage of 95% intervals": _pct, "median abs error": _pct}))
+
+
+def footer_html(data: ReportData, lanes: pd.DataFrame, penalties: pd.DataFrame, laws: pd.DataFrame,
+                prediction: pd.DataFrame | None = None) -> str:
+    """The tables below the charts: estimate against actual, lanes, penalties, laws, the prediction check, noise,
+    crossover, failures."""
     out = estimate_against_actual_html(data.estimate, data.actual_time) + lanes_html(lanes) + paired_html(data.paired)
     if len(penalties):
         out += penalty_html(penalties, data.split)
     elif len(lanes) and (lanes["device"] == "cuda").any() and not len(data.paired):
         out += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
                 "NUMA node none exists), so no penalty is reported.</p>")
-    return out + laws_html(laws) + noise_html(data.noise) + crossover_html(data.crossover) + failures_html(data.failures)
+    return out + laws_html(laws) + prediction_html(prediction) + noise_html(data.noise) + crossover_html(data.crossover) + failures_html(data.failures)
 
 
 VL_VERSION = "_".join(alt.SCHEMA_VERSION.split(".")[:2])  # the Vega-Lite Altair writes, as vl-convert names it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class ReportData:
     gate: dict[str, Any] | None = None  # the run folder's gate.json
     estimate: dict[str, Any] | None = None  # the run folder's estimate.json (what plan_runs expected it to cost)
     skipped_studies: tuple[dict[str, Any], ...] = ()  # the run folder's plan.json: studies its host could not run, why
+    prediction_points: pd.DataFrame = field(default_factory=pd.DataFrame)  # db.prediction_points: the laws' points
 
 
 Source = Path | duckdb.DuckDBPyConnection  # the database file, or a connection already open on it

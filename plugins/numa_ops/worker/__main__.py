@@ -136,7 +136,7 @@ def _run_one(spec: RunSpec, worker: Worker) -> Record:
     from numa_ops.worker import coordination
 
     emit(protocol.START, run_id=spec.run_id, model=spec.model.name)
-    record = results.base_record(spec)
+    record = results.base_record(spec, worker.environment)
     record["started_at"] = results.now()
     t0 = time.perf_counter()
     pattern = coordination.PatternRun(worker.folder_path, spec, emit) if spec.exclusive else None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,8 @@ def environment(gpu_id: int | None) -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "binding": binding(),
+        "vit_pytorch": _package_version("vit-pytorch"),
+        "numactl_version": numactl_version(),
     }
     env.update(_nvml(gpu_id))
     if torch.cuda.is_available() and gpu_id is not None:
@@ -81,3 +86,24 @@ def _cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def numactl_version() -> str | None:
+    """numactl's version (``numactl --version``, else the Debian package's); None when it is not installed."""
+    if shutil.which("numactl") is None:
+        return None
+    for argv in (["numactl", "--version"], ["dpkg-query", "-W", "-f=${Version}", "numactl"]):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip().splitlines()[0]
+    return "unknown"
