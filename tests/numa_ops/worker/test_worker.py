@@ -17,7 +17,8 @@ from tests.numa_ops.lanes import tiny_lane
 RECORD_KEYS = (
     "cpu_node", "device", "duration", "environment", "error", "experiment", "finished_at", "folder", "gpu_id",
     "group_id", "lane", "mem_node", "metrics", "model", "node_shared_with", "numa_distance", "numa_node", "placement",
-    "placement_mode", "pool_node", "pooled", "profile", "repeat", "run_id", "schema", "started_at", "study", "success",
+    "placement_mode", "pool_node", "pooled", "profile", "repeat", "reproduce", "rerun_of", "run_id", "schema",
+    "started_at", "study", "success",
     "sweep_point", "test", "worker_startup_s",
 )
 METRICS_KEYS = (
