@@ -18,13 +18,13 @@ from typing import Any
 
 GUEST_JSON = "guest.json"
 MISSING_NODE = 2  # a node the guest does not have: the planner must refuse it
-# A tiny model, few samples, every node, in one plan: the separate-process placements (``process``: the whole
-# worker on each node; ``pool``: the worker on node 0, its host pool on each node; one worker each) and the
-# paired arms in one worker (``memory``: the pool on node 0 then node 1; ``thread``: the launching thread on each
-# node), zipped so each placement is planned once. Six worker processes: every worker start costs minutes of
+# A tiny model, few samples, every node, in one plan: the separate-process placement (``process``: the whole
+# worker on node 0, then on node 1) and the paired arms in one worker each (``memory``: the worker on node 0, its
+# host pool mbind'ed to node 0 then node 1, as ``pool`` placement puts it; ``thread``: the launching thread on a
+# core of each node), zipped so each is planned once. Four worker processes: every worker start costs minutes of
 # emulated imports, so the penalty's interval comes from the paired arms, not from repeated processes.
 EXPERIMENT = "quick_test"
-PLACEMENTS = [("process", "memory"), ("pool", "memory"), ("paired", "memory"), ("paired", "thread")]
+PLACEMENTS = [("process", "memory"), ("paired", "memory"), ("paired", "thread")]
 PLACEMENT_KEY, PAIRED_KEY = "experiment.hardware.placement", "experiment.hardware.paired"
 OVERRIDES = [
     "experiment.vit_configs=[{name:tiny,patch_size:16,depth:1,heads:2,dim:64,mlp_dim:128}]",
@@ -33,8 +33,9 @@ OVERRIDES = [
     "experiment.test.num_samples=32",
     "experiment.test.memory_size_mb=4",
     "experiment.test.warmup_batches=1",
-    "experiment.test.max_trials=6",
-    "experiment.test.min_trial_s=0.3",
+    "experiment.test.min_trials=3",
+    "experiment.test.max_trials=3",
+    "experiment.test.min_trial_s=0.2",
     "experiment.test.max_trial_time_s=30",
     "experiment.test.paired_min_blocks=3",
     "experiment.test.paired_max_blocks=6",

@@ -120,12 +120,12 @@ def _check_arm(found: Rehearsal, run: Any, kind: Any, arm: dict[str, Any], cpu_n
 
 
 def check_penalties(found: Rehearsal, rows: list[dict[str, Any]], paired: list[dict[str, Any]]) -> None:
-    """``numa_penalty``: one row per separate-process placement mode, each with a local and a remote process;
+    """``numa_penalty``: one row for the separate-process placement, with a local and a remote process;
     ``paired_penalty``: one row per paired kind (memory, thread), each with its interval and MDE."""
     found.penalty_rows = len(rows) + len(paired)
     modes = sorted(r["placement_mode"] for r in rows)
-    if modes != ["pool", "process"]:
-        found.problems.append(f"numa_penalty has rows for placement modes {modes}, not one each for process and pool")
+    if modes != ["process"]:
+        found.problems.append(f"numa_penalty has rows for placement modes {modes}, not one for process")
     for r in rows:
         if r["local_processes"] < 1 or r["remote_processes"] < 1 or r["throughput_penalty"] is None:
             found.problems.append(f"numa_penalty ({r['placement_mode']}): {r['local_processes']} local and "

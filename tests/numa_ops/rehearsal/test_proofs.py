@@ -132,16 +132,15 @@ BOTH_PAIRED = [paired("memory"), paired("thread")]
 @pytest.mark.parametrize(
     ("rows", "pairs", "problem"),
     [
-        pytest.param([penalty("process"), penalty("pool")], BOTH_PAIRED, None, id="both-modes-both-kinds"),
-        pytest.param([penalty("process")], BOTH_PAIRED, "not one each for process and pool", id="pool-missing"),
-        pytest.param([penalty("process", remote=0, penalty_=None), penalty("pool")], BOTH_PAIRED, "no penalty",
-                     id="no-remote-process"),
-        pytest.param([penalty("process"), penalty("pool")], BOTH_PAIRED[:1], "not one each for memory and thread",
-                     id="thread-missing"),
-        pytest.param([penalty("process"), penalty("pool")], [paired("memory", mde=None), paired("thread")], "MDE None",
+        pytest.param([penalty("process")], BOTH_PAIRED, None, id="process-and-both-kinds"),
+        pytest.param([], BOTH_PAIRED, "not one for process", id="process-missing"),
+        pytest.param([penalty("process"), penalty("pool")], BOTH_PAIRED, "not one for process", id="a-pool-row-too"),
+        pytest.param([penalty("process", remote=0, penalty_=None)], BOTH_PAIRED, "no penalty", id="no-remote-process"),
+        pytest.param([penalty("process")], BOTH_PAIRED[:1], "not one each for memory and thread", id="thread-missing"),
+        pytest.param([penalty("process")], [paired("memory", mde=None), paired("thread")], "MDE None",
                      id="paired-without-interval"),
-        pytest.param([penalty("process"), penalty("pool")], [paired("memory", node=0), paired("thread")],
-                     "arm on node 0", id="paired-arm-not-remote"),
+        pytest.param([penalty("process")], [paired("memory", node=0), paired("thread")], "arm on node 0",
+                     id="paired-arm-not-remote"),
     ],
 )
 def test_penalty_rows(rows, pairs, problem):
@@ -171,7 +170,7 @@ def test_a_missing_node_is_refused(refusal, problem):
 
 
 def test_the_line():
-    found = Rehearsal(nodes=2, distance=21, runs=6, local=4, remote=4, remote_pages_proven=3, penalty_rows=4,
+    found = Rehearsal(nodes=2, distance=21, runs=4, local=3, remote=3, remote_pages_proven=2, penalty_rows=3,
                       report="/o/r/index.html")
-    assert found.line() == ("two-node rehearsal: 2 nodes (distance 21), 6 runs (4 local, 4 remote sides), node-1 "
-                            "pages proven in 3, penalty views: 4 rows, report: /o/r/index.html")
+    assert found.line() == ("two-node rehearsal: 2 nodes (distance 21), 4 runs (3 local, 3 remote sides), node-1 "
+                            "pages proven in 2, penalty views: 3 rows, report: /o/r/index.html")
