@@ -41,10 +41,14 @@ def node_cpus(node: int, sysfs: Path = Path("/sys")) -> list[int]:
     return sorted(set(cpus) & os.sched_getaffinity(0))
 
 
-def thread_arm_cores(specs: list[RunSpec]) -> dict[int, LaunchCore]:
-    """One set of held launching cores per node of the lane's thread arms (arms on one node share it)."""
+def thread_arm_cores(specs: list[RunSpec], sysfs: Path = Path("/sys")) -> dict[int, LaunchCore]:
+    """One set of held launching cores per node of the lane's thread arms (arms on one node share it).
+
+    Every node's CPUs are read before the first pin: pinning narrows the calling thread's own affinity, and the
+    next node's CPUs would no longer be among it."""
     nodes = sorted({arm.node for spec in specs for arm in spec.arms})
-    return {node: pin_launching_thread(allowed=node_cpus(node)) for node in nodes}
+    cpus = {node: node_cpus(node, sysfs) for node in nodes}
+    return {node: pin_launching_thread(allowed=cpus[node]) for node in nodes}
 
 
 @dataclass
