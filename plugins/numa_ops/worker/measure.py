@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -123,7 +124,8 @@ def measure_run(
     (a multi-GPU pattern waits there for its other GPUs). ``core``: the launching thread's core;
     ``arm_cores``: a paired run's thread arms' cores, by node.
     """
-    torch._dynamo.reset()  # no compiled state carried over from the worker's previous run
+    if "torch._dynamo" in sys.modules:  # no compiled state carried over from the worker's previous run; where
+        torch._dynamo.reset()  # nothing compiled, dynamo is not imported: its import alone takes seconds
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if spec.placement_mode == "paired":

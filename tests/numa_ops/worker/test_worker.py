@@ -113,3 +113,17 @@ def test_allocation_failure_is_recorded_as_out_of_memory(configs_dir, outputs_di
     assert failed["success"] is False and failed["error"].startswith("out of memory:")
     assert failed["failed_batch_size"] == huge["test"]["batch_size"]
     assert json.loads((folder_path / "runs" / f"{second['run_id']}.json").read_text())["success"]
+
+
+def test_a_run_without_compile_never_imports_dynamo(configs_dir, outputs_dir):
+    """Nothing compiled, nothing to reset: importing torch._dynamo alone took 10 of a CPU worker's 16 seconds."""
+    folder_path, lane = tiny_lane()
+    runs_file = folder_path / "todo.json"
+    runs_file.write_text(json.dumps(runs_to_json(lane.runs)))
+    assert not any(spec.test.compile_model for spec in lane.runs)
+    code = ("import sys; from numa_ops.worker.__main__ import main; rc = main(sys.argv[1:]); "
+            "print('dynamo imported:', 'torch._dynamo' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "--runs", str(runs_file), "--folder-path", str(folder_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "dynamo imported: False"
