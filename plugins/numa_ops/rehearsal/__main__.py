@@ -8,12 +8,13 @@ guest cannot be started here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from numa_ops import paths
+from numa_ops import paths, settings
 from numa_ops.rehearsal import proofs, vm
 
 TIMEOUT_S = 40 * 60
@@ -24,6 +25,16 @@ def rehearsal_outputs(base: Path | None = None) -> Path:
     return (base or paths.outputs_dir()) / "numa-rehearsal" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
 
+def share_report_bundle() -> None:
+    """Build the report's Vega bundle here and point the guest at this host's cache folder (it sees the host's
+    files): vl-convert takes seconds to bundle it natively, minutes under emulation."""
+    from numa_ops.report.page import VL_VERSION
+    from numa_ops.report.vega_bundle import javascript_bundle
+
+    javascript_bundle(VL_VERSION)
+    os.environ.setdefault("NUMA_LAB_CACHE", str(settings.cache_dir()))  # handed on to the guest's command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numa_ops.rehearsal", description=__doc__.split("\n")[0])
     parser.add_argument("--outputs", type=Path, default=None, help="where this rehearsal writes (default: a new "
@@ -32,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     outputs = (args.outputs or rehearsal_outputs()).resolve()
     started = time.monotonic()
+    share_report_bundle()
     try:
         guest = vm.find_guest(paths.plugins_dir(), outputs)
         print(f"booting a two-node guest (software emulation; several minutes): results in {outputs}", flush=True)

@@ -52,3 +52,20 @@ def test_newest_kernel_image(tmp_path):
         (tmp_path / name).write_text("")
     assert vm.kernel_image(tmp_path) == tmp_path / "vmlinuz-6.1.0-57-amd64"
     assert vm.kernel_image(tmp_path / "none") is None
+
+
+def test_the_guest_reads_the_report_bundle_the_host_built(booted, tmp_path, monkeypatch, request):
+    """Bundling Vega under emulation takes minutes: the host builds it and hands its cache folder to the guest."""
+    import vl_convert
+    from numa_ops.rehearsal.__main__ import share_report_bundle
+    from numa_ops.report import vega_bundle
+
+    monkeypatch.delenv("NUMA_LAB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(vl_convert, "javascript_bundle", lambda vl_version: f"bundle {vl_version}")
+    vega_bundle.javascript_bundle.cache_clear()
+    request.addfinalizer(vega_bundle.javascript_bundle.cache_clear)  # the planted bundle is not remembered
+    share_report_bundle()
+    assert list((tmp_path / "xdg" / "numa-lab").glob("vega-bundle-*.js"))
+    argv = shlex.split(_option(vm.vng_argv(booted), "--exec")[0])
+    assert f"NUMA_LAB_CACHE={tmp_path / 'xdg' / 'numa-lab'}" in argv

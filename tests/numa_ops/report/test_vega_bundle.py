@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import vl_convert
 from numa_ops.report import vega_bundle
 from numa_ops.report.page import VL_VERSION
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_bundle():
+    """A bundle remembered by a test (a planted one too) must not be what a later test's page inlines."""
+    vega_bundle.javascript_bundle.cache_clear()
+    yield
+    vega_bundle.javascript_bundle.cache_clear()
 
 
 def _fresh(monkeypatch, cache):
