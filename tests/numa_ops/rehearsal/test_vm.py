@@ -60,7 +60,8 @@ def test_the_guest_reads_the_report_bundle_the_host_built(booted, tmp_path, monk
     from numa_ops.rehearsal.__main__ import share_report_bundle
     from numa_ops.report import vega_bundle
 
-    monkeypatch.delenv("NUMA_LAB_CACHE", raising=False)
+    monkeypatch.setenv("NUMA_LAB_CACHE", "")  # recorded, so what the rehearsal sets is undone after the test
+    monkeypatch.delenv("NUMA_LAB_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(vl_convert, "javascript_bundle", lambda vl_version: f"bundle {vl_version}")
     vega_bundle.javascript_bundle.cache_clear()
