@@ -6,13 +6,11 @@ What :class:`numa_ops.supervise.LaneSupervisor` builds on, as Airflow's ``Subpro
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +19,7 @@ POLL_S = 0.2  # how often an idle worker's reader wakes (to check deadlines)
 
 
 def kill_group(proc: subprocess.Popen, grace_s: float = KILL_GRACE_S) -> str:
-    """End a process's whole group: SIGTERM, then SIGKILL after ``grace_s``; says how it ended. When it returns,
-    nothing of the group is left (a member the leader outlived is killed and waited for too)."""
+    """End a process's whole group: SIGTERM, then SIGKILL after ``grace_s``; says how it ended."""
     if proc.poll() is not None:
         return "already exited"
     try:
@@ -31,25 +28,14 @@ def kill_group(proc: subprocess.Popen, grace_s: float = KILL_GRACE_S) -> str:
         return "already exited"
     try:
         proc.wait(timeout=grace_s)
-        how = "SIGTERM"
+        return "SIGTERM"
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        how = "SIGKILL"
-    _empty_group(proc.pid)
-    return how
-
-
-def _empty_group(pgid: int, timeout_s: float = 10.0) -> None:
-    """SIGKILL whatever is left in process group ``pgid`` until the kernel says it has no member."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
         try:
-            os.killpg(pgid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
-            return
-        time.sleep(0.05)
+            pass
+        proc.wait()
+        return "SIGKILL"
 
 
 def exit_reason(returncode: int) -> str:
