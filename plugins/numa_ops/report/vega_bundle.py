@@ -8,12 +8,11 @@ from there. A cache that cannot be written is not an error: the bundle is then b
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from functools import cache
 from pathlib import Path
 
 from numa_ops import settings
+from numa_ops.results import write_text_atomic
 
 
 def bundle_path(vl_version: str, cache: Path | None = None) -> Path:
@@ -33,18 +32,5 @@ def javascript_bundle(vl_version: str) -> str:
         return path.read_text(encoding="utf-8")
     bundle = vl_convert.javascript_bundle(vl_version=vl_version)
     with contextlib.suppress(OSError):
-        _write_atomic(path, bundle)
+        write_text_atomic(path, bundle)
     return bundle
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
