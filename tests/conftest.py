@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses started by tests (``python -c``, ``python -m numa_ops``) import the package too.
-# Airflow must never touch the user's ~/airflow from the tests.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="numa-lab-airflow-"))
+# Airflow must never touch the user's ~/airflow from the tests; each test process (pytest-xdist's workers
+# inherit the first process's environment) has an Airflow home, and so a metadata database, of its own.
+if os.environ.get("PYTEST_XDIST_WORKER") or "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=f"numa-lab-airflow-{os.environ.get('PYTEST_XDIST_WORKER', '')}")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO), os.environ.get("PYTHONPATH")]))
 TINY = """
@@ -56,3 +59,18 @@ def outputs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     target.mkdir()
     monkeypatch.setenv("NUMA_LAB_OUTPUTS", str(target))
     return target
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first: the two-node guest, then Airflow end to end; with two test processes
+    (``./numa-lab test``) the rest fill in beside them instead of waiting behind them at the end."""
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("numa_vm") else 1 if item.get_closest_marker("integration") else 2
+
+    items.sort(key=rank)  # stable: files keep their order within a rank
+
+
+def live_workers(outputs: Path) -> list[str]:
+    """The worker processes (``pgrep -af``) measuring into ``outputs``."""
+    out = subprocess.run(["pgrep", "-af", "numa_ops.worker"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(outputs) in line]
