@@ -74,8 +74,8 @@ def check(name: str, overrides: list[str], gpus: str | None, out: Path | None) -
     pipeline.run_lanes(lanes, folder_path, lanes[0].max_workers, log=lambda _: None)
     wall = time.perf_counter() - t0
     records = [r for r in (results.read_record(p) for p in sorted((folder_path / "runs").glob("*.json"))) if r]
-    gpu_actual = sum(r.get("duration") or 0.0 for r in records)
-    startup = sum(max((r.get("worker_startup_s") or 0.0 for r in records if r["lane"] == lane.name), default=0.0)
+    gpu_actual = sum(r.duration or 0.0 for r in records)
+    startup = sum(max((r.worker_startup_s or 0.0 for r in records if r.lane == lane.name), default=0.0)
                   for lane in lanes)
     if out:
         out.mkdir(parents=True, exist_ok=True)

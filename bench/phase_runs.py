@@ -48,7 +48,8 @@ def main() -> int:
         summary = results.finalize(folder_path)
         print(f"## {name}: {count_runs(lanes)} runs on {len(lanes)} lanes in {time.perf_counter() - t0:.1f} s: "
               f"{summary['successful_runs']} ok, {summary['failed_runs']} failed")
-        for rec in sorted(results.collect(folder_path), key=lambda r: (r["study"], r["sweep_point"], r["lane"])):
+        records = [r.to_json() for r in results.collect(folder_path)]  # validated, printed as their JSON
+        for rec in sorted(records, key=lambda r: (r["study"], r["sweep_point"], r["lane"])):
             m = {k: v for k, v in (rec.get("metrics") or {}).items() if v is not None}
             model = rec["model"]
             print(f"{rec['study']:<22} p{rec['sweep_point']:<2} {rec['lane']:<16} d{model['depth']:<2} dim{model['dim']:<5} "

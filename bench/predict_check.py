@@ -22,6 +22,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from numa_ops.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
@@ -73,14 +77,14 @@ def shape(image: int) -> str:
     return f"experiment.test.tensor_shape=[3,{image},{image}]"
 
 
-def measure_held_out(groups: list, settings: list[str], outputs: Path) -> list[dict]:
-    """Each held-out group measured (one plan each); their records."""
+def measure_held_out(groups: list, settings: list[str], outputs: Path) -> list[RunRecord]:
+    """Each held-out group measured (one plan each); their successful records."""
     from numa_ops import results
 
     records = []
     for image, batch, models in groups:
         folder = run([models_override(models), shape(image), f"experiment.test.batch_size={batch}", *settings], outputs)
-        records += [r for r in results.collect(folder) if r.get("success")]
+        records += [r for r in results.collect(folder) if r.success and r.metrics and r.model]
     return records
 
 
@@ -99,20 +103,20 @@ def predictions(groups: list, outputs: Path) -> dict[str, object]:
     return out
 
 
-def table(predicted: dict, measured: list[dict]) -> tuple[list[str], int, float]:
+def table(predicted: dict, measured: list[RunRecord]) -> tuple[list[str], int, float]:
     """The markdown table, how many measured values fell inside their intervals, and the median error."""
     lines = ["| configuration | predicted regime | measured regime | predicted samples/s | 95% interval | measured | inside | error |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     inside, errors = 0, []
-    for rec in sorted(measured, key=lambda r: r["model"]["name"]):
-        got = predicted[rec["model"]["name"]]
-        metrics = rec["metrics"]
-        value = metrics.get("ideal_samples_per_s") or metrics["samples_per_s"]
+    for rec in sorted(measured, key=lambda r: r.model.name):  # measured: successful records, each with its model
+        got = predicted[rec.model.name]
+        metrics = rec.metrics
+        value = metrics.ideal_samples_per_s or metrics.samples_per_s
         low, center, high = got.samples_per_s
         hit = low <= value <= high
         inside += hit
         errors.append(abs(center / value - 1))
-        lines.append(f"| {got.query.label()} | {got.regime} | {metrics.get('regime') or '-'} | {center:.1f} | "
+        lines.append(f"| {got.query.label()} | {got.regime} | {metrics.regime or '-'} | {center:.1f} | "
                      f"[{low:.1f}, {high:.1f}] | {value:.1f} | {'yes' if hit else 'no'} | {errors[-1]:.1%} |"
                      + (" (extrapolated)" if got.extrapolation else ""))
     return lines, inside, statistics.median(errors) if errors else float("nan")
@@ -124,7 +128,7 @@ def rerun_check(model: dict, image: int, batch: int, settings: list[str], output
 
     folder = run([models_override([model]), shape(image), f"experiment.test.batch_size={batch}",
                   "experiment.test.repeats=2", *settings], outputs)
-    original = sorted(r["run_id"] for r in results.collect(folder))[0]
+    original = sorted(r.run_id for r in results.collect(folder))[0]
     new_folder, _ = numa_ops(["rerun", original, "--repeats", "2"], outputs)
     summary = json.loads((new_folder / "rerun.json").read_text())
     lines = [f"rerun of `{original}` into `{new_folder.name}`"] + [f"- note: {d}" for d in summary["differences"]]

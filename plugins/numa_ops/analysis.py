@@ -116,8 +116,16 @@ def _logs(values: list[float]) -> np.ndarray | None:
 
 def _from_log(d: float, se: float, df: int, n_local: int, n_remote: int, sd: float) -> Penalty:
     half = t_quantile(1 - (1 - LEVEL) / 2, df) * se
-    return Penalty(penalty=float(-math.expm1(d)), low=float(-math.expm1(d + half)), high=float(-math.expm1(d - half)),
-                   mde=float(-math.expm1(-mde_factor(df) * se)), n_local=n_local, n_remote=n_remote, df=df, sd_log=float(sd))
+    return Penalty(
+        penalty=float(-math.expm1(d)),
+        low=float(-math.expm1(d + half)),
+        high=float(-math.expm1(d - half)),
+        mde=float(-math.expm1(-mde_factor(df) * se)),
+        n_local=n_local,
+        n_remote=n_remote,
+        df=df,
+        sd_log=float(sd),
+    )
 
 
 def process_penalty(local_runs: list[float], remote_runs: list[float]) -> Penalty | None:
@@ -137,7 +145,9 @@ def process_penalty(local_runs: list[float], remote_runs: list[float]) -> Penalt
     return _from_log(float(np.mean(rem) - np.mean(loc)), sd * math.sqrt(1 / n1 + 1 / n2), df, n1, n2, sd)
 
 
-def between_run_ci(local_runs: list[float], remote_runs: list[float], level: float = LEVEL) -> tuple[float, float] | None:
+def between_run_ci(
+    local_runs: list[float], remote_runs: list[float], level: float = LEVEL
+) -> tuple[float, float] | None:
     """The 95% interval of ``process_penalty`` alone, as ``(low, high)``; None with fewer than 2 runs a side."""
     out = process_penalty(local_runs, remote_runs)
     if out is None:
@@ -229,7 +239,9 @@ def fit_power_law(x: list[float], y: list[float]) -> PowerLaw | None:
     lx, ly = np.log10([p[0] for p in pts]), np.log10([p[1] for p in pts])
     fit = stats.linregress(lx, ly)
     residuals = ly - (fit.intercept + fit.slope * lx)
-    return PowerLaw(float(fit.slope), float(10**fit.intercept), float(fit.rvalue**2), float(np.abs(residuals).max()), len(pts))
+    return PowerLaw(
+        float(fit.slope), float(10**fit.intercept), float(fit.rvalue**2), float(np.abs(residuals).max()), len(pts)
+    )
 
 
 # Placement modes whose arms cannot move the CPU-speed control (the launching CPU is the same at both placements):
@@ -266,20 +278,42 @@ def penalty_table(pen: pd.DataFrame, runs: pd.DataFrame, key: list[str], one_pro
     pen = pen[pen["local_processes"].gt(0) & pen["remote_processes"].gt(0)] if len(pen) else pen
     controls: dict[tuple, dict[str, list[tuple[float, float]]]] = {}
     for r in runs.itertuples(index=False) if len(runs) else ():
-        controls.setdefault(_config_key(r, key), {}).setdefault(r.placement, []).append((r.samples_per_s, r.cpu_control_rate))
+        controls.setdefault(_config_key(r, key), {}).setdefault(r.placement, []).append(
+            (r.samples_per_s, r.cpu_control_rate)
+        )
     out = []
     for r in pen.itertuples(index=False):
         status = r.status
-        row = {"host": r.host, "model": r.model_name, "gpu": r.gpu_id, "image": r.height, "batch": r.batch_size,
-               "execution": r.execution, "host memory": host_memory(r.pinned_memory), "placement mode": r.placement_mode,
-               "regime": r.regime, "local processes": int(r.local_processes), "remote processes": int(r.remote_processes),
-               "penalty": _num(r.throughput_penalty) if status == "measured" else None,
-               "95% CI low": _num(r.penalty_low), "95% CI high": _num(r.penalty_high), "MDE": _num(r.mde),
-               "verdict": status, "ci_basis": BETWEEN_RUNS if _num(r.penalty_low) is not None else one_process,
-               "CPU-adjusted penalty": None, "adjusted CI low": None, "adjusted CI high": None, "adjusted MDE": None,
-               "control R^2": None}
+        row = {
+            "host": r.host,
+            "model": r.model_name,
+            "gpu": r.gpu_id,
+            "image": r.height,
+            "batch": r.batch_size,
+            "execution": r.execution,
+            "host memory": host_memory(r.pinned_memory),
+            "placement mode": r.placement_mode,
+            "regime": r.regime,
+            "local processes": int(r.local_processes),
+            "remote processes": int(r.remote_processes),
+            "penalty": _num(r.throughput_penalty) if status == "measured" else None,
+            "95% CI low": _num(r.penalty_low),
+            "95% CI high": _num(r.penalty_high),
+            "MDE": _num(r.mde),
+            "verdict": status,
+            "ci_basis": BETWEEN_RUNS if _num(r.penalty_low) is not None else one_process,
+            "CPU-adjusted penalty": None,
+            "adjusted CI low": None,
+            "adjusted CI high": None,
+            "adjusted MDE": None,
+            "control R^2": None,
+        }
         sides = [controls.get(_config_key(r, key), {}).get(p, []) for p in ("local", "remote")]
-        if r.placement_mode in ADJUSTABLE_MODES and all(sides) and all(not pd.isna(x) for side in sides for _, x in side):
+        if (
+            r.placement_mode in ADJUSTABLE_MODES
+            and all(sides)
+            and all(not pd.isna(x) for side in sides for _, x in side)
+        ):
             adj = cuped_penalty([y for y, _ in sides[0]], [y for y, _ in sides[1]],
                                 [x for _, x in sides[0]], [x for _, x in sides[1]])
             if adj is not None:
@@ -302,12 +336,23 @@ def scaling_laws(points: pd.DataFrame) -> pd.DataFrame:
         fit = fit_power_law(list(group["parameters"]), list(1.0 / group["samples_per_s"]))
         if fit is None:
             continue
-        rows.append({
-            "experiment": key[0], "study": key[1], "execution": key[2], "device": key[3], "image": key[4], "batch": key[5],
-            **({"host_memory": key[6]} if len(key) > 6 else {}),
-            "models": fit.points, "exponent": round(fit.exponent, 4), "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
-            "R2": round(fit.r_squared, 4), "max |log10 residual|": round(fit.max_abs_residual, 3), "regime": fit.regime(),
-        })
+        rows.append(
+            {
+                "experiment": key[0],
+                "study": key[1],
+                "execution": key[2],
+                "device": key[3],
+                "image": key[4],
+                "batch": key[5],
+                **({"host_memory": key[6]} if len(key) > 6 else {}),
+                "models": fit.points,
+                "exponent": round(fit.exponent, 4),
+                "law": f"s/sample = {fit.prefactor:.3g} * params^{fit.exponent:.3f}",
+                "R2": round(fit.r_squared, 4),
+                "max |log10 residual|": round(fit.max_abs_residual, 3),
+                "regime": fit.regime(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -337,8 +382,10 @@ def lane_intervals(lanes: pd.DataFrame) -> pd.DataFrame:
     cols = ["rate", "rate_low", "rate_high", "ci_basis"]
     if not len(lanes):
         return lanes.assign(**{c: pd.Series(dtype=object) for c in cols})
-    got = [rate_interval(p, lo, hi) for p, lo, hi in zip(lanes["process_rates"], lanes["run_ci_low"], lanes["run_ci_high"],
-                                                         strict=True)]
+    got = [
+        rate_interval(p, lo, hi)
+        for p, lo, hi in zip(lanes["process_rates"], lanes["run_ci_low"], lanes["run_ci_high"], strict=True)
+    ]
     return lanes.assign(**{c: [g[i] for g in got] for i, c in enumerate(cols)})
 
 

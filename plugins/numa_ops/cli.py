@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from rich.progress import MofNCompleteColumn, Progress
 
-from numa_ops import paths, pipeline
+from numa_ops import paths, pipeline, resume_folder
 from numa_ops.config import ConfigError
 from numa_ops.estimate import OverBudget
 from numa_ops.plan import PlanError, count_runs
+from numa_ops.resume_folder import FolderRefused
 from numa_ops.topology import PlacementError, discover
 
 if TYPE_CHECKING:
@@ -30,18 +31,21 @@ class UsageError(ValueError):
 
 
 class RunArgs(NamedTuple):
-    """What ``run`` was asked for: overrides (``experiment=NAME`` among them), the ``--zip`` key groups, and
-    ``--dry-run`` (print the plan and its estimate, run nothing)."""
+    """What ``run`` was asked for: overrides (``experiment=NAME`` among them), the ``--zip`` key groups,
+    ``--dry-run`` (print the plan and its estimate, run nothing) and ``--folder NAME`` (the run folder: a new
+    name, or an earlier run folder of the same experiment or phase to resume, its finished runs kept)."""
 
     overrides: list[str]
     zip_keys: list[list[str]]
     dry_run: bool = False
+    folder: str | None = None
 
 
 ZIP_USAGE = "--zip needs two or more keys: --zip KEY1,KEY2"
+FOLDER_USAGE = "--folder needs a run folder's name: --folder NAME"
 # what refuses a run before anything is measured: exit status 2, the message on stderr
 REFUSALS = (UsageError, ConfigError, PlacementError, PlanError, OverBudget, paths.UnsafePathError,
-            pipeline.OutputsError)
+            pipeline.OutputsError, FolderRefused)
 
 
 def _zip_group(value: str | None) -> list[str]:
@@ -56,7 +60,7 @@ def parse_run_args(args: list[str]) -> RunArgs:
 
     Raises :class:`UsageError` for a ``--zip`` without two or more keys.
     """
-    overrides, zips, dry_run = [], [], False
+    overrides, zips, dry_run, folder = [], [], False, None
     items = iter(args)
     for arg in items:
         if arg in ("-m", "--multirun"):
@@ -64,13 +68,17 @@ def parse_run_args(args: list[str]) -> RunArgs:
         if arg == "--dry-run":
             dry_run = True
             continue
-        if arg == "--zip":
+        if arg == "--folder" or arg.startswith("--folder="):
+            folder = next(items, None) if arg == "--folder" else arg.split("=", 1)[1]
+            if not folder:
+                raise UsageError(FOLDER_USAGE)
+        elif arg == "--zip":
             zips.append(_zip_group(next(items, None)))
         elif arg.startswith("--zip="):
             zips.append(_zip_group(arg.split("=", 1)[1]))
         else:
             overrides.append(arg)
-    return RunArgs(overrides, zips, dry_run)
+    return RunArgs(overrides, zips, dry_run, folder)
 
 
 def _measure(lanes: list[Lane], folder_path: Path) -> list[LaneOutcome]:
@@ -90,14 +98,17 @@ def _estimate(lanes: list[Lane], topo: Topology, folder_path: Path | None = None
     ``estimate.json`` in ``folder_path`` (the report shows it against what the runs took)."""
     from numa_ops import estimate, results
 
-    cost = estimate.estimate_plan(lanes, lanes[0].max_workers, estimate.gpu_names_of(topo), estimate.read_past_records())
+    cost = estimate.estimate_plan(
+        lanes, lanes[0].max_workers, estimate.gpu_names_of(topo), estimate.read_past_records()
+    )
     print("\n".join(cost.lines("GPU" if topo.gpus else "CPU")))
     if folder_path is not None:
         results.write_json_atomic(folder_path / "estimate.json", cost.to_json())
 
 
 def take_phase(args: list[str]) -> tuple[str | None, list[str]]:
-    """``--phase NAME`` (or ``--phase=NAME``) out of ``run``'s arguments: the phase's studies instead of an experiment."""
+    """``--phase NAME`` (or ``--phase=NAME``) out of ``run``'s arguments: the phase's studies instead of an
+    experiment."""
     phase, rest = None, []
     items = iter(args)
     for arg in items:
@@ -130,20 +141,21 @@ def run_phase(name: str, request: RunArgs, topo: Topology) -> int:
     phase = phases[name]
     studies = resolve_studies(phase, topo, None, request.overrides)
     configs = studies.runnable(topo.host)
-    folder = pipeline.folder_name(name.split("_")[0])
+    folder = _folder(request, name) or pipeline.folder_name(name.split("_")[0])
     if request.dry_run:
         lanes = build_plan(folder, configs, topo, run_seconds=model_run_seconds)
         print(f"dry run of {name}: {count_runs(lanes)} runs of {len(configs)} studies on {len(lanes)} lane(s), "
               "nothing is written or run")
         folder_path = None
     else:
-        folder_path, lanes = pipeline.write_plan(folder, configs, topo,
-                                                 {"phase": name, "overrides": request.overrides, **studies.plan_fields()})
+        folder_path, lanes = pipeline.write_plan(
+            folder, configs, topo, {"phase": name, "overrides": request.overrides, **studies.plan_fields()}
+        )
         print(f"plan: {count_runs(lanes)} runs of {len(configs)} studies on {len(lanes)} lane(s) into {folder_path}")
     for lane in lanes:
         print(f"  lane {lane.name}: {len(lane.runs)} runs")
     cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(topo), estimate.read_past_records())
-    print("\n".join([*cost.lines(), *(f"  {s.line()}" for s in studies.skipped)]))
+    print("\n".join([*cost.lines("GPU" if topo.gpus else "CPU"), *(f"  {s.line()}" for s in studies.skipped)]))
     estimate.check_budget(cost, phase.max_gpu_hours, name)
     if folder_path is None:
         return 0
@@ -153,8 +165,16 @@ def run_phase(name: str, request: RunArgs, topo: Topology) -> int:
 
 
 def _measure_and_finish(lanes: list[Lane], folder_path: Path) -> int:
-    """Measure every lane, load DuckDB and write the reports; 1 if any run failed."""
-    outcomes = _measure(lanes, folder_path)
+    """Measure every lane, load DuckDB and write the reports; 1 if any run failed, 128 + the signal if stopped."""
+    from numa_ops import stopping
+
+    try:
+        outcomes = _measure(lanes, folder_path)
+    except KeyboardInterrupt as exc:
+        stopped = stopping.of(exc)
+        print(f"{stopped.reason}: every worker ended, the runs not finished are recorded as killed and finished runs "
+              f"are kept; to go on, run the same command with --folder {folder_path.name}", file=sys.stderr)
+        return 128 + stopped.signum
     pipeline.summarize_and_load(folder_path)
     print(json.dumps(pipeline.write_reports(folder_path), indent=2))
     return 1 if any(o.failed for o in outcomes) else 0
@@ -176,6 +196,14 @@ def dry_run(request: RunArgs, topo: Topology) -> int:
     return 0
 
 
+def _folder(request: RunArgs, phase: str | None) -> str | None:
+    """``--folder NAME`` checked: a free name, or a run folder of this phase (of no phase: an experiment's) to
+    resume; raises :class:`FolderRefused` otherwise. None without ``--folder``."""
+    if request.folder is not None:
+        resume_folder.check(request.folder, phase)
+    return request.folder
+
+
 def run(args: list[str]) -> int:
     """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded, 2 if refused.
     With ``--dry-run``: the plan and its estimate only."""
@@ -187,7 +215,8 @@ def run(args: list[str]) -> int:
             return run_phase(phase, request, topo)
         if request.dry_run:
             return dry_run(request, topo)
-        folder_path, lanes = pipeline.prepare("", request.overrides, topo, zip_keys=request.zip_keys)
+        folder_path, lanes = pipeline.prepare("", request.overrides, topo, folder=_folder(request, None),
+                                              zip_keys=request.zip_keys)
     except REFUSALS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -198,6 +227,8 @@ def run(args: list[str]) -> int:
 
 def where(airflow_rc: int | None) -> int:
     """Print where the last phase run's results are; non-zero if it did not complete cleanly."""
+    from numa_ops.gate import GateVerdict
+
     latest = paths.outputs_dir() / pipeline.LATEST
     if not latest.is_file():
         print(f"error: no results: {latest} was not written (see the Airflow output above)", file=sys.stderr)
@@ -220,10 +251,11 @@ def where(airflow_rc: int | None) -> int:
     print(f"  {sys.executable} -c \"import duckdb; print(duckdb.connect('{info['duckdb']}', read_only=True)"
           ".sql('select model_name, lane, samples_per_s from runs order by finished_at desc limit 10'))\"")
     failed = summary["failed_runs"] or summary["missing_runs"]
-    gates = [json.loads(p.read_text()) for p in (Path(r).parent / "gate.json" for r in results_json) if p.is_file()]
+    gates = [GateVerdict.from_json(json.loads(p.read_text()))
+             for p in (Path(r).parent / "gate.json" for r in results_json) if p.is_file()]
     for verdict in gates:  # the last thing said: the gate's verdict, in one sentence
-        print(f"\n{verdict.get('sentence') or verdict.get('summary')}")
-    gate_failed = any(not v.get("passed") for v in gates)
+        print(f"\n{verdict.said()}")
+    gate_failed = any(not v.passed for v in gates)
     return 1 if failed or airflow_rc or gate_failed else 0
 
 
@@ -279,10 +311,14 @@ def rerun(run_id: str, repeats: int | None, as_json: bool) -> int:
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     """``predict``'s arguments: the configuration, and where its laws come from."""
-    p = sub.add_parser("predict", help="predict a configuration's samples/s, stages and regime from this host's records")
+    p = sub.add_parser(
+        "predict", help="predict a configuration's samples/s, stages and regime from this host's records"
+    )
     for name in ("depth", "dim", "heads", "mlp-dim", "patch", "image", "batch"):
         p.add_argument(f"--{name}", type=int, required=True)
-    p.add_argument("--execution", default="eager", choices=["eager", "cuda_graph", "compile", "compile_reduce_overhead"])
+    p.add_argument(
+        "--execution", default="eager", choices=["eager", "cuda_graph", "compile", "compile_reduce_overhead"]
+    )
     p.add_argument("--host-memory", default="pinned", choices=["pinned", "pageable"])
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--host", default=None, help="the host whose records to fit (default: this one)")
@@ -340,11 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument(
         "overrides", nargs=argparse.REMAINDER,
         help="[-m] experiment=NAME and overrides, e.g. experiment.test.batch_size=4,8 [--zip KEY1,KEY2]; or "
-        "--phase NAME [overrides]: a phase's studies; --dry-run: the plan and its estimate only",
+        "--phase NAME [overrides]: a phase's studies; --dry-run: the plan and its estimate only; --folder NAME: "
+        "the run folder (an earlier one of the same experiment or phase resumes, its finished runs kept)",
     )
     where_parser = sub.add_parser("where", help="where the last phase run's results are")
     where_parser.add_argument("--airflow-rc", type=int, default=None)
-    compare_parser = sub.add_parser("compare", help="compare candidate run folders with baseline ones, per configuration")
+    compare_parser = sub.add_parser(
+        "compare", help="compare candidate run folders with baseline ones, per configuration"
+    )
     compare_parser.add_argument("--baseline", nargs="+", required=True, metavar="DIR", help="baseline run folder(s)")
     compare_parser.add_argument("--candidate", nargs="+", required=True, metavar="DIR", help="candidate run folder(s)")
     compare_parser.add_argument("--json", action="store_true", help="print a JSON list, one object per configuration")

@@ -28,14 +28,38 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 import numpy as np
+from pydantic import BaseModel, JsonValue
 from scipy import stats
 
 from numa_ops import results
+from numa_ops.record import PairedArm, RunRecord
+
+Given = dict[str, JsonValue]  # a recorded model's or test's settings, as the record holds them (``_given``)
+
+
+class Settings(TypedDict):
+    """A configuration's settings (:func:`settings`): what it measured and where, as JSON."""
+
+    model: Given
+    image: list[int | None]
+    batch: int | None
+    execution: str
+    host_memory: str  # pinned | pageable
+    d2h_mode: str | None
+    placement: str | None
+    placement_mode: str
+    device: str | None
+    gpu_id: int | None
+    cpu_node: int | None
+    mem_node: int | None
+    pool_node: int | None
+    test: Given  # the test settings that define a configuration (not repeats, not timeout_s), sorted
 
 REGRESSION, IMPROVEMENT, NO_CHANGE, NOT_DETECTABLE = "regression", "improvement", "no change", "not detectable"
 MISSING, NEW = "missing", "new"
@@ -47,6 +71,29 @@ NOT_SETTINGS = frozenset({"repeats", "timeout_s"})
 ONE_PROCESS = "fewer than 2 processes a side: no between-process interval (set test.repeats >= 2)"
 
 
+class ComparisonJson(TypedDict):
+    """A :class:`Comparison` as JSON (``./numa-lab compare --json``)."""
+
+    configuration: str
+    key: str
+    settings: Settings
+    verdict: str
+    ratio: float | None
+    low: float | None
+    high: float | None
+    mde: float | None
+    df: float | None
+    level: float | None
+    family: int | None
+    basis: str | None
+    baseline_n: int
+    candidate_n: int
+    baseline_mean: float | None
+    candidate_mean: float | None
+    note: str | None
+    failed: list[str]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One configuration compared: ``ratio`` = candidate / baseline, ``low``/``high`` its interval at ``level``
@@ -54,7 +101,7 @@ class Comparison:
 
     configuration: str
     key: str
-    settings: dict[str, Any]
+    settings: Settings
     verdict: str
     ratio: float | None = None
     low: float | None = None
@@ -71,8 +118,8 @@ class Comparison:
     note: str | None = None
     failed: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> ComparisonJson:
+        return cast(ComparisonJson, asdict(self))
 
 
 @dataclass(frozen=True)
@@ -84,41 +131,40 @@ class _Sample:
     blocks: list[float] | None = None
 
 
-def _execution(rec: dict[str, Any]) -> str:
-    return (rec.get("metrics") or {}).get("execution") or (rec.get("test") or {}).get("execution") or "eager"
+def _given(part: BaseModel | None) -> Given:
+    """A recorded model's or test's settings as the record holds them (only the keys it has)."""
+    return part.model_dump(mode="json", exclude_unset=True) if part is not None else {}
 
 
-def _host_memory(rec: dict[str, Any]) -> str:
-    pinned = (rec.get("metrics") or {}).get("pool_pinned")
-    if pinned is None:
-        pinned = (rec.get("test") or {}).get("pinned_memory", True)
-    return "pinned" if pinned is not False else "pageable"
-
-
-def settings(rec: dict[str, Any]) -> dict[str, Any]:
+def settings(rec: RunRecord) -> Settings:
     """The configuration of a record: what it measured and where, nothing of which process or night it was."""
-    test = {k: v for k, v in sorted((rec.get("test") or {}).items()) if k not in NOT_SETTINGS}
-    mode = rec.get("placement_mode") or "process"
+    recorded = _given(rec.test)
+    test = {k: v for k, v in sorted(recorded.items()) if k not in NOT_SETTINGS}
+    mode = rec.placement_mode or "process"
     shape = test.get("tensor_shape") or [None, None, None]
+    metrics = rec.metrics
+    pinned = metrics.pool_pinned if metrics else None
+    if pinned is None:
+        pinned = recorded.get("pinned_memory", True)
     return {
-        "model": rec.get("model") or {}, "image": shape[1:], "batch": test.get("batch_size"),
-        "execution": _execution(rec), "host_memory": _host_memory(rec),
-        "d2h_mode": (rec.get("metrics") or {}).get("d2h_mode") or test.get("d2h_mode"),
-        "placement": rec.get("placement"), "placement_mode": mode,
-        "device": rec.get("device"), "gpu_id": rec.get("gpu_id"), "cpu_node": rec.get("cpu_node"),
-        "mem_node": rec.get("mem_node"),
+        "model": _given(rec.model), "image": shape[1:], "batch": test.get("batch_size"),
+        "execution": (metrics.execution if metrics else None) or recorded.get("execution") or "eager",
+        "host_memory": "pinned" if pinned is not False else "pageable",
+        "d2h_mode": (metrics.d2h_mode if metrics else None) or test.get("d2h_mode"),
+        "placement": rec.placement, "placement_mode": mode,
+        "device": rec.device, "gpu_id": rec.gpu_id, "cpu_node": rec.cpu_node, "mem_node": rec.mem_node,
         # its own node only in pool placement (elsewhere the memory node, which older records left out)
-        "pool_node": rec.get("pool_node") if mode == "pool" else None, "test": test,
+        "pool_node": rec.pool_node if mode == "pool" else None, "test": test,
     }
 
 
-def config_key(rec: dict[str, Any], extra: str = "") -> str:
+def config_key(rec: RunRecord, extra: str = "") -> str:
     """A stable key of a record's configuration (``settings``), the same from night to night and folder to folder."""
     body = json.dumps(settings(rec), sort_keys=True, default=str) + extra
     return hashlib.sha1(body.encode()).hexdigest()[:16]
 
 
-def label(rec: dict[str, Any]) -> str:
+def label(rec: RunRecord) -> str:
     """A readable name of a configuration."""
     s = settings(rec)
     image = "x".join(str(v) for v in s["image"]) if s["image"] and s["image"][0] is not None else "?"
@@ -128,30 +174,32 @@ def label(rec: dict[str, Any]) -> str:
             f"{s['placement']} ({s['placement_mode']}) {where}")
 
 
-def _log_rate(rec: dict[str, Any]) -> float | None:
-    rate = (rec.get("metrics") or {}).get("samples_per_s")
-    return math.log(rate) if isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate) else None
+def _log_rate(rec: RunRecord) -> float | None:
+    rate = rec.samples_per_s
+    return math.log(rate) if rate is not None and rate > 0 and math.isfinite(rate) else None
 
 
-def _arm_name(arms: list[dict[str, Any]], index: Any) -> str:
-    arm = arms[index] if isinstance(index, int) and 0 <= index < len(arms) else {}
-    return str(arm.get("name") or f"arm{index}")
+def arm_name(arms: list[PairedArm], index: int | None) -> str:
+    """An arm of a paired run by its name (``arm<i>`` where the record names none)."""
+    arm = arms[index] if index is not None and 0 <= index < len(arms) else None
+    return str((arm.name if arm else None) or f"arm{index}")
 
 
-def _paired_rows(rec: dict[str, Any]) -> list[tuple[str, str, float, list[float]]]:
+def _paired_rows(rec: RunRecord) -> list[tuple[str, str, float, list[float]]]:
     """(key, label, estimate, block diffs) per arm comparison of a paired record."""
-    paired = (rec.get("metrics") or {}).get("paired") or {}
-    arms = paired.get("arms") or []
+    paired = rec.metrics.paired if rec.metrics else None
+    if paired is None:
+        return []
     out = []
-    for comp in paired.get("comparisons") or []:
-        diffs = [float(d) for d in comp.get("block_diffs") or [] if d is not None and math.isfinite(d)]
-        estimate = comp.get("estimate")
+    for comp in paired.comparisons:
+        diffs = [float(d) for d in comp.block_diffs if d is not None and math.isfinite(d)]
+        estimate = comp.estimate
         if estimate is None and diffs:
             estimate = float(np.mean(diffs))
         if estimate is None or not math.isfinite(estimate):
             continue
-        what = (f"{_arm_name(arms, comp.get('arm'))} vs {_arm_name(arms, comp.get('vs'))}, "
-                f"paired {paired.get('kind', 'memory')}")
+        what = (f"{arm_name(paired.arms, comp.arm)} vs {arm_name(paired.arms, comp.vs)}, "
+                f"paired {paired.kind or 'memory'}")
         out.append((config_key(rec, what), f"{label(rec)} [{what}]", float(estimate), diffs))
     return out
 
@@ -162,20 +210,20 @@ class _Side:
 
     samples: dict[str, list[float]] = field(default_factory=dict)
     blocks: dict[str, list[list[float]]] = field(default_factory=dict)
-    example: dict[str, dict[str, Any]] = field(default_factory=dict)
+    example: dict[str, RunRecord] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     paired: set[str] = field(default_factory=set)
     failed: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _group(records: list[dict[str, Any]]) -> _Side:
+def _group(records: list[RunRecord]) -> _Side:
     side = _Side()
     for rec in records:
         key = config_key(rec)
         side.example.setdefault(key, rec)
         side.labels.setdefault(key, label(rec))
-        if not rec.get("success"):
-            side.failed.setdefault(key, []).append(f"{rec.get('run_id')}: {str(rec.get('error'))[:200]}")
+        if not rec.success:
+            side.failed.setdefault(key, []).append(f"{rec.run_id}: {str(rec.error)[:200]}")
             continue
         value = _log_rate(rec)
         if value is not None:
@@ -194,7 +242,11 @@ def _units(base: _Side, cand: _Side, key: str) -> tuple[list[float], list[float]
     one paired process a side, their blocks."""
     b, c = sorted(base.samples.get(key, [])), sorted(cand.samples.get(key, []))
     if key in base.paired and key in cand.paired and len(b) == len(c) == 1:
-        return sorted(base.blocks[key][0]), sorted(cand.blocks[key][0]), "paired estimates: blocks of one paired process"
+        return (
+            sorted(base.blocks[key][0]),
+            sorted(cand.blocks[key][0]),
+            "paired estimates: blocks of one paired process",
+        )
     return b, c, "paired estimates: processes" if key in base.paired | cand.paired else "between processes"
 
 
@@ -234,7 +286,7 @@ def verdict(low: float, high: float, tolerance: float) -> str:
     return NOT_DETECTABLE
 
 
-def compare_records(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], tolerance: float = TOLERANCE,
+def compare_records(baseline: list[RunRecord], candidate: list[RunRecord], tolerance: float = TOLERANCE,
                     level: float = LEVEL) -> list[Comparison]:
     """One ``Comparison`` per configuration (and per paired arm comparison) of either side, sorted by name."""
     base, cand = _group(baseline), _group(candidate)
@@ -280,7 +332,7 @@ def compare_records(baseline: list[dict[str, Any]], candidate: list[dict[str, An
     return _say_what_differs(rows)
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+def _differences(a: Mapping[str, JsonValue], b: Mapping[str, JsonValue], prefix: str = "") -> list[str]:
     out = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)
@@ -309,7 +361,7 @@ def _say_what_differs(rows: list[Comparison]) -> list[Comparison]:
     return out
 
 
-def read_folders(folders: list[Path]) -> list[dict[str, Any]]:
+def read_folders(folders: list[Path]) -> list[RunRecord]:
     """Every record of ``folders`` (each a run folder with a ``runs/`` folder); a folder without one is refused."""
     records = []
     for folder in folders:

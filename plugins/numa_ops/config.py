@@ -83,7 +83,9 @@ class HardwareConfig(_Strict):
             if isinstance(value, list) and (not value or len(set(value)) != len(value)):
                 raise ValueError(f"{key} must be 'all' or a non-empty list without repeats")
         if self.spread and self.together:
-            raise ValueError("spread and together exclude each other: share runs out over the GPUs, or run them at once")
+            raise ValueError(
+                "spread and together exclude each other: share runs out over the GPUs, or run them at once"
+            )
         if self.placement == "paired" and (self.spread or self.together):
             raise ValueError("placement=paired measures its arms in one worker: it excludes spread and together")
         if self.paired_arms is not None and self.placement != "paired":
@@ -138,7 +140,9 @@ class TestConfig(_Strict):
         if self.max_trials < self.min_trials:
             raise ValueError(f"max_trials={self.max_trials} is below min_trials={self.min_trials}")
         if self.paired_max_blocks < self.paired_min_blocks:
-            raise ValueError(f"paired_max_blocks={self.paired_max_blocks} is below paired_min_blocks={self.paired_min_blocks}")
+            raise ValueError(
+                f"paired_max_blocks={self.paired_max_blocks} is below paired_min_blocks={self.paired_min_blocks}"
+            )
         if self.max_trial_time_s >= self.timeout_s:
             raise ValueError(
                 f"max_trial_time_s={self.max_trial_time_s} must be below timeout_s={self.timeout_s}, "

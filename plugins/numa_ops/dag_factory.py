@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from contextlib import nullcontext
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule, task
 
@@ -33,6 +33,13 @@ from numa_ops.phase_assets import not_the_phase, phase_alias, phase_asset, updat
 from numa_ops.phases import Phase, load_phases
 from numa_ops.roles import MEANING
 from numa_ops.trigger_params import phase_params as _params
+
+if TYPE_CHECKING:
+    from numa_ops.gate import GateHostsJson, GateVerdictJson
+    from numa_ops.nightly import NightHostsJson, NightJson
+    from numa_ops.specs import DeviceTurnJson
+    from numa_ops.topology import TopologyJson
+    from numa_ops.trigger_params import TriggerParams
 
 __all__ = ["build_phase_dag", "not_the_phase", "phase_alias", "phase_asset"]
 
@@ -59,7 +66,9 @@ def _phase_doc(dag_id: str, phase: Phase, phases: dict[str, Phase] | None = None
         f"num_samples) updates the Asset `{dag_id}`, which starts {', '.join(f'`{n}`' for n in next_phases)} "
         "(a phase with several Assets before it starts once each has been updated). An ad-hoc run updates it only "
         "with `update_asset: true` in the form."
-        if next_phases else f"nothing starts after this phase (its Asset `{dag_id}` is updated by a passing run of the phase as defined)."
+        if next_phases
+        else f"nothing starts after this phase (its Asset `{dag_id}` is updated by a passing run of the phase as "
+             f"defined)."
     )
     return (
         f"# {phase.title}\n\n**Goal:** {phase.goal}\n\n**Research question:** {phase.question}\n\n"
@@ -69,11 +78,15 @@ def _phase_doc(dag_id: str, phase: Phase, phases: dict[str, Phase] | None = None
         "line of `gate`'s log).\n\n"
         f"**Studies** (the plan's commands):\n{studies}\n\n"
         f"**Gate:** failure rate <= {phase.gate.max_failure_rate:.0%}"
-        + (f", every comparison's MDE <= {phase.gate.max_mde:.0%} (paired, or local v remote between processes)"
-           if phase.gate.max_mde is not None else "")
+        + (
+            f", every comparison's MDE <= {phase.gate.max_mde:.0%} (paired, or local v remote between processes)"
+            if phase.gate.max_mde is not None
+            else ""
+        )
         + "; a run's own interval over its trials is shown, not judged.\n\n"
         "Results: `outputs/<folder>/results.json`, `experiment_summary.json`, `experiment.log`; "
-        "DuckDB `outputs/numa_lab.duckdb` (table `runs`, views `numa_penalty`); report `outputs/<folder>/report/index.html`."
+        "DuckDB `outputs/numa_lab.duckdb` (table `runs`, views `numa_penalty`); report "
+        "`outputs/<folder>/report/index.html`."
     )
 
 
@@ -92,7 +105,10 @@ def _check_pinned_hosts(dag_id: str, phase: Phase, hosts: list[str]) -> None:
     for study_name, study in phase.studies.items():
         unknown = [h for h in study.hosts if hosts and h not in hosts]
         if unknown:
-            raise ConfigError(f"phases.yaml: {dag_id}.studies.{study_name}.hosts: {unknown} not in NUMA_LAB_HOSTS ({', '.join(hosts)})")
+            raise ConfigError(
+                f"phases.yaml: {dag_id}.studies.{study_name}.hosts: {unknown} not in NUMA_LAB_HOSTS "
+                f"({', '.join(hosts)})"
+            )
 
 
 def _phase_bound_tasks(dag_id: str, phase: Phase, hosts: list[str]) -> tuple[Any, Any, Any]:
@@ -100,9 +116,9 @@ def _phase_bound_tasks(dag_id: str, phase: Phase, hosts: list[str]) -> tuple[Any
 
     @task
     def plan_runs(
-        topology: dict[str, Any], host: str | None = None, params: dict[str, Any] | None = None, dag_run: Any = None,
+        topology: TopologyJson, host: str | None = None, params: TriggerParams | None = None, dag_run: Any = None,
         ti: Any = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[DeviceTurnJson]:
         """Validate the request against the phase's studies and the host; write the plan."""
         return phase_tasks.plan_runs(dag_id, phase, topology, params or {}, dag_run, ti, host)
 
@@ -111,13 +127,14 @@ def _phase_bound_tasks(dag_id: str, phase: Phase, hosts: list[str]) -> tuple[Any
         trigger_rule=TriggerRule.ALL_DONE,
         pre_execute=_fail_if_nothing_was_planned,
         post_execute=functools.partial(_update_asset, dag_id, phase, hosts),
+        multiple_outputs=True,  # each key of the verdict its own XCom as well
     )
-    def gate(plans: Any, ti: Any = None) -> dict[str, Any]:
+    def gate(plans: Any, ti: Any = None) -> GateVerdictJson | GateHostsJson:
         """Fail the phase (and hold back the next ones) on failed runs or steps, or comparisons too coarse."""
         return phase_tasks.gate(dag_id, phase, plans, phase_tasks.failed_steps(ti, GATED_STEPS))
 
-    @task
-    def compare_baseline(plans: Any) -> dict[str, Any]:
+    @task(multiple_outputs=True)  # each key its own XCom as well
+    def compare_baseline(plans: Any) -> NightJson | NightHostsJson:
         """Compare tonight with the baseline night; a regression outside both CIs fails the run."""
         return phase_tasks.compare_baseline(dag_id, phase, plans)
 

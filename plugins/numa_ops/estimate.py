@@ -20,9 +20,10 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from numa_ops.plan import lanes_by_device
+from numa_ops.roles import SkippedStudyJson
 from numa_ops.specs import Lane, RunSpec, distinct_runs
 from numa_ops.worker.flops import bytes_per_sample, flops_per_sample
 
@@ -91,7 +92,9 @@ def model_run_seconds(spec: RunSpec) -> float:
     trials = test.min_trials + costs.trials_between * (test.max_trials - test.min_trials)
     trials = max(1.0, min(trials, math.ceil(test.max_trial_time_s / trial_s) if trial_s else trials))
     sizing = costs.kinds_per_trial * pass_s  # one pass of each kind to size the trials
-    telemetry = costs.kinds_per_trial * passes * pass_s if spec.gpu_id is not None and test.telemetry == "separate" else 0.0
+    telemetry = (
+        costs.kinds_per_trial * passes * pass_s if spec.gpu_id is not None and test.telemetry == "separate" else 0.0
+    )
     compiled = test.compile_model or test.execution.startswith("compile")
     warmup = test.warmup_batches * batch_seconds(spec)
     return costs.run_setup_s + warmup + sizing + trials * trial_s + telemetry + (costs.compile_s if compiled else 0.0)
@@ -159,6 +162,33 @@ def read_past_records(database: Path | None = None, lock_timeout_s: float = 0.5)
 # ---- the plan -------------------------------------------------------------------------------------------------
 
 
+class RunEstimateJson(TypedDict):
+    run_id: str
+    gpu_s: float
+    basis: str  # records | model
+
+
+class EstimateJson(TypedDict):
+    """A :class:`PlanEstimate` as JSON, and ``estimate.json`` (which adds the phase's budget and the studies the
+    host skipped; an older one may name its ``source`` instead of its ``basis``)."""
+
+    runs: int
+    lanes: int
+    worker_starts: int
+    gpu_s: float
+    startup_s: float
+    wall_s: float
+    wall_from_start_s: float
+    gpu_hours: float
+    from_records: int
+    basis: str
+    lane_end_s: dict[str, float]
+    per_run: list[RunEstimateJson]
+    max_gpu_hours: NotRequired[float | None]
+    skipped_studies: NotRequired[list[SkippedStudyJson]]
+    source: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class PlanEstimate:
     """What a plan will cost. ``gpu_s``: the runs' own time (what the report compares with the records'
@@ -184,14 +214,24 @@ class PlanEstimate:
         """Device time held: the runs and the worker starts, in hours (what ``max_gpu_hours`` bounds)."""
         return (self.gpu_s + self.startup_s) / 3600
 
-    def to_json(self) -> dict[str, Any]:
-        return {"runs": self.runs, "lanes": self.lanes, "worker_starts": self.worker_starts,
-                "gpu_s": round(self.gpu_s, 1), "startup_s": round(self.startup_s, 1),
-                "wall_s": round(self.wall_s - self.first_run_s, 1), "wall_from_start_s": round(self.wall_s, 1),
-                "gpu_hours": round(self.gpu_hours, 3), "from_records": self.from_records, "basis": self.basis,
-                "lane_end_s": {k: round(v, 1) for k, v in self.lane_end_s.items()},
-                "per_run": [{"run_id": k, "gpu_s": round(v, 1), "basis": "records" if k in self.run_from_records else "model"}
-                            for k, v in self.run_s.items()]}
+    def to_json(self) -> EstimateJson:
+        return {
+            "runs": self.runs,
+            "lanes": self.lanes,
+            "worker_starts": self.worker_starts,
+            "gpu_s": round(self.gpu_s, 1),
+            "startup_s": round(self.startup_s, 1),
+            "wall_s": round(self.wall_s - self.first_run_s, 1),
+            "wall_from_start_s": round(self.wall_s, 1),
+            "gpu_hours": round(self.gpu_hours, 3),
+            "from_records": self.from_records,
+            "basis": self.basis,
+            "lane_end_s": {k: round(v, 1) for k, v in self.lane_end_s.items()},
+            "per_run": [
+                {"run_id": k, "gpu_s": round(v, 1), "basis": "records" if k in self.run_from_records else "model"}
+                for k, v in self.run_s.items()
+            ],
+        }
 
     def lines(self, device: str = "GPU") -> list[str]:
         """The estimate as a person reads it; ``device`` "CPU" on a host without a GPU."""
@@ -289,9 +329,20 @@ def estimate_plan(lanes: list[Lane], max_lanes: int, gpu_names: Mapping[int, str
     else:
         basis = f"past records for {from_records} of {total} runs ({records.note})" + (
             ", the cost model for the rest" if from_records < total else "")
-    return PlanEstimate(runs=total, lanes=len(lanes), worker_starts=len(lanes), gpu_s=sum(run_s.values()),
-                        startup_s=sum(start_s(lane) for lane in lanes), wall_s=wall, first_run_s=first_run, from_records=from_records,
-                        basis=basis, lane_end_s=ends, run_s=run_s, run_from_records=frozenset(recorded))
+    return PlanEstimate(
+        runs=total,
+        lanes=len(lanes),
+        worker_starts=len(lanes),
+        gpu_s=sum(run_s.values()),
+        startup_s=sum(start_s(lane) for lane in lanes),
+        wall_s=wall,
+        first_run_s=first_run,
+        from_records=from_records,
+        basis=basis,
+        lane_end_s=ends,
+        run_s=run_s,
+        run_from_records=frozenset(recorded),
+    )
 
 
 def gpu_names_of(topology: Any) -> dict[int, str]:

@@ -29,6 +29,20 @@ class BindingRefused(RuntimeError):
     """A lane whose placement this host cannot set up (``hardware.placement=pool`` without numactl)."""
 
 
+def _check_nodes(
+    gpu_id: int | None, cpu_node: int, mem_node: int, pool_node: int | None, thread_nodes: tuple[int, ...]
+) -> None:
+    """Refuse a node or GPU that is not a non-negative integer (None where it may be absent)."""
+    if not isinstance(cpu_node, int) or not isinstance(mem_node, int) or cpu_node < 0 or mem_node < 0:
+        raise ValueError(f"NUMA nodes must be non-negative integers, got {cpu_node!r}, {mem_node!r}")
+    if pool_node is not None and (not isinstance(pool_node, int) or isinstance(pool_node, bool) or pool_node < 0):
+        raise ValueError(f"pool_node must be a non-negative integer or None, got {pool_node!r}")
+    if gpu_id is not None and (not isinstance(gpu_id, int) or gpu_id < 0):
+        raise ValueError(f"gpu_id must be a non-negative integer or None, got {gpu_id!r}")
+    if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in thread_nodes):
+        raise ValueError(f"thread_nodes must be non-negative integers, got {thread_nodes!r}")
+
+
 def worker_command(
     runs_file: Path,
     folder_path: Path,
@@ -50,17 +64,11 @@ def worker_command(
     ``cpu_node``; thread arms need the CPUs of every node in ``thread_nodes`` (``--cpunodebind=0,1``) with memory
     on ``mem_node``. Both need numactl, like ``pool_node``.
     """
-    if not isinstance(cpu_node, int) or not isinstance(mem_node, int) or cpu_node < 0 or mem_node < 0:
-        raise ValueError(f"NUMA nodes must be non-negative integers, got {cpu_node!r}, {mem_node!r}")
-    if pool_node is not None and (not isinstance(pool_node, int) or isinstance(pool_node, bool) or pool_node < 0):
-        raise ValueError(f"pool_node must be a non-negative integer or None, got {pool_node!r}")
-    if gpu_id is not None and (not isinstance(gpu_id, int) or gpu_id < 0):
-        raise ValueError(f"gpu_id must be a non-negative integer or None, got {gpu_id!r}")
-    worker = [python or sys.executable, "-m", "numa_ops.worker", "--runs", str(runs_file), "--folder-path", str(folder_path)]
+    _check_nodes(gpu_id, cpu_node, mem_node, pool_node, thread_nodes)
+    worker = [python or sys.executable, "-m", "numa_ops.worker",
+              "--runs", str(runs_file), "--folder-path", str(folder_path)]
     worker = [*(profile or []), *worker]  # numactl binds nsys and, through it, the worker
     numactl = numactl_path()
-    if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in thread_nodes):
-        raise ValueError(f"thread_nodes must be non-negative integers, got {thread_nodes!r}")
     if numactl is None and pool_node is not None:
         raise BindingRefused(
             f"hardware.placement=pool: numactl not found (or NUMA_LAB_NUMACTL=off), so the worker cannot be kept "

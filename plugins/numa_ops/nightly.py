@@ -13,18 +13,20 @@ choose the baseline, compare, store the verdicts and write ``regressions.json``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from numa_ops import compare as comparing
 from numa_ops import regressions, results
+from numa_ops.regressions import NightVerdictJson
 
 REGRESSION, IMPROVEMENT, NEW, MISSING = comparing.REGRESSION, comparing.IMPROVEMENT, comparing.NEW, comparing.MISSING
 NO_CHANGE, NOT_DETECTABLE = comparing.NO_CHANGE, comparing.NOT_DETECTABLE
 config_key, label = comparing.config_key, comparing.label
 
 
-def _verdict(row: comparing.Comparison, night: str, baseline: str | None) -> dict[str, Any]:
+def _verdict(row: comparing.Comparison, night: str, baseline: str | None) -> NightVerdictJson:
     """A comparison as a row of the ``regressions`` table."""
     verdict = row.verdict
     if row.failed and row.candidate_n == 0:  # nothing of it succeeded tonight: its runs failed
@@ -42,7 +44,7 @@ def _verdict(row: comparing.Comparison, night: str, baseline: str | None) -> dic
     }
 
 
-def compare(tonight: Path, baseline: Path | None, tolerance: float = comparing.TOLERANCE) -> list[dict[str, Any]]:
+def compare(tonight: Path, baseline: Path | None, tolerance: float = comparing.TOLERANCE) -> list[NightVerdictJson]:
     """One verdict per configuration of tonight's folder (and per baseline configuration gone missing)."""
     records = results.collect(tonight)  # once: a record written in between must not be counted twice
     base = results.collect(baseline) if baseline else []
@@ -50,12 +52,42 @@ def compare(tonight: Path, baseline: Path | None, tolerance: float = comparing.T
     return [_verdict(row, tonight.name, baseline.name if baseline else None) for row in rows]
 
 
-def accepted(verdicts: list[dict[str, Any]]) -> bool:
+def accepted(verdicts: list[NightVerdictJson]) -> bool:
     """A night is accepted (a baseline for later nights) when nothing regressed or went missing."""
     return not any(v["verdict"] in (REGRESSION, MISSING) for v in verdicts)
 
 
 LAST_ACCEPTED = "last_accepted"
+
+
+class NightJson(TypedDict):
+    """The nightly task's XCom for one host: the baseline's name and how many verdicts."""
+
+    baseline: str | None
+    verdicts: int
+
+
+class NightOfHostJson(NightJson):
+    """One host's night in the nightly task's XCom: its run folder as well."""
+
+    folder: str
+
+
+class NightHostsJson(TypedDict):
+    """The nightly task's XCom with GPU hosts configured: each host's night, by its queue."""
+
+    hosts: dict[str | None, NightOfHostJson]
+
+
+@dataclass(frozen=True)
+class NightCheck:
+    """What :func:`check_night` found: the verdicts (as ``regressions.json`` holds them), whether the night is
+    accepted, the baseline's name (None: this night becomes the baseline) and the problems."""
+
+    verdicts: tuple[NightVerdictJson, ...]
+    ok: bool
+    baseline: str | None
+    problems: tuple[str, ...] = ()
 
 
 def baseline_name(folder_path: Path, key: str, baseline: str, host_queue: str | None = None) -> str | None:
@@ -66,7 +98,7 @@ def baseline_name(folder_path: Path, key: str, baseline: str, host_queue: str | 
     return f"{baseline}_{host_queue}" if host_queue else baseline
 
 
-def check_night(folder_path: Path, key: str, baseline: str, host_queue: str | None = None) -> dict[str, Any]:
+def check_night(folder_path: Path, key: str, baseline: str, host_queue: str | None = None) -> NightCheck:
     """Compare tonight's folder with its baseline; store the verdicts under ``key`` and write regressions.json.
 
     ``key`` names the series of nights compared with each other (per GPU host: ``<dag_id>@<queue>``);
@@ -82,4 +114,4 @@ def check_night(folder_path: Path, key: str, baseline: str, host_queue: str | No
     if not ok:
         bad = [v["config"] for v in verdicts if v["verdict"] in (REGRESSION, MISSING)]
         problems.append(f"regression against {base_name}: {'; '.join(bad)}")
-    return {"verdicts": verdicts, "ok": ok, "baseline": base_name, "problems": problems}
+    return NightCheck(verdicts=tuple(verdicts), ok=ok, baseline=base_name, problems=tuple(problems))

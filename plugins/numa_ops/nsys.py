@@ -84,7 +84,7 @@ class NsysSession:
         self.profile, self.folder_path, self.name, self.log = profile, folder_path, name, log
         self.report: Path | None = None  # the report's path without its suffix (nsys adds .nsys-rep)
         self.prefix: list[str] | None = None
-        self.note: dict[str, Any] = {"nsys": profile.nsys, "warning": None}
+        self.note = settings.ProfileNote(nsys=profile.nsys, warning=None)
 
     def wrap(self, stamp: int) -> None:
         """Decide whether this worker runs under nsys, with its report named ``<lane>.<stamp>``."""
@@ -113,20 +113,21 @@ class NsysSession:
         """Say in this worker's records what nsys really left: a report, only its raw capture, or nothing."""
         rep, raw = report.with_name(report.name + ".nsys-rep"), report.with_name(report.name + ".qdstrm")
         if rep.is_file():
-            produced = {"report": str(rep), "report_bytes": rep.stat().st_size, "warning": None}
+            produced = settings.ProfileNote(report=str(rep), report_bytes=rep.stat().st_size, warning=None)
         elif raw.is_file():
-            produced = {"report": None, "raw_capture": str(raw), "raw_capture_bytes": raw.stat().st_size,
-                        "warning": "nsys wrote only its raw .qdstrm capture (its importer failed): no .nsys-rep"}
+            produced = settings.ProfileNote(
+                report=None, raw_capture=str(raw), raw_capture_bytes=raw.stat().st_size,
+                warning="nsys wrote only its raw .qdstrm capture (its importer failed): no .nsys-rep")
         else:
-            produced = {"report": None, "warning": "nsys produced no report"}
+            produced = settings.ProfileNote(report=None, warning="nsys produced no report")
         for spec in runs:
             path = results.record_path(self.folder_path, spec.run_id)
             try:
                 rec = results.read_record(path)
             except ValueError:
                 continue
-            if rec is not None and rec.get("profile", {}).get("report") == str(rep):  # measured by this worker
-                rec["profile"] = {**rec["profile"], **produced}
-                results.write_json_atomic(path, rec)
+            if rec is not None and (rec.profile or {}).get("report") == str(rep):  # measured by this worker
+                rec.profile = {**(rec.profile or {}), **produced}
+                results.write_record(self.folder_path, rec)
         if produced["warning"]:
             self.log(f"[{self.name}] WARNING {produced['warning']}")

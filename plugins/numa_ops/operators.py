@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow.sdk import BaseOperator
 
 from numa_ops import results
-from numa_ops.specs import DeviceTurn, Lane
-from numa_ops.supervise import LaneOutcome, LaneSupervisor
+from numa_ops.specs import DeviceTurn, DeviceTurnJson, Lane
+from numa_ops.supervise import LaneOutcome, LaneOutcomeJson, LaneSupervisor
+
+
+class TurnOutcomeJson(TypedDict):
+    """A turn of several lanes' outcomes, as the lane task's XCom holds it."""
+
+    lanes: list[LaneOutcomeJson]
 
 
 class NumaLaneOperator(BaseOperator):
@@ -30,13 +36,13 @@ class NumaLaneOperator(BaseOperator):
     template_fields = ("lane",)
     ui_color = "#c9e4ff"
 
-    def __init__(self, *, lane: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, lane: DeviceTurnJson, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lane = lane
         self._supervisor: LaneSupervisor | None = None
         self._killed: str | None = None
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> LaneOutcomeJson | TurnOutcomeJson:
         turn = DeviceTurn.from_json(self.lane)
         context["lane_name"] = turn.name  # names the mapped instance in the UI
         _refuse_another_host(turn)

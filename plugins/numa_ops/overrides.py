@@ -1,4 +1,5 @@
-"""The research plan's override grammar (docs/experiment_plan.md): ``experiment.test.num_samples=500``, sweeps ``a=1,2,3``.
+"""The research plan's override grammar (docs/experiment_plan.md): ``experiment.test.num_samples=500``, sweeps
+``a=1,2,3``.
 
 Values are parsed by Hydra's override grammar (never evaluated). Keys are dotted paths with
 optional list indices (``experiment.vit_configs[0].depth``), parsed here because Hydra's key
@@ -163,7 +164,9 @@ def expand_sweeps(overrides: list[Override], zip_keys: list[list[str]] | None = 
         sweeps = [o for o in members if o.is_sweep]  # the others are constants, added below
         lengths = {len(o.values) for o in sweeps}
         if len(lengths) > 1:
-            raise OverrideError(f"zip {list(group)}: the sweeps have different lengths {[len(o.values) for o in sweeps]}")
+            raise OverrideError(
+                f"zip {list(group)}: the sweeps have different lengths {[len(o.values) for o in sweeps]}"
+            )
         if sweeps:
             axes.append([[_single(o, o.values[i]) for o in sweeps] for i in range(lengths.pop())])
         zipped.update(o.path for o in sweeps)

@@ -6,12 +6,14 @@ it, or one whose trigger form says ``update_asset: true``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 
 from numa_ops.phases import Phase
+
+if TYPE_CHECKING:
+    from numa_ops.trigger_params import TriggerParams
 
 
 def phase_asset(dag_id: str) -> Asset:
@@ -24,7 +26,7 @@ def phase_alias(dag_id: str) -> AssetAlias:
     return AssetAlias(name=f"{dag_id}_gate")
 
 
-def not_the_phase(phase: Phase, params: Mapping[str, Any], hosts: list[str] | None = None) -> list[str]:
+def not_the_phase(phase: Phase, params: TriggerParams, hosts: list[str] | None = None) -> list[str]:
     """How a DAG run's form differs from the phase as phases.yaml defines it (empty: it is the phase)."""
     reasons = []
     if hosts and params.get("hosts") is not None and set(params["hosts"]) != set(hosts):
@@ -43,7 +45,7 @@ def not_the_phase(phase: Phase, params: Mapping[str, Any], hosts: list[str] | No
 
 
 def update_phase_asset(
-    dag_id: str, phase: Phase, hosts: list[str], params: Mapping[str, Any], outlet_events: Any
+    dag_id: str, phase: Phase, hosts: list[str], params: TriggerParams, outlet_events: Any
 ) -> bool:
     """After a passing gate: add the phase's Asset to the gate's ``outlet_events`` if the run is the phase as
     defined, or asked for it (``update_asset: true``); say in the log which, and return whether it was added.

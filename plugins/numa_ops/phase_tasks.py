@@ -14,12 +14,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from numa_ops.phases import Phase
-from numa_ops.specs import DeviceTurn, Lane
+from numa_ops.specs import DeviceTurn, DeviceTurnJson, Lane
+
+if TYPE_CHECKING:
+    from numa_ops.gate import GateHostsJson, GateVerdictJson
+    from numa_ops.nightly import NightHostsJson, NightJson, NightOfHostJson
+    from numa_ops.pipeline import HostsLocationsJson, LoadedJson, LocationsJson
+    from numa_ops.roles import SkippedStudy
+    from numa_ops.topology import TopologyJson
+    from numa_ops.trigger_params import TriggerParams
 
 # The engine's modules are imported inside the task bodies: a DAG file parses without them.
 
@@ -39,7 +47,7 @@ def planned_folders(plans: Any) -> list[str]:
     return folders
 
 
-def studies_on_host(phase: Phase, host: str | None, params: Mapping[str, Any]) -> list[str]:
+def studies_on_host(phase: Phase, host: str | None, params: TriggerParams) -> list[str]:
     """The chosen studies that run on ``host``; skips the host's tasks when it has none (or was not chosen).
 
     ``host`` is None without GPU hosts configured: the one host runs every chosen study.
@@ -58,7 +66,7 @@ def studies_on_host(phase: Phase, host: str | None, params: Mapping[str, Any]) -
     return chosen
 
 
-def discover_topology() -> dict[str, Any]:
+def discover_topology() -> TopologyJson:
     """Read the host's NUMA nodes and GPUs."""
     from numa_ops.topology import discover
 
@@ -68,7 +76,7 @@ def discover_topology() -> dict[str, Any]:
     return topology.to_dict()
 
 
-def form_overrides(params: Mapping[str, Any]) -> list[str]:
+def form_overrides(params: TriggerParams) -> list[str]:
     """The form's overrides and sweeps, and its ``num_samples`` as the override it stands for."""
     overrides = [*params["overrides"], *params["sweeps"]]
     if params.get("num_samples"):
@@ -76,7 +84,7 @@ def form_overrides(params: Mapping[str, Any]) -> list[str]:
     return overrides
 
 
-def run_folder_name(dag_id: str, params: Mapping[str, Any], dag_run: Any, host: str | None) -> str:
+def run_folder_name(dag_id: str, params: TriggerParams, dag_run: Any, host: str | None) -> str:
     """The form's resume folder, or a new one named for the experiment (or phase) and the DAG run;
     ``<folder>_<host>`` on a GPU host."""
     from numa_ops.paths import safe_name
@@ -93,7 +101,7 @@ def run_folder_name(dag_id: str, params: Mapping[str, Any], dag_run: Any, host: 
 REFUSED = "refused.json"  # in a run folder whose latest request was refused after its plan was written
 
 
-def check_form(dag_id: str, params: Mapping[str, Any], host: str | None) -> None:
+def check_form(dag_id: str, params: TriggerParams, host: str | None) -> None:
     """Refuse what the form's own schema cannot: keys it does not have, no study (and no experiment) chosen,
     a resume folder that is not this phase's nor a free name (raises ValueError with the sentence)."""
     from numa_ops.resume_folder import check
@@ -126,9 +134,9 @@ def refuse_plan(exc: Exception, ti: Any, folder_path: Path | None = None, run_id
 
 
 def plan_runs(
-    dag_id: str, phase: Phase, topology: dict[str, Any], params: Mapping[str, Any], dag_run: Any, ti: Any,
+    dag_id: str, phase: Phase, topology: TopologyJson, params: TriggerParams, dag_run: Any, ti: Any,
     host: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[DeviceTurnJson]:
     """Validate the request against the phase's studies and the host; write the plan.
 
     Returns one device turn (as JSON) per measure task, each naming the host whose topology it was planned
@@ -156,7 +164,7 @@ def plan_runs(
         turns = device_turns(lanes, phase.max_lanes)
     except (ValueError, OutputsError) as exc:
         refuse_plan(exc, ti, paths.outputs_dir() / folder, dag_run.run_id)
-    skipped = resolved.plan_fields()["skipped_studies"]
+    skipped = resolved.skipped
     cost = estimate_cost(phase, lanes, topology, folder_path, skipped)
     cost_lines = [*cost.lines("GPU" if topology.get("gpus") else "CPU"), *skipped_lines(skipped)]
     try:
@@ -170,8 +178,8 @@ def plan_runs(
     return [replace(turn, host=topology["host"], queue=host).to_json() for turn in turns]
 
 
-def estimate_cost(phase: Phase, lanes: list[Lane], topology: dict[str, Any], folder_path: Path,
-                  skipped_studies: list[dict[str, str]] | None = None) -> Any:
+def estimate_cost(phase: Phase, lanes: list[Lane], topology: TopologyJson, folder_path: Path,
+                  skipped_studies: list[SkippedStudy] | None = None) -> Any:
     """What the plan will cost (and which studies this host skips, and why), kept as ``estimate.json`` in the
     plan folder."""
     from numa_ops import estimate, results
@@ -179,8 +187,14 @@ def estimate_cost(phase: Phase, lanes: list[Lane], topology: dict[str, Any], fol
 
     cost = estimate.estimate_plan(lanes, phase.max_lanes, estimate.gpu_names_of(Topology.from_dict(topology)),
                                   estimate.read_past_records())
-    results.write_json_atomic(folder_path / "estimate.json", {**cost.to_json(), "max_gpu_hours": phase.max_gpu_hours,
-                                                              "skipped_studies": list(skipped_studies or [])})
+    results.write_json_atomic(
+        folder_path / "estimate.json",
+        {
+            **cost.to_json(),
+            "max_gpu_hours": phase.max_gpu_hours,
+            "skipped_studies": [s.to_json() for s in skipped_studies or []],
+        },
+    )
     return cost
 
 
@@ -191,11 +205,9 @@ def check_cost(dag_id: str, phase: Phase, cost: Any) -> None:
     estimate.check_budget(cost, phase.max_gpu_hours, dag_id)
 
 
-def skipped_lines(skipped_studies: list[dict[str, str]] | None) -> list[str]:
+def skipped_lines(skipped_studies: list[SkippedStudy] | None) -> list[str]:
     """``plan.json``'s ``skipped_studies`` as log lines: not estimated, not run, and why."""
-    from numa_ops.roles import SkippedStudy
-
-    return [f"  {SkippedStudy(**s).line()}" for s in skipped_studies or []]
+    return [f"  {s.line()}" for s in skipped_studies or []]
 
 
 def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list[Lane], turns: list[DeviceTurn],
@@ -203,7 +215,10 @@ def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list
     """The plan in plan_runs's log: runs, studies, lanes, which lanes a device's task takes in turn, the estimate."""
     from numa_ops.plan import count_runs
 
-    print(f"plan: {count_runs(lanes)} runs of {len(studies)} studies on {len(lanes)} lane(s) into outputs/{folder_path.name}")
+    print(
+        f"plan: {count_runs(lanes)} runs of {len(studies)} studies on {len(lanes)} lane(s) into "
+        f"outputs/{folder_path.name}"
+    )
     for study, configs in studies.items():
         print(f"  study {study}: {len(configs)} sweep point(s)")
     for lane in lanes:
@@ -215,7 +230,7 @@ def _print_plan(folder_path: Path, studies: Mapping[str, list[Any]], lanes: list
         print(line)
 
 
-def load_duckdb(plans: Any) -> dict[str, Any]:
+def load_duckdb(plans: Any) -> LoadedJson:
     """Write each host's results.json and summary; load every run record into DuckDB, once."""
     from numa_ops import pipeline, results
 
@@ -227,7 +242,7 @@ def load_duckdb(plans: Any) -> dict[str, Any]:
     return loaded
 
 
-def report(plans: Any) -> dict[str, Any]:
+def report(plans: Any) -> LocationsJson | HostsLocationsJson:
     """Write each host's report and the cumulative one; say where everything is."""
     from numa_ops import pipeline, results
 
@@ -245,7 +260,9 @@ def failed_steps(ti: Any, task_ids: list[str]) -> list[str]:
     return [t for t in task_ids if ti.get_ti_count(dag_id=ti.dag_id, task_ids=[t], run_ids=[ti.run_id], states=states)]
 
 
-def gate(dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None = None) -> dict[str, Any]:
+def gate(
+    dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None = None
+) -> GateVerdictJson | GateHostsJson:
     """Fail the phase (and hold back the next ones) on failed or missing runs, a failed step (``steps_failed``),
     or comparisons whose MDE exceeds the phase's ``max_mde``.
 
@@ -258,22 +275,25 @@ def gate(dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None =
     folders = planned_folders(plans)
     verdicts = [judge_run_folder(results.run_folder(folder), phase.gate, steps_failed or []) for folder in folders]
     for folder, verdict in zip(folders, verdicts, strict=True):
-        print(verdict["summary"])
-        for line in verdict["problems"]:
+        print(verdict.summary)
+        for line in verdict.problems:
             print(f"  {line}")
-        for comp in verdict["comparisons"]:
-            mde = "no MDE" if comp["mde"] is None else f"MDE {comp['mde']:.1%}"
-            print(f"  comparison {comp['configuration']}: {mde} ({comp['basis']})")
-        for line in verdict["intervals"]:
+        for comp in verdict.comparisons:
+            mde = "no MDE" if comp.mde is None else f"MDE {comp.mde:.1%}"
+            print(f"  comparison {comp.configuration}: {mde} ({comp.basis})")
+        for line in verdict.intervals:
             print(f"  run {line}")
         for line in skipped_lines(results.skipped_studies(results.run_folder(folder))):
             print(line)
     for verdict in verdicts:  # last in the log: what failed and what to do, in one sentence each
-        print(verdict["sentence"])
-    failed = [v["sentence"] for v in verdicts if not v["passed"]]
+        print(verdict.sentence)
+    failed = [v.sentence for v in verdicts if not v.passed]
     if failed:
         raise AirflowFailException(f"{dag_id} did not pass its gate: {' '.join(failed)}")
-    return verdicts[0] if len(verdicts) == 1 else {"passed": True, "hosts": verdicts}
+    if len(verdicts) == 1:
+        return verdicts[0].to_json()
+    every: GateHostsJson = {"passed": True, "hosts": [v.to_json() for v in verdicts]}
+    return every
 
 
 def fail_if_nothing_was_planned(ti: Any, upstream_task_ids: Iterable[str]) -> None:
@@ -296,7 +316,7 @@ def fail_if_nothing_was_planned(ti: Any, upstream_task_ids: Iterable[str]) -> No
     raise AirflowFailException(message)
 
 
-def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
+def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> NightJson | NightHostsJson:
     """Compare tonight with the baseline night (:mod:`numa_ops.nightly`); a regression fails the run.
 
     Each host's folder is compared with that host's own nights (the series ``<dag_id>@<host>``), every host
@@ -306,22 +326,26 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> dict[str, Any]:
     from numa_ops import nightly, paths, results
 
     queues = {turn.folder: turn.queue for turn in planned_turns(plans)}
-    compared: dict[str | None, dict[str, Any]] = {}
+    compared: dict[str | None, NightOfHostJson] = {}
     problems: list[str] = []
     for folder in planned_folders(plans):
         queue = queues[folder]
         series = f"{dag_id}@{queue}" if queue else dag_id
         checked = nightly.check_night(results.run_folder(folder), series, phase.baseline, queue)
-        print(f"{folder}: baseline: {checked['baseline'] or 'none yet: this night becomes the baseline'}")
-        for verdict in checked["verdicts"]:
+        print(f"{folder}: baseline: {checked.baseline or 'none yet: this night becomes the baseline'}")
+        for verdict in checked.verdicts:
             change, low, high = verdict["change"], verdict.get("ratio_low"), verdict.get("ratio_high")
             interval = f" [{low - 1:+.1%}, {high - 1:+.1%}], MDE {verdict['mde']:.1%}" if low is not None else ""
             said = f"{change:+.1%}{interval}" if change is not None else ""
-            print(f"  {verdict['verdict']:14} {verdict['config']}: {said} ({verdict.get('basis') or verdict.get('error')})")
-        problems.extend(checked["problems"])
-        compared[queue] = {"folder": folder, "baseline": checked["baseline"], "verdicts": len(checked["verdicts"])}
+            print(
+                f"  {verdict['verdict']:14} {verdict['config']}: {said} "
+                f"({verdict.get('basis') or verdict.get('error')})"
+            )
+        problems.extend(checked.problems)
+        compared[queue] = nightly.NightOfHostJson(folder=folder, baseline=checked.baseline,
+                                                  verdicts=len(checked.verdicts))
     if problems:
         raise RuntimeError(f"{'; '.join(problems)} (see {paths.outputs_dir()} and table regressions)")
     if None in compared:  # no GPU hosts configured: the one folder
-        return {"baseline": compared[None]["baseline"], "verdicts": compared[None]["verdicts"]}
-    return {"hosts": compared}
+        return nightly.NightJson(baseline=compared[None]["baseline"], verdicts=compared[None]["verdicts"])
+    return nightly.NightHostsJson(hosts=compared)

@@ -108,8 +108,11 @@ def chosen_studies(phase: Phase, studies: list[str] | None) -> list[str]:
     return chosen
 
 
-def load_study(phase: Phase, name: str, extra: list[str], role_overrides: list[str] | None = None) -> list[ExperimentConfig]:
-    """One study's sweep points: its experiment with its overrides, its role's (resolved on the host), then ``extra``."""
+def load_study(
+    phase: Phase, name: str, extra: list[str], role_overrides: list[str] | None = None
+) -> list[ExperimentConfig]:
+    """One study's sweep points: its experiment with its overrides, its role's (resolved on the host), then
+    ``extra``."""
     study = phase.studies[name]
     try:
         return load_experiment(study.experiment, [*study.overrides, *(role_overrides or []), *extra], study.zip)

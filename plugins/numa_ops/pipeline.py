@@ -10,19 +10,20 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
-from numa_ops import paths, results, settings
+from numa_ops import paths, results, settings, stopping
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
 from numa_ops.estimate import model_run_seconds
 from numa_ops.plan import as_rerun, build_plan, count_runs, lanes_by_device, pattern_gpus
 from numa_ops.specs import Lane, lanes_from_plan
 from numa_ops.supervise import LaneOutcome, LaneSupervisor
-from numa_ops.topology import Topology
+from numa_ops.topology import Topology, TopologyJson
 
 LATEST = "latest.json"
 
@@ -52,7 +53,9 @@ def check_outputs_writable() -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise OutputsError(f"outputs folder {out} is not writable ({exc.strerror or exc}); nothing was started") from None
+        raise OutputsError(
+            f"outputs folder {out} is not writable ({exc.strerror or exc}); nothing was started"
+        ) from None
     free = shutil.disk_usage(out).free // 2**20
     if free < min_free_mb():
         raise OutputsError(
@@ -70,7 +73,9 @@ def prepare(
     """Validate one experiment (with overrides and sweeps) and write its run folder's plan."""
     experiment, overrides = split_experiment(list(overrides), experiment)
     configs = {"main": load_experiment(experiment, overrides, zip_keys)}
-    return write_plan(folder or folder_name(experiment), configs, topo, {"experiment": experiment, "overrides": overrides})
+    return write_plan(
+        folder or folder_name(experiment), configs, topo, {"experiment": experiment, "overrides": overrides}
+    )
 
 
 def write_plan(
@@ -121,20 +126,89 @@ def run_lanes(
     Each GPU takes its lanes in :func:`plan.lanes_by_device` order (repeats ABBA, multi-GPU patterns in one common
     order). Multi-GPU patterns (``hardware.together``) need all their GPUs at once: ``max_workers`` is
     raised to the number of GPUs that take part, and those GPUs start first. One GPU at a time: no run's
-    node is shared with another lane's (``node_shared_with`` emptied).
+    node is shared with another lane's (``node_shared_with`` emptied). Stopped by Ctrl-C, SIGTERM or SIGHUP
+    (:mod:`numa_ops.stopping`): every lane's worker is ended and its runs left recorded as killed, then it raises.
     """
     on_device = lanes_by_device(lanes)
     workers = max(1, len(pattern_gpus(lanes)), min(max_workers or len(on_device), len(on_device)))
+    supervisors: list[LaneSupervisor] = []
+    stopped: list[str] = []
+    guard = threading.Lock()
 
     def one_device(device_lanes: list[Lane]) -> list[LaneOutcome]:
-        return [LaneSupervisor(lane if workers > 1 else lane.alone(), folder_path, log=log,
-                               on_settled=on_settled).run() for lane in device_lanes]
+        outcomes = []
+        for lane in device_lanes:
+            supervisor = LaneSupervisor(lane if workers > 1 else lane.alone(), folder_path, log=log,
+                                        on_settled=on_settled)
+            with guard:
+                if stopped:
+                    break
+                supervisors.append(supervisor)
+            outcomes.append(supervisor.run())
+        return outcomes
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [o for outcomes in pool.map(one_device, on_device.values()) for o in outcomes]
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with stopping.raise_on_signals():
+            futures = [pool.submit(one_device, device_lanes) for device_lanes in on_device.values()]
+            return [o for future in futures for o in future.result()]
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: every worker ended, its runs recorded as killed
+        reason = stopping.of(exc).reason
+        with guard:
+            stopped.append(reason)
+            active = list(supervisors)
+        for supervisor in active:
+            supervisor.stop(reason)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 SUMMARY_KEYS = ("planned_runs", "successful_runs", "failed_runs", "missing_runs")
+
+
+class RunCounts(TypedDict):
+    """A folder summary's run counts (:data:`SUMMARY_KEYS`); None: not known (no plan.json)."""
+
+    planned_runs: int | None
+    successful_runs: int | None
+    failed_runs: int | None
+    missing_runs: int | None
+
+
+class LoadedJson(TypedDict):
+    """What ``load_duckdb`` returns: the run counts (added up over hosts), each host's, and what DuckDB loaded."""
+
+    summary: RunCounts
+    summaries: NotRequired[dict[str, RunCounts]]  # several folders: each one's, by folder name
+    load: dict[str, int]
+
+
+class LocationsJson(TypedDict):
+    """Where one run folder's results are (``latest.json``, the report task's XCom)."""
+
+    folder: str
+    results_json: str
+    experiment_summary_json: str
+    experiment_log: str
+    duckdb: str
+    report: str
+    report_all_runs: str
+    summary: RunCounts
+
+
+class HostsLocationsJson(TypedDict):
+    """Where several run folders' results are (one per GPU host): each per-folder path listed in order."""
+
+    folder: list[str]
+    results_json: list[str]
+    experiment_summary_json: list[str]
+    experiment_log: list[str]
+    report: list[str]
+    duckdb: str
+    report_all_runs: str
+    summary: RunCounts
+    summaries: dict[str, RunCounts]
 
 
 def _distinct_folders(folder_paths: Path | list[Path]) -> list[Path]:
@@ -144,17 +218,26 @@ def _distinct_folders(folder_paths: Path | list[Path]) -> list[Path]:
     return folders
 
 
-def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+def _counts(summary: results.SummaryJson) -> RunCounts:
     """A folder summary's run counts."""
-    return {k: summary[k] for k in SUMMARY_KEYS}
+    return RunCounts(planned_runs=summary["planned_runs"], successful_runs=summary["successful_runs"],
+                     failed_runs=summary["failed_runs"], missing_runs=summary["missing_runs"])
 
 
-def _added_up(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def _sum(counts: list[int | None]) -> int | None:
+    """Counts added up; None when one is unknown."""
+    return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+
+def _added_up(summaries: list[RunCounts]) -> RunCounts:
     """Several folders' summaries added up (a count unknown in one folder, no plan.json there, stays unknown)."""
-    return {k: None if any(s[k] is None for s in summaries) else sum(s[k] for s in summaries) for k in SUMMARY_KEYS}
+    return RunCounts(planned_runs=_sum([s["planned_runs"] for s in summaries]),
+                     successful_runs=_sum([s["successful_runs"] for s in summaries]),
+                     failed_runs=_sum([s["failed_runs"] for s in summaries]),
+                     missing_runs=_sum([s["missing_runs"] for s in summaries]))
 
 
-def summarize_and_load(folder_paths: Path | list[Path]) -> dict[str, Any]:
+def summarize_and_load(folder_paths: Path | list[Path]) -> LoadedJson:
     """Write each folder's results.json and summary; load DuckDB once, from every run folder (so it catches up).
 
     One folder: ``{"summary", "load"}``. Several (one per GPU host): ``"summary"`` adds theirs up and
@@ -166,32 +249,32 @@ def summarize_and_load(folder_paths: Path | list[Path]) -> dict[str, Any]:
     summaries = {f.name: _counts(results.finalize(f)) for f in folders}
     counts = db.load_runs(db.run_folders())
     if len(folders) == 1:
-        return {"summary": summaries[folders[0].name], "load": counts}
-    return {"summary": _added_up(list(summaries.values())), "summaries": summaries, "load": counts}
+        return LoadedJson(summary=summaries[folders[0].name], load=counts)
+    return LoadedJson(summary=_added_up(list(summaries.values())), summaries=summaries, load=counts)
 
 
-def _saved_topology(folder_path: Path) -> dict[str, Any] | None:
+def _saved_topology(folder_path: Path) -> TopologyJson | None:
     topo_file = folder_path / "topology.json"
     return json.loads(topo_file.read_text()) if topo_file.is_file() else None
 
 
-def _locations(folder_path: Path, run_report: Path, all_report: Path) -> dict[str, Any]:
+def _locations(folder_path: Path, run_report: Path, all_report: Path) -> LocationsJson:
     from numa_ops import db
 
     summary = json.loads((folder_path / "experiment_summary.json").read_text())
-    return {
-        "folder": str(folder_path),
-        "results_json": str(folder_path / "results.json"),
-        "experiment_summary_json": str(folder_path / "experiment_summary.json"),
-        "experiment_log": str(folder_path / "experiment.log"),
-        "duckdb": str(db.db_path()),
-        "report": str(run_report),
-        "report_all_runs": str(all_report),
-        "summary": _counts(summary),
-    }
+    return LocationsJson(
+        folder=str(folder_path),
+        results_json=str(folder_path / "results.json"),
+        experiment_summary_json=str(folder_path / "experiment_summary.json"),
+        experiment_log=str(folder_path / "experiment.log"),
+        duckdb=str(db.db_path()),
+        report=str(run_report),
+        report_all_runs=str(all_report),
+        summary=_counts(summary),
+    )
 
 
-def write_reports(folder_paths: Path | list[Path]) -> dict[str, Any]:
+def write_reports(folder_paths: Path | list[Path]) -> LocationsJson | HostsLocationsJson:
     """Each folder's report and, once, the cumulative one; returns (and saves to latest.json) where things are.
 
     One folder: that folder's paths and summary. Several (one per GPU host): each per-folder key
@@ -211,16 +294,16 @@ def write_reports(folder_paths: Path | list[Path]) -> dict[str, Any]:
     topology = shared[0] if all(t == shared[0] for t in shared) else None
     all_report = report.write_report(paths.outputs_dir() / "report", "numa-lab: all runs", topology=topology)
     each = [_locations(f, run_reports[f.name], all_report) for f in folders]
-    if len(each) == 1:
-        where = each[0]
-    else:
-        where = {key: [w[key] for w in each] for key in ("folder", "results_json", "experiment_summary_json",
-                                                        "experiment_log", "report")}
-        where.update(
-            duckdb=each[0]["duckdb"],
-            report_all_runs=str(all_report),
-            summary=_added_up([w["summary"] for w in each]),
-            summaries={Path(w["folder"]).name: w["summary"] for w in each},
-        )
+    where: LocationsJson | HostsLocationsJson = each[0] if len(each) == 1 else HostsLocationsJson(
+        folder=[w["folder"] for w in each],
+        results_json=[w["results_json"] for w in each],
+        experiment_summary_json=[w["experiment_summary_json"] for w in each],
+        experiment_log=[w["experiment_log"] for w in each],
+        report=[w["report"] for w in each],
+        duckdb=each[0]["duckdb"],
+        report_all_runs=str(all_report),
+        summary=_added_up([w["summary"] for w in each]),
+        summaries={Path(w["folder"]).name: w["summary"] for w in each},
+    )
     results.write_json_atomic(paths.outputs_dir() / LATEST, where)
     return where

@@ -56,7 +56,8 @@ def paired_arms(cfg: ExperimentConfig, gpu: int | None, topo: Topology) -> tuple
             raise PlacementError(
                 f"experiment.hardware.placement=paired: {topo.host} has no NUMA node besides node {home} (the "
                 f"{'GPU' if gpu is not None else 'CPU'}'s own) among numa_nodes={hw.numa_nodes}, so there is no remote "
-                f"arm to compare with; for an A/A check of the method set experiment.hardware.paired_arms=[{home},{home}]"
+                f"arm to compare with; for an A/A check of the method set "
+                f"experiment.hardware.paired_arms=[{home},{home}]"
             )
         arms = [ArmConfig(node=n) for n in (home, *others)]
     resolve_nodes(sorted({a.node for a in arms}), topo, gpu)  # refuses a node the host lacks
@@ -235,7 +236,9 @@ class _Planner:
         for key, runs in self.runs_by_lane.items():
             ids = [r.run_id for r in runs]
             if len(set(ids)) != len(ids):
-                raise PlanError(f"the plan repeats a run on lane {lane_name(*key)} (same model, settings and placement twice)")
+                raise PlanError(
+                    f"the plan repeats a run on lane {lane_name(*key)} (same model, settings and placement twice)"
+                )
 
     def lanes(self) -> list[Lane]:
         """The lanes, by name; an odd repeat's lane holds its runs backwards (ABBA); every run names its

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict
 
 import duckdb
 
@@ -28,12 +28,39 @@ REGRESSION_COLUMNS = [
     "baseline_mean", "baseline_low", "baseline_high", "change", "verdict", "error",
     "ratio_low", "ratio_high", "mde", "processes", "baseline_processes", "basis",
 ]
+
+
+class NightVerdictJson(TypedDict, total=False):
+    """One configuration's nightly verdict: a row of the ``regressions`` table and an item of ``regressions.json``
+    (:func:`numa_ops.nightly.compare` writes every key; a row stored by hand may leave any but ``night`` out)."""
+
+    night: Required[str]
+    baseline: str | None
+    config_key: str
+    config: str
+    tonight_mean: float | None
+    tonight_low: float | None
+    tonight_high: float | None
+    baseline_mean: float | None
+    baseline_low: float | None
+    baseline_high: float | None
+    change: float | None
+    verdict: str
+    error: str | None
+    ratio_low: float | None
+    ratio_high: float | None
+    mde: float | None
+    processes: int | None
+    baseline_processes: int | None
+    basis: str | None
+
+
 # columns added after the table's first form: (name, SQL type), added to an older table on first use
 ADDED_COLUMNS = [("ratio_low", "DOUBLE"), ("ratio_high", "DOUBLE"), ("mde", "DOUBLE"), ("processes", "INTEGER"),
                  ("baseline_processes", "INTEGER"), ("basis", "VARCHAR")]
 
 
-def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, database: Path | None = None,
+def save_verdicts(phase: str, verdicts: list[NightVerdictJson], accepted: bool, database: Path | None = None,
                   lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
     """Store a night's verdicts (again for the same night: replaced, never duplicated, ``checked_at`` kept from
     the first check); none: nothing to store."""
@@ -49,7 +76,9 @@ def save_verdicts(phase: str, verdicts: list[dict[str, Any]], accepted: bool, da
         publish_read_copy(database)  # the UI's SQL page sees tonight's verdicts too
 
 
-def _insert_verdicts(con: duckdb.DuckDBPyConnection, phase: str, verdicts: list[dict[str, Any]], accepted: bool) -> None:
+def _insert_verdicts(
+    con: duckdb.DuckDBPyConnection, phase: str, verdicts: list[NightVerdictJson], accepted: bool
+) -> None:
     """Replace the nights' rows with ``verdicts``, in one transaction."""
     con.execute("BEGIN TRANSACTION")
     first_checked = {}  # a night checked again keeps the time of its first check (see last_accepted_night)

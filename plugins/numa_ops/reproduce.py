@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numa_ops
+from numa_ops.record import ArmPlace, Environment, Reproduce, RunPlacement, RunRecord, Versions
 
 if TYPE_CHECKING:
     from numa_ops.specs import RunSpec
@@ -38,13 +39,14 @@ def experiment_of(spec: RunSpec) -> dict[str, Any]:
             "max_workers": 1, "profile": spec.profile.model_dump()}
 
 
-def placement_of(spec: RunSpec) -> dict[str, Any]:
+def placement_of(spec: RunSpec) -> RunPlacement:
     """Where the run was measured, as its spec has it."""
-    return {"gpu_id": spec.gpu_id, "cpu_node": spec.cpu_node, "mem_node": spec.mem_node, "placement": spec.placement,
-            "numa_distance": spec.numa_distance, "lane": spec.lane, "placement_mode": spec.placement_mode,
-            "pool_node": spec.pool_node, "paired": spec.paired, "arms": [a.to_json() for a in spec.arms],
-            "study": spec.study, "sweep_point": spec.sweep_point, "repeat": spec.repeat,
-            "group_id": spec.group.id if spec.group else None}
+    return RunPlacement(gpu_id=spec.gpu_id, cpu_node=spec.cpu_node, mem_node=spec.mem_node, placement=spec.placement,
+                        numa_distance=spec.numa_distance, lane=spec.lane, placement_mode=spec.placement_mode,
+                        pool_node=spec.pool_node, paired=spec.paired,
+                        arms=[ArmPlace(**a.to_json()) for a in spec.arms], study=spec.study,
+                        sweep_point=spec.sweep_point, repeat=spec.repeat,
+                        group_id=spec.group.id if spec.group else None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,49 +60,58 @@ def code_version() -> str:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else numa_ops.__version__
 
 
-def facts(spec: RunSpec, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+def facts(spec: RunSpec, environment: Environment | None = None) -> Reproduce:
     """The record's ``reproduce`` key; ``environment`` (the worker's) gives the versions and the machine."""
-    env = environment or {}
-    versions = {"numa_lab": numa_ops.__version__, "torch": env.get("torch"), "cuda": env.get("cuda_runtime"),
-                "driver": env.get("driver"), "vit_pytorch": env.get("vit_pytorch"), "numactl": env.get("numactl_version")}
-    return {"experiment": experiment_of(spec), "placement": placement_of(spec), "versions": versions,
-            "gpu_model": env.get("gpu_name"), "cpu_model": env.get("cpu_model"), "code_version": code_version()}
+    env = environment or Environment()
+    versions = Versions(numa_lab=numa_ops.__version__, torch=env.torch, cuda=env.cuda_runtime, driver=env.driver,
+                        vit_pytorch=env.vit_pytorch, numactl=env.numactl_version)
+    return Reproduce(experiment=experiment_of(spec), placement=placement_of(spec), versions=versions,
+                     gpu_model=env.gpu_name, cpu_model=env.cpu_model, code_version=code_version())
 
 
 @dataclass(frozen=True)
 class Reproduction:
-    """A record's ``reproduce`` key, parsed: what a rerun plans from, and what it compares its own with."""
+    """A record's ``reproduce`` key, read: what a rerun plans from, and what it compares its own with."""
 
     experiment: dict[str, Any]
-    placement: dict[str, Any]
-    versions: dict[str, Any]
+    placement: RunPlacement
+    versions: dict[str, str | None]  # VERSION_KEYS -> the version (None: not known)
     gpu_model: str | None
     cpu_model: str | None
     code_version: str | None
     host: str | None = None  # the record's environment.host (not part of ``reproduce``: where it ran)
 
     @classmethod
-    def of_record(cls, record: dict[str, Any]) -> Reproduction:
-        """The record's ``reproduce``; a record written before it existed gets one from its own fields."""
-        env = record.get("environment") or {}
-        data = record.get("reproduce") or _from_older(record, env)
-        versions = data.get("versions") or {}
-        return cls(experiment=dict(data["experiment"]), placement=dict(data.get("placement") or {}),
-                   versions={k: versions.get(k) for k in VERSION_KEYS}, gpu_model=data.get("gpu_model"),
-                   cpu_model=data.get("cpu_model"), code_version=data.get("code_version"), host=env.get("host"))
+    def of_record(cls, record: RunRecord) -> Reproduction:
+        """The record's ``reproduce``; a record written before it existed gets one from its own fields. A record
+        that cannot say how (no experiment, no model or test) raises KeyError naming what it lacks."""
+        env = record.environment or Environment()
+        data = record.reproduce
+        if data is None or not data.model_dump():  # written before it existed (an empty one says nothing either)
+            data = _from_older(record, env)
+        if data.experiment is None:
+            raise KeyError("experiment")
+        versions = data.versions or Versions()
+        return cls(experiment=dict(data.experiment), placement=data.placement or RunPlacement(),
+                   versions={k: getattr(versions, k) for k in VERSION_KEYS}, gpu_model=data.gpu_model,
+                   cpu_model=data.cpu_model, code_version=data.code_version, host=env.host)
 
 
-def _from_older(record: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+def _from_older(record: RunRecord, env: Environment) -> Reproduce:
     """``reproduce`` rebuilt from an older record's model, test and placement fields (process or pool placement)."""
-    gpu, node = record.get("gpu_id"), record.get("pool_node", record.get("mem_node"))
-    mode = record.get("placement_mode") or "process"
+    gpu = record.gpu_id
+    node = record.pool_node if "pool_node" in record.model_fields_set else record.mem_node
+    mode = record.placement_mode or "process"
     if mode == "paired":
-        raise ValueError(f"run {record.get('run_id')} is a paired run of a record without 'reproduce': cannot rerun it")
-    experiment = {"name": record.get("experiment") or "rerun", "vit_configs": [record["model"]],
+        raise ValueError(f"run {record.run_id} is a paired run of a record without 'reproduce': cannot rerun it")
+    if record.model is None or record.test is None:
+        raise KeyError("model" if record.model is None else "test")
+    experiment = {"name": record.experiment or "rerun", "vit_configs": [record.model.model_dump(mode="json")],
                   "hardware": {"gpu_ids": "all" if gpu is None else [gpu], "numa_nodes": [node], "placement": mode},
-                  "test": record["test"], "max_workers": 1}
-    placement = {k: record.get(k) for k in ("gpu_id", "cpu_node", "mem_node", "placement", "numa_distance", "lane",
-                                            "placement_mode", "pool_node", "study", "sweep_point", "repeat")}
-    return {"experiment": experiment, "placement": placement,
-            "versions": {"torch": env.get("torch"), "cuda": env.get("cuda_runtime"), "driver": env.get("driver")},
-            "gpu_model": env.get("gpu_name"), "cpu_model": env.get("cpu_model"), "code_version": None}
+                  "test": record.test.model_dump(mode="json"), "max_workers": 1}
+    placement = {k: getattr(record, k) for k in ("gpu_id", "cpu_node", "mem_node", "placement", "numa_distance",
+                                                  "lane", "placement_mode", "pool_node", "study", "sweep_point",
+                                                  "repeat")}
+    return Reproduce(experiment=experiment, placement=RunPlacement(**placement),
+                     versions=Versions(torch=env.torch, cuda=env.cuda_runtime, driver=env.driver),
+                     gpu_model=env.gpu_name, cpu_model=env.cpu_model, code_version=None)

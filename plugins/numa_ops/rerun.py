@@ -11,10 +11,11 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from numa_ops import compare, db, paths, pipeline, results
 from numa_ops.config import ConfigError, ExperimentConfig
+from numa_ops.record import RunRecord
 from numa_ops.reproduce import VERSION_KEYS, Reproduction, code_version
 from numa_ops.specs import Lane
 from numa_ops.topology import Topology
@@ -28,15 +29,16 @@ class RerunError(ValueError):
 class RerunPlan:
     """What a rerun will measure: the original record, how to reproduce it, and the new folder's lanes."""
 
-    original: results.Record
+    original: RunRecord
     original_folder: Path
     reproduction: Reproduction
     folder_path: Path
     lanes: list[Lane]
 
 
-def find_record(run_id: str, database: Path | None = None) -> tuple[results.Record, Path]:
-    """The record of ``run_id`` and its run folder: its run file under the outputs folder, else its DuckDB row."""
+def find_record(run_id: str, database: Path | None = None) -> tuple[RunRecord, Path]:
+    """The record of ``run_id`` and its run folder: its run file under the outputs folder, else its DuckDB row
+    (validated through the record model, as a run file is)."""
     name = paths.safe_name(run_id, "run_id") + ".json"
     for path in sorted(paths.outputs_dir().glob(f"*/runs/{name}")):
         record = results.read_record(path)
@@ -49,8 +51,8 @@ def find_record(run_id: str, database: Path | None = None) -> tuple[results.Reco
         with db.read_connection(database) as con:
             row = con.execute("SELECT record FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if row is not None:
-            record = json.loads(row[0])
-            return record, paths.outputs_dir() / str(record.get("folder"))
+            record = results.parse_record(json.loads(row[0]))
+            return record, paths.outputs_dir() / str(record.folder)
     raise RerunError(f"no record of run {run_id!r} under {paths.outputs_dir()} nor in {database}")
 
 
@@ -74,9 +76,9 @@ def plan_rerun(run_id: str, topo: Topology, repeats: int | None = None) -> Rerun
     except (KeyError, TypeError) as exc:
         raise RerunError(f"run {run_id}'s record does not say how to reproduce it (missing {exc})") from None
     cfg = rerun_config(reproduction, repeats)
-    if reproduction.placement.get("gpu_id") is None and topo.gpus:
+    if reproduction.placement.gpu_id is None and topo.gpus:
         raise RerunError(f"run {run_id} ran on the CPU; {topo.host} has GPUs, where gpu_ids=all plans on them")
-    study = reproduction.placement.get("study") or "main"
+    study = reproduction.placement.study or "main"
     folder = pipeline.folder_name(f"{cfg.name}-rerun")
     folder_path, lanes = pipeline.write_plan(folder, {study: [cfg]}, topo,
                                              {"experiment": cfg.name, "rerun_of": run_id, "overrides": []},
@@ -105,6 +107,13 @@ def before_measuring(plan: RerunPlan) -> list[str]:
     return [line for line in differences(repro, here) if line.startswith(("host", "code"))]
 
 
+class RerunResultJson(TypedDict):
+    """A :class:`RerunResult` as JSON (``./numa-lab rerun --json``)."""
+
+    differences: list[str]
+    comparisons: list[compare.ComparisonJson]
+
+
 @dataclass(frozen=True)
 class RerunResult:
     """The rerun against its original: what differs, and the comparison rows (candidate = rerun)."""
@@ -112,8 +121,8 @@ class RerunResult:
     differences: list[str]
     rows: list[compare.Comparison]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"differences": self.differences, "comparisons": [r.to_json() for r in self.rows]}
+    def to_json(self) -> RerunResultJson:
+        return RerunResultJson(differences=self.differences, comparisons=[r.to_json() for r in self.rows])
 
 
 def compare_with_original(plan: RerunPlan) -> RerunResult:
@@ -121,6 +130,6 @@ def compare_with_original(plan: RerunPlan) -> RerunResult:
     key = compare.config_key(plan.original)
     baseline = [r for r in results.collect(plan.original_folder) if compare.config_key(r) == key] or [plan.original]
     candidate = results.collect(plan.folder_path)
-    measured = [r for r in candidate if r.get("success")]
+    measured = [r for r in candidate if r.success]
     found = differences(plan.reproduction, Reproduction.of_record(measured[0])) if measured else []
     return RerunResult(found, compare.compare_records(baseline, candidate))

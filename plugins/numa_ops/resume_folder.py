@@ -17,16 +17,17 @@ class FolderRefused(ValueError):
     """A resume folder that is not this phase's run folder nor a free name; the message says why."""
 
 
-def check(folder: str, dag_id: str, hosts: list[str] | None = None, outputs: Path | None = None) -> None:
+def check(folder: str, dag_id: str | None, hosts: list[str] | None = None, outputs: Path | None = None) -> None:
     """Refuse ``folder`` (as ``<folder>_<host>`` for each of ``hosts``) unless it is a run folder of ``dag_id``
-    under ``outputs`` or a name that is free and not reserved."""
+    under ``outputs`` (``dag_id`` None: of an experiment run outside any phase) or a name that is free and not
+    reserved."""
     paths.safe_name(folder, "folder")
     outputs = outputs or paths.outputs_dir()
     for name in [f"{folder}_{host}" for host in hosts] if hosts else [folder]:
         _check_one(name, dag_id, outputs)
 
 
-def _check_one(name: str, dag_id: str, outputs: Path) -> None:
+def _check_one(name: str, dag_id: str | None, outputs: Path) -> None:
     if name in RESERVED or name.startswith(RESERVED_PREFIXES):
         raise FolderRefused(f"folder {name!r} is refused: outputs/{name} is numa-lab's own "
                             f"({'the all-runs report' if name == 'report' else 'not a run folder'}); "
@@ -42,5 +43,7 @@ def _check_one(name: str, dag_id: str, outputs: Path) -> None:
     except (OSError, ValueError, AttributeError):
         phase = None
     if phase != dag_id:
-        raise FolderRefused(f"folder {name!r} is refused: outputs/{name} is a run folder of {phase or 'an unknown phase'}, "
-                            f"not of {dag_id}; choose another name, or a run folder of {dag_id} to resume")
+        mine = dag_id or "an experiment run outside any phase"
+        raise FolderRefused(f"folder {name!r} is refused: outputs/{name} is a run folder of "
+                            f"{phase or 'an experiment run outside any phase'}, not of {mine}; choose another name, "
+                            f"or a run folder of {mine} to resume")

@@ -10,8 +10,8 @@ the phase's other studies do not.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
 from numa_ops.overrides import OverrideError, parse_overrides
@@ -33,6 +33,28 @@ class RoleUnavailable(Exception):
     """This host cannot give a role; the message says why."""
 
 
+class StudyRoleJson(TypedDict):
+    """What a study's role became on this host (``plan.json``'s ``roles``): the role and its overrides."""
+
+    role: str
+    overrides: list[str]
+
+
+class PlanStudiesJson(TypedDict):
+    """What ``plan.json`` keeps of a trigger's studies on one host (:meth:`Studies.plan_fields`)."""
+
+    skipped_studies: list[SkippedStudyJson]
+    roles: dict[str, StudyRoleJson]
+
+
+class SkippedStudyJson(TypedDict):
+    """A :class:`SkippedStudy` as JSON (an item of ``skipped_studies``)."""
+
+    study: str
+    role: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class SkippedStudy:
     """A study this host cannot run as defined, and why (``plan.json``'s and the summary's ``skipped_studies``)."""
@@ -41,8 +63,12 @@ class SkippedStudy:
     role: str
     reason: str
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> SkippedStudyJson:
+        return SkippedStudyJson(study=self.study, role=self.role, reason=self.reason)
+
+    @classmethod
+    def from_json(cls, data: SkippedStudyJson) -> SkippedStudy:
+        return cls(study=data["study"], role=data["role"], reason=data["reason"])
 
     def line(self) -> str:
         return f"study {self.study} ({MEANING.get(self.role, self.role)}) skipped: {self.reason}"
@@ -72,11 +98,15 @@ def resolve(role: Role, topo: Topology) -> list[str]:
     if role in ("gpu_local_and_farthest", "gpu_paired_with_farthest"):
         ids = _gpus(topo, 1, "on the CPU no node is remote")
         if len(topo.nodes) < 2:
-            raise RoleUnavailable(f"{topo.host} has one NUMA node (node {topo.node_ids[0]}): no remote placement exists")
+            raise RoleUnavailable(
+                f"{topo.host} has one NUMA node (node {topo.node_ids[0]}): no remote placement exists"
+            )
         unknown = [g.index for g in topo.gpus if g.numa_node is None]
         if unknown:
-            raise RoleUnavailable(f"GPU {unknown} on {topo.host} does not report its NUMA node, so its own node and its "
-                                  "farthest are unknown")
+            raise RoleUnavailable(
+                f"GPU {unknown} on {topo.host} does not report its NUMA node, so its own node and its "
+                "farthest are unknown"
+            )
         if role == "gpu_paired_with_farthest":  # placement=paired: arms on the GPU's own node and on this one
             return [f"experiment.hardware.gpu_ids={_gpu_list(ids)}", "experiment.hardware.numa_nodes=remote"]
         return [f"experiment.hardware.gpu_ids={_gpu_list(ids)}", "experiment.hardware.numa_nodes=local,remote"]
@@ -100,7 +130,7 @@ class Studies:
 
     configs: dict[str, list[ExperimentConfig]]
     skipped: list[SkippedStudy] = field(default_factory=list)
-    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    roles: dict[str, StudyRoleJson] = field(default_factory=dict)
 
     def runnable(self, host: str) -> dict[str, list[ExperimentConfig]]:
         """The runnable studies' sweep points; a :class:`PlanError` with every reason when this host can run none."""
@@ -108,10 +138,10 @@ class Studies:
             raise PlanError(f"no chosen study can run on {host}: " + "; ".join(s.line() for s in self.skipped))
         return self.configs
 
-    def plan_fields(self) -> dict[str, Any]:
+    def plan_fields(self) -> PlanStudiesJson:
         """What ``plan.json`` keeps of them: ``skipped_studies`` (study, role, reason) and ``roles`` (study -> role
         and the overrides it became on this host)."""
-        return {"skipped_studies": [s.to_json() for s in self.skipped], "roles": self.roles}
+        return PlanStudiesJson(skipped_studies=[s.to_json() for s in self.skipped], roles=self.roles)
 
 
 def resolve_studies(
@@ -130,7 +160,7 @@ def resolve_studies(
         return Studies({"adhoc": load_experiment(name, rest)})
     configs: dict[str, list[ExperimentConfig]] = {}
     skipped: list[SkippedStudy] = []
-    roles: dict[str, dict[str, Any]] = {}
+    roles: dict[str, StudyRoleJson] = {}
     own_hardware = replaced_by(extra)
     for name in chosen_studies(phase, studies):
         role = phase.studies[name].role
@@ -141,6 +171,6 @@ def resolve_studies(
             except RoleUnavailable as exc:
                 skipped.append(SkippedStudy(name, role, str(exc)))
                 continue
-            roles[name] = {"role": role, "overrides": overrides}
+            roles[name] = StudyRoleJson(role=role, overrides=overrides)
         configs[name] = load_study(phase, name, extra, overrides)
     return Studies(configs, skipped, roles)

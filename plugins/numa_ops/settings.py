@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Required, TypedDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +91,20 @@ def worker_binding() -> str:
     return _text(WORKER_BINDING) or "unknown"
 
 
-def worker_profile() -> dict:
+class ProfileNote(TypedDict, total=False):
+    """A supervisor's note on a worker's nsys session, kept in each of its records (``profile``): off or on, the
+    binary and the report it was to write, a warning; after the worker, what nsys really left."""
+
+    nsys: str  # every note but what nsys left, merged into it later
+    warning: Required[str | None]
+    nsys_binary: str
+    report: str | None
+    report_bytes: int
+    raw_capture: str
+    raw_capture_bytes: int
+
+
+def worker_profile() -> ProfileNote:
     """In a worker: its supervisor's note on the nsys session."""
     return json.loads(_text(WORKER_PROFILE) or '{"nsys": "off", "warning": null}')
 

@@ -11,11 +11,95 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from numa_ops.config import ProfileConfig, TestConfig, VitConfig
 
-Json = dict[str, Any]
+
+class PatternRefJson(TypedDict):
+    """A :class:`PatternRef` as JSON (``group``)."""
+
+    id: str
+    seq: NotRequired[int]
+    runs: dict[str, str]
+
+
+class ArmJson(TypedDict):
+    """An :class:`Arm` as JSON (an item of ``arms``)."""
+
+    node: int
+    pinned: bool
+    placement: NotRequired[str | None]
+    numa_distance: NotRequired[int | None]
+
+
+class HardwareJson(TypedDict):
+    share_gpu: bool
+
+
+class RunSpecJson(TypedDict):
+    """A :class:`RunSpec` as JSON (``plan.json``'s runs, the worker's ``--runs`` file). The keys marked
+    ``NotRequired`` were added since the first plans, or are written only where they apply."""
+
+    run_id: str
+    folder: str
+    study: NotRequired[str | None]
+    experiment: str
+    sweep_point: NotRequired[int]
+    model: dict[str, Any]  # VitConfig.model_dump()
+    test: dict[str, Any]  # TestConfig.model_dump()
+    profile: dict[str, Any]  # ProfileConfig.model_dump()
+    hardware: HardwareJson
+    gpu_id: int | None
+    cpu_node: int
+    mem_node: int
+    placement: str | None
+    numa_distance: int | None
+    lane: str
+    repeat: NotRequired[int]
+    placement_mode: NotRequired[str]
+    pool_node: NotRequired[int | None]
+    node_shared_with: NotRequired[list[str]]
+    pool: NotRequired[list[str]]
+    group: NotRequired[PatternRefJson]
+    exclusive: NotRequired[bool]
+    barrier_timeout_s: NotRequired[int | None]
+    paired: NotRequired[str]
+    arms: NotRequired[list[ArmJson]]
+    rerun_of: NotRequired[str]
+
+
+class LaneJson(TypedDict):
+    """A :class:`Lane` as JSON (``plan.json``'s lanes)."""
+
+    name: str
+    folder: str
+    gpu_id: int | None
+    cpu_node: int
+    mem_node: int
+    max_workers: int
+    runs: list[RunSpecJson]
+    placement_mode: NotRequired[str]
+    pool_node: NotRequired[int | None]
+    repeat: NotRequired[int]
+    thread_nodes: NotRequired[list[int]]
+
+
+class DeviceTurnJson(TypedDict):
+    """A :class:`DeviceTurn` as JSON (the XCom between ``plan_runs`` and the lane operator)."""
+
+    name: str
+    folder: str
+    gpu_id: int | None
+    lanes: list[LaneJson]
+    host: NotRequired[str | None]
+    queue: NotRequired[str | None]
+
+
+class PlanLanesJson(TypedDict):
+    """The part of ``plan.json`` that :func:`lanes_from_plan` reads."""
+
+    lanes: list[LaneJson]
 
 
 @dataclass(frozen=True)
@@ -26,11 +110,11 @@ class PatternRef:
     runs: Mapping[str, str]  # lane name -> that lane's run of the pattern
     seq: int = 0  # the order in which the plan's patterns were planned
 
-    def to_json(self) -> Json:
+    def to_json(self) -> PatternRefJson:
         return {"id": self.id, "seq": self.seq, "runs": dict(self.runs)}
 
     @classmethod
-    def from_json(cls, data: Json) -> PatternRef:
+    def from_json(cls, data: PatternRefJson) -> PatternRef:
         return cls(id=data["id"], runs=dict(data["runs"]), seq=data.get("seq", 0))
 
 
@@ -49,12 +133,12 @@ class Arm:
         """``node0``; ``node1-pageable`` where the arm's pool is not pinned."""
         return f"node{self.node}" + ("" if self.pinned else "-pageable")
 
-    def to_json(self) -> Json:
+    def to_json(self) -> ArmJson:
         return {"node": self.node, "pinned": self.pinned, "placement": self.placement,
                 "numa_distance": self.numa_distance}
 
     @classmethod
-    def from_json(cls, data: Json) -> Arm:
+    def from_json(cls, data: ArmJson) -> Arm:
         return cls(node=data["node"], pinned=data["pinned"], placement=data.get("placement"),
                    numa_distance=data.get("numa_distance"))
 
@@ -95,8 +179,8 @@ class RunSpec:
         """The node the host pool is put on (process mode: the memory node it is bound to)."""
         return self.mem_node if self.pool_node is None else self.pool_node
 
-    def to_json(self) -> Json:
-        data: Json = {
+    def to_json(self) -> RunSpecJson:
+        data: RunSpecJson = {
             "run_id": self.run_id,
             "folder": self.folder,
             "study": self.study,
@@ -130,7 +214,7 @@ class RunSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: Json) -> RunSpec:
+    def from_json(cls, data: RunSpecJson) -> RunSpec:
         """A spec as :meth:`to_json` wrote it; one of an older plan, without the keys added since, gets their
         defaults (repeat 0, process placement, nobody sharing its node)."""
         later = {key: data[key] for key in ("study", "sweep_point", "repeat", "placement_mode", "pool_node",
@@ -163,12 +247,12 @@ class RunSpec:
         )
 
 
-def runs_to_json(runs: Iterable[RunSpec]) -> list[Json]:
+def runs_to_json(runs: Iterable[RunSpec]) -> list[RunSpecJson]:
     """Run specs as the worker's ``--runs`` file holds them."""
     return [spec.to_json() for spec in runs]
 
 
-def runs_from_json(data: list[Json]) -> list[RunSpec]:
+def runs_from_json(data: list[RunSpecJson]) -> list[RunSpec]:
     """The worker's ``--runs`` file, parsed."""
     return [RunSpec.from_json(item) for item in data]
 
@@ -193,7 +277,7 @@ class Lane:
         """The lane measured with no other lane at once: nobody shares its node."""
         return replace(self, runs=tuple(replace(spec, node_shared_with=()) for spec in self.runs))
 
-    def to_json(self) -> Json:
+    def to_json(self) -> LaneJson:
         return {
             "name": self.name,
             "folder": self.folder,
@@ -209,7 +293,7 @@ class Lane:
         }
 
     @classmethod
-    def from_json(cls, data: Json) -> Lane:
+    def from_json(cls, data: LaneJson) -> Lane:
         """A lane as :meth:`to_json` wrote it (one of an older plan: process placement, repeat 0)."""
         later = {key: data[key] for key in ("placement_mode", "pool_node", "repeat") if key in data}
         if data.get("thread_nodes"):
@@ -255,15 +339,15 @@ class DeviceTurn:
         """The turn measured with no other device's lanes at once: nobody shares a node."""
         return replace(self, lanes=tuple(lane.alone() for lane in self.lanes))
 
-    def to_json(self) -> Json:
-        data: Json = {"name": self.name, "folder": self.folder, "gpu_id": self.gpu_id,
-                      "lanes": [lane.to_json() for lane in self.lanes]}
+    def to_json(self) -> DeviceTurnJson:
+        data: DeviceTurnJson = {"name": self.name, "folder": self.folder, "gpu_id": self.gpu_id,
+                                "lanes": [lane.to_json() for lane in self.lanes]}
         if self.host is not None or self.queue is not None:
             data.update(host=self.host, queue=self.queue)
         return data
 
     @classmethod
-    def from_json(cls, data: Json) -> DeviceTurn:
+    def from_json(cls, data: DeviceTurnJson) -> DeviceTurn:
         return cls(
             name=data["name"],
             folder=data["folder"],
@@ -283,10 +367,11 @@ def distinct_runs(lanes: Iterable[Lane]) -> list[RunSpec]:
     return list(runs.values())
 
 
-def lanes_from_plan(plan: Json) -> list[Lane]:
+def lanes_from_plan(plan: PlanLanesJson) -> list[Lane]:
     """The lanes of a parsed ``plan.json``."""
     return [Lane.from_json(lane) for lane in plan["lanes"]]
 
 
-__all__ = ["Arm", "DeviceTurn", "Lane", "PatternRef", "RunSpec", "distinct_runs", "lanes_from_plan", "runs_from_json",
+__all__ = ["Arm", "ArmJson", "DeviceTurn", "DeviceTurnJson", "Lane", "LaneJson", "PatternRef", "PatternRefJson",
+           "PlanLanesJson", "RunSpec", "RunSpecJson", "distinct_runs", "lanes_from_plan", "runs_from_json",
            "runs_to_json"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypedDict
 
 from filelock import FileLock, Timeout
 
@@ -27,10 +27,8 @@ from numa_ops.launch import BindingRefused, worker_command
 from numa_ops.paths import safe_name
 from numa_ops.specs import Lane, RunSpec, runs_to_json
 from numa_ops.worker import coordination, protocol
-from numa_ops.worker.protocol import parse_event
+from numa_ops.worker.protocol import Event, parse_event
 from numa_ops.worker_process import WorkerProcess, exit_reason
-
-Event = dict[str, Any]
 
 
 def startup_timeout_s() -> float:
@@ -64,6 +62,27 @@ def device_lock(lane: Lane, log: Callable[[str], None]) -> Iterator[None]:
         lock.release()
 
 
+class LaneOutcomeJson(TypedDict):
+    """A :class:`LaneOutcome` as the lane task's XCom holds it."""
+
+    lane: str
+    planned: int
+    skipped: int
+    succeeded: list[str]
+    failed: list[str]
+    elsewhere: list[str]
+    workers_started: int
+    startup_s: list[float]
+    wall_s: float
+
+
+class _PairedArgs(TypedDict, total=False):
+    """The paired kind and thread nodes :func:`numa_ops.launch.worker_command` takes for a paired lane."""
+
+    paired: str
+    thread_nodes: tuple[int, ...]
+
+
 @dataclass
 class LaneOutcome:
     """What happened to a lane's runs in this attempt."""
@@ -78,8 +97,8 @@ class LaneOutcome:
     startup_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    def to_dict(self) -> LaneOutcomeJson:
+        return LaneOutcomeJson(**self.__dict__)
 
 
 @dataclass
@@ -212,8 +231,10 @@ class LaneSupervisor:
         session.wrap(stamp)
         launch = worker_command(runs_file, self.folder_path, self.lane.gpu_id, self.lane.cpu_node, self.lane.mem_node,
                                 profile=session.prefix, pool_node=self._pool_node(), **self._paired())
-        self.log(f"[{self.name}] starting worker for {len(runs)} runs: {launch.binding}, "
-                 f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}" + (" under nsys" if session.prefix else ""))
+        self.log(
+            f"[{self.name}] starting worker for {len(runs)} runs: {launch.binding}, "
+            f"CUDA_VISIBLE_DEVICES={launch.env['CUDA_VISIBLE_DEVICES']!r}" + (" under nsys" if session.prefix else "")
+        )
         env = {**os.environ, **launch.env, settings.WORKER_PROFILE: json.dumps(session.note),
                settings.WORKER_LANE_STARTED: repr(self._started_epoch)}
         worker = WorkerProcess(launch.argv, env, cwd=self.folder_path)
@@ -312,8 +333,7 @@ class LaneSupervisor:
     def _write_failed(self, spec: RunSpec, reason: str) -> None:
         """Record ``spec`` as failed for ``reason``, unless the worker recorded it as a success first."""
         if not results.successful(self.folder_path, spec.run_id):
-            results.write_json_atomic(results.record_path(self.folder_path, spec.run_id),
-                                      results.failed_record(spec, reason))
+            results.write_record(self.folder_path, results.failed_record(spec, reason))
 
     def _record_failure(self, spec: RunSpec, reason: str, outcome: LaneOutcome) -> None:
         self._write_failed(spec, reason)
@@ -325,7 +345,7 @@ class LaneSupervisor:
         """Where the host pool goes when the lane binds it alone (``hardware.placement=pool``), else None."""
         return self.lane.pool_node if self.lane.placement_mode == "pool" else None
 
-    def _paired(self) -> dict[str, Any]:
+    def _paired(self) -> _PairedArgs:
         """The paired kind and thread nodes of a ``hardware.placement=paired`` lane (nothing otherwise)."""
         if self.lane.placement_mode != "paired":
             return {}

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict, cast
 
 from numa_ops import settings
 
@@ -27,6 +27,34 @@ DISPLAY_CLASSES = ("0x0300", "0x0302")
 
 class PlacementError(ValueError):
     """A requested GPU or NUMA node that this host does not have."""
+
+
+class NumaNodeJson(TypedDict):
+    id: int
+    cpus: list[int]
+    mem_total_mb: int | None
+
+
+class GpuJson(TypedDict):
+    index: int
+    name: str
+    pci_bus_id: str
+    numa_node: int | None
+    local_cpus: NotRequired[list[int] | None]
+    nvml_cpus: NotRequired[list[int] | None]
+
+
+class TopologyJson(TypedDict):
+    """A :class:`Topology` as JSON (``topology.json``, the ``discover_topology`` XCom); an older one may lack the
+    keys added since. ``distances``' keys are node ids (strings once through JSON)."""
+
+    host: str
+    nodes: list[NumaNodeJson]
+    gpus: list[GpuJson]
+    distances: NotRequired[dict[int, list[int]] | dict[str, list[int]]]
+    gpu_source: NotRequired[str]
+    notes: NotRequired[list[str]]
+    membind_refusal: NotRequired[str | None]
 
 
 @dataclass(frozen=True)
@@ -67,11 +95,11 @@ class Topology:
     def node_ids(self) -> list[int]:
         return [n.id for n in self.nodes]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> TopologyJson:
+        return cast(TopologyJson, asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Topology:
+    def from_dict(cls, data: TopologyJson) -> Topology:
         return cls(
             host=data["host"],
             nodes=[NumaNode(**n) for n in data["nodes"]],

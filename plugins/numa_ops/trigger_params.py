@@ -6,6 +6,8 @@ API server checks with the planner's own grammar where the Airflow plugin regist
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from airflow.sdk import Param
 
 from numa_ops.config import available_experiments
@@ -20,6 +22,21 @@ FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 
 MAX_NUM_SAMPLES = 10_000_000
+
+
+class TriggerParams(TypedDict, total=False):
+    """A phase DAG run's params, as the form (:func:`phase_params`) sends them; ``hosts`` only with GPU hosts
+    configured (None: a DAG run triggered without the form's field). Unknown keys are refused by
+    :func:`numa_ops.phase_tasks.check_form`."""
+
+    studies: list[str]
+    experiment: str | None
+    overrides: list[str]
+    sweeps: list[str]
+    num_samples: int | None
+    update_asset: bool
+    folder: str | None
+    hosts: list[str] | None
 
 
 def form_fields(hosts: list[str] | None = None) -> list[str]:
@@ -85,5 +102,6 @@ def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | Non
             list(hosts), type="array", items={"type": "string", "enum": list(hosts)}, uniqueItems=True,
             title="Hosts", description="GPU hosts to run on (each measures on its own GPUs, into <folder>_<host>).",
         )
-        params["folder"].description = "Re-use the run folders <folder>_<host>: runs already complete there are skipped."
+        params["folder"].description = ("Re-use the run folders <folder>_<host>: runs already complete there "
+                                        "are skipped.")
     return params

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from numa_ops.record import RunRecord
+
 
 def record(run_id: str, folder: str = "f1", success: bool = True, samples_per_s: float = 100.0, **extra: Any) -> dict[str, Any]:
     rec = {
@@ -30,3 +32,8 @@ def record(run_id: str, folder: str = "f1", success: bool = True, samples_per_s:
     }
     rec.update(extra)
     return rec
+
+
+def typed(records: list[dict[str, Any]]) -> list[RunRecord]:
+    """Hand-made records as the readers get them: validated through the record model."""
+    return [RunRecord.model_validate(r) for r in records]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
+
+from tests.conftest import live_workers
 
 
 def run_cli(*args):
@@ -78,7 +82,8 @@ def test_zip_with_two_keys_is_a_group():
     from numa_ops.cli import parse_run_args
 
     assert parse_run_args(["experiment=e", "--zip", "a.b, c.d", "--zip=e.f,g.h"]) == (
-        ["experiment=e"], [["a.b", "c.d"], ["e.f", "g.h"]], False)
+        ["experiment=e"], [["a.b", "c.d"], ["e.f", "g.h"]], False, None)
+    assert parse_run_args(["experiment=e", "--folder", "f1", "--dry-run"]) == (["experiment=e"], [], True, "f1")
 
 
 def test_zip_without_two_keys_is_refused_by_the_command(configs_dir, outputs_dir):
@@ -144,8 +149,68 @@ def test_a_phase_dry_run_shows_what_this_host_skips_and_why(configs_dir, outputs
     assert out[-1] == ("  study pairs (every GPU alone, then the first GPU paired with each other) skipped: cpu-host "
                        "has no GPU: a pair needs two")
     assert any(line.startswith("estimate: 2 runs") for line in out)
+    assert any(line.startswith("  CPU time ") for line in out)  # a host without a GPU spends CPU time
     assert not any(outputs_dir.iterdir())  # nothing written
     assert cli.run(["--dry-run", "--phase", "phase1_framework_validation", "experiment.hardware.gpu_ids=[1]"]) == 2
     assert "GPU [1] not found" in capsys.readouterr().err
     assert cli.run(["--dry-run", "--phase", "nope"]) == 2
     assert "unknown phase 'nope'; phases: phase1_framework_validation" in capsys.readouterr().err
+
+
+def test_run_resumes_its_folder_keeping_finished_runs(configs_dir, outputs_dir):
+    """``--folder NAME`` again after a run: the finished runs are kept (not measured again), the summary counts them."""
+    first = run_cli("experiment=tiny", "experiment.test.num_samples=8", "--folder", "night1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = sorted((outputs_dir / "night1" / "runs").glob("*.json"))
+    assert len(records) == 2
+    (records[1]).unlink()  # as if the machine was lost before the second run finished
+    kept = records[0].read_bytes()
+    again = run_cli("experiment=tiny", "experiment.test.num_samples=8", "--folder=night1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert records[0].read_bytes() == kept and records[1].is_file()
+    summary = json.loads((outputs_dir / "night1" / "experiment_summary.json").read_text())
+    assert (summary["planned_runs"], summary["successful_runs"]) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        pytest.param("phase1_x", "is a run folder of phase1_framework_validation, not of an experiment run", id="other-phase"),
+        pytest.param("report", "is numa-lab's own", id="reserved"),
+        pytest.param("../elsewhere", "is not allowed", id="traversal"),
+        pytest.param("", "--folder needs a run folder's name", id="empty"),
+    ],
+)
+def test_a_folder_that_is_not_this_runs_is_refused(configs_dir, outputs_dir, folder, message):
+    (outputs_dir / "phase1_x" / "runs").mkdir(parents=True)
+    (outputs_dir / "phase1_x" / "plan.json").write_text(json.dumps({"phase": "phase1_framework_validation", "lanes": []}))
+    result = run_cli("experiment=tiny", f"--folder={folder}")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert sorted(p.name for p in outputs_dir.iterdir()) == ["phase1_x"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stopped_run_ends_its_worker_and_records_the_kill(configs_dir, outputs_dir, sig):
+    """The command stopped while measuring: no worker outlives it, its runs are recorded as killed (so that
+    ``--folder`` measures them again), it says how to go on and exits 128 + the signal."""
+    proc = subprocess.Popen([sys.executable, "-m", "numa_ops", "run", "experiment=tiny", "--folder", "night",
+                             "experiment.test.num_samples=10000000", "experiment.test.timeout_s=900",
+                             "experiment.test.max_trial_time_s=600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = outputs_dir / "night" / "experiment.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (log.is_file() and '"event": "start"' in log.read_text()):
+        time.sleep(1)
+    assert live_workers(outputs_dir), "no worker was measuring"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    name = signal.Signals(sig).name
+    assert f"killed: the command was stopped ({name})" in err and "with --folder night" in err
+    deadline = time.monotonic() + 30  # the group was SIGKILLed; give the kernel time to reap it
+    while time.monotonic() < deadline and live_workers(outputs_dir):
+        time.sleep(1)
+    assert not live_workers(outputs_dir), "a worker outlived the stopped command"
+    records = [json.loads(p.read_text()) for p in (outputs_dir / "night" / "runs").glob("*.json")]
+    assert len(records) == 2 and not any(r["success"] for r in records)
+    assert {r["error"] for r in records} == {f"killed: the command was stopped ({name})"}

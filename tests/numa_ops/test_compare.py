@@ -13,7 +13,7 @@ import pytest
 from numa_ops import compare
 
 from tests.numa_ops import planted
-from tests.numa_ops.records import record
+from tests.numa_ops.records import record, typed
 
 NIGHTS = 1000
 
@@ -26,8 +26,8 @@ def test_aa_comparisons_call_a_regression_in_at_most_5pct_of_comparisons(process
     rng = np.random.default_rng(22 + processes)
     false_nights, false_rows, rows_total = 0, 0, 0
     for night in range(NIGHTS):
-        rows = compare.compare_records(planted.night_records(rng, f"b{night}", processes),
-                                       planted.night_records(rng, f"c{night}", processes))
+        rows = compare.compare_records(typed(planted.night_records(rng, f"b{night}", processes)),
+                                       typed(planted.night_records(rng, f"c{night}", processes)))
         assert len(rows) == 8 and all(r.family == 8 for r in rows)
         wrong = [r for r in rows if r.verdict in (compare.REGRESSION, compare.IMPROVEMENT)]
         false_nights += bool(wrong)
@@ -41,8 +41,8 @@ def test_a_10pct_slowdown_of_the_compute_bound_configuration_is_found_nearly_alw
     rng = np.random.default_rng(5)
     found = covered = 0
     for night in range(200):
-        rows = compare.compare_records(planted.night_records(rng, f"b{night}", 2),
-                                       planted.night_records(rng, f"c{night}", 2, {planted.COMPUTE_BOUND: 0.10}))
+        rows = compare.compare_records(typed(planted.night_records(rng, f"b{night}", 2)),
+                                       typed(planted.night_records(rng, f"c{night}", 2, {planted.COMPUTE_BOUND: 0.10})))
         (row,) = [r for r in rows if r.settings["execution"] == "cuda_graph" and r.settings["host_memory"] == "pinned"
                   and r.settings["model"]["name"] == "heavy_d12"]
         found += row.verdict == compare.REGRESSION
@@ -103,7 +103,7 @@ def test_one_process_a_side_gives_no_interval_and_new_or_missing_configurations(
     b = planted.config_run("b.1", planted.COMPUTE_BOUND, 900.0)
     only_base = planted.config_run("a.2", ("light_d2", "eager", "pinned"), 500.0)
     failed = record("b.2", success=False)
-    rows = {r.verdict: r for r in compare.compare_records([a, only_base], [b, failed])}
+    rows = {r.verdict: r for r in compare.compare_records(typed([a, only_base]), typed([b, failed]))}
     assert rows["not detectable"].ratio == pytest.approx(0.9) and rows["not detectable"].low is None
     assert rows["not detectable"].note == compare.ONE_PROCESS
     assert rows["missing"].configuration.startswith("light_d2") and rows["new"].failed
@@ -115,8 +115,8 @@ def test_other_test_settings_are_other_configurations():
     b = planted.config_run("b.1", planted.COMPUTE_BOUND, 1000.0, repeat=1)
     c = planted.config_run("c.1", planted.COMPUTE_BOUND, 1000.0)
     c["test"]["memory_size_mb"] = 512
-    assert compare.config_key(a) == compare.config_key(b) != compare.config_key(c)
-    rows = {r.verdict: r for r in compare.compare_records([a], [c])}
+    assert compare.config_key(*typed([a])) == compare.config_key(*typed([b])) != compare.config_key(*typed([c]))
+    rows = {r.verdict: r for r in compare.compare_records(typed([a]), typed([c]))}
     assert set(rows) == {"missing", "new"}
     assert rows["new"].note.endswith("settings differ from the other side's (baseline v candidate): test.memory_size_mb 1 v 512")
 
@@ -136,11 +136,11 @@ def test_paired_runs_compare_their_arm_ratio_between_nights():
     """One paired process a side: the arm ratio's change is judged over the blocks; a penalty grown from 2% to
     10% is a regression, an unchanged one is not."""
     rng = np.random.default_rng(3)
-    grown = compare.compare_records([_paired("a", 0.98, rng)], [_paired("b", 0.90, rng)])
+    grown = compare.compare_records(typed([_paired("a", 0.98, rng)]), typed([_paired("b", 0.90, rng)]))
     (row,) = [r for r in grown if "node1 vs node0" in r.configuration]
     assert row.verdict == "regression" and row.basis == "paired estimates: blocks of one paired process"
     assert row.low <= 0.90 / 0.98 <= row.high and "node1 vs node0" in row.configuration
-    same = compare.compare_records([_paired("a", 0.95, rng)], [_paired("b", 0.95, rng)])
+    same = compare.compare_records(typed([_paired("a", 0.95, rng)]), typed([_paired("b", 0.95, rng)]))
     assert {r.verdict for r in same if "node1 vs node0" in r.configuration} <= {"no change", "not detectable"}
 
 

@@ -210,7 +210,7 @@ def test_dry_run_prints_the_estimate_and_runs_nothing(configs_dir, outputs_dir):
 def test_dry_run_is_a_flag_not_an_override(args, dry):
     from numa_ops.cli import parse_run_args
 
-    assert parse_run_args(args) == (["experiment=e"], [], dry)
+    assert parse_run_args(args) == (["experiment=e"], [], dry, None)
 
 
 def test_every_phase_has_a_limit_its_own_plan_fits(configs_dir):

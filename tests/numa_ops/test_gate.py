@@ -29,7 +29,7 @@ def _ok(run_id, width):
 
 def test_passes_when_complete_and_shows_each_runs_own_interval(tmp_path):
     folder = _folder(tmp_path, [_ok("f1.r0", 0.01), _ok("f1.r1", 0.02)], 2)
-    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0))
+    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0)).to_json()
     assert verdict["passed"] and verdict["problems"] == []
     assert verdict["intervals"] == ["f1.r0: ±1.0% over 8 trials (its own trials)", "f1.r1: ±2.0% over 8 trials (its own trials)"]
     assert json.loads((folder / "gate.json").read_text())["passed"]
@@ -41,7 +41,7 @@ def test_a_runs_own_interval_never_fails_the_gate(tmp_path, width):
     trials say nothing of the noise between processes that a comparison stands on."""
     rec = record("f1.r0", metrics={"samples_per_s": 5000.0, "trials": 1 if width is None else 8, "binding_stage": "cpu_issue",
                                    "samples_per_s_ci": {"rel_half_width": width, "level": None if width is None else 0.95}})
-    verdict = judge_run_folder(_folder(tmp_path, [rec], 1), Gate(max_failure_rate=0.0, max_mde=0.05))
+    verdict = judge_run_folder(_folder(tmp_path, [rec], 1), Gate(max_failure_rate=0.0, max_mde=0.05)).to_json()
     assert verdict["passed"] and verdict["sentence"] == "gate passed: 1 of 1 run(s) measured."
     assert verdict["intervals"] == ["f1.r0: ±30.0% over 8 trials (its own trials)" if width else
                                     "f1.r0: no interval over its trials (1 trial(s))"]
@@ -49,7 +49,7 @@ def test_a_runs_own_interval_never_fails_the_gate(tmp_path, width):
 
 def test_names_failed_and_missing_runs(tmp_path):
     folder = _folder(tmp_path, [_ok("f1.r0", 0.30), record("f1.r1", success=False)], 3)
-    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.5))
+    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.5)).to_json()
     assert not verdict["passed"]
     assert verdict["failure_rate"] == 2 / 3
     assert verdict["problems"] == ["f1.r1: failed: boom", "f1.r2: no record (never ran)"]
@@ -57,20 +57,20 @@ def test_names_failed_and_missing_runs(tmp_path):
 
 def test_failure_rate_threshold(tmp_path):
     folder = _folder(tmp_path, [_ok("f1.r0", 0.01), record("f1.r1", success=False)], 2)
-    assert judge_run_folder(folder, Gate(max_failure_rate=0.5))["passed"]
-    assert not judge_run_folder(folder, Gate(max_failure_rate=0.49))["passed"]
+    assert judge_run_folder(folder, Gate(max_failure_rate=0.5)).to_json()["passed"]
+    assert not judge_run_folder(folder, Gate(max_failure_rate=0.49)).to_json()["passed"]
 
 
 def test_a_failed_step_fails_the_gate_in_one_sentence(tmp_path):
     folder = _folder(tmp_path, [_ok("f1.r0", 0.01)], 1)
-    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0), ["report"])
+    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0), ["report"]).to_json()
     assert not verdict["passed"] and verdict["problems"] == ["report: the task failed"]
     assert verdict["sentence"] == "gate FAILED: report failed. To do: read the failed task's log."
 
 
 def test_failed_runs_say_where_the_reason_is(tmp_path):
     folder = _folder(tmp_path, [_ok("f1.r0", 0.01), record("f1.r1", success=False)], 2)
-    sentence = judge_run_folder(folder, Gate(max_failure_rate=0.0))["sentence"]
+    sentence = judge_run_folder(folder, Gate(max_failure_rate=0.0)).to_json()["sentence"]
     assert "1 of 2 run(s) failed or never ran (r1 on cpu-cpu0-mem0 failed: boom" in sentence
     assert "folder=" in sentence and "\n" not in sentence
 
@@ -91,7 +91,7 @@ def _placement_runs(rng, sd, processes=3, penalty=0.05):
                                             pytest.param(0.0019, True, id="compute-bound-3v3")])
 def test_a_placement_comparison_whose_mde_exceeds_the_limit_fails(tmp_path, sd, passed):
     recs = _placement_runs(np.random.default_rng(4), sd)
-    verdict = judge_run_folder(_folder(tmp_path, recs), Gate(max_failure_rate=0.0, max_mde=0.05))
+    verdict = judge_run_folder(_folder(tmp_path, recs), Gate(max_failure_rate=0.0, max_mde=0.05)).to_json()
     (comp,) = verdict["comparisons"]
     local = [r["metrics"]["samples_per_s"] for r in recs if r["placement"] == "local"]
     remote = [r["metrics"]["samples_per_s"] for r in recs if r["placement"] == "remote"]
@@ -104,7 +104,7 @@ def test_a_placement_comparison_whose_mde_exceeds_the_limit_fails(tmp_path, sd, 
         assert f"MDE {comp['mde']:.1%}" in sentence and "experiment.hardware.placement=paired" in sentence
         assert "\n" not in sentence and sentence.count(". ") == 1
     # without a limit the same comparison is listed, never judged
-    assert judge_run_folder(_folder(tmp_path, recs), Gate(max_failure_rate=0.0))["passed"]
+    assert judge_run_folder(_folder(tmp_path, recs), Gate(max_failure_rate=0.0)).to_json()["passed"]
 
 
 def _paired_run(run_id, mde):
@@ -118,7 +118,7 @@ def _paired_run(run_id, mde):
 
 @pytest.mark.parametrize(("mde", "passed"), [pytest.param(0.031, True, id="within"), pytest.param(0.081, False, id="above")])
 def test_a_paired_comparison_is_judged_by_its_mde(tmp_path, mde, passed):
-    verdict = judge_run_folder(_folder(tmp_path, [_paired_run("f1.p0", mde)]), Gate(max_failure_rate=0.0, max_mde=0.05))
+    verdict = judge_run_folder(_folder(tmp_path, [_paired_run("f1.p0", mde)]), Gate(max_failure_rate=0.0, max_mde=0.05)).to_json()
     assert verdict["passed"] == passed
     assert verdict["comparisons"] == [{"configuration": verdict["comparisons"][0]["configuration"], "mde": mde,
                                        "basis": "paired memory, 40 blocks"}]
@@ -142,7 +142,7 @@ def test_the_sentence_says_which_studies_this_host_did_not_run(tmp_path):
     plan["skipped_studies"] = [{"study": "key_gpu_numa_pairs", "role": "gpu_local_and_farthest",
                                 "reason": "vm has one NUMA node (node 0): no remote placement exists"}]
     results.write_json_atomic(folder / "plan.json", plan)
-    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0))
+    verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0)).to_json()
     assert verdict["passed"]
     assert verdict["sentence"] == ("gate passed: 1 of 1 run(s) measured; not run on this host: key_gpu_numa_pairs "
                                    "(vm has one NUMA node (node 0): no remote placement exists).")

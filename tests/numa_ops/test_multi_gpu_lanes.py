@@ -46,7 +46,7 @@ def test_pooled_runs_are_measured_once_each(two_gpus):
     # one run was measured in an earlier attempt: no lane measures it again
     done = lanes[0].runs[0]
     results.write_json_atomic(results.record_path(folder_path, done.run_id),
-                              {**results.base_record(done), "success": True, "metrics": {}, "earlier": True})
+                              {**results.base_record(done).to_json(), "success": True, "metrics": {}, "earlier": True})
     outcomes = pipeline.run_lanes(lanes, folder_path, max_workers=2, log=lambda _: None)
     recs = _records(folder_path)
     assert len(recs) == 4 and all(r["success"] and r["pooled"] for r in recs)
@@ -97,7 +97,7 @@ def test_a_pattern_gives_up_at_once_when_another_gpus_run_failed(two_gpus):
                                                    "experiment.hardware.together=true"], two_gpus)
     other = next(r for r in lanes[1].runs)
     results.write_json_atomic(results.record_path(folder_path, other.run_id),
-                              results.failed_record(other, "out of memory: planted"))
+                              results.failed_record(other, "out of memory: planted").to_json())
     os.utime(results.record_path(folder_path, other.run_id), (4e9, 4e9))  # newer than gpu0's arrival
     pipeline.run_lanes(lanes[:1], folder_path, log=lambda _: None)
     rec = next(r for r in _records(folder_path) if r["lane"] == "gpu0-cpu0-mem0")
@@ -109,13 +109,13 @@ def test_claims(tmp_path):
     first = coordination.claim(tmp_path, spec, since=0.0)
     assert isinstance(first, FileLock) and first.is_locked
     assert coordination.claim(tmp_path, spec, since=0.0) == "being measured by another lane"
-    results.write_json_atomic(results.record_path(tmp_path, spec.run_id), results.failed_record(spec, "boom"))
+    results.write_json_atomic(results.record_path(tmp_path, spec.run_id), results.failed_record(spec, "boom").to_json())
     first.release()
     mtime = results.record_path(tmp_path, spec.run_id).stat().st_mtime
     assert "already failed on gpu0-cpu0-mem0 in this attempt: boom" in coordination.claim(tmp_path, spec, since=mtime)
     again = coordination.claim(tmp_path, spec, since=mtime + 1)  # a later attempt tries a failed run again
     assert isinstance(again, FileLock) and again.is_locked
-    results.write_json_atomic(results.record_path(tmp_path, spec.run_id), {**results.base_record(spec), "success": True})
+    results.write_json_atomic(results.record_path(tmp_path, spec.run_id), {**results.base_record(spec).to_json(), "success": True})
     again.release()
     assert coordination.claim(tmp_path, spec, since=0.0) == "already measured on gpu0-cpu0-mem0"
     assert os.listdir(tmp_path / "claims") == ["f.s.pool.t.1.lock"]

@@ -9,7 +9,7 @@ from numa_ops import db as numa_db
 from numa_ops import nightly, regressions, results
 
 from tests.numa_ops import planted
-from tests.numa_ops.records import record
+from tests.numa_ops.records import record, typed
 
 
 def _night(tmp_path, name, rates, failed=()):
@@ -61,13 +61,14 @@ def test_aa_nights_fail_at_most_5pct_of_the_time():
     rng = np.random.default_rng(2026)
     failed = 0
     for night in range(1000):
-        rows = comparing.compare_records(planted.night_records(rng, f"b{night}", 2), planted.night_records(rng, f"t{night}", 2))
+        rows = comparing.compare_records(typed(planted.night_records(rng, f"b{night}", 2)),
+                                         typed(planted.night_records(rng, f"t{night}", 2)))
         failed += any(r.verdict == "regression" for r in rows)
     assert failed / 1000 <= 0.05
     caught = 0
     for night in range(100):
-        rows = comparing.compare_records(planted.night_records(rng, f"b{night}", 2),
-                                         planted.night_records(rng, f"t{night}", 2, {planted.COMPUTE_BOUND: 0.10}))
+        rows = comparing.compare_records(typed(planted.night_records(rng, f"b{night}", 2)),
+                                         typed(planted.night_records(rng, f"t{night}", 2, {planted.COMPUTE_BOUND: 0.10})))
         caught += any(r.verdict == "regression" for r in rows)
     assert caught >= 95
 
@@ -145,13 +146,13 @@ def test_tonight_is_read_once(tmp_path, monkeypatch):
 
 
 def _verdicts(checked):
-    return {v["config"].split()[0]: v["verdict"] for v in checked["verdicts"]}
+    return {v["config"].split()[0]: v["verdict"] for v in checked.verdicts}
 
 
 def test_check_first_night_becomes_the_baseline(outputs_dir):
     n1 = _night(outputs_dir, "n1", {"a": (100, 98, 102)})
     checked = nightly.check_night(n1, "nightly_sweep", "last_accepted")
-    assert checked["baseline"] is None and checked["ok"] and checked["problems"] == []
+    assert checked.baseline is None and checked.ok and checked.problems == ()
     assert _verdicts(checked) == {"a": "new"}
     assert [v["verdict"] for v in json.loads((n1 / "regressions.json").read_text())] == ["new"]
     assert regressions.last_accepted_night("nightly_sweep", before="n2") == "n1"
@@ -161,9 +162,9 @@ def test_check_flags_a_regression_between_processes(outputs_dir):
     nightly.check_night(_night(outputs_dir, "n1", {"a": (100, 98, 102), "b": (100, 98, 102)}), "nightly_sweep", "last_accepted")
     n2 = _night(outputs_dir, "n2", {"a": (90, 88, 92), "b": (99, 96, 101)})  # a: planted 10% drop; b: overlaps
     checked = nightly.check_night(n2, "nightly_sweep", "last_accepted")
-    assert checked["baseline"] == "n1" and not checked["ok"]
+    assert checked.baseline == "n1" and not checked.ok
     assert _verdicts(checked) == {"a": "regression", "b": "not detectable"}
-    (problem,) = checked["problems"]
+    (problem,) = checked.problems
     assert problem.startswith("regression against n1: a ") and "; b " not in problem
     assert regressions.last_accepted_night("nightly_sweep", before="n3") == "n1"  # a regressed night is no baseline
 
@@ -173,7 +174,7 @@ def test_check_pinned_baseline_on_a_host_uses_its_suffix(outputs_dir):
     _night(outputs_dir, "pinned", {"a": (50, 48, 52)})  # the unsuffixed folder is not the host's baseline
     tonight = _night(outputs_dir, "n2_gpu-a", {"a": (101, 99, 103)})
     checked = nightly.check_night(tonight, "nightly_sweep@gpu-a", "pinned", "gpu-a")
-    assert checked["baseline"] == "pinned_gpu-a" and checked["ok"] and _verdicts(checked) == {"a": "not detectable"}
+    assert checked.baseline == "pinned_gpu-a" and checked.ok and _verdicts(checked) == {"a": "not detectable"}
     assert numa_db.query("SELECT DISTINCT phase, night, baseline FROM regressions") == [
         ("nightly_sweep@gpu-a", "n2_gpu-a", "pinned_gpu-a")]
     assert regressions.last_accepted_night("nightly_sweep@gpu-b", before="n3_gpu-b") is None  # each host its own nights

@@ -89,9 +89,9 @@ def test_as_dag_conf(topo, phase, study, args, runs):
 def test_as_shell_args(topo, phase, study, args, runs):
     from numa_ops.cli import parse_run_args
 
-    overrides, zip_keys, _ = parse_run_args(args)
-    experiment, rest = split_experiment(overrides)
-    lanes = build_plan("f", load_experiment(experiment, rest, zip_keys), topo)
+    request = parse_run_args(args)
+    experiment, rest = split_experiment(request.overrides)
+    lanes = build_plan("f", load_experiment(experiment, rest, request.zip_keys), topo)
     assert sum(len(lane.runs) for lane in lanes) == runs
 
 
@@ -122,7 +122,7 @@ def test_image_sizes_are_paired_with_batches(topo):
 def test_multi_gpu_patterns_run_their_gpus_together(topo):
     from numa_ops.cli import parse_run_args
 
-    overrides, _, _ = parse_run_args(["-m", "experiment=numa_study", 'experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2]"'])
+    overrides = parse_run_args(["-m", "experiment=numa_study", 'experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2]"']).overrides
     experiment, rest = split_experiment(overrides)
     as_role = resolve_studies(load_phases()["phase6_production"], topo, ["multi_gpu_patterns"]).configs
     for configs, pairs in ((load_experiment(experiment, rest), [1, 2]), (as_role, [1, 2, 3])):

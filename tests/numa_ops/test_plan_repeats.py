@@ -211,11 +211,11 @@ def test_records_carry_the_new_spec_keys(topo):
     lane = next(lane for lane in plan(topo, "experiment.hardware.placement=pool", "experiment.test.repeats=2")
                 if lane.name == "gpu0-cpu0-mem0-pool1-r1")
     spec = lane.runs[0]
-    record = results.failed_record(spec, "boom")
+    record = results.failed_record(spec, "boom").to_json()
     assert {k: record[k] for k in ("repeat", "placement_mode", "pool_node", "node_shared_with", "lane")} == {
         "repeat": 1, "placement_mode": "pool", "pool_node": 1, "node_shared_with": [], "lane": "gpu0-cpu0-mem0-pool1-r1"}
     old = {k: v for k, v in spec.to_json().items() if k not in ("repeat", "placement_mode", "pool_node", "node_shared_with")}
-    assert {k: results.base_record(RunSpec.from_json(old))[k] for k in ("repeat", "placement_mode", "pool_node")} == {
+    assert {k: results.base_record(RunSpec.from_json(old)).to_json()[k] for k in ("repeat", "placement_mode", "pool_node")} == {
         "repeat": 0, "placement_mode": "process", "pool_node": spec.mem_node}  # a spec of before
 
 

@@ -10,6 +10,7 @@ import sys
 from numa_ops import compare, results
 from numa_ops.config import ExperimentConfig
 from numa_ops.plan import build_plan
+from numa_ops.record import Environment
 from numa_ops.reproduce import VERSION_KEYS, Reproduction
 from numa_ops.rerun import rerun_config
 from numa_ops.topology import discover
@@ -28,8 +29,8 @@ def test_a_cpu_run_is_measured_again_and_compared_with_its_original(configs_dir,
     assert done.returncode == 0, done.stderr[-3000:]
     (folder,) = [p for p in outputs_dir.iterdir() if (p / "runs").is_dir()]
     originals = results.collect(folder)
-    assert len(originals) == 2 and all(r["success"] for r in originals)
-    for rec in originals:
+    assert len(originals) == 2 and all(r.success for r in originals)
+    for rec in (r.to_json() for r in originals):
         assert rec["rerun_of"] is None
         assert set(rec["reproduce"]) == {"experiment", "placement", "versions", "gpu_model", "cpu_model", "code_version"}
         assert set(rec["reproduce"]["versions"]) == set(VERSION_KEYS)
@@ -37,15 +38,15 @@ def test_a_cpu_run_is_measured_again_and_compared_with_its_original(configs_dir,
         assert ExperimentConfig.model_validate(rec["reproduce"]["experiment"]).vit_configs[0].name == "tiny"
     original = originals[0]
 
-    again = numa_ops("rerun", original["run_id"], "--repeats", "2", "--json")
+    again = numa_ops("rerun", original.run_id, "--repeats", "2", "--json")
     assert again.returncode in (0, 1), again.stderr[-3000:]  # 1 only if the CPU's speed moved beyond the interval
     (new_folder,) = [p for p in outputs_dir.iterdir() if (p / "rerun.json").is_file()]
     reruns = results.collect(new_folder)
-    assert len(reruns) == 2 and all(r["success"] and r["rerun_of"] == original["run_id"] for r in reruns)
+    assert len(reruns) == 2 and all(r.success and r.rerun_of == original.run_id for r in reruns)
     assert {compare.config_key(r) for r in reruns} == {compare.config_key(original)}
-    assert sorted(r["repeat"] for r in reruns) == [0, 1]
+    assert sorted(r.repeat for r in reruns) == [0, 1]
     summary = json.loads((new_folder / "rerun.json").read_text())
-    assert summary["rerun_of"] == original["run_id"]
+    assert summary["rerun_of"] == original.run_id
     (row,) = summary["comparisons"]
     assert (row["baseline_n"], row["candidate_n"]) == (2, 2)
     assert row["verdict"] in (compare.NO_CHANGE, compare.NOT_DETECTABLE, compare.REGRESSION, compare.IMPROVEMENT)
@@ -60,9 +61,10 @@ def test_the_reproduce_key_plans_exactly_the_run_it_came_from(configs_dir):
     (lane,) = build_plan("f", load_experiment("tiny", ["experiment.vit_configs=[{name: t, patch_size: 8, depth: 1, "
                                                        "heads: 2, dim: 32, mlp_dim: 64}]"]), topo)
     (spec,) = lane.runs
-    rec = results.base_record(spec, {"torch": "9.9", "cpu_model": "a CPU"})
+    rec = results.base_record(spec, Environment(torch="9.9", cpu_model="a CPU")).to_json()
     assert rec["reproduce"]["versions"]["torch"] == "9.9" and rec["reproduce"]["cpu_model"] == "a CPU"
-    (again,) = build_plan("g", [rerun_config(Reproduction.of_record(json.loads(json.dumps(rec))))], topo)
+    read = results.parse_record(json.loads(json.dumps(rec)))  # as a rerun reads the record's file
+    (again,) = build_plan("g", [rerun_config(Reproduction.of_record(read))], topo)
     (respec,) = again.runs
     assert (respec.model, respec.test, respec.gpu_id, respec.cpu_node, respec.mem_node, respec.placement) == (
         spec.model, spec.test, spec.gpu_id, spec.cpu_node, spec.mem_node, spec.placement)

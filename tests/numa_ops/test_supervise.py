@@ -120,7 +120,7 @@ def test_stop_replaces_an_earlier_attempts_failure_with_the_kill(configs_dir, ou
     folder_path, lane = tiny_lane()
     spec = lane.runs[0]
     results.write_json_atomic(results.record_path(folder_path, spec.run_id),
-                              results.failed_record(spec, "timeout: an earlier attempt"))
+                              results.failed_record(spec, "timeout: an earlier attempt").to_json())
     sup = LaneSupervisor(lane, folder_path, log=lambda _: None)
     sup._current = spec  # this attempt's worker is measuring it when the task is stopped
     sup.stop("killed: test")

@@ -130,4 +130,6 @@ def query(sql: str, params: list[Any] | None = None, database: Path | None = Non
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the database has a table ``name`` (one a later numa-lab step creates may not be there yet)."""
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
+    )

@@ -1,4 +1,5 @@
-"""Loading run records into ``runs``, ``trials`` and ``paired_comparisons``: idempotent, set-based, one writer at a time.
+"""Loading run records into ``runs``, ``trials`` and ``paired_comparisons``: idempotent, set-based, one writer at a
+time.
 
 A run is stored once (primary key ``run_id``). A successful row is never replaced; a failed row is
 replaced when the run is measured again. A load holds the database's file lock from the first read to
@@ -13,13 +14,17 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from pydantic import ValidationError
 
 from numa_ops import paths, results
 from numa_ops.db import schema
 from numa_ops.db.connection import LOCK_TIMEOUT_S, db_path, write_lock
+from numa_ops.record import RunRecord
 
 
-def load_runs(folders: list[Path], database: Path | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S) -> dict[str, int]:
+def load_runs(
+    folders: list[Path], database: Path | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S
+) -> dict[str, int]:
     """Load the run records of ``folders`` into the database; safe to run again or at once.
 
     Returns how many runs were ``inserted``, ``rechecked_failed`` (a failed row replaced), ``unchanged``, and
@@ -28,7 +33,9 @@ def load_runs(folders: list[Path], database: Path | None = None, lock_timeout_s:
     """
     database = database or db_path()
     database.parent.mkdir(parents=True, exist_ok=True)
-    with write_lock(database, lock_timeout_s, "nothing was written, run the load again later (it catches up on every run file)"):
+    with write_lock(
+        database, lock_timeout_s, "nothing was written, run the load again later (it catches up on every run file)"
+    ):
         with duckdb.connect(str(database)) as con:
             schema.ensure_schema(con)
             stored_ok = {row[0] for row in con.execute("SELECT run_id FROM runs WHERE success").fetchall()}
@@ -88,9 +95,10 @@ def _read_run_files(folders: list[Path], stored_ok: set[str]) -> tuple[pd.DataFr
 
 
 def _drop_non_records(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> pd.DataFrame:
-    """Drop (and quarantine) files that are not run records; DuckDB checks them all at once.
+    """Drop (and quarantine) files that are not run records: each is validated through the record model
+    (``record.RunRecord``), and DuckDB checks that it can read them all at once.
 
-    What DuckDB refuses goes through ``results.read_record``, so a file is quarantined for the
+    What either refuses goes through ``results.read_record``, so a file is quarantined for the
     same reasons and with the same words as everywhere else.
     """
     con.register("incoming_files", files)
@@ -99,13 +107,16 @@ def _drop_non_records(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> pd
         "THEN list_bool_and(json_exists(raw, ['$.run_id', '$.success'])) ELSE false END"
     ).fetchall()]
     con.unregister("incoming_files")
+    refused = set(bad)
+    bad += [path for path, raw in zip(files["path"], files["raw"], strict=True)
+            if path not in refused and not _is_record(raw)]
     if not bad:
         return files
     fixed: dict[str, str | None] = {}
     for path in bad:
         try:
             record = results.read_record(Path(path))
-            text = None if record is None else json.dumps(record, default=str, sort_keys=True)
+            text = None if record is None else json.dumps(record.to_json(), default=str, sort_keys=True)
             if text is not None and not con.execute("SELECT json_valid(?)", [text]).fetchall()[0][0]:
                 raise ValueError("unreadable run file: JSON that DuckDB cannot read (e.g. a lone surrogate escape)")
         except ValueError as exc:
@@ -114,6 +125,15 @@ def _drop_non_records(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> pd
         fixed[path] = text
     files = files.assign(raw=[fixed.get(p, raw) for p, raw in zip(files["path"], files["raw"], strict=True)])
     return files[files["raw"].notna()].reset_index(drop=True)
+
+
+def _is_record(text: str) -> bool:
+    """Whether ``text`` is a run record, by the record model."""
+    try:
+        RunRecord.model_validate_json(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _upsert_runs(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> dict[str, int]:
@@ -141,7 +161,8 @@ def _upsert_runs(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> dict[st
     if fresh or redo:
         updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in schema.NAMES if n != "run_id")
         con.execute(
-            f"INSERT INTO runs ({', '.join(schema.NAMES)}) SELECT {schema.column_expressions()} FROM incoming_take JOIN incoming_files USING (ord) "
+            f"INSERT INTO runs ({', '.join(schema.NAMES)}) SELECT {schema.column_expressions()} FROM incoming_take "
+            f"JOIN incoming_files USING (ord) "
             f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE NOT runs.success"
         )
         # One row per trial and timing mode of each (re)loaded successful run.
@@ -154,8 +175,13 @@ def _upsert_runs(con: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> dict[st
         )
         # One row per comparison of each (re)loaded successful paired run, replaced with the run.
         con.execute("DELETE FROM paired_comparisons WHERE run_id IN (SELECT j['run_id'] FROM incoming_take)")
-        con.execute(f"INSERT INTO paired_comparisons ({', '.join(schema.PAIRED_NAMES)}) " + schema.paired_rows(
-            "SELECT j['run_id'] AS run_id, j['metrics']['paired'] AS paired FROM incoming_take WHERE coalesce(j['success'], false)"))
+        con.execute(
+            f"INSERT INTO paired_comparisons ({', '.join(schema.PAIRED_NAMES)}) "
+            + schema.paired_rows(
+                "SELECT j['run_id'] AS run_id, j['metrics']['paired'] AS paired FROM incoming_take WHERE "
+                "coalesce(j['success'], false)"
+            )
+        )
     con.unregister("incoming_files")
     con.execute("DROP TABLE incoming_take")
     con.execute("DROP TABLE incoming")

@@ -19,8 +19,9 @@ UNGROUPED_SETTINGS = {"gpu_name": "GPU model", "torch_version": "torch version",
 
 _MIXED = ", ".join(f"CASE WHEN count(DISTINCT {col}) FILTER (WHERE success) > 1 THEN '{words}' END"
                    for col, words in UNGROUPED_SETTINGS.items())
-_LANE_SETTINGS = ", ".join(c for c in SETTINGS if c not in ("model_name", "depth", "dim", "height", "batch_size", "execution",
-                                                           "pinned_memory"))
+_LANE_SETTINGS = ", ".join(
+    c for c in SETTINGS if c not in ("model_name", "depth", "dim", "height", "batch_size", "execution", "pinned_memory")
+)
 
 # One row per experiment x configuration (every test setting, the sweep point) x lane x placement: the lane is the
 # placement's name without its repeat (``gpu0-cpu1-mem1-r2`` is a repeat of ``gpu0-cpu1-mem1``), so a placement's
@@ -29,7 +30,8 @@ _LANE_SETTINGS = ", ".join(c for c in SETTINGS if c not in ("model_name", "depth
 LANES = f"""
 SELECT experiment, model_name, depth, dim, height AS image, batch_size, execution,
        CASE WHEN pinned_memory THEN 'pinned' ELSE 'pageable' END AS host_memory,
-       regexp_replace(lane, '-r[0-9]+$', '') AS lane, device, placement, placement_mode, {_LANE_SETTINGS}, study, sweep_point,
+       regexp_replace(lane, '-r[0-9]+$', '') AS lane, device, placement, placement_mode, {_LANE_SETTINGS}, study,
+           sweep_point,
        count(DISTINCT lane) AS repeat_lanes,
        any_value(gpu_name) AS gpu_name,
        mode(regime) FILTER (WHERE success) AS regime,
@@ -52,7 +54,8 @@ SELECT experiment, model_name, depth, dim, height AS image, batch_size, executio
        array_to_string(list_filter([{_MIXED}], lambda x: x IS NOT NULL), ', ') AS mixed_settings
 FROM filled_runs
 GROUP BY ALL
-ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, d2h_mode, memory_size_mb, num_samples,
+ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, d2h_mode, memory_size_mb,
+    num_samples,
          sweep_point, lane, placement_mode
 """
 
@@ -60,13 +63,15 @@ FAILURES = "SELECT run_id, lane, model_name, error FROM runs WHERE NOT success O
 
 # The run folders' wall clock and the seconds their runs took (for estimate against actual).
 ACTUAL_TIME = """
-SELECT count(*) AS runs, sum(duration_s) AS run_seconds, sum(duration_s) FILTER (WHERE device = 'cuda') AS gpu_run_seconds,
+SELECT count(*) AS runs, sum(duration_s) AS run_seconds,
+    sum(duration_s) FILTER (WHERE device = 'cuda') AS gpu_run_seconds,
        epoch(max(finished_at)) - epoch(min(started_at)) AS wall_seconds
 FROM runs
 """
 
 TRANSFER = """
-SELECT model_name, height AS image, batch_size, CASE WHEN pinned_memory THEN 'pinned' ELSE 'pageable' END AS host_memory,
+SELECT model_name, height AS image, batch_size,
+    CASE WHEN pinned_memory THEN 'pinned' ELSE 'pageable' END AS host_memory,
        median(h2d_gbps) AS h2d_gbps, median(d2h_bytes_per_batch / batch_size) AS d2h_bytes_per_sample,
        median(h2d_bytes_per_batch / batch_size) AS h2d_bytes_per_sample, count(*) AS processes,
        coalesce(sum(trials), 0) AS trials
@@ -88,7 +93,8 @@ FROM measured_runs WHERE parameters IS NOT NULL GROUP BY ALL
 """
 
 CROSSOVER_MODELS = """
-SELECT execution || ', ' || height || ' px, batch ' || batch_size || CASE WHEN pinned_memory THEN '' ELSE ', pageable' END AS series,
+SELECT execution || ', ' || height || ' px, batch ' || batch_size || CASE WHEN pinned_memory
+    THEN '' ELSE ', pageable' END AS series,
        model_name, median(flops_per_sample) AS flops_per_sample, median(fwd_gpu_ms) AS "GPU compute",
        median(h2d_ms_median + d2h_ms_median) AS "copies (H2D + D2H)", count(*) AS processes,
        count(DISTINCT lane) AS lanes
@@ -113,12 +119,24 @@ FROM measured_runs GROUP BY ALL
 """
 
 SCOPED = {
-    "lanes": LANES, "failures": FAILURES, "actual_time": ACTUAL_TIME, "transfer": TRANSFER, "compile": COMPILE,
-    "scaling": SCALING, "crossover_models": CROSSOVER_MODELS, "crossover": CROSSOVER, "penalty_runs": PENALTY_RUNS,
-    "law_points": LAW_POINTS, "prediction_points": POINTS, "penalty": VIEWS["numa_penalty"], "split": VIEWS["penalty_split"],
-    "noise": VIEWS["process_noise"], "recommendations": VIEWS["recommendations"], "paired": VIEWS["paired_penalty"],
+    "lanes": LANES,
+    "failures": FAILURES,
+    "actual_time": ACTUAL_TIME,
+    "transfer": TRANSFER,
+    "compile": COMPILE,
+    "scaling": SCALING,
+    "crossover_models": CROSSOVER_MODELS,
+    "crossover": CROSSOVER,
+    "penalty_runs": PENALTY_RUNS,
+    "law_points": LAW_POINTS,
+    "prediction_points": POINTS,
+    "penalty": VIEWS["numa_penalty"],
+    "split": VIEWS["penalty_split"],
+    "noise": VIEWS["process_noise"],
+    "recommendations": VIEWS["recommendations"],
+    "paired": VIEWS["paired_penalty"],
     "compile_speedup": f"SELECT model_name, execution, pinned_memory, forward_speedup, break_even_samples, runs "
-                       f"FROM ({VIEWS['compile_speedup']})",
+    f"FROM ({VIEWS['compile_speedup']})",
 }
 
 # Nightly verdicts over time, by configuration key (two configurations may share a readable label). The error bar
@@ -139,8 +157,11 @@ def _regressions_query(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def read_report_frames(con: duckdb.DuckDBPyConnection, folder: str | None = None) -> dict[str, pd.DataFrame]:
-    """Every frame a report draws on, over one folder's runs (``folder``) or all runs; a folder is a value, never SQL."""
+    """Every frame a report draws on, over one folder's runs (``folder``) or all runs; a folder is a value, never
+    SQL."""
     where, params = ("folder = ?", [folder]) if folder else ("true", [])
     frames = {name: con.execute(scoped(sql, where), params).df() for name, sql in SCOPED.items()}
-    frames["regressions"] = con.execute(_regressions_query(con)).df() if table_exists(con, "regressions") else pd.DataFrame()
+    frames["regressions"] = (
+        con.execute(_regressions_query(con)).df() if table_exists(con, "regressions") else pd.DataFrame()
+    )
     return frames

@@ -183,10 +183,26 @@ PAIRED_COLUMNS: list[tuple[str, str, str]] = [
     ("trials_s", "DOUBLE", "p.trials_s"),  # GPU seconds the run's paired trials took (all its comparisons)
 ]
 PAIRED_NAMES = [name for name, _, _ in PAIRED_COLUMNS]
-_ARM_FIELDS = {"name": "VARCHAR", "node": "INTEGER", "pinned": "BOOLEAN", "placement": "VARCHAR", "numa_distance": "INTEGER",
-               "pool_node": "INTEGER", "thread_node": "INTEGER", "samples_per_s": "DOUBLE", "trial_samples_per_s": ["DOUBLE"]}
-_INTERVAL = {"ratio": "DOUBLE", "low": "DOUBLE", "high": "DOUBLE", "half_width": "DOUBLE", "df": "INTEGER", "mde": "DOUBLE",
-             "verdict": "VARCHAR"}
+_ARM_FIELDS = {
+    "name": "VARCHAR",
+    "node": "INTEGER",
+    "pinned": "BOOLEAN",
+    "placement": "VARCHAR",
+    "numa_distance": "INTEGER",
+    "pool_node": "INTEGER",
+    "thread_node": "INTEGER",
+    "samples_per_s": "DOUBLE",
+    "trial_samples_per_s": ["DOUBLE"],
+}
+_INTERVAL = {
+    "ratio": "DOUBLE",
+    "low": "DOUBLE",
+    "high": "DOUBLE",
+    "half_width": "DOUBLE",
+    "df": "INTEGER",
+    "mde": "DOUBLE",
+    "verdict": "VARCHAR",
+}
 PAIRED_STRUCTURE = json.dumps({
     "kind": "VARCHAR", "reference": "INTEGER", "arms": [_ARM_FIELDS], "design": "VARCHAR", "stop_reason": "VARCHAR",
     "target": "DOUBLE", "trials_s": "DOUBLE",
@@ -199,9 +215,12 @@ def paired_rows(source: str) -> str:
     """The ``paired_comparisons`` rows of ``source``, a query of ``(run_id, paired)`` (``paired``: a record's
     ``metrics.paired`` as JSON); a record without comparisons gives none."""
     exprs = ", ".join(f"{expr} AS {name}" for name, _, expr in PAIRED_COLUMNS)
-    return (f"WITH src AS (SELECT run_id, json_transform(paired, '{PAIRED_STRUCTURE}') AS p FROM ({source}) WHERE paired IS NOT NULL), "
-            "cmp AS (SELECT run_id, p, unnest(p.comparisons) AS c, unnest(range(len(p.comparisons))) AS i FROM src) "
-            f"SELECT {exprs} FROM cmp")
+    return (
+        f"WITH src AS (SELECT run_id, json_transform(paired, '{PAIRED_STRUCTURE}') AS p FROM ({source}) WHERE paired "
+        f"IS NOT NULL), "
+        "cmp AS (SELECT run_id, p, unnest(p.comparisons) AS c, unnest(range(len(p.comparisons))) AS i FROM src) "
+        f"SELECT {exprs} FROM cmp"
+    )
 
 
 # Settings an older record may lack, filled with what it meant then (in new rows by COMPUTED, in old rows here).
@@ -222,7 +241,12 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     )
     cols = ",\n  ".join(f"{name} {sql}" for name, sql, _ in COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS runs (\n  {cols}\n)")
-    have = {row[0] for row in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
+    have = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'"
+        ).fetchall()
+    }
     added = [name for name, _, _ in COLUMNS if name not in have]
     for name, sql, _ in COLUMNS:  # a database written by an older numa-lab gains the new columns
         if name in added:
@@ -252,7 +276,8 @@ def _fill_new_columns(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
     con.execute(
         f"UPDATE runs SET {', '.join(f'{n} = src.{n}' for n in names)} FROM ("
         f"  SELECT run_id AS rid, {picked} FROM ("
-        f"    SELECT run_id, json_transform(record, '{record_structure()}') AS j, record AS raw FROM runs WHERE record IS NOT NULL)"
+        f"    SELECT run_id, json_transform(record, '{record_structure()}') AS j, record AS raw FROM runs WHERE "
+        f"record IS NOT NULL)"
         ") src WHERE runs.run_id = src.rid"
     )
 
@@ -261,8 +286,11 @@ def _fill_old_rows(con: duckdb.DuckDBPyConnection) -> None:
     """Rows stored before a setting was filled at load get the value their records meant."""
     missing = " OR ".join(f"{name} IS NULL" for name in FILLED)
     if con.execute(f"SELECT count(*) FROM runs WHERE {missing}").fetchone()[0]:
-        con.execute("UPDATE runs SET " + ", ".join(f"{name} = coalesce({name}, {value})" for name, value in FILLED.items())
-                    + f" WHERE {missing}")
+        con.execute(
+            "UPDATE runs SET "
+            + ", ".join(f"{name} = coalesce({name}, {value})" for name, value in FILLED.items())
+            + f" WHERE {missing}"
+        )
 
 
 def record_structure() -> str:

@@ -12,18 +12,22 @@ from scipy import stats
 # A paired run's headline metrics are its reference arm's, while its record's placement names the compared arm:
 # its row says the reference arm's placement and SLIT distance (its arms and comparisons: paired_comparisons).
 _REF_ARM = "'$.metrics.paired.arms[' || coalesce(record->>'$.metrics.paired.reference', '0') || ']'"
-_REFERENCE_PLACEMENT = (f"CASE WHEN placement_mode = 'paired' THEN coalesce(json_extract_string(record, {_REF_ARM} || '.placement'), "
-                        "placement) ELSE placement END AS placement")
-_REFERENCE_DISTANCE = (f"CASE WHEN placement_mode = 'paired' THEN coalesce(CAST(json_extract(record, {_REF_ARM} || '.numa_distance') "
-                       "AS INTEGER), numa_distance) ELSE numa_distance END AS numa_distance")
+_REFERENCE_PLACEMENT = (
+    f"CASE WHEN placement_mode = 'paired' THEN coalesce(json_extract_string(record, {_REF_ARM} || '.placement'), "
+    "placement) ELSE placement END AS placement"
+)
+_REFERENCE_DISTANCE = (
+    f"CASE WHEN placement_mode = 'paired' THEN coalesce(CAST(json_extract(record, {_REF_ARM} || '.numa_distance') "
+    "AS INTEGER), numa_distance) ELSE numa_distance END AS numa_distance"
+)
 
 # What many queries start from: every run with the settings older records left out filled in (pinned host
 # memory, process placement), the successful ones, the successful GPU runs, and the successful runs a penalty
 # compares (every GPU run, and CPU runs placed local or remote on a host with several NUMA nodes).
 BASE_VIEWS = {
     "filled_runs": "SELECT * REPLACE (coalesce(pinned_memory, true) AS pinned_memory, "
-                   f"coalesce(placement_mode, 'process') AS placement_mode, {_REFERENCE_PLACEMENT}, {_REFERENCE_DISTANCE}) "
-                   "FROM runs",
+    f"coalesce(placement_mode, 'process') AS placement_mode, {_REFERENCE_PLACEMENT}, {_REFERENCE_DISTANCE}) "
+    "FROM runs",
     "measured_runs": "SELECT * FROM filled_runs WHERE success",
     "gpu_runs": "SELECT * FROM measured_runs WHERE device = 'cuda'",
     "placed_runs": "SELECT * FROM measured_runs WHERE device = 'cuda' OR placement IN ('local', 'remote')",
@@ -59,7 +63,9 @@ SWEEP = ["study", "sweep_point"]
 # The configuration a penalty compares placements within: never pinned with pageable, nor process with pool.
 PENALTY_KEY = [*SETTINGS, *SWEEP, "placement_mode"]
 _SETTINGS = ", ".join(SETTINGS)
-_SETTINGS_ORDER = "model_name, gpu_id, height, batch_size, execution, pinned_memory DESC, d2h_mode, memory_size_mb, sweep_point"
+_SETTINGS_ORDER = (
+    "model_name, gpu_id, height, batch_size, execution, pinned_memory DESC, d2h_mode, memory_size_mb, sweep_point"
+)
 
 # One row per configuration x host memory x placement mode. The process (one run record) is the unit: each
 # run's headline samples/s is one draw, and the penalty is 1 - exp(mean ln remote - mean ln local), with the
@@ -77,8 +83,10 @@ NUMA_PENALTY = f"""
                    array_to_string(list_sort(list(DISTINCT coalesce(regime, 'unknown'))), ', ') AS regime,
                    count(*) FILTER (WHERE placement = 'local') AS local_runs,
                    count(*) FILTER (WHERE placement = 'remote') AS remote_runs,
-                   list_sort(list(ln(samples_per_s)) FILTER (WHERE placement = 'local' AND samples_per_s > 0)) AS local_ln,
-                   list_sort(list(ln(samples_per_s)) FILTER (WHERE placement = 'remote' AND samples_per_s > 0)) AS remote_ln,
+                   list_sort(list(ln(samples_per_s)) FILTER (WHERE placement = 'local' AND samples_per_s > 0))
+                       AS local_ln,
+                   list_sort(list(ln(samples_per_s)) FILTER (WHERE placement = 'remote' AND samples_per_s > 0))
+                       AS remote_ln,
                    median(h2d_gbps) FILTER (WHERE placement = 'local') AS local_h2d_gbps,
                    median(h2d_gbps) FILTER (WHERE placement = 'remote') AS remote_h2d_gbps,
                    max(numa_distance) FILTER (WHERE placement = 'local') AS local_numa_distance,
@@ -94,7 +102,8 @@ NUMA_PENALTY = f"""
         ),
         pooled AS (
             SELECT *, remote_mean_ln - local_mean_ln AS log_ratio,
-                   CASE WHEN local_processes >= 2 AND remote_processes >= 2 THEN local_processes + remote_processes - 2 END AS df,
+                   CASE WHEN local_processes >= 2 AND remote_processes >= 2
+                       THEN local_processes + remote_processes - 2 END AS df,
                    CASE WHEN local_processes >= 2 AND remote_processes >= 2 THEN
                        sqrt(((local_processes - 1) * local_sd_ln ^ 2 + (remote_processes - 1) * remote_sd_ln ^ 2)
                             / (local_processes + remote_processes - 2)) END AS sd_ln
@@ -108,7 +117,8 @@ NUMA_PENALTY = f"""
         SELECT * EXCLUDE (se_log, t975, t80),
                exp(local_mean_ln) AS local_samples_per_s, exp(remote_mean_ln) AS remote_samples_per_s,
                CASE WHEN remote_processes > 0 AND local_processes > 0 THEN 1 - exp(log_ratio) END AS throughput_penalty,
-               CASE WHEN remote_runs > 0 AND local_runs > 0 THEN 1 - remote_h2d_gbps / local_h2d_gbps END AS h2d_penalty,
+               CASE WHEN remote_runs > 0 AND local_runs > 0 THEN 1 - remote_h2d_gbps / local_h2d_gbps END
+                   AS h2d_penalty,
                1 - exp(log_ratio + t975 * se_log) AS penalty_low,
                1 - exp(log_ratio - t975 * se_log) AS penalty_high,
                1 - exp(-(t975 + t80) * se_log) AS mde,
@@ -116,14 +126,16 @@ NUMA_PENALTY = f"""
                     WHEN local_runs = 0 THEN 'no local placement measured'
                     WHEN local_processes < 2 OR remote_processes < 2 THEN '{ONE_PROCESS}'
                     WHEN abs(log_ratio) >= t975 * se_log THEN 'measured'
-                    ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * se_log))) || '%)'
+                    ELSE 'not detectable at this noise (MDE ' ||
+                        printf('%.1f', 100 * (1 - exp(-(t975 + t80) * se_log))) || '%)'
                END AS status
         FROM bounds
         ORDER BY {_SETTINGS_ORDER}, placement_mode
 """
 
 # Which part of a NUMA penalty a paired comparison measures (the arm is what differs from the reference).
-PAIRED_PART = """CASE WHEN c.arm_node IS NOT DISTINCT FROM c.reference_node AND c.arm_pinned IS NOT DISTINCT FROM c.reference_pinned
+PAIRED_PART = """CASE WHEN c.arm_node IS NOT DISTINCT FROM c.reference_node
+                         AND c.arm_pinned IS NOT DISTINCT FROM c.reference_pinned
                     THEN 'A/A check (both arms alike)'
                     WHEN c.kind = 'memory' AND c.arm_node IS NOT DISTINCT FROM c.reference_node
                     THEN 'host memory kind (pinned vs pageable, same node)'
@@ -155,10 +167,12 @@ VIEWS = {
         pair AS (
             SELECT {", ".join(f"pr.{c}" for c in SETTINGS)}, pr.gpu_name,
                    pr.study AS process_study, pr.sweep_point AS process_sweep_point,
-                   po.study AS pool_study, po.sweep_point AS pool_sweep_point, pr.regime AS process_regime, po.regime AS pool_regime,
+                   po.study AS pool_study, po.sweep_point AS pool_sweep_point, pr.regime AS process_regime,
+                       po.regime AS pool_regime,
                    pr.local_processes AS process_local_processes, pr.remote_processes AS process_remote_processes,
                    po.local_processes AS pool_local_processes, po.remote_processes AS pool_remote_processes,
-                   pr.throughput_penalty AS process_penalty, pr.penalty_low AS process_low, pr.penalty_high AS process_high,
+                   pr.throughput_penalty AS process_penalty, pr.penalty_low AS process_low,
+                       pr.penalty_high AS process_high,
                    pr.mde AS process_mde, pr.status AS process_status,
                    po.throughput_penalty AS dma_penalty, po.penalty_low AS dma_low, po.penalty_high AS dma_high,
                    po.mde AS dma_mde, po.status AS dma_status,
@@ -182,7 +196,8 @@ VIEWS = {
                1 - exp(-(t975 + t80) * cpu_se_log) AS cpu_side_mde,
                CASE WHEN cpu_se_log IS NULL THEN '{ONE_PROCESS}'
                     WHEN abs(cpu_log_ratio) >= t975 * cpu_se_log THEN 'measured'
-                    ELSE 'not detectable at this noise (MDE ' || printf('%.1f', 100 * (1 - exp(-(t975 + t80) * cpu_se_log))) || '%)'
+                    ELSE 'not detectable at this noise (MDE ' ||
+                        printf('%.1f', 100 * (1 - exp(-(t975 + t80) * cpu_se_log))) || '%)'
                END AS cpu_side_status
         FROM bounds
         ORDER BY {_SETTINGS_ORDER.replace("sweep_point", "process_sweep_point")}
@@ -199,13 +214,15 @@ VIEWS = {
             FROM measured_runs WHERE placement_mode <> 'paired' GROUP BY ALL
         ),
         s AS (
-            SELECT * EXCLUDE (ln_rates), coalesce(len(ln_rates), 0) AS processes, exp(list_avg(ln_rates)) AS geo_mean_samples_per_s,
+            SELECT * EXCLUDE (ln_rates), coalesce(len(ln_rates), 0) AS processes,
+                exp(list_avg(ln_rates)) AS geo_mean_samples_per_s,
                    CASE WHEN len(ln_rates) >= 2 THEN list_stddev_samp(ln_rates) END AS sd_ln,
                    CASE WHEN len(ln_rates) >= 2 THEN 2 * len(ln_rates) - 2 END AS aa_df
             FROM g
         )
         SELECT s.* EXCLUDE (aa_df), sqrt(exp(sd_ln ^ 2) - 1) AS between_process_cv,
-               1 - exp(-(coalesce(tq.t975, {Z975}) + coalesce(tq.t80, {Z80})) * sd_ln * sqrt(2.0 / processes)) AS aa_mde,
+               1 - exp(-(coalesce(tq.t975, {Z975}) + coalesce(tq.t80, {Z80})) * sd_ln * sqrt(2.0 / processes))
+                   AS aa_mde,
                CASE WHEN processes < 2 THEN 'one process: no between-process spread (set test.repeats >= 2)'
                     ELSE 'measured' END AS status
         FROM s LEFT JOIN tq ON tq.df = s.aa_df
@@ -267,32 +284,39 @@ VIEWS = {
         WITH s AS (
             SELECT host, height, batch_size, execution, pinned_memory, model_name,
                    median(flops_per_sample) AS flops_per_sample, median(parameters) AS parameters,
-                   median(fwd_gpu_ms) AS gpu_ms, median(h2d_ms_median + d2h_ms_median) AS copy_ms, mode(regime) AS regime
+                   median(fwd_gpu_ms) AS gpu_ms, median(h2d_ms_median + d2h_ms_median) AS copy_ms,
+                       mode(regime) AS regime
             FROM gpu_runs WHERE fwd_gpu_ms IS NOT NULL GROUP BY ALL
         ),
         marked AS (
             SELECT *, gpu_ms > copy_ms AS compute_dominated,
                    coalesce(max(flops_per_sample) FILTER (WHERE gpu_ms <= copy_ms)
-                            OVER (PARTITION BY host, height, batch_size, execution, pinned_memory), -1) AS last_copy_flops
+                            OVER (PARTITION BY host, height, batch_size, execution, pinned_memory), -1)
+                                AS last_copy_flops
             FROM s
         ),
         agg AS (
             SELECT host, height, batch_size, execution, pinned_memory,
                    min(flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
                        AS crossover_flops_per_sample,
-                   arg_min(model_name, flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
+                   arg_min(model_name, flops_per_sample)
+                       FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
                        AS first_compute_dominated_model,
-                   arg_min(parameters, flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
+                   arg_min(parameters, flops_per_sample)
+                       FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
                        AS crossover_parameters,
-                   arg_min(gpu_ms / copy_ms, flops_per_sample) FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
+                   arg_min(gpu_ms / copy_ms, flops_per_sample)
+                       FILTER (WHERE compute_dominated AND flops_per_sample > last_copy_flops)
                        AS ratio_after,
-                   arg_max(model_name, flops_per_sample) FILTER (WHERE NOT compute_dominated) AS last_transfer_dominated_model,
+                   arg_max(model_name, flops_per_sample)
+                       FILTER (WHERE NOT compute_dominated) AS last_transfer_dominated_model,
                    max(flops_per_sample) FILTER (WHERE NOT compute_dominated) AS flops_before,
                    arg_max(gpu_ms / copy_ms, flops_per_sample) FILTER (WHERE NOT compute_dominated) AS ratio_before,
                    count(*) AS models, list(model_name || ':' || regime ORDER BY flops_per_sample) AS regimes
             FROM marked GROUP BY ALL
         )
-        SELECT host, height, batch_size, execution, pinned_memory, crossover_flops_per_sample, first_compute_dominated_model,
+        SELECT host, height, batch_size, execution, pinned_memory, crossover_flops_per_sample,
+            first_compute_dominated_model,
                crossover_parameters, last_transfer_dominated_model,
                CASE WHEN ratio_before > 0 AND ratio_after > ratio_before AND flops_before > 0 THEN
                    exp(ln(flops_before) + (0 - ln(ratio_before)) * (ln(crossover_flops_per_sample) - ln(flops_before))

@@ -97,7 +97,10 @@ class Law:
             lo, hi = float(np.min(self.x[k])), float(np.max(self.x[k]))
             d = max(lo - point[k], point[k] - hi, 0.0) / math.log(2)
             if d > worst + 1e-9:
-                worst, what = d, f"{k} {math.exp(point[k]):.3g} outside the measured {math.exp(lo):.3g}..{math.exp(hi):.3g}"
+                worst, what = (
+                    d,
+                    f"{k} {math.exp(point[k]):.3g} outside the measured {math.exp(lo):.3g}..{math.exp(hi):.3g}",
+                )
         return worst, what
 
     def predict(self, point: dict[str, float], extrapolate: bool = False) -> Estimate:

@@ -171,9 +171,19 @@ class Predictor:
         binding = max(stages, key=lambda k: stages[k].ms)
         rate, odds = _throughput(estimates, query.batch, self.draws)
         rate = (rate[0], query.batch * 1e3 / stages[binding].ms, rate[1])
-        return Prediction(query, self.host, self.machine, self.device, stages, rate, binding, regime.of_binding(binding),
-                          odds, [f"{k}: {e.beyond_what}" for k, e in estimates.items() if e.beyond > 0],
-                          self._leans_on(estimates[binding], masks[binding]))
+        return Prediction(
+            query,
+            self.host,
+            self.machine,
+            self.device,
+            stages,
+            rate,
+            binding,
+            regime.of_binding(binding),
+            odds,
+            [f"{k}: {e.beyond_what}" for k, e in estimates.items() if e.beyond > 0],
+            self._leans_on(estimates[binding], masks[binding]),
+        )
 
     def _leans_on(self, est: Estimate, mask: np.ndarray) -> list[dict[str, Any]]:
         rows = np.flatnonzero(mask)

@@ -14,7 +14,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from numa_ops.gate import GateVerdictJson
 
 GUEST_JSON = "guest.json"
 MISSING_NODE = 2  # a node the guest does not have: the planner must refuse it
@@ -74,7 +77,9 @@ def numactl_hardware() -> str:
 
 
 def _folders(outputs: Path) -> set[str]:
-    return {p.name for p in outputs.iterdir() if p.is_dir() and (p / "plan.json").exists()} if outputs.is_dir() else set()
+    return (
+        {p.name for p in outputs.iterdir() if p.is_dir() and (p / "plan.json").exists()} if outputs.is_dir() else set()
+    )
 
 
 def refusal(outputs: Path) -> dict[str, Any]:
@@ -88,12 +93,12 @@ def refusal(outputs: Path) -> dict[str, Any]:
             "new_folders": sorted(_folders(outputs) - before)}
 
 
-def gate(folder: Path) -> dict[str, Any]:
+def gate(folder: Path) -> GateVerdictJson:
     """Phase 1's gate over the rehearsal's run folder (writes its ``gate.json``)."""
     from numa_ops.gate import judge_run_folder
     from numa_ops.phases import load_phases
 
-    return judge_run_folder(folder, load_phases()["phase1_framework_validation"].gate)
+    return judge_run_folder(folder, load_phases()["phase1_framework_validation"].gate).to_json()
 
 
 def main(venv: Path, tag: str) -> int:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from numa_ops.record import PairedArm, PoolPages, RunRecord
+
 REMOTE_NODE = 1
 PENALTY_HEADING = "NUMA penalty (remote vs local"
 
@@ -66,57 +68,58 @@ def check_topology(found: Rehearsal, numactl_text: str, snapshot: dict[str, Any]
         found.problems.append(f"topology.json's distances {distances} are not the kernel's {kernel['distances']}")
 
 
-def _pages_on(proof: dict[str, Any] | None, node: int) -> bool:
+def _pages_on(proof: PoolPages | None, node: int | None) -> bool:
     """Whether a numa_maps proof puts every page of the buffer on ``node``."""
-    by_node = (proof or {}).get("by_node") or {}
-    return (proof or {}).get("source") == "numa_maps" and bool(by_node) and set(by_node) == {str(node)}
+    by_node = (proof.by_node if proof else None) or {}
+    return proof is not None and proof.source == "numa_maps" and bool(by_node) and set(by_node) == {str(node)}
 
 
-def check_record(found: Rehearsal, rec: dict[str, Any], cpu_nodes: dict[int, int]) -> None:
+def check_record(found: Rehearsal, rec: RunRecord, cpu_nodes: dict[int, int]) -> None:
     """One run: it succeeded, its launching thread ran on its bound node, its pool's pages are where planned;
     a paired run, the same of each arm. ``cpu_nodes``: CPU -> node, as the guest's topology has it."""
-    run = rec.get("run_id")
+    run = rec.run_id
     found.runs += 1
-    if not rec.get("success"):
-        found.problems.append(f"{run} failed: {rec.get('error')}")
+    if not rec.success or rec.metrics is None:
+        found.problems.append(f"{run} failed: {rec.error}")
         return
-    metrics = rec.get("metrics") or {}
-    if rec.get("placement_mode") == "paired":
-        for arm in (metrics.get("paired") or {}).get("arms") or []:
-            _check_arm(found, run, rec.get("paired"), arm, cpu_nodes)
+    metrics = rec.metrics
+    if rec.placement_mode == "paired":
+        for arm in metrics.paired.arms if metrics.paired else []:
+            _check_arm(found, run, rec.paired, arm, cpu_nodes)
         return
-    placement, pool_node = rec.get("placement"), rec.get("pool_node")
+    placement, pool_node = rec.placement, rec.pool_node
     _count_side(found, run, placement)
-    if metrics.get("launch_cpu_node") != rec.get("cpu_node"):
-        found.problems.append(f"{run}: launching thread on CPU {metrics.get('launch_cpu')} (node "
-                              f"{metrics.get('launch_cpu_node')}), not on its bound node {rec.get('cpu_node')}")
-    _check_pages(found, run, placement, metrics.get("pool_pages"), pool_node)
+    if metrics.launch_cpu_node != rec.cpu_node:
+        found.problems.append(f"{run}: launching thread on CPU {metrics.launch_cpu} (node "
+                              f"{metrics.launch_cpu_node}), not on its bound node {rec.cpu_node}")
+    _check_pages(found, run, placement, metrics.pool_pages, pool_node)
 
 
-def _count_side(found: Rehearsal, run: Any, placement: Any) -> None:
+def _count_side(found: Rehearsal, run: str, placement: str | None) -> None:
     found.local += placement == "local"
     found.remote += placement == "remote"
     if placement not in ("local", "remote"):
         found.problems.append(f"{run}: placement {placement!r}, neither local nor remote")
 
 
-def _check_pages(found: Rehearsal, run: Any, placement: Any, proof: dict[str, Any] | None, node: Any) -> None:
+def _check_pages(found: Rehearsal, run: str, placement: str | None, proof: PoolPages | None, node: int | None) -> None:
     if not _pages_on(proof, node):
-        found.problems.append(f"{run}: its pool's pages are not all on node {node}: {proof}")
+        pages = proof.model_dump() if proof else None
+        found.problems.append(f"{run}: its pool's pages are not all on node {node}: {pages}")
     elif placement == "remote" and node == REMOTE_NODE:
         found.remote_pages_proven += 1
 
 
-def _check_arm(found: Rehearsal, run: Any, kind: Any, arm: dict[str, Any], cpu_nodes: dict[int, int]) -> None:
+def _check_arm(found: Rehearsal, run: str, kind: str | None, arm: PairedArm, cpu_nodes: dict[int, int]) -> None:
     """A paired arm: its pool's pages on its pool node, and every trial's launching CPU on its thread node."""
-    name = f"{run} arm {arm.get('name')}"
-    _count_side(found, name, arm.get("placement"))
-    _check_pages(found, name, arm.get("placement"), arm.get("pool_pages"), arm.get("pool_node"))
-    cpus = arm.get("launch_cpus") or []
-    nodes = {cpu_nodes.get(c) for c in cpus}
-    if not cpus or nodes != {arm.get("thread_node")}:
+    name = f"{run} arm {arm.name}"
+    _count_side(found, name, arm.placement)
+    _check_pages(found, name, arm.placement, arm.pool_pages, arm.pool_node)
+    cpus = arm.launch_cpus
+    nodes = {None if c is None else cpu_nodes.get(c) for c in cpus}
+    if not cpus or nodes != {arm.thread_node}:
         found.problems.append(f"{name} ({kind}): launching CPUs {cpus} (nodes {sorted(nodes, key=str)}), not all on "
-                              f"its thread node {arm.get('thread_node')}")
+                              f"its thread node {arm.thread_node}")
 
 
 def check_penalties(found: Rehearsal, rows: list[dict[str, Any]], paired: list[dict[str, Any]]) -> None:
@@ -170,6 +173,7 @@ def judge(outputs: Path, guest_json: str = "guest.json") -> Rehearsal:
     """Every proof over what the guest left in ``outputs``."""
     from numa_ops import results
     from numa_ops.db.connection import db_path
+    from numa_ops.gate import GateVerdict
 
     found = Rehearsal()
     path = outputs / guest_json
@@ -185,7 +189,9 @@ def judge(outputs: Path, guest_json: str = "guest.json") -> Rehearsal:
         found.problems.append("the run made no run folder")
         return found
     topo_file = folder / "topology.json"
-    check_topology(found, guest.get("numactl_hardware") or "", json.loads(topo_file.read_text()) if topo_file.is_file() else {})
+    check_topology(
+        found, guest.get("numactl_hardware") or "", json.loads(topo_file.read_text()) if topo_file.is_file() else {}
+    )
     planned = json.loads((folder / "plan.json").read_text()).get("runs")
     snapshot = json.loads(topo_file.read_text()) if topo_file.is_file() else {}
     cpu_nodes = {cpu: n["id"] for n in snapshot.get("nodes", []) for cpu in n["cpus"]}
@@ -204,9 +210,9 @@ def judge(outputs: Path, guest_json: str = "guest.json") -> Rehearsal:
         found.report = str(index)
     else:
         found.problems.append(f"the report {index} is missing or has no NUMA penalty section")
-    gate = json.loads((folder / "gate.json").read_text()) if (folder / "gate.json").is_file() else None
-    if gate is None:
+    gate_file = folder / "gate.json"
+    if not gate_file.is_file():
         found.problems.append("the gate wrote no verdict (gate.json)")
     else:
-        found.gate = gate.get("sentence") or gate.get("summary")
+        found.gate = GateVerdict.from_json(json.loads(gate_file.read_text())).said()
     return found

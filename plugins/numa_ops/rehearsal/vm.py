@@ -50,7 +50,9 @@ class Guest:
 
 def kernel_image(boot: Path = Path("/boot")) -> Path | None:
     """The newest installed kernel image (``vmlinuz-*``), or None."""
-    images = sorted(boot.glob("vmlinuz-*"), key=lambda p: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.name)])
+    images = sorted(
+        boot.glob("vmlinuz-*"), key=lambda p: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.name)]
+    )
     return images[-1] if images else None
 
 
@@ -108,8 +110,15 @@ def find_guest(plugins: Path, outputs: Path) -> Guest:
 def guest_command(guest: Guest) -> list[str]:
     """The command the guest runs: the rehearsal's guest step, with numa-lab's environment."""
     python = guest.venv / "bin" / "python"
-    env = [f"PYTHONPATH={guest.plugins}", f"NUMA_LAB_OUTPUTS={guest.outputs}", "PYTHONDONTWRITEBYTECODE=1",
-           "PYTHONWARNINGS=ignore", "PYTHONUNBUFFERED=1", "HOME=/tmp", f"PATH={guest.venv / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"]
+    env = [
+        f"PYTHONPATH={guest.plugins}",
+        f"NUMA_LAB_OUTPUTS={guest.outputs}",
+        "PYTHONDONTWRITEBYTECODE=1",
+        "PYTHONWARNINGS=ignore",
+        "PYTHONUNBUFFERED=1",
+        "HOME=/tmp",
+        f"PATH={guest.venv / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
     env += [f"{k}={v}" for k, v in os.environ.items() if k.startswith("NUMA_LAB_") and k not in GUEST_SETTINGS]
     env += [f"{k}={v}" for k, v in GUEST_SETTINGS.items() if v is not None]
     return ["env", *env, str(python), "-m", "numa_ops.rehearsal.guest", str(guest.venv), VENV_TAG]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -19,6 +18,7 @@ from numa_ops.report import charts, guide, page
 from numa_ops.report.format import varying
 from numa_ops.report.read import ReportData, read_report_data
 from numa_ops.run_request import RunRequest
+from numa_ops.topology import TopologyJson
 
 __all__ = ["ReportData", "draw_charts", "numa_penalties", "read_report_data", "write_report"]
 
@@ -74,7 +74,7 @@ def write_report(
     title: str,
     database: Path | None = None,
     folder: str | None = None,
-    topology: dict[str, Any] | None = None,
+    topology: TopologyJson | None = None,
     lock_timeout_s: float = db.LOCK_TIMEOUT_S,
     run_folder: Path | None = None,
 ) -> Path:

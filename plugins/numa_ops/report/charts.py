@@ -46,18 +46,30 @@ def throughput_chart(lanes: pd.DataFrame) -> alt.Chart:
     base = alt.Chart(lanes).encode(
         x=alt.X("model_name:N", title="model", sort=None),
         xOffset=alt.XOffset("series:N", title="lane: execution, shape"),
-        tooltip=["experiment", alt.Tooltip("model_name:N", title="model"), "lane", "execution", "device", "placement",
-                 "regime", alt.Tooltip("rate:Q", title="samples/s", format=".4~g"),
-                 alt.Tooltip("rate_low:Q", title="95% CI low", format=".4~g"),
-                 alt.Tooltip("rate_high:Q", title="95% CI high", format=".4~g"), alt.Tooltip("ci_basis:N", title="interval"),
-                 *_EVIDENCE, alt.Tooltip("pipelined_samples_per_s:Q", title="pipelined samples/s", format=".4~g")],
+        tooltip=[
+            "experiment",
+            alt.Tooltip("model_name:N", title="model"),
+            "lane",
+            "execution",
+            "device",
+            "placement",
+            "regime",
+            alt.Tooltip("rate:Q", title="samples/s", format=".4~g"),
+            alt.Tooltip("rate_low:Q", title="95% CI low", format=".4~g"),
+            alt.Tooltip("rate_high:Q", title="95% CI high", format=".4~g"),
+            alt.Tooltip("ci_basis:N", title="interval"),
+            *_EVIDENCE,
+            alt.Tooltip("pipelined_samples_per_s:Q", title="pipelined samples/s", format=".4~g"),
+        ],
     )
     bars = base.mark_bar().encode(
         y=alt.Y("rate:Q", title="samples/s (serial; 95% CI bars)"),
         color=alt.Color("series:N", title="lane: execution, shape", legend=_WORDS),
     )
     errors = base.mark_rule(color="black").encode(y="rate_low:Q", y2="rate_high:Q")
-    return alt.layer(bars, errors, title="Throughput per model (samples/s, 95% interval)").properties(width=520, height=260)
+    return alt.layer(bars, errors, title="Throughput per model (samples/s, 95% interval)").properties(
+        width=520, height=260
+    )
 
 
 def stage_chart(lanes: pd.DataFrame) -> alt.Chart:
@@ -77,7 +89,13 @@ def stage_chart(lanes: pd.DataFrame) -> alt.Chart:
             x=alt.X("ms:Q", title="ms per batch", stack="zero"),
             color=alt.Color("stage:N", sort="ascending", title="stage"),
             order=alt.Order("stage:N"),
-            tooltip=[alt.Tooltip("model_name:N", title="model"), "lane", "stage", alt.Tooltip("ms:Q", format=".3f"), *_EVIDENCE],
+            tooltip=[
+                alt.Tooltip("model_name:N", title="model"),
+                "lane",
+                "stage",
+                alt.Tooltip("ms:Q", format=".3f"),
+                *_EVIDENCE,
+            ],
         )
         .properties(width=520)
     )
@@ -122,15 +140,31 @@ def transfer_charts(transfer: pd.DataFrame) -> dict[str, alt.Chart]:
         y=alt.Y("h2d_gbps:Q", title="H2D GB/s (median over processes)"),
         tooltip=["series", "image", alt.Tooltip("h2d_gbps:Q", format=".3g"), *evidence],
     ).properties(title="H2D bandwidth vs image size", width=420, height=220)
-    long = df.melt(id_vars=["image", "series", "processes"], value_vars=["h2d_bytes_per_sample", "d2h_bytes_per_sample"],
-                   var_name="direction", value_name="bytes")
+    long = df.melt(
+        id_vars=["image", "series", "processes"],
+        value_vars=["h2d_bytes_per_sample", "d2h_bytes_per_sample"],
+        var_name="direction",
+        value_name="bytes",
+    )
     long["direction"] = long["direction"].map({"h2d_bytes_per_sample": "H2D (host to GPU)",
                                                "d2h_bytes_per_sample": "D2H (GPU to host)"})
-    byte = alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("image:Q", title="image size (px)"), y=alt.Y("bytes:Q", title="bytes per sample", scale=alt.Scale(type="log")),
-        color=alt.Color("series:N", title="model, batch, host memory"), strokeDash=alt.StrokeDash("direction:N", title="direction"),
-        tooltip=["series", "direction", alt.Tooltip("bytes:Q", format=".3~s"), alt.Tooltip("processes:Q", title="worker processes")],
-    ).properties(title="Bytes per sample vs image size (D2H flat by design)", width=420, height=220)
+    byte = (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("image:Q", title="image size (px)"),
+            y=alt.Y("bytes:Q", title="bytes per sample", scale=alt.Scale(type="log")),
+            color=alt.Color("series:N", title="model, batch, host memory"),
+            strokeDash=alt.StrokeDash("direction:N", title="direction"),
+            tooltip=[
+                "series",
+                "direction",
+                alt.Tooltip("bytes:Q", format=".3~s"),
+                alt.Tooltip("processes:Q", title="worker processes"),
+            ],
+        )
+        .properties(title="Bytes per sample vs image size (D2H flat by design)", width=420, height=220)
+    )
     return {"h2d_vs_image": h2d, "bytes_vs_image": byte}
 
 
@@ -138,12 +172,23 @@ def compile_chart(speedups: pd.DataFrame) -> alt.Chart | None:
     """torch.compile's forward speed-up per model and mode, from the ``compile_speedup`` view."""
     if not len(speedups):
         return None
-    return alt.Chart(speedups, title="torch.compile forward speed-up over eager (median over processes)").mark_bar().encode(
-        x=alt.X("model_name:N", title="model", sort=None), xOffset=alt.XOffset("execution:N"),
-        y=alt.Y("speedup:Q", title="speed-up (x)"), color=alt.Color("execution:N", title="execution mode"),
-        tooltip=[alt.Tooltip("model_name:N", title="model"), "execution", alt.Tooltip("speedup:Q", format=".2f"),
-                 alt.Tooltip("processes:Q", title="worker processes")],
-    ).properties(width=420, height=220)
+    return (
+        alt.Chart(speedups, title="torch.compile forward speed-up over eager (median over processes)")
+        .mark_bar()
+        .encode(
+            x=alt.X("model_name:N", title="model", sort=None),
+            xOffset=alt.XOffset("execution:N"),
+            y=alt.Y("speedup:Q", title="speed-up (x)"),
+            color=alt.Color("execution:N", title="execution mode"),
+            tooltip=[
+                alt.Tooltip("model_name:N", title="model"),
+                "execution",
+                alt.Tooltip("speedup:Q", format=".2f"),
+                alt.Tooltip("processes:Q", title="worker processes"),
+            ],
+        )
+        .properties(width=420, height=220)
+    )
 
 
 def regression_chart(verdicts: pd.DataFrame) -> alt.Chart | None:
@@ -151,7 +196,9 @@ def regression_chart(verdicts: pd.DataFrame) -> alt.Chart | None:
     two 95% intervals allow as an error bar."""
     if not len(verdicts):
         return None
-    base = alt.Chart(verdicts).encode(x=alt.X("checked_at:T", title="night (first checked)", axis=alt.Axis(format="%Y-%m-%d %H:%M")))
+    base = alt.Chart(verdicts).encode(
+        x=alt.X("checked_at:T", title="night (first checked)", axis=alt.Axis(format="%Y-%m-%d %H:%M"))
+    )
     points = base.mark_point(filled=True, size=60).encode(
         y=alt.Y("change:Q", title="change vs baseline (samples/s)", axis=alt.Axis(format="%")),
         color=alt.Color("verdict:N", title="verdict"),
@@ -244,8 +291,9 @@ def scaling_chart(scaling: pd.DataFrame) -> alt.Chart | None:
     lines = base.mark_line(point=True).encode(
         y=alt.Y("ms_per_sample:Q", title="ms per sample (bar: range over processes)", scale=alt.Scale(type="log")))
     spread = base.mark_rule().encode(y="ms_per_sample_low:Q", y2="ms_per_sample_high:Q")
-    return alt.layer(lines, spread, title="Scaling: time per sample vs parameters (fits in the table below)").properties(
-        width=420, height=240)
+    return alt.layer(
+        lines, spread, title="Scaling: time per sample vs parameters (fits in the table below)"
+    ).properties(width=420, height=240)
 
 
 def crossover_chart(models: pd.DataFrame, table: pd.DataFrame) -> alt.Chart | None:
@@ -255,12 +303,23 @@ def crossover_chart(models: pd.DataFrame, table: pd.DataFrame) -> alt.Chart | No
     long = models.melt(id_vars=["series", "model_name", "flops_per_sample", "processes", "lanes"],
                        value_vars=["GPU compute", "copies (H2D + D2H)"], var_name="component", value_name="ms"
                        ).dropna(subset=["ms"])
-    lines = alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("flops_per_sample:Q", title="FLOPs per sample", scale=alt.Scale(type="log")),
-        y=alt.Y("ms:Q", title="ms per batch (median over processes)", scale=alt.Scale(type="log")),
-        color=alt.Color("series:N", title="execution, shape", legend=_WORDS), strokeDash=alt.StrokeDash("component:N", title="component"),
-        tooltip=["series", alt.Tooltip("model_name:N", title="model"), "component", alt.Tooltip("ms:Q", format=".3f"),
-                 alt.Tooltip("processes:Q", title="worker processes"), alt.Tooltip("lanes:Q", title="lanes pooled")],
+    lines = (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("flops_per_sample:Q", title="FLOPs per sample", scale=alt.Scale(type="log")),
+            y=alt.Y("ms:Q", title="ms per batch (median over processes)", scale=alt.Scale(type="log")),
+            color=alt.Color("series:N", title="execution, shape", legend=_WORDS),
+            strokeDash=alt.StrokeDash("component:N", title="component"),
+            tooltip=[
+                "series",
+                alt.Tooltip("model_name:N", title="model"),
+                "component",
+                alt.Tooltip("ms:Q", format=".3f"),
+                alt.Tooltip("processes:Q", title="worker processes"),
+                alt.Tooltip("lanes:Q", title="lanes pooled"),
+            ],
+        )
     )
     marks = table.assign(
         series=table["execution"] + ", " + table["height"].astype(str) + " px, batch " + table["batch_size"].astype(str)
@@ -284,9 +343,22 @@ def paired_chart(paired: pd.DataFrame) -> alt.Chart | None:
     beside it for memory arms; a rule at 0. One row per configuration, part measured and arms."""
     if not len(paired):
         return None
-    row = paired_configuration(paired) + " | " + paired["part"] + " | " + paired["arm_name"] + " vs " + paired["reference_name"]
-    shared = {"row": row, "verdict": paired["verdict"], "blocks": paired["blocks"], "gpu_seconds": paired["gpu_seconds"],
-              "mde": paired["mde"]}
+    row = (
+        paired_configuration(paired)
+        + " | "
+        + paired["part"]
+        + " | "
+        + paired["arm_name"]
+        + " vs "
+        + paired["reference_name"]
+    )
+    shared = {
+        "row": row,
+        "verdict": paired["verdict"],
+        "blocks": paired["blocks"],
+        "gpu_seconds": paired["gpu_seconds"],
+        "mde": paired["mde"],
+    }
     long = pd.concat([
         pd.DataFrame({**shared, "interval": "plain", "penalty": paired["penalty"], "low": paired["penalty_low"],
                       "high": paired["penalty_high"]}),
@@ -297,14 +369,24 @@ def paired_chart(paired: pd.DataFrame) -> alt.Chart | None:
         y=alt.Y("row:N", title=None, sort=None, axis=alt.Axis(labelLimit=560)),
         yOffset=alt.YOffset("interval:N", sort=["plain", "control-adjusted"]),
         color=alt.Color("interval:N", title="interval", sort=["plain", "control-adjusted"]),
-        tooltip=["row", "interval", "verdict", alt.Tooltip("penalty:Q", format=".1%"),
-                 alt.Tooltip("low:Q", title="95% CI low", format=".1%"), alt.Tooltip("high:Q", title="95% CI high", format=".1%"),
-                 alt.Tooltip("mde:Q", title="MDE", format=".1%"), alt.Tooltip("blocks:Q", title="ABBA blocks"),
-                 alt.Tooltip("gpu_seconds:Q", title="GPU seconds", format=".0f")],
+        tooltip=[
+            "row",
+            "interval",
+            "verdict",
+            alt.Tooltip("penalty:Q", format=".1%"),
+            alt.Tooltip("low:Q", title="95% CI low", format=".1%"),
+            alt.Tooltip("high:Q", title="95% CI high", format=".1%"),
+            alt.Tooltip("mde:Q", title="MDE", format=".1%"),
+            alt.Tooltip("blocks:Q", title="ABBA blocks"),
+            alt.Tooltip("gpu_seconds:Q", title="GPU seconds", format=".0f"),
+        ],
     )
-    bars = base.mark_rule(strokeWidth=3).encode(x=alt.X("low:Q", title="penalty (1 - arm / reference samples/s), 95% CI",
-                                                        axis=alt.Axis(format="%")), x2="high:Q")
+    bars = base.mark_rule(strokeWidth=3).encode(
+        x=alt.X("low:Q", title="penalty (1 - arm / reference samples/s), 95% CI", axis=alt.Axis(format="%")),
+        x2="high:Q",
+    )
     points = base.mark_point(filled=True, size=50).encode(x="penalty:Q")
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
-    return alt.layer(bars, points, zero, title="Paired NUMA penalties (arms alternated in one worker process)").properties(
-        width=420)
+    return alt.layer(
+        bars, points, zero, title="Paired NUMA penalties (arms alternated in one worker process)"
+    ).properties(width=420)

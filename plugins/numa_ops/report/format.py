@@ -9,11 +9,25 @@ import pandas as pd
 
 # Test settings a row is keyed by beyond its model, shape, execution and host memory, in words: a table or chart
 # names those that differ between its rows (numa_ops.db.views.SETTINGS: rows never pool them).
-VARYING_SETTINGS = {"host": "host", "gpu_id": "GPU", "d2h_mode": "D2H mode", "memory_size_mb": "host pool MB",
-                    "num_samples": "samples per run", "compile_model": "compile", "warmup_batches": "warm-up batches",
-                    "min_trial_s": "min trial s", "intra_op_threads": "intra-op threads", "telemetry": "telemetry",
-                    "patch_size": "patch", "heads": "heads", "mlp_dim": "MLP dim", "width": "width", "channels": "channels",
-                    "study": "study", "sweep_point": "sweep point"}
+VARYING_SETTINGS = {
+    "host": "host",
+    "gpu_id": "GPU",
+    "d2h_mode": "D2H mode",
+    "memory_size_mb": "host pool MB",
+    "num_samples": "samples per run",
+    "compile_model": "compile",
+    "warmup_batches": "warm-up batches",
+    "min_trial_s": "min trial s",
+    "intra_op_threads": "intra-op threads",
+    "telemetry": "telemetry",
+    "patch_size": "patch",
+    "heads": "heads",
+    "mlp_dim": "MLP dim",
+    "width": "width",
+    "channels": "channels",
+    "study": "study",
+    "sweep_point": "sweep point",
+}
 
 
 def varying(df: pd.DataFrame) -> dict[str, str]:
@@ -23,8 +37,17 @@ def varying(df: pd.DataFrame) -> dict[str, str]:
 
 def paired_configuration(paired: pd.DataFrame) -> pd.Series:
     """Each paired comparison's configuration in words; the settings that differ between rows named too."""
-    config = (paired["model_name"] + ", " + paired["height"].astype(str) + " px, batch " + paired["batch_size"].astype(str)
-              + ", " + paired["execution"] + ", " + paired["host_memory"])
+    config = (
+        paired["model_name"]
+        + ", "
+        + paired["height"].astype(str)
+        + " px, batch "
+        + paired["batch_size"].astype(str)
+        + ", "
+        + paired["execution"]
+        + ", "
+        + paired["host_memory"]
+    )
     for col, words in varying(paired).items():
         config = config + ", " + words + " " + paired[col].map(human)
     return config

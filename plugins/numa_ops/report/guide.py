@@ -13,6 +13,7 @@ from numa_ops.analysis import has_both as both
 from numa_ops.analysis import host_memory
 from numa_ops.report.format import paired_configuration, reason_text
 from numa_ops.report.read import ReportData
+from numa_ops.topology import TopologyJson
 
 
 def verdict_text(penalty: Any, mde: Any, status: str) -> str:
@@ -38,7 +39,9 @@ class _Naming:
 
 def _naming(data: ReportData, laws: pd.DataFrame) -> _Naming:
     frames = (data.recommendations, data.penalty, data.compile_speedup, data.crossover, data.noise)
-    memories = {host_memory(v) for frame in frames if len(frame) and "pinned_memory" in frame for v in frame["pinned_memory"]}
+    memories = {
+        host_memory(v) for frame in frames if len(frame) and "pinned_memory" in frame for v in frame["pinned_memory"]
+    }
     memories |= set(laws["host_memory"]) if len(laws) and "host_memory" in laws else set()
     return _Naming(len(memories) > 1, len(data.penalty) > 0 and both(data.penalty["placement_mode"]))
 
@@ -46,8 +49,10 @@ def _naming(data: ReportData, laws: pd.DataFrame) -> _Naming:
 def _fastest(recs: pd.DataFrame, n: _Naming) -> list[str]:
     return ["## Fastest settings per model and image size", ""] + [
         f"- **{r.model_name}** at {r.height}px: lane `{r.best_lane}` ({r.placement}), execution `{r.execution}`, batch "
-        f"{r.batch_size}{n.memory(r.pinned_memory)}: {r.samples_per_s:.0f} samples/s (median of {r.evidence_runs} run(s))."
-        for r in recs.itertuples()]
+        f"{r.batch_size}{n.memory(r.pinned_memory)}: {r.samples_per_s:.0f} samples/s (median of {r.evidence_runs} "
+        f"run(s))."
+        for r in recs.itertuples()
+    ]
 
 
 def _placement(pen: pd.DataFrame, n: _Naming, any_paired: bool = False) -> list[str]:
@@ -110,12 +115,18 @@ def _crossover_line(r: Any, n: _Naming) -> str:
     if pd.isna(r.crossover_flops_per_sample):
         return (f"- {where}: no measured model's GPU compute outlasts its copies (largest: "
                 f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
-    est = "" if pd.isna(r.crossover_flops_estimate) else f"; interpolated crossover {r.crossover_flops_estimate:.3g} FLOPs/sample"
+    est = (
+        ""
+        if pd.isna(r.crossover_flops_estimate)
+        else f"; interpolated crossover {r.crossover_flops_estimate:.3g} FLOPs/sample"
+    )
     below = ("smaller models are transfer-dominated." if isinstance(r.last_transfer_dominated_model, str) else
              f"that is the smallest of the {r.models} models measured, so the crossover lies below it: "
              "measure smaller models (or larger images) to find it.")
-    return (f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
-            f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); " + below)
+    return (
+        f"- {where}: GPU compute outlasts the H2D + D2H copies from **{r.first_compute_dominated_model}** on "
+        f"({r.crossover_flops_per_sample:.3g} FLOPs/sample, {r.crossover_parameters:.3g} parameters{est}); " + below
+    )
 
 
 def _crossovers(cross: pd.DataFrame, n: _Naming) -> list[str]:
@@ -129,8 +140,10 @@ def _laws(laws: pd.DataFrame, n: _Naming) -> list[str]:
         return []
     return ["", "## Scaling laws (time per sample vs parameters)", ""] + [
         f"- {r.experiment} {r.study} ({r.execution}, {r.image}px, batch {r.batch}"
-        f"{f', {r.host_memory} host memory' if n.name_memory else ''}, {r.models} models): {r.law}, R^2 {r.R2:.3f}: {r.regime}."
-        for r in laws.itertuples()]
+        f"{f', {r.host_memory} host memory' if n.name_memory else ''}, {r.models} models): {r.law}, R^2 {r.R2:.3f}: "
+        f"{r.regime}."
+        for r in laws.itertuples()
+    ]
 
 
 def _compile(comp: pd.DataFrame, n: _Naming) -> list[str]:
@@ -140,7 +153,10 @@ def _compile(comp: pd.DataFrame, n: _Naming) -> list[str]:
     for r in comp.itertuples():
         pays = pd.notna(r.break_even_samples) and r.break_even_samples
         after = f"pays off after {r.break_even_samples:.0f} samples" if pays else "never pays off in steady state"
-        lines.append(f"- {r.model_name} `{r.execution}`{n.memory(r.pinned_memory)}: {r.forward_speedup:.2f}x forward speed-up; {after}.")
+        lines.append(
+            f"- {r.model_name} `{r.execution}`{n.memory(r.pinned_memory)}: {r.forward_speedup:.2f}x forward speed-up; "
+            f"{after}."
+        )
     return lines
 
 
@@ -157,16 +173,24 @@ def _failures(failed: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_guide(out_dir: Path, data: ReportData, laws: pd.DataFrame, topology: dict[str, Any] | None) -> Path:
+def write_guide(out_dir: Path, data: ReportData, laws: pd.DataFrame, topology: TopologyJson | None) -> Path:
     """``best_practices.md``: the recommendations with their numbers, and what could not be measured here."""
     n = _naming(data, laws)
     lines = ["# Best practices from the measured runs", ""]
     if topology:
         lines += [f"Host `{topology.get('host')}`: {len(topology.get('nodes', []))} NUMA node(s), "
                   f"{len(topology.get('gpus', []))} GPU(s).", ""]
-    lines += (_fastest(data.recommendations, n) + _paired(data.paired) + _placement(data.penalty, n, len(data.paired) > 0)
-              + _split(data.split, n) + _noise(data.noise, n) + _crossovers(data.crossover, n) + _laws(laws, n)
-              + _compile(data.compile_speedup, n) + _failures(data.failures))
+    lines += (
+        _fastest(data.recommendations, n)
+        + _paired(data.paired)
+        + _placement(data.penalty, n, len(data.paired) > 0)
+        + _split(data.split, n)
+        + _noise(data.noise, n)
+        + _crossovers(data.crossover, n)
+        + _laws(laws, n)
+        + _compile(data.compile_speedup, n)
+        + _failures(data.failures)
+    )
     path = out_dir / "best_practices.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -179,12 +203,15 @@ def _guide_penalties(pen: pd.DataFrame, memory: Any, name_mode: bool) -> list[st
         ["_detected", "throughput_penalty"], ascending=[False, False], kind="stable")
     for r in order.itertuples():
         mode = f", {r.placement_mode} placement" if name_mode else ""
-        what = f"{r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}{mode}, {r.regime})"
+        what = (f"{r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}{mode}, "
+                f"{r.regime})")
         sides = f"{r.local_processes} local and {r.remote_processes} remote processes"
         if r.status == "measured":
             cost = (f"remote placement costs {r.throughput_penalty:.1%} of samples/s" if r.throughput_penalty >= 0
                     else f"remote placement is {-r.throughput_penalty:.1%} faster")
-            lines.append(f"- {what}: {cost} (95% CI {r.penalty_low:.1%} to {r.penalty_high:.1%}, MDE {r.mde:.1%}; {sides}).")
+            lines.append(
+                f"- {what}: {cost} (95% CI {r.penalty_low:.1%} to {r.penalty_high:.1%}, MDE {r.mde:.1%}; {sides})."
+            )
         elif pd.notna(r.mde):
             lines.append(f"- {what}: {r.status}; more processes a side (test.repeats) lower the MDE ({sides}).")
         else:

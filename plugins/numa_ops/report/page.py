@@ -15,10 +15,13 @@ import altair as alt
 import pandas as pd
 
 from numa_ops.analysis import has_both, host_memory
+from numa_ops.estimate import EstimateJson
+from numa_ops.gate import GateVerdict
 from numa_ops.report.format import interval, paired_configuration, reason_text, table_html, varying
 from numa_ops.report.guide import verdict_text
 from numa_ops.report.read import ReportData
 from numa_ops.roles import MEANING
+from numa_ops.topology import TopologyJson
 
 STYLE = """<style>body{font-family:sans-serif;margin:1.5em} table.data{border-collapse:collapse;font-size:12px}
 table.data td,table.data th{border:1px solid #ccc;padding:2px 6px} .gate-passed{color:#060} .gate-failed{color:#b00}
@@ -26,27 +29,38 @@ table.data td,table.data th{border:1px solid #ccc;padding:2px 6px} .gate-passed{
 td.reason{white-space:pre-wrap;font-family:monospace}</style>"""
 
 
-def gate_html(verdict: dict[str, Any] | None, scoped: bool) -> str:
+def gate_html(verdict: GateVerdict | None, scoped: bool) -> str:
     """The gate's verdict in its own words (gate.json's sentence), or why there is none."""
     if verdict is None:
         why = ("no gate: this run belongs to no phase" if scoped else
                "this page covers every run folder; each folder's own report shows its gate's verdict")
         return f'<p class="gate">Gate verdict: {html.escape(why)}.</p>'
-    passed = bool(verdict.get("passed"))
-    sentence = verdict.get("sentence") or verdict.get("summary") or ("passed" if passed else "FAILED")
-    problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in verdict.get("problems") or [])
-    return (f'<p class="gate gate-{"passed" if passed else "failed"}"><b>Gate verdict:</b> {html.escape(str(sentence))}</p>'
-            + (f"<ul class='gate-problems'>{problems}</ul>" if problems else ""))
+    passed = verdict.passed
+    sentence = verdict.said()
+    problems = "".join(f"<li>{html.escape(str(p))}</li>" for p in verdict.problems)
+    return (
+        f'<p class="gate gate-{"passed" if passed else "failed"}"><b>Gate verdict:</b> {html.escape(str(sentence))}</p>'
+        + (f"<ul class='gate-problems'>{problems}</ul>" if problems else "")
+    )
 
 
-def topology_html(topology: dict[str, Any] | None) -> str:
+def topology_html(topology: TopologyJson | None) -> str:
     """The host the runs were planned on: its NUMA nodes (CPUs, memory) and GPUs with their local node."""
     if not topology:
-        return "<p class='topology'>Host topology: not recorded for this page (runs from several hosts, or none saved).</p>"
+        return ("<p class='topology'>Host topology: not recorded for this page (runs from several hosts, or none "
+                "saved).</p>")
     distances = topology.get("distances") or {}
-    nodes = pd.DataFrame([{"NUMA node": n.get("id"), "CPUs": _cpu_list(n.get("cpus")), "memory MB": n.get("mem_total_mb"),
-                           "SLIT distances": " ".join(map(str, distances.get(str(n.get("id")), []))) or None}
-                          for n in topology.get("nodes", [])])
+    nodes = pd.DataFrame(
+        [
+            {
+                "NUMA node": n.get("id"),
+                "CPUs": _cpu_list(n.get("cpus")),
+                "memory MB": n.get("mem_total_mb"),
+                "SLIT distances": " ".join(map(str, distances.get(str(n.get("id")), []))) or None,
+            }
+            for n in topology.get("nodes", [])
+        ]
+    )
     gpus = pd.DataFrame([{"GPU": g.get("index"), "name": g.get("name"), "local NUMA node": g.get("numa_node"),
                           "PCI bus": g.get("pci_bus_id")} for g in topology.get("gpus", [])])
     out = (f"<h2>Host topology</h2><p>Host <code>{html.escape(str(topology.get('host')))}</code>: "
@@ -72,12 +86,12 @@ def _cpu_list(cpus: list[int] | None) -> str | None:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
-def notes(data: ReportData, topology: dict[str, Any] | None) -> list[str]:
+def notes(data: ReportData, topology: TopologyJson | None) -> list[str]:
     """What a reader must know before the numbers: the host's own notes, studies it skipped, CPU runs, failures,
     pooled settings."""
     out = list((topology or {}).get("notes", []))
-    out += [f"Study {s['study']} was not run: this host cannot give it {MEANING.get(s['role'], s['role'])} "
-            f"({s['reason']})." for s in data.skipped_studies]
+    out += [f"Study {s.study} was not run: this host cannot give it {MEANING.get(s.role, s.role)} "
+            f"({s.reason})." for s in data.skipped_studies]
     lanes = data.lanes
     if len(lanes) and (lanes["device"] == "cpu").any():
         out.append("Runs on device cpu: there is no host-to-device copy, so H2D and D2H are not measured; "
@@ -102,26 +116,48 @@ def lanes_html(lanes: pd.DataFrame) -> str:
     if not len(lanes):
         return ""
     settings = {words: lanes[col] for col, words in varying(lanes).items()}
-    shown = pd.DataFrame({
-        "experiment": lanes["experiment"], "model": lanes["model_name"], "image": lanes["image"],
-        "batch": lanes["batch_size"], "execution": lanes["execution"], "host memory": lanes["host_memory"], **settings,
-        "lane": lanes["lane"], "device": lanes["device"], "placement": lanes["placement"],
-        "placement mode": lanes["placement_mode"], "regime": lanes["regime"],
-        "samples/s": lanes["rate"], "95% CI": [interval(lo, hi) for lo, hi in zip(lanes["rate_low"], lanes["rate_high"], strict=True)],
-        "CI basis": lanes["ci_basis"], "worker processes": lanes["ok_runs"], "runs": lanes["runs"], "trials": lanes["trials"],
-        "H2D ms": lanes["h2d_ms"], "forward ms": lanes["forward_ms"], "D2H ms": lanes["d2h_ms"], "H2D GB/s": lanes["h2d_gbps"],
-        "pipelined samples/s": lanes["pipelined_samples_per_s"], "ideal samples/s": lanes["ideal_samples_per_s"],
-        "GPU forward ms": lanes["fwd_gpu_ms"], "launch share": lanes["launch_overhead_share"],
-        "FLOPs/sample": lanes["flops_per_sample"], "pooled settings": lanes["mixed_settings"].replace("", None),
-    })
+    shown = pd.DataFrame(
+        {
+            "experiment": lanes["experiment"],
+            "model": lanes["model_name"],
+            "image": lanes["image"],
+            "batch": lanes["batch_size"],
+            "execution": lanes["execution"],
+            "host memory": lanes["host_memory"],
+            **settings,
+            "lane": lanes["lane"],
+            "device": lanes["device"],
+            "placement": lanes["placement"],
+            "placement mode": lanes["placement_mode"],
+            "regime": lanes["regime"],
+            "samples/s": lanes["rate"],
+            "95% CI": [interval(lo, hi) for lo, hi in zip(lanes["rate_low"], lanes["rate_high"], strict=True)],
+            "CI basis": lanes["ci_basis"],
+            "worker processes": lanes["ok_runs"],
+            "runs": lanes["runs"],
+            "trials": lanes["trials"],
+            "H2D ms": lanes["h2d_ms"],
+            "forward ms": lanes["forward_ms"],
+            "D2H ms": lanes["d2h_ms"],
+            "H2D GB/s": lanes["h2d_gbps"],
+            "pipelined samples/s": lanes["pipelined_samples_per_s"],
+            "ideal samples/s": lanes["ideal_samples_per_s"],
+            "GPU forward ms": lanes["fwd_gpu_ms"],
+            "launch share": lanes["launch_overhead_share"],
+            "FLOPs/sample": lanes["flops_per_sample"],
+            "pooled settings": lanes["mixed_settings"].replace("", None),
+        }
+    )
     shown = shown.dropna(axis=1, how="all")
-    return ("<h2>Per model and lane (samples/s with its 95% confidence interval)</h2><p>A lane is one placement: its "
-            "repeats (worker processes <code>-r1</code>, <code>-r2</code>, ...) are one row. samples/s is the geometric "
-            "mean of the worker processes' headlines; with several processes its interval is the t interval between "
-            "them, with one it is that process's own interval over its trials (which says nothing of the noise between "
-            "processes). Runs that differ in a test setting are never one row: the columns beside the host memory name "
-            "the settings that differ between rows. A <code>paired</code> row is its reference arm's (see the paired "
-            "penalties). Stage times are medians over the processes.</p>" + table_html(shown, "data lanes"))
+    return (
+        "<h2>Per model and lane (samples/s with its 95% confidence interval)</h2><p>A lane is one placement: its "
+        "repeats (worker processes <code>-r1</code>, <code>-r2</code>, ...) are one row. samples/s is the geometric "
+        "mean of the worker processes' headlines; with several processes its interval is the t interval between "
+        "them, with one it is that process's own interval over its trials (which says nothing of the noise between "
+        "processes). Runs that differ in a test setting are never one row: the columns beside the host memory name "
+        "the settings that differ between rows. A <code>paired</code> row is its reference arm's (see the paired "
+        "penalties). Stage times are medians over the processes.</p>" + table_html(shown, "data lanes")
+    )
 
 
 def penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
@@ -130,31 +166,50 @@ def penalty_html(table: pd.DataFrame, split: pd.DataFrame) -> str:
         return ""
     shown = table.copy()
     if shown["CPU-adjusted penalty"].isna().all() and shown["control R^2"].isna().all():
-        shown = shown.drop(columns=["CPU-adjusted penalty", "adjusted CI low", "adjusted CI high", "adjusted MDE", "control R^2"])
+        shown = shown.drop(
+            columns=["CPU-adjusted penalty", "adjusted CI low", "adjusted CI high", "adjusted MDE", "control R^2"]
+        )
     shown["penalty"] = [f"{v:.3f}" if v is not None and not pd.isna(v) else verdict
                         for v, verdict in zip(shown["penalty"], shown["verdict"], strict=True)]
     three = {c: (lambda v: "-" if v is None or pd.isna(v) else f"{v:.3f}")
              for c in shown.columns if shown[c].dtype.kind == "f" or c in ("95% CI low", "95% CI high", "MDE")}
-    out = ("<h2>NUMA penalty (remote vs local samples/s, between worker processes, 95% t interval)</h2>"
-           "<p>Each run is one worker process and its headline samples/s is one draw: the penalty is 1 - exp(mean "
-           "ln remote - mean ln local) over the processes, the interval a two-sample t interval of the logs (pooled "
-           "spread), and the MDE the smallest penalty this noise lets 2 sides of this size detect (95% confidence, 80% "
-           "power). A penalty is measured when its 95% interval excludes 0 (its MDE stated beside it); where the interval holds 0 it is reported as not detectable at this noise, with the MDE; with one process a side there is no "
-           "interval (set <code>test.repeats</code> &gt;= 2). Pinned and pageable host memory, and the process and "
-           "pool placement modes, are never pooled: each has its own row.</p>"
-           + table_html(shown, "data penalty", three))
+    out = (
+        "<h2>NUMA penalty (remote vs local samples/s, between worker processes, 95% t interval)</h2>"
+        "<p>Each run is one worker process and its headline samples/s is one draw: the penalty is 1 - exp(mean "
+        "ln remote - mean ln local) over the processes, the interval a two-sample t interval of the logs (pooled "
+        "spread), and the MDE the smallest penalty this noise lets 2 sides of this size detect (95% confidence, 80% "
+        "power). A penalty is measured when its 95% interval excludes 0 (its MDE stated beside it); where the "
+        "interval holds 0 it is reported as not detectable at this noise, with the MDE; with one process a side "
+        "there is no "
+        "interval (set <code>test.repeats</code> &gt;= 2). Pinned and pageable host memory, and the process and "
+        "pool placement modes, are never pooled: each has its own row.</p>" + table_html(shown, "data penalty", three)
+    )
     if len(split):
-        parts = pd.DataFrame({
-            "model": split["model_name"], "image": split["height"], "batch": split["batch_size"],
-            "execution": split["execution"], "host memory": split["pinned_memory"].map(host_memory),
-            "process penalty": [verdict_text(p, m, st) for p, m, st in
-                                zip(split["process_penalty"], split["process_mde"], split["process_status"], strict=True)],
-            "DMA part (pool)": [verdict_text(p, m, st) for p, m, st in
-                                zip(split["dma_penalty"], split["dma_mde"], split["dma_status"], strict=True)],
-            "CPU-side part (process beyond pool)": [
-                verdict_text(p, m, st) for p, m, st in
-                zip(split["cpu_side_penalty"], split["cpu_side_mde"], split["cpu_side_status"], strict=True)],
-        })
+        parts = pd.DataFrame(
+            {
+                "model": split["model_name"],
+                "image": split["height"],
+                "batch": split["batch_size"],
+                "execution": split["execution"],
+                "host memory": split["pinned_memory"].map(host_memory),
+                "process penalty": [
+                    verdict_text(p, m, st)
+                    for p, m, st in zip(
+                        split["process_penalty"], split["process_mde"], split["process_status"], strict=True
+                    )
+                ],
+                "DMA part (pool)": [
+                    verdict_text(p, m, st)
+                    for p, m, st in zip(split["dma_penalty"], split["dma_mde"], split["dma_status"], strict=True)
+                ],
+                "CPU-side part (process beyond pool)": [
+                    verdict_text(p, m, st)
+                    for p, m, st in zip(
+                        split["cpu_side_penalty"], split["cpu_side_mde"], split["cpu_side_status"], strict=True
+                    )
+                ],
+            }
+        )
         out += ("<h2>Penalty split: DMA part and CPU-side part</h2><p>Where both placement modes were measured: "
                 "<code>pool</code> moves only the host pool (the DMA part), <code>process</code> moves the CPU and "
                 "all memory; the CPU-side part is what the process penalty adds beyond the pool's "
@@ -175,29 +230,48 @@ def paired_html(paired: pd.DataFrame) -> str:
     if not len(paired):
         return ""
     memory = paired["kind"] == "memory"
-    shown = pd.DataFrame({
-        "configuration": paired_configuration(paired), "part measured": paired["part"],
-        "arms": paired["arm_name"] + " vs " + paired["reference_name"],
-        "penalty": [_pct(p) if v == "measured" else "-" for p, v in zip(paired["penalty"], paired["verdict"], strict=True)],
-        "95% CI": [_pct_interval(lo, hi) for lo, hi in zip(paired["penalty_low"], paired["penalty_high"], strict=True)],
-        "control-adjusted penalty (95% CI)": [
-            (f"{_pct(p)} ({_pct_interval(lo, hi)})" if pd.notna(p) else "not computed") if mem
-            else "not used: the thread's node moves the control"
-            for mem, p, lo, hi in zip(memory, paired["adjusted_penalty"], paired["adjusted_penalty_low"],
-                                      paired["adjusted_penalty_high"], strict=True)],
-        "MDE": paired["mde"].map(_pct), "verdict": paired["verdict"], "blocks": paired["blocks"],
-        "GPU seconds": paired["gpu_seconds"], "stopped on": paired["stop_reason"],
-    })
-    return ("<h2>Paired NUMA penalties (arms alternated trial by trial in one worker process, 95% t interval over "
-            "blocks)</h2><p>One worker process measures two or more arms of one configuration in ABBA blocks: memory "
-            "arms move only the host pool and D2H buffers (the DMA part, the launching thread stays local), thread arms "
-            "move only the launching thread (the CPU-side part, memory stays local). The penalty is 1 - the ratio of "
-            "the arm's samples/s to the reference arm's, the mean of the blocks' differences of ln samples/s with its t "
-            "interval over the blocks; for memory arms the interval after regressing each trial on the CPU-speed "
-            "control is beside it (thread arms move the control, so they are never adjusted). A penalty is measured "
-            "when its interval excludes 0; otherwise it is not detectable at this noise, and the MDE (95% confidence, "
-            "80% power) is the smallest penalty these blocks could have found. GPU seconds: the paired trials of the "
-            "run (shared by its comparisons where it has more than two arms).</p>" + table_html(shown, "data paired"))
+    shown = pd.DataFrame(
+        {
+            "configuration": paired_configuration(paired),
+            "part measured": paired["part"],
+            "arms": paired["arm_name"] + " vs " + paired["reference_name"],
+            "penalty": [
+                _pct(p) if v == "measured" else "-" for p, v in zip(paired["penalty"], paired["verdict"], strict=True)
+            ],
+            "95% CI": [
+                _pct_interval(lo, hi) for lo, hi in zip(paired["penalty_low"], paired["penalty_high"], strict=True)
+            ],
+            "control-adjusted penalty (95% CI)": [
+                (f"{_pct(p)} ({_pct_interval(lo, hi)})" if pd.notna(p) else "not computed")
+                if mem
+                else "not used: the thread's node moves the control"
+                for mem, p, lo, hi in zip(
+                    memory,
+                    paired["adjusted_penalty"],
+                    paired["adjusted_penalty_low"],
+                    paired["adjusted_penalty_high"],
+                    strict=True,
+                )
+            ],
+            "MDE": paired["mde"].map(_pct),
+            "verdict": paired["verdict"],
+            "blocks": paired["blocks"],
+            "GPU seconds": paired["gpu_seconds"],
+            "stopped on": paired["stop_reason"],
+        }
+    )
+    return (
+        "<h2>Paired NUMA penalties (arms alternated trial by trial in one worker process, 95% t interval over "
+        "blocks)</h2><p>One worker process measures two or more arms of one configuration in ABBA blocks: memory "
+        "arms move only the host pool and D2H buffers (the DMA part, the launching thread stays local), thread arms "
+        "move only the launching thread (the CPU-side part, memory stays local). The penalty is 1 - the ratio of "
+        "the arm's samples/s to the reference arm's, the mean of the blocks' differences of ln samples/s with its t "
+        "interval over the blocks; for memory arms the interval after regressing each trial on the CPU-speed "
+        "control is beside it (thread arms move the control, so they are never adjusted). A penalty is measured "
+        "when its interval excludes 0; otherwise it is not detectable at this noise, and the MDE (95% confidence, "
+        "80% power) is the smallest penalty these blocks could have found. GPU seconds: the paired trials of the "
+        "run (shared by its comparisons where it has more than two arms).</p>" + table_html(shown, "data paired")
+    )
 
 
 def noise_html(noise: pd.DataFrame) -> str:
@@ -220,15 +294,21 @@ def noise_html(noise: pd.DataFrame) -> str:
 def crossover_html(table: pd.DataFrame) -> str:
     if not len(table):
         return ""
-    shown = pd.DataFrame({
-        "image": table["height"], "batch": table["batch_size"], "execution": table["execution"],
-        "first compute-dominated model": table["first_compute_dominated_model"].fillna("none measured"),
-        "its parameters": table["crossover_parameters"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
-        "its FLOPs/sample": table["crossover_flops_per_sample"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
-        "crossover FLOPs/sample (interpolated)": table["crossover_flops_estimate"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
-        "last transfer-dominated model": table["last_transfer_dominated_model"].fillna("-"),
-        "models": table["models"],
-    })
+    shown = pd.DataFrame(
+        {
+            "image": table["height"],
+            "batch": table["batch_size"],
+            "execution": table["execution"],
+            "first compute-dominated model": table["first_compute_dominated_model"].fillna("none measured"),
+            "its parameters": table["crossover_parameters"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+            "its FLOPs/sample": table["crossover_flops_per_sample"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+            "crossover FLOPs/sample (interpolated)": table["crossover_flops_estimate"].map(
+                lambda v: "-" if pd.isna(v) else f"{v:.3g}"
+            ),
+            "last transfer-dominated model": table["last_transfer_dominated_model"].fillna("-"),
+            "models": table["models"],
+        }
+    )
     if has_both(table["pinned_memory"].map(host_memory)):  # pinned and pageable each have their own crossover
         shown.insert(3, "host memory", table["pinned_memory"].map(host_memory))
     return ("<h2>Crossover (where the GPU's compute overtakes the H2D + D2H copies)</h2>"
@@ -254,7 +334,7 @@ def failures_html(failed: pd.DataFrame) -> str:
             f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
-def estimate_against_actual_html(estimate: dict[str, Any] | None, actual: pd.DataFrame) -> str:
+def estimate_against_actual_html(estimate: EstimateJson | None, actual: pd.DataFrame) -> str:
     """What plan_runs estimated the run folder would cost (estimate.json), beside what its runs took."""
     if not estimate:
         return ""
@@ -275,7 +355,7 @@ def estimate_against_actual_html(estimate: dict[str, Any] | None, actual: pd.Dat
             + table_html(table, "data estimate"))
 
 
-def header_html(title: str, data: ReportData, topology: dict[str, Any] | None, scoped: bool,
+def header_html(title: str, data: ReportData, topology: TopologyJson | None, scoped: bool,
                 asked: str | None = None) -> str:
     """The top of the page: the title, what the run folder was asked for (phase, DAG run, samples,
     overrides), the gate's verdict, the host's topology, the notes."""
@@ -306,7 +386,14 @@ def footer_html(data: ReportData, lanes: pd.DataFrame, penalties: pd.DataFrame, 
     elif len(lanes) and (lanes["device"] == "cuda").any() and not len(data.paired):
         out += ("<h2>NUMA penalty</h2><p>No remote placement was measured in these runs (on a host with one "
                 "NUMA node none exists), so no penalty is reported.</p>")
-    return out + laws_html(laws) + prediction_html(prediction) + noise_html(data.noise) + crossover_html(data.crossover) + failures_html(data.failures)
+    return (
+        out
+        + laws_html(laws)
+        + prediction_html(prediction)
+        + noise_html(data.noise)
+        + crossover_html(data.crossover)
+        + failures_html(data.failures)
+    )
 
 
 VL_VERSION = "_".join(alt.SCHEMA_VERSION.split(".")[:2])  # the Vega-Lite Altair writes, as vl-convert names it

@@ -12,6 +12,9 @@ import pandas as pd
 
 from numa_ops import db
 from numa_ops.db.report_queries import read_report_frames
+from numa_ops.estimate import EstimateJson
+from numa_ops.gate import GateVerdict
+from numa_ops.roles import SkippedStudy
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,9 @@ class ReportData:
     compile_speedup: pd.DataFrame
     regressions: pd.DataFrame
     paired: pd.DataFrame  # the paired_penalty view: one row per comparison of a paired run
-    gate: dict[str, Any] | None = None  # the run folder's gate.json
-    estimate: dict[str, Any] | None = None  # the run folder's estimate.json (what plan_runs expected it to cost)
-    skipped_studies: tuple[dict[str, Any], ...] = ()  # the run folder's plan.json: studies its host could not run, why
+    gate: GateVerdict | None = None  # the run folder's gate.json
+    estimate: EstimateJson | None = None  # the run folder's estimate.json (what plan_runs expected it to cost)
+    skipped_studies: tuple[SkippedStudy, ...] = ()  # the run folder's plan.json: studies its host could not run, why
     prediction_points: pd.DataFrame = field(default_factory=pd.DataFrame)  # db.prediction_points: the laws' points
 
 
@@ -59,7 +62,8 @@ def read_report_data(source: Source | None = None, folder: str | None = None, ru
     names = {f.name for f in fields(ReportData)}
     return ReportData(**{k: v for k, v in frames.items() if k in names},
                       gate=gate_verdict(run_folder), estimate=_json(run_folder, "estimate.json"),
-                      skipped_studies=tuple((_json(run_folder, "plan.json") or {}).get("skipped_studies") or ()))
+                      skipped_studies=tuple(SkippedStudy.from_json(s) for s in
+                                            (_json(run_folder, "plan.json") or {}).get("skipped_studies") or ()))
 
 
 def _json(run_folder: Path | None, name: str) -> dict[str, Any] | None:
@@ -73,14 +77,14 @@ def _json(run_folder: Path | None, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def gate_verdict(run_folder: Path | None) -> dict[str, Any] | None:
+def gate_verdict(run_folder: Path | None) -> GateVerdict | None:
     """The run folder's gate verdict: its gate.json, else judged now against its phase's gate (the DAG's gate task
     runs after the report and judges the same records the same way); None for a run of no phase."""
     if run_folder is None:
         return None
     verdict = _json(run_folder, "gate.json")
     if verdict is not None:
-        return verdict
+        return GateVerdict.from_json(verdict)
     plan = _json(run_folder, "plan.json")
     phase = (plan or {}).get("phase")
     if not phase:

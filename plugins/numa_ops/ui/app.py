@@ -62,6 +62,18 @@ def _refusal(dag_id: str, run_id: str) -> str | None:
     return "plan refused: " + " ".join(sentences) if sentences else None
 
 
+def _query(q: str, limit: int, timeout_s: float, max_bytes: int) -> tuple[sql.QueryResult | None, str | None, int]:
+    """A query's result, or its error, and the HTTP status to answer with (an empty query: nothing, 200)."""
+    if not q.strip():
+        return None, None, 200
+    try:
+        return sql.run_query(q, limit, timeout_s, max_bytes=max_bytes), None, 200
+    except sql.QueryError as exc:
+        return None, str(exc), 400
+    except (sql.NotPublishedError, sql.BusyError) as exc:
+        return None, str(exc), 503
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="numa-lab", description="Each DAG run's report and the results in SQL",
                   dependencies=[Depends(airflow_user)], docs_url=None, redoc_url=None, openapi_url=None)
@@ -90,16 +102,6 @@ def create_app() -> FastAPI:
         except files.RefusedPath as exc:
             raise HTTPException(exc.status, str(exc)) from None
         return FileResponse(path, media_type=files.media_type(path), headers=NO_STORE)
-
-    def _query(q: str, limit: int, timeout_s: float, max_bytes: int) -> tuple[sql.QueryResult | None, str | None, int]:
-        if not q.strip():
-            return None, None, 200
-        try:
-            return sql.run_query(q, limit, timeout_s, max_bytes=max_bytes), None, 200
-        except sql.QueryError as exc:
-            return None, str(exc), 400
-        except (sql.NotPublishedError, sql.BusyError) as exc:
-            return None, str(exc), 503
 
     @app.get("/sql", response_class=HTMLResponse)
     def sql_page(request: Request, q: str = "", limit: Limit = sql.DEFAULT_ROWS,

@@ -16,7 +16,8 @@ from airflow.api_fastapi.core_api import security
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-HINT = "log in to the Airflow UI first (the numa-lab pages use its session), or send an Airflow API token as 'Authorization: Bearer <token>'"
+HINT = ("log in to the Airflow UI first (the numa-lab pages use its session), or send an Airflow API token as "
+        "'Authorization: Bearer <token>'")
 
 
 async def airflow_user(

@@ -15,11 +15,14 @@ from numa_ops.ui.sql import Preset, QueryResult
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2rem 1.6rem;color:#1a202c;background:#fff}
 h1{font-size:1.4rem;margin:0 0 .8rem} h2{font-size:1.1rem;margin:1.2rem 0 .5rem}
-table{border-collapse:collapse;font-size:.88rem} th,td{border:1px solid #cbd5e0;padding:.3rem .55rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:.88rem}
+th,td{border:1px solid #cbd5e0;padding:.3rem .55rem;text-align:left;vertical-align:top}
 th{background:#edf2f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 a{color:#2b6cb0} .pass{color:#276749;font-weight:600} .fail{color:#c53030;font-weight:600} .muted{color:#718096}
 nav a{margin-right:1rem} textarea{width:100%;max-width:70rem;font-family:ui-monospace,monospace;font-size:.88rem}
-.refused{color:#c53030} .presets form{display:inline} .presets button{margin:.15rem .25rem .15rem 0;font-size:.8rem} .error{background:#fff5f5;border:1px solid #feb2b2;padding:.6rem;white-space:pre-wrap;font-family:ui-monospace,monospace}
+.refused{color:#c53030} .presets form{display:inline} .presets button{margin:.15rem .25rem .15rem 0;font-size:.8rem}
+.error{background:#fff5f5;border:1px solid #feb2b2;padding:.6rem;white-space:pre-wrap;
+  font-family:ui-monospace,monospace}
 """
 
 
@@ -73,18 +76,39 @@ def _links(root: str, f: RunFolder) -> str:
 def folders_page(root: str, folders: Sequence[RunFolder], all_runs_report: bool) -> str:
     """The nav entry's page: the all-runs report and every run folder with what was asked (DAG run, phase,
     overrides, samples), its counts, its gate verdict or refusal, and links to the files it has."""
-    report = (f'<p><a href="{_file(root, ALL_RUNS_REPORT)}">All-runs report</a> (every run in the database)</p>'
-              if all_runs_report else "<p class=muted>No all-runs report yet: it is written by a phase's report task.</p>")
+    report = (
+        f'<p><a href="{_file(root, ALL_RUNS_REPORT)}">All-runs report</a> (every run in the database)</p>'
+        if all_runs_report
+        else "<p class=muted>No all-runs report yet: it is written by a phase's report task.</p>"
+    )
     rows = "".join(
         "<tr>"
-        + (f'<td><a href="{_file(root, f.report)}">{escape(f.name)}</a></td>' if f.has_report else f"<td>{escape(f.name)}</td>")
-        + _cell(f.phase) + _cell(f.dag_run) + _cell(f.created_at) + _request(f)
-        + _cell(f.planned_runs) + _cell(f.successful_runs) + _cell(f.failed_runs) + _status(f) + _links(root, f) + "</tr>"
+        + (
+            f'<td><a href="{_file(root, f.report)}">{escape(f.name)}</a></td>'
+            if f.has_report
+            else f"<td>{escape(f.name)}</td>"
+        )
+        + _cell(f.phase)
+        + _cell(f.dag_run)
+        + _cell(f.created_at)
+        + _request(f)
+        + _cell(f.planned_runs)
+        + _cell(f.successful_runs)
+        + _cell(f.failed_runs)
+        + _status(f)
+        + _links(root, f)
+        + "</tr>"
         for f in folders
     )
-    table = ("<table id=folders><thead><tr><th>run folder (report)</th><th>phase</th><th>DAG run</th><th>planned at</th>"
-             "<th>overrides</th><th>num_samples</th><th>planned</th><th>succeeded</th><th>failed</th><th>gate</th>"
-             f"<th>files</th></tr></thead><tbody>{rows}</tbody></table>") if folders else "<p class=muted>No run folders yet.</p>"
+    table = (
+        (
+            "<table id=folders><thead><tr><th>run folder (report)</th><th>phase</th><th>DAG run</th><th>planned at</th>"
+            "<th>overrides</th><th>num_samples</th><th>planned</th><th>succeeded</th><th>failed</th><th>gate</th>"
+            f"<th>files</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+        if folders
+        else "<p class=muted>No run folders yet.</p>"
+    )
     return _page("numa-lab: run folders", root, report + f"<h2>Run folders ({len(folders)})</h2>" + table)
 
 
@@ -127,12 +151,16 @@ def sql_page(root: str, presets: Iterable[Preset], sql: str, limit: int, timeout
         f'<form method=get action="{root}sql"><input type=hidden name=q value="{escape(p.sql)}">{limits}'
         f'<button type=submit title="{escape(p.sql)}">{escape(p.title)}</button></form>'
         for p in presets)
-    form = (f'<div class=presets><b>Examples (docs/database.md):</b><br>{buttons or "<span class=muted>none shipped</span>"}</div>'
-            f'<form method=get action="{root}sql" id=query>'
-            f'<p><textarea name=q rows=7 placeholder="SELECT ... FROM runs">{escape(sql)}</textarea></p>'
-            f'<label>row limit <input type=number name=limit min=1 max=10000 value="{limit}"></label> '
-            f'<label>time limit (s) <input type=number name=timeout_s min=0.1 max=60 step=0.1 value="{timeout_s:g}"></label> '
-            '<button type=submit id=run>Run</button></form>')
+    form = (
+        f"<div class=presets><b>Examples "
+        f"(docs/database.md):</b><br>{buttons or '<span class=muted>none shipped</span>'}</div>"
+        f'<form method=get action="{root}sql" id=query>'
+        f'<p><textarea name=q rows=7 placeholder="SELECT ... FROM runs">{escape(sql)}</textarea></p>'
+        f'<label>row limit <input type=number name=limit min=1 max=10000 value="{limit}"></label> '
+        f'<label>time limit (s) <input type=number name=timeout_s min=0.1 max=60 step=0.1 '
+        f'value="{timeout_s:g}"></label> '
+        "<button type=submit id=run>Run</button></form>"
+    )
     out = ""
     if error:
         out = f"<h2>Refused or failed</h2><div class=error id=error>{escape(error)}</div>"

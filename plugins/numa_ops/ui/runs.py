@@ -24,7 +24,11 @@ REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused afte
 SUMMARY_FILES = ("experiment_summary.json", "plan.json", "estimate.json")
 ALL_RUNS_REPORT = "report/index.html"
 REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused after its plan was written
-SUMMARY_FILES = ("experiment_summary.json", "plan.json", "estimate.json")  # under outputs/ itself: the cumulative report
+SUMMARY_FILES = (
+    "experiment_summary.json",
+    "plan.json",
+    "estimate.json",
+)  # under outputs/ itself: the cumulative report
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,9 @@ def server_paths() -> list[list[str]]:
     return [[path, name] for path, name in names.items() if path not in ("", "/")]
 
 
-def _answer(stdout: bytes, max_bytes: int, returncode: int | None) -> tuple[list[str], list[tuple[Any, ...]], str | None]:
+def _answer(
+    stdout: bytes, max_bytes: int, returncode: int | None
+) -> tuple[list[str], list[tuple[Any, ...]], str | None]:
     """The sandbox's answer lines as (columns, rows, cut); QueryError with its sentence if it refused."""
     if len(stdout) > max_bytes + 2**20:  # the sandbox keeps to its cap; never trust a runaway answer
         raise QueryError(f"refused: the answer passed the {max_bytes / 2**20:g} MB cap")

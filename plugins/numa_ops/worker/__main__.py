@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from numa_ops import settings
 from numa_ops.worker import protocol
@@ -25,7 +25,7 @@ from numa_ops.worker.protocol import emit
 if TYPE_CHECKING:
     import torch
 
-    from numa_ops.results import Record
+    from numa_ops.record import Environment, RunRecord
     from numa_ops.specs import RunSpec
     from numa_ops.worker.launch_thread import LaunchCore
 
@@ -39,9 +39,9 @@ class Worker:
     device: torch.device | None  # None: a GPU was asked for but CUDA is not available
     fake_gpu: bool  # a simulated GPU measured on the CPU (tests of multi-GPU scheduling)
     core: LaunchCore | None
-    environment: dict[str, Any]
+    environment: Environment
     startup_s: float
-    profile: dict[str, Any]  # the supervisor's note on the nsys session
+    profile: settings.ProfileNote  # the supervisor's note on the nsys session
     arm_cores: dict[int, LaunchCore] | None = None  # paired thread arms: held launching cores, by node
 
 
@@ -105,7 +105,7 @@ def _start(folder_path: Path, specs: list[RunSpec], started: float) -> Worker:
 
 
 def _measure_into(
-    record: Record, spec: RunSpec, worker: Worker, before_timing: Callable[[], None] | None
+    record: RunRecord, spec: RunSpec, worker: Worker, before_timing: Callable[[], None] | None
 ) -> None:
     """Measure one run into ``record``: its metrics, or why it failed (out of memory said so)."""
     import torch
@@ -117,41 +117,41 @@ def _measure_into(
             raise RuntimeError(f"GPU {worker.gpu_id} was requested but CUDA is not available in the worker")
         metrics = measure_run(spec, worker.device, nvml_index=worker.gpu_id, before_timing=before_timing,
                               core=worker.core, arm_cores=worker.arm_cores)
-        record.update(success=True, error=None, device=metrics["device"], metrics=metrics)
+        record.success, record.error, record.device, record.metrics = True, None, metrics.device, metrics
     except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the lane goes on
         text = str(exc).lower()
         oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
         reason = f"{'out of memory' if oom else type(exc).__name__}: {exc}".strip()
-        record.update(success=False, error=reason[:2000], device=str(worker.device), metrics=None)
+        record.success, record.error, record.device, record.metrics = False, reason[:2000], str(worker.device), None
         if oom:
-            record["failed_batch_size"] = spec.test.batch_size
-        record["traceback"] = traceback.format_exc(limit=8)
+            record.failed_batch_size = spec.test.batch_size
+        record.traceback = traceback.format_exc(limit=8)
         if worker.device is not None and worker.device.type == "cuda":
             torch.cuda.empty_cache()
 
 
-def _run_one(spec: RunSpec, worker: Worker) -> Record:
+def _run_one(spec: RunSpec, worker: Worker) -> RunRecord:
     """Measure one run (a pattern's run waits for its other GPUs first) and write its record."""
     from numa_ops import results
     from numa_ops.worker import coordination
 
     emit(protocol.START, run_id=spec.run_id, model=spec.model.name)
-    record = results.base_record(spec, worker.environment)
-    record["started_at"] = results.now()
+    record = results.base_record(spec, worker.environment, started_at=results.now())
     t0 = time.perf_counter()
     pattern = coordination.PatternRun(worker.folder_path, spec, emit) if spec.exclusive else None
     _measure_into(record, spec, worker, pattern and pattern.before_timing)
-    if record["success"] and pattern and pattern.lock_wait_s is not None:
-        record["metrics"]["pattern_lock_wait_s"] = pattern.lock_wait_s
+    if record.metrics is not None and pattern and pattern.lock_wait_s is not None:
+        record.metrics.pattern_lock_wait_s = pattern.lock_wait_s
     group = pattern.finish() if pattern else None
-    record.update(duration=time.perf_counter() - t0, finished_at=results.now(), environment=worker.environment,
-                  worker_startup_s=worker.startup_s)
+    record.duration, record.finished_at = time.perf_counter() - t0, results.now()
+    record.environment = worker.environment
+    record.worker_startup_s = worker.startup_s
     if group is not None:
-        record["group"] = group
+        record.group = group
     if worker.fake_gpu:
-        record["fake_gpu"] = True
-    record["profile"] = worker.profile
-    results.write_json_atomic(results.record_path(worker.folder_path, spec.run_id), record)
+        record.fake_gpu = True
+    record.profile = worker.profile
+    results.write_record(worker.folder_path, record)
     return record
 
 
@@ -177,11 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             emit(protocol.SKIP, run_id=spec.run_id, reason=claim)
             continue
         record = _run_one(spec, worker)
-        failures += not record["success"]
+        failures += not record.success
         if claim is not None:
             claim.release()
-        emit(protocol.END, run_id=spec.run_id, success=record["success"], duration=record["duration"],
-             samples_per_s=(record.get("metrics") or {}).get("samples_per_s"), error=record.get("error"))
+        emit(protocol.END, run_id=spec.run_id, success=record.success, duration=record.duration,
+             samples_per_s=record.samples_per_s, error=record.error)
     for core in {id(c): c for c in [worker.core, *(worker.arm_cores or {}).values()] if c is not None}.values():
         core.release()
     emit(protocol.DONE, failures=failures, total_s=time.perf_counter() - started)

@@ -17,7 +17,6 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,6 +24,7 @@ from numa_ops.specs import Arm, RunSpec
 from numa_ops.topology import parse_cpulist
 from numa_ops.worker.engine import SLOTS, Engine
 from numa_ops.worker.launch_thread import LaunchCore, pin_launching_thread
+from numa_ops.worker.metric_types import ArmSummaryJson, MetricsJson, PartnerAnswer, PartnerRequest, PoolPagesJson
 from numa_ops.worker.pages import placement_proof
 from numa_ops.worker.pool import BoundBuffer, HostPool
 
@@ -57,7 +57,7 @@ class ArmBuffers:
 
     pool: HostPool
     host_out: list[list[torch.Tensor]] | None
-    pages: dict[str, Any]
+    pages: PoolPagesJson
     outputs: list[BoundBuffer] = field(default_factory=list)
 
     def close(self) -> None:
@@ -94,10 +94,10 @@ def memory_buffers(spec: RunSpec, engine: Engine, pools: list[HostPool]) -> list
     return out
 
 
-def arm_summary(arm: Arm) -> dict[str, Any]:
+def arm_summary(arm: Arm) -> ArmSummaryJson:
     """What the record says of an arm before its numbers."""
-    return {"name": arm.name, "node": arm.node, "pinned": arm.pinned, "placement": arm.placement,
-            "numa_distance": arm.numa_distance}
+    return ArmSummaryJson(name=arm.name, node=arm.node, pinned=arm.pinned, placement=arm.placement,
+                          numa_distance=arm.numa_distance)
 
 
 class PartnerProcess:
@@ -113,7 +113,7 @@ class PartnerProcess:
                                      text=True, env=dict(os.environ))
         self._ask({"spec": spec.to_json(), "node": node}, expect="ready")
 
-    def _ask(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+    def _ask(self, message: PartnerRequest, expect: str) -> PartnerAnswer:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(json.dumps(message) + "\n")
@@ -135,11 +135,11 @@ class PartnerProcess:
     def sizes(self, sizes: dict[str, int]) -> None:
         self._ask({"sizes": sizes}, expect="ok")
 
-    def trial(self, pipelined: bool) -> dict[str, Any]:
+    def trial(self, pipelined: bool) -> PartnerAnswer:
         """One trial in the partner: its serial rate, CPU-speed control, launching CPU and length."""
         return self._ask({"trial": {"pipelined": pipelined}}, expect="rate")
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> MetricsJson:
         """The partner's copy pass and metrics; it exits after."""
         metrics = self._ask({"finish": True}, expect="metrics")["metrics"]
         self.close()

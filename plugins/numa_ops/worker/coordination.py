@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict
 
 from filelock import FileLock, Timeout
 
@@ -59,12 +59,12 @@ def claim(folder_path: Path, spec: RunSpec, since: float) -> FileLock | str:
     except ValueError:
         record = None
     if record is not None:
-        where = record.get("lane")
+        where = record.lane
         mtime = results.record_path(folder_path, run_id).stat().st_mtime
-        if record.get("success"):
+        if record.success:
             verdict = f"already measured on {where}"
         elif mtime >= since:
-            verdict = f"already failed on {where} in this attempt: {record.get('error')}"
+            verdict = f"already failed on {where} in this attempt: {record.error}"
         else:
             verdict = ""
         if verdict:
@@ -86,8 +86,8 @@ def _failed_since(folder_path: Path, run_id: str, since: float) -> str | None:
         record = results.read_record(path)
     except (OSError, ValueError):
         return None
-    if record and not record.get("success"):
-        return str(record.get("error"))
+    if record and not record.success:
+        return str(record.error)
     return None
 
 
@@ -126,14 +126,30 @@ class _Arrival:
                 leave_barrier(self.folder_path, self.spec)
                 raise BarrierTimeout(
                     f"barrier of group {self.group.id}: {what} within {limit_s:.0f} s (hardware.barrier_timeout_s; "
-                    "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the number of GPUs in patterns)"
+                    "a pattern's GPUs must be measured at once: max_workers / max_lanes at least the number of GPUs "
+                    "in patterns)"
                 )
             time.sleep(POLL_S)
 
 
+class BarrierJson(TypedDict, total=False):
+    """What a pattern's run records under ``group``: the members, who led, who was absent, when it was released
+    (and, for the leader, who had not finished measuring); a run that never passed the barrier: id and lanes."""
+
+    id: Required[str]
+    lanes: Required[list[str]]
+    size: int
+    leader: str
+    absent: list[str]
+    arrived_at: float
+    released_at: float
+    waited_s: float
+    stragglers: list[str]
+
+
 def wait_at_barrier(
     folder_path: Path, spec: RunSpec, timeout_s: float, on_all_arrived: Callable[[], None] | None = None
-) -> dict[str, Any]:
+) -> BarrierJson:
     """Arrive at the run's group barrier and wait for the other lanes; returns what to record.
 
     When every member has arrived, the pattern's first lane calls ``on_all_arrived`` (it takes the
@@ -165,16 +181,16 @@ def wait_at_barrier(
         arrival.wait(f"lane {leader} did not say go",
                      lambda: go.exists() and go.stat().st_mtime >= arrival.arrived_at, timeout_s + GO_GRACE_S)
     released_at = time.time()
-    return {
-        "id": group.id,
-        "lanes": sorted(group.runs),
-        "size": len(group.runs),
-        "leader": leader,
-        "absent": absent,
-        "arrived_at": arrival.arrived_at,
-        "released_at": released_at,
-        "waited_s": released_at - arrival.arrived_at,
-    }
+    return BarrierJson(
+        id=group.id,
+        lanes=sorted(group.runs),
+        size=len(group.runs),
+        leader=leader,
+        absent=absent,
+        arrived_at=arrival.arrived_at,
+        released_at=released_at,
+        waited_s=released_at - arrival.arrived_at,
+    )
 
 
 def take_pattern_lock(timeout_s: float) -> tuple[FileLock, float]:
@@ -195,7 +211,7 @@ def mark_done(folder_path: Path, spec: RunSpec) -> None:
     results.write_json_atomic(_barrier_dir(folder_path, spec.group.id) / f"{spec.lane}.done", {"at": time.time()})
 
 
-def wait_done(folder_path: Path, spec: RunSpec, group: dict[str, Any], timeout_s: float) -> list[str]:
+def wait_done(folder_path: Path, spec: RunSpec, group: BarrierJson, timeout_s: float) -> list[str]:
     """The leader waits until the pattern's other lanes finished measuring; returns those that did not.
 
     A member is waited for until its ``.done`` mark appears, or its run's record says it failed in
@@ -251,7 +267,7 @@ class PatternRun:
     def __init__(self, folder_path: Path, spec: RunSpec, notify: Callable[..., None]):
         self.folder_path, self.spec, self.notify = folder_path, spec, notify
         self.wait_s = float(spec.barrier_timeout_s or spec.test.timeout_s)
-        self.group: dict[str, Any] = {}  # what the barrier said, once passed
+        self.group: BarrierJson | None = None  # what the barrier said, once passed
         self.lock: FileLock | None = None
         self.lock_wait_s: float | None = None
 
@@ -263,13 +279,13 @@ class PatternRun:
         self.notify(protocol.WAITING, run_id=self.spec.run_id, limit_s=self.wait_s)
         try:
             if self.spec.group:
-                self.group.update(wait_at_barrier(self.folder_path, self.spec, self.wait_s, on_all_arrived=self._take_lock))
+                self.group = wait_at_barrier(self.folder_path, self.spec, self.wait_s, on_all_arrived=self._take_lock)
             else:
                 self._take_lock()
         finally:
             self.notify(protocol.TIMING, run_id=self.spec.run_id)
 
-    def finish(self) -> dict[str, Any] | None:
+    def finish(self) -> BarrierJson | None:
         """After measuring (or failing): members say done, the leader waits for them, locks and marks go.
 
         Returns what the record keeps under ``group`` (None for a single-GPU run).
@@ -284,4 +300,4 @@ class PatternRun:
         if not spec.group:
             return None
         leave_barrier(self.folder_path, spec)
-        return self.group or {"id": spec.group.id, "lanes": sorted(spec.group.runs)}
+        return self.group or BarrierJson(id=spec.group.id, lanes=sorted(spec.group.runs))

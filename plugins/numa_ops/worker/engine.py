@@ -20,7 +20,6 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ import torch
 from numa_ops.config import TestConfig, VitConfig
 from numa_ops.worker.gating import SLACK_MS, SpinGate, copies_per_event, spin_for
 from numa_ops.worker.launch_thread import control_rate
+from numa_ops.worker.metric_types import CopyPassJson, PoolPagesJson
 from numa_ops.worker.model import build_model
 from numa_ops.worker.pages import placement_proof
 from numa_ops.worker.pool import HostPool
@@ -67,7 +67,12 @@ class Engine:
     """Everything one run needs, built once: pool, model, buffers, streams, events, forwards per slot."""
 
     def __init__(
-        self, model: VitConfig, test: TestConfig, device: torch.device, placement_mode: str = "process", pool_node: int = 0,
+        self,
+        model: VitConfig,
+        test: TestConfig,
+        device: torch.device,
+        placement_mode: str = "process",
+        pool_node: int = 0,
         pool: HostPool | None = None,
     ):
         """``pool_node``: where the host pool goes in ``pool`` placement (in ``process`` placement numactl has put
@@ -127,7 +132,7 @@ class Engine:
         self.pool.close()
 
     def use_buffers(
-        self, pool: HostPool, host_out: list[list[torch.Tensor]] | None, pool_pages: dict[str, Any]
+        self, pool: HostPool, host_out: list[list[torch.Tensor]] | None, pool_pages: PoolPagesJson
     ) -> None:
         """Copy from ``pool`` and into ``host_out`` (each slot's D2H destinations; None: keep the current ones) from
         the next batch on: a paired memory arm switched in between trials."""
@@ -290,7 +295,9 @@ class Engine:
                 ev[5].record(s)
                 c5 = clock()
                 ev[5].synchronize()
-                for k, (a, b), (t0, t1) in zip(STAGES, ((0, 1), (2, 3), (4, 5)), ((c0, c1), (c2, c3), (c4, c5)), strict=True):
+                for k, (a, b), (t0, t1) in zip(
+                    STAGES, ((0, 1), (2, 3), (4, 5)), ((c0, c1), (c2, c3), (c4, c5)), strict=True
+                ):
                     gpu[k].append(ev[a].elapsed_time(ev[b]))
                     issue[k].append((t1 - t0) * 1e3)
                     if (k != "h2d" or gate_h2d) and issue[k][-1] > spins[k] - _MISS_SLACK:
@@ -328,13 +335,13 @@ class Engine:
         torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
-    def copy_bandwidth(self, reps: int = 11) -> dict[str, Any]:
+    def copy_bandwidth(self, reps: int = 11) -> CopyPassJson:
         """Back-to-back copies between the bound pool and the GPU, many per event pair, gated: GB/s."""
         if not self.cuda:
-            return {"h2d_gbps": None, "d2h_gbps": None}
+            return CopyPassJson(h2d_gbps=None, d2h_gbps=None)
         assert self.gate is not None, "warmup() sizes the gate first"
         s, e0, e1 = self.stream, self.stage_events[0], self.stage_events[1]
-        out: dict[str, Any] = {"gate_misses": 0}
+        out = CopyPassJson(gate_misses=0)
         pinned = self.pool.pinned
 
         def h2d(j: int) -> None:
@@ -345,7 +352,10 @@ class Engine:
                 dst.copy_(src, non_blocking=True)
 
         with torch.inference_mode(), torch.cuda.stream(s):
-            for name, copy, nbytes, gated in (("h2d", h2d, self.pool.batch_bytes, pinned), ("d2h", d2h, self.d2h_bytes, True)):
+            for name, copy, nbytes, gated in (
+                ("h2d", h2d, self.pool.batch_bytes, pinned),
+                ("d2h", d2h, self.d2h_bytes, True),
+            ):
                 e0.record(s)
                 copy(0)
                 e1.record(s)

@@ -9,14 +9,15 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from numa_ops import settings
+from numa_ops.record import Binding, Environment
 
 
-def binding() -> dict[str, Any]:
+def binding() -> Binding:
     """The CPUs and memory nodes this process may use, as the kernel reports them."""
-    found: dict[str, Any] = {"cpus_allowed": None, "mems_allowed": None}
+    found: dict[str, str | None] = {"cpus_allowed": None, "mems_allowed": None}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Cpus_allowed_list:"):
@@ -26,11 +27,19 @@ def binding() -> dict[str, Any]:
     except OSError:
         pass
     found["numactl"] = settings.worker_binding()
-    return found
+    return Binding(**found)
 
 
-def _nvml(index: int | None) -> dict[str, Any]:
-    info: dict[str, Any] = {"driver": None, "gpu_name": None, "pci_bus_id": None}
+class _GpuFacts(TypedDict):
+    """What NVML says of the GPU (each None where NVML cannot say)."""
+
+    driver: str | None
+    gpu_name: str | None
+    pci_bus_id: str | None
+
+
+def _nvml(index: int | None) -> _GpuFacts:
+    info = _GpuFacts(driver=None, gpu_name=None, pci_bus_id=None)
     if index is None:
         return info
     try:
@@ -55,7 +64,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def environment(gpu_id: int | None) -> dict[str, Any]:
+def environment(gpu_id: int | None) -> Environment:
     """Host, Python, torch, CUDA and GPU facts for a record."""
     import torch
 
@@ -75,7 +84,7 @@ def environment(gpu_id: int | None) -> dict[str, Any]:
     env.update(_nvml(gpu_id))
     if torch.cuda.is_available() and gpu_id is not None:
         env["gpu_name"] = env["gpu_name"] or torch.cuda.get_device_name(0)
-    return env
+    return Environment.model_validate(env)
 
 
 def _cpu_model() -> str | None:

@@ -9,8 +9,9 @@
   then; it never moves inside a trial.
 - **A CPU-speed control.** A fixed CPU-side yardstick (a loop of tiny CPU tensor operations: the
   same Python and dispatcher path a kernel launch takes, without touching the GPU) timed beside every
-  trial and in short samples inside its serial pass (their time left out of the pass's). The GPU hosts are VMs whose vCPUs differ in speed by core and over time: a launch-bound
-  throughput moves with this rate, so the record carries it to flag and to adjust comparisons.
+  trial and in short samples inside its serial pass (their time left out of the pass's). The GPU hosts are
+  VMs whose vCPUs differ in speed by core and over time: a launch-bound throughput moves with this rate, so
+  the record carries it to flag and to adjust comparisons.
 - **Disturbances.** Per trial: involuntary context switches of the thread, its CPU migrations, and
   the steal time of its core (the hypervisor running someone else).
 """
@@ -22,10 +23,11 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
+
+from numa_ops.worker.metric_types import DisturbanceJson, LaunchCoreJson
 
 CONTROL_OPS = 1000  # tensor operations per control sample (about 3-6 ms on a server core)
 CONTROL_SAMPLES = 5
@@ -84,12 +86,16 @@ class Disturbance:
         usage = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
         return cls(cpu, usage.ru_nivcsw, _read_migrations(), _read_steal_ticks(cpu))
 
-    def since(self) -> dict[str, Any]:
+    def since(self) -> DisturbanceJson:
         later = Disturbance.now(self.cpu)
         return {
             "involuntary_switches": later.nivcsw - self.nivcsw,
-            "migrations": None if later.migrations is None or self.migrations is None else later.migrations - self.migrations,
-            "steal_ms": None if later.steal is None or self.steal is None else (later.steal - self.steal) * 1000 / _CLK_TCK,
+            "migrations": None
+            if later.migrations is None or self.migrations is None
+            else later.migrations - self.migrations,
+            "steal_ms": None
+            if later.steal is None or self.steal is None
+            else (later.steal - self.steal) * 1000 / _CLK_TCK,
         }
 
 
@@ -139,7 +145,7 @@ class LaunchCore:
         self.cpu = best
         return best
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> LaunchCoreJson:
         return {"cpu": self.cpu, "held": self.held, "hops": self.hops,
                 "candidates_ops_per_s": {str(k): round(v) for k, v in self.rates.items()},
                 "taken_by_other_workers": self.taken_by_others, "allowed_cpus": len(self.allowed), "note": self.note}

@@ -21,23 +21,35 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from numa_ops import regime
 from numa_ops.config import TestConfig
+from numa_ops.record import RunMetrics
 from numa_ops.specs import RunSpec
 from numa_ops.worker import flops
 from numa_ops.worker.engine import SLOTS, STAGES, Engine
 from numa_ops.worker.launch_thread import Disturbance, LaunchCore, control_rate
+from numa_ops.worker.metric_types import (
+    BindingJson,
+    BreakEvenJson,
+    CopyMetricsJson,
+    CopyPassJson,
+    CpuMetricsJson,
+    DisturbanceJson,
+    EngineMetricsJson,
+    Interval,
+    MetricsJson,
+    StageMetricsJson,
+    TrialMetricsJson,
+)
 from numa_ops.worker.stats import StoppingRule, confidence_interval, percentiles
 from numa_ops.worker.telemetry import Telemetry, empty
 
 MAX_STAGE_BATCHES = 20  # gated batches per trial: enough for stage medians, each batch pays its spins
 CONTROL_FLAG = 0.10  # a trial whose CPU-speed control is this far from the run's median is flagged
-Metrics = dict[str, Any]  # a run record's metrics, or a part of them (the JSON the record keeps)
 
 
 def current_cpu() -> int | None:
@@ -68,12 +80,12 @@ def stopping_rule(test: TestConfig) -> StoppingRule:
     )
 
 
-def _passes_for(seconds: float, min_trial_s: float) -> int:
+def passes_for(seconds: float, min_trial_s: float) -> int:
     """Whole passes a trial needs to last ``min_trial_s`` (one pass took ``seconds``)."""
     return max(1, math.ceil(min_trial_s / seconds)) if seconds > 0 else 1
 
 
-def _binding(gpu: dict[str, list[float]], issue_batch: list[float], cuda: bool) -> Metrics:
+def binding(gpu: dict[str, list[float]], issue_batch: list[float], cuda: bool) -> BindingJson:
     """The stage that bounds the pipelined rate, with its margin over the next and whether it is clear.
 
     Clear: the binding stage's median exceeds the next one's by more than the larger of their relative
@@ -83,7 +95,9 @@ def _binding(gpu: dict[str, list[float]], issue_batch: list[float], cuda: bool) 
         return {"binding_stage": None, "binding_margin": None, "binding_clear": None, "regime": None}
     series = {k: gpu[k] for k in STAGES} | {"cpu_issue": issue_batch}
     med = {k: float(np.median(v)) for k, v in series.items() if v}
-    iqr = {k: float(np.subtract(*np.percentile(v, [75, 25]))) / med[k] if med[k] else 0.0 for k, v in series.items() if v}
+    iqr = {
+        k: float(np.subtract(*np.percentile(v, [75, 25]))) / med[k] if med[k] else 0.0 for k, v in series.items() if v
+    }
     ranked = sorted(med, key=med.__getitem__, reverse=True)
     top, second = ranked[0], ranked[1]
     margin = med[top] / med[second] - 1 if med[second] else math.inf
@@ -91,7 +105,7 @@ def _binding(gpu: dict[str, list[float]], issue_batch: list[float], cuda: bool) 
             "regime": regime.of_binding(top)}
 
 
-def _flags(controls: list[float], disturbances: list[dict[str, Any]], trial_s: list[float]) -> list[list[str]]:
+def trial_flags(controls: list[float], disturbances: list[DisturbanceJson], trial_s: list[float]) -> list[list[str]]:
     """Per trial, what makes it suspect: the CPU slower or faster than the run's norm, the thread
     switched out, moved, or its core's time stolen."""
     norm = float(np.median(controls)) if controls else 0.0
@@ -117,7 +131,7 @@ def measure_run(
     before_timing: Callable[[], None] | None = None,
     core: LaunchCore | None = None,
     arm_cores: dict[int, LaunchCore] | None = None,
-) -> Metrics:
+) -> RunMetrics:
     """Measure one run spec on ``device`` and return its metrics.
 
     ``before_timing`` is called once the run is built and warmed up, just before the timed trials
@@ -131,10 +145,10 @@ def measure_run(
     if spec.placement_mode == "paired":
         from numa_ops.worker.paired import measure_paired
 
-        return measure_paired(spec, device, nvml_index, before_timing, core, arm_cores)
+        return RunMetrics.model_validate(measure_paired(spec, device, nvml_index, before_timing, core, arm_cores))
     engine = Engine(spec.model, spec.test, device, spec.placement_mode, spec.host_pool_node)
     try:
-        return _measure(spec, engine, nvml_index, before_timing, core)
+        return RunMetrics.model_validate(_measure(spec, engine, nvml_index, before_timing, core))
     finally:
         engine.close()
 
@@ -159,7 +173,7 @@ class Trials:
     gpu: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in STAGES})  # gated stage times, ms
     issue: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in STAGES})  # CPU issue times, ms
     controls: list[float] = field(default_factory=list)
-    disturbances: list[dict[str, Any]] = field(default_factory=list)
+    disturbances: list[DisturbanceJson] = field(default_factory=list)
     trial_s: list[float] = field(default_factory=list)
     trial_cpus: list[int | None] = field(default_factory=list)
     stop_reason: str | None = None
@@ -171,11 +185,11 @@ class Trials:
 def _measure(
     spec: RunSpec, engine: Engine, nvml_index: int | None, before_timing: Callable[[], None] | None,
     core: LaunchCore | None,
-) -> Metrics:
+) -> MetricsJson:
     """Warm up, size the passes, run the timed trials, time the copies, and put the metrics together."""
     test = spec.test
     engine.warmup(test.warmup_batches)
-    sizes = _size_passes(engine, test)
+    sizes = size_passes(engine, test)
     if before_timing is not None:
         before_timing()
     telemetry_mode = test.telemetry if engine.cuda else "off"
@@ -183,19 +197,19 @@ def _measure(
     rule = stopping_rule(test)
     trials = _run_trials(engine, sizes, rule, during, core)
     copies = engine.copy_bandwidth()
-    telemetry = _separate_telemetry(engine, sizes, nvml_index, core) if telemetry_mode == "separate" else during
+    telemetry = separate_telemetry(engine, sizes, nvml_index, core) if telemetry_mode == "separate" else during
     return compose_metrics(spec, engine, sizes, trials, copies, telemetry, telemetry_mode, core)
 
 
 def compose_metrics(
-    spec: RunSpec, engine: Engine, sizes: PassSizes, trials: Trials, copies: Metrics, telemetry: Telemetry,
+    spec: RunSpec, engine: Engine, sizes: PassSizes, trials: Trials, copies: CopyPassJson, telemetry: Telemetry,
     telemetry_mode: str, core: LaunchCore | None, break_even: bool = True,
-) -> Metrics:
+) -> MetricsJson:
     """A run's metrics from its trials and copy pass: headline, stages, copies, engine, CPU, telemetry."""
     if not engine.cuda:  # on the CPU the serial pass's forward is the stage: nothing runs behind the issuing thread
         trials.gpu["forward"] = list(trials.issue["forward"])
     stages = _stage_metrics(engine, trials, copies)
-    metrics: Metrics = {
+    metrics: MetricsJson = {
         **_trial_metrics(engine, spec.test, sizes, trials, stopping_rule(spec.test), stages),
         **stages,
         **_copy_metrics(engine, copies, stages),
@@ -208,16 +222,16 @@ def compose_metrics(
     return metrics
 
 
-def _size_passes(engine: Engine, test: TestConfig) -> PassSizes:
+def size_passes(engine: Engine, test: TestConfig) -> PassSizes:
     """Time one pass of each kind and size the trials' passes from it."""
     num_batches = math.ceil(test.num_samples / engine.batch_size)
-    serial = num_batches * _passes_for(engine.serial_pass(num_batches), test.min_trial_s)
-    pipelined = num_batches * _passes_for(engine.pipelined_pass(num_batches), test.min_trial_s) if engine.cuda else 0
+    serial = num_batches * passes_for(engine.serial_pass(num_batches), test.min_trial_s)
+    pipelined = num_batches * passes_for(engine.pipelined_pass(num_batches), test.min_trial_s) if engine.cuda else 0
     return PassSizes(num_batches, serial, pipelined, min(num_batches, MAX_STAGE_BATCHES))
 
 
 @contextmanager
-def _garbage_collection_off() -> Iterator[None]:
+def garbage_collection_off() -> Iterator[None]:
     """Collect once, then freeze and switch off the collector while timing."""
     gc.collect()
     gc.freeze()
@@ -236,9 +250,9 @@ def _run_trials(
     trials = Trials(launch_cpu=core.cpu if core is not None and core.cpu is not None else current_cpu())
     trials.timed_from = time.time()
     t0 = time.perf_counter()
-    with _garbage_collection_off(), telemetry:
+    with garbage_collection_off(), telemetry:
         while True:
-            _one_trial(engine, sizes, trials, core)
+            one_trial(engine, sizes, trials, core)
             rates = [trials.serial_rates, trials.pipe_rates] if engine.cuda else [trials.serial_rates]
             done, trials.stop_reason = rule.decide(rates, time.perf_counter() - t0)
             if done:
@@ -248,7 +262,7 @@ def _run_trials(
     return trials
 
 
-def _one_trial(
+def one_trial(
     engine: Engine, sizes: PassSizes, trials: Trials, core: LaunchCore | None, pipelined: bool = True
 ) -> None:
     """One trial: a serial pass (with the CPU-speed control), and on a GPU a stage pass and (``pipelined``) a
@@ -272,7 +286,7 @@ def _one_trial(
     trials.trial_s.append(time.perf_counter() - start)
 
 
-def _separate_telemetry(engine: Engine, sizes: PassSizes, nvml_index: int | None, core: LaunchCore | None) -> Telemetry:
+def separate_telemetry(engine: Engine, sizes: PassSizes, nvml_index: int | None, core: LaunchCore | None) -> Telemetry:
     """One more pass of each kind, not counted, with NVML sampling (``test.telemetry=separate``)."""
     with Telemetry(nvml_index, cpus=core.others() if core else None) as telemetry:
         engine.serial_pass(sizes.serial)
@@ -281,18 +295,20 @@ def _separate_telemetry(engine: Engine, sizes: PassSizes, nvml_index: int | None
 
 
 def _trial_metrics(
-    engine: Engine, test: TestConfig, sizes: PassSizes, trials: Trials, rule: StoppingRule, stages: Metrics
-) -> Metrics:
+    engine: Engine, test: TestConfig, sizes: PassSizes, trials: Trials, rule: StoppingRule, stages: StageMetricsJson
+) -> TrialMetricsJson:
     """The headline (serial samples/s, the median of the trials, and its interval), the pipelined and ideal
     rates, and how the trials went."""
     cuda, bs = engine.cuda, engine.batch_size
     serial_ci = confidence_interval(trials.serial_rates)
     pipe_ci = confidence_interval(trials.pipe_rates) if cuda else None
-    slowest_ms = max([stages[f"{k}_ms"]["median"] for k in STAGES] + [stages["issue_ms"]["batch"]["median"]]) if cuda else None
+    slowest_ms = (
+        max([stages[f"{k}_ms"]["median"] for k in STAGES] + [stages["issue_ms"]["batch"]["median"]]) if cuda else None
+    )
     ideal = bs / (slowest_ms / 1e3) if slowest_ms else None
     issue_batch = [sum(x) for x in zip(*(trials.issue[k] for k in STAGES), strict=True)]
 
-    def tight(ci: dict[str, Any] | None) -> bool:
+    def tight(ci: Interval | None) -> bool:
         return ci is not None and ci["rel_half_width"] is not None and ci["rel_half_width"] <= rule.target
 
     return {
@@ -319,14 +335,14 @@ def _trial_metrics(
         "pipelined_samples_per_s": pipe_ci["median"] if pipe_ci else None,
         "pipelined_samples_per_s_ci": pipe_ci,
         "ideal_samples_per_s": ideal,
-        **_binding(trials.gpu, issue_batch, cuda),
+        **binding(trials.gpu, issue_batch, cuda),
         "pipelined_vs_ideal": (pipe_ci["median"] / ideal) if pipe_ci and ideal else None,
         "pipelined_vs_serial": (pipe_ci["median"] / serial_ci["median"]) if pipe_ci else None,
         "trial_samples_per_s": {"serial": trials.serial_rates, "pipelined": trials.pipe_rates},
     }
 
 
-def _stage_metrics(engine: Engine, trials: Trials, copies: Metrics) -> Metrics:
+def _stage_metrics(engine: Engine, trials: Trials, copies: CopyPassJson) -> StageMetricsJson:
     """Each stage's GPU time and CPU issue time, the forward's, and how the gates held."""
     cuda, gpu, issue = engine.cuda, trials.gpu, trials.issue
     issue_batch = [sum(x) for x in zip(*(issue[k] for k in STAGES), strict=True)]
@@ -352,7 +368,7 @@ def _stage_metrics(engine: Engine, trials: Trials, copies: Metrics) -> Metrics:
     }
 
 
-def _copy_metrics(engine: Engine, copies: Metrics, stages: Metrics) -> Metrics:
+def _copy_metrics(engine: Engine, copies: CopyPassJson, stages: StageMetricsJson) -> CopyMetricsJson:
     """Bytes moved per batch and per sample, the copy micro-pass's GB/s and each copy stage's."""
     cuda = engine.cuda
     per_sample = flops.bytes_per_sample(engine.vit, engine.shape, engine.d2h_mode)
@@ -370,7 +386,7 @@ def _copy_metrics(engine: Engine, copies: Metrics, stages: Metrics) -> Metrics:
     }
 
 
-def _engine_metrics(engine: Engine) -> Metrics:
+def _engine_metrics(engine: Engine) -> EngineMetricsJson:
     """The host pool (size, pinning, where its pages are), the model, compilation and GPU memory."""
     return {
         "pool_mb": engine.pool.nbytes / 2**20,
@@ -387,7 +403,7 @@ def _engine_metrics(engine: Engine) -> Metrics:
     }
 
 
-def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> Metrics:
+def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> CpuMetricsJson:
     """The launching thread: its CPU-speed control, what disturbed it in each trial, and where it ran."""
     control_ci = confidence_interval(trials.controls)
     return {
@@ -395,7 +411,7 @@ def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> Metrics:
                         "median": control_ci["median"], "low": control_ci["low"], "high": control_ci["high"]},
         "cpu_control_rate": control_ci["median"],
         "trial_disturbance": trials.disturbances,
-        "trial_flags": _flags(trials.controls, trials.disturbances, trials.trial_s),
+        "trial_flags": trial_flags(trials.controls, trials.disturbances, trials.trial_s),
         "intra_op_threads": torch.get_num_threads(),
         "launch_cpu": trials.launch_cpu,
         "trial_launch_cpu": trials.trial_cpus,
@@ -404,7 +420,7 @@ def _cpu_metrics(trials: Trials, core: LaunchCore | None) -> Metrics:
     }
 
 
-def _break_even(spec: RunSpec, device: torch.device, engine: Engine, compiled_fwd_ms: float) -> Metrics:
+def _break_even(spec: RunSpec, device: torch.device, engine: Engine, compiled_fwd_ms: float) -> BreakEvenJson:
     """Samples after which compiling paid off, against the eager forward of the same model.
 
     Both forwards are their serial cost: the larger of the GPU's time and the CPU's issue time.

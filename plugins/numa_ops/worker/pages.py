@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+
+from numa_ops.worker.metric_types import PoolPagesJson
 
 _NODE = re.compile(r"\bN(\d+)=(\d+)\b")
 
@@ -21,10 +22,6 @@ def _spans(maps: str) -> list[tuple[int, int]]:
         lo, hi = (int(x, 16) for x in line.split(" ", 1)[0].split("-"))
         spans.append((lo, hi))
     return spans
-
-
-def _mapping_start(address: int, maps: str) -> int | None:
-    return next((lo for lo, hi in _spans(maps) if lo <= address < hi), None)
 
 
 def _mapping_starts(address: int, length: int, maps: str) -> list[int]:
@@ -55,20 +52,14 @@ def _read(address: int, length: int, proc: Path) -> tuple[dict[int, int], list[s
     return (counts, policies) if found else None
 
 
-def pages_by_node(address: int, proc: Path = Path("/proc/self"), length: int = 0) -> dict[int, int] | None:
-    """Pages per NUMA node of the mapping that contains ``address`` (None if the kernel does not say).
-
-    ``length``: count every mapping that ``[address, address + length)`` overlaps (a buffer the kernel split).
-    """
-    read = _read(address, length, proc)
-    return read[0] if read else None
-
-
 def placement_proof(
     address: int, intended_node: int, proc: Path = Path("/proc/self"), length: int = 0
-) -> dict[str, Any]:
+) -> PoolPagesJson:
     """Pages per node of the buffer's mapping(s), the fraction on ``intended_node``, and the memory policy
-    numa_maps gives them (``default``, or ``bind:N`` for a pool bound with mbind)."""
+    numa_maps gives them (``default``, or ``bind:N`` for a pool bound with mbind).
+
+    ``length``: count every mapping that ``[address, address + length)`` overlaps (a buffer the kernel split);
+    without it, the mapping that contains ``address``."""
     read = _read(address, length, proc)
     counts, policies = read if read else ({}, [])
     if not counts:

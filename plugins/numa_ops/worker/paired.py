@@ -24,7 +24,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,15 +34,21 @@ from numa_ops.worker.arms import ArmBuffers, PartnerProcess, arm_summary, memory
 from numa_ops.worker.engine import Engine
 from numa_ops.worker.launch_thread import LaunchCore
 from numa_ops.worker.measure import (
-    Metrics,
     PassSizes,
     Trials,
-    _garbage_collection_off,
-    _one_trial,
-    _separate_telemetry,
-    _size_passes,
     compose_metrics,
     current_cpu,
+    garbage_collection_off,
+    one_trial,
+    separate_telemetry,
+    size_passes,
+)
+from numa_ops.worker.metric_types import (
+    MetricsJson,
+    PairedArmJson,
+    PairedComparisonJson,
+    PairedJson,
+    PairedMetricsJson,
 )
 from numa_ops.worker.stats import PairedStoppingRule, paired_interval
 from numa_ops.worker.telemetry import Telemetry
@@ -76,7 +81,7 @@ def control_slope(log_rates: list[list[float]], log_controls: list[list[float]])
 
 def comparisons(
     log_rates: list[list[float]], log_controls: list[list[float]] | None, per_block: int
-) -> list[dict[str, Any]]:
+) -> list[PairedComparisonJson]:
     """Each arm against the reference: block differences, the paired interval, and (with controls) the adjusted one."""
     out = []
     means = [block_means(r, per_block) for r in log_rates]
@@ -89,7 +94,7 @@ def comparisons(
         adjusted_means = [block_means(a, per_block) for a in adjusted]
     for j in range(1, len(log_rates)):
         diffs = [b - a for a, b in zip(means[0], means[j], strict=False)]
-        item: dict[str, Any] = {"arm": j, "vs": 0, "blocks": len(diffs), "block_diffs": diffs,
+        item: PairedComparisonJson = {"arm": j, "vs": 0, "blocks": len(diffs), "block_diffs": diffs,
                                 **paired_interval(diffs), "adjusted": None}
         if adjusted_means is not None and len(diffs) >= 3:
             adj = [b - a for a, b in zip(adjusted_means[0], adjusted_means[j], strict=False)]
@@ -123,7 +128,7 @@ def _switch(engine: Engine, arm: _ArmRun) -> None:
 def _trial(engine: Engine, sizes: PassSizes, arm: _ArmRun, pipelined: bool) -> None:
     """One trial of ``arm``: in this process, or asked of its partner process."""
     if arm.partner is None:
-        _one_trial(engine, sizes, arm.trials, arm.core, pipelined=pipelined)
+        one_trial(engine, sizes, arm.trials, arm.core, pipelined=pipelined)
         return
     answer = arm.partner.trial(pipelined)
     arm.trials.serial_rates.append(float(answer["rate"]))
@@ -138,7 +143,7 @@ def _paired_trials(
     """ABBA blocks until the rule stops them: (stop reason, seconds, blocks)."""
     per_block = 2  # each arm's trials in one block
     t0, block, reason = time.perf_counter(), 0, None
-    with _garbage_collection_off(), telemetry:
+    with garbage_collection_off(), telemetry:
         for arm in arms:
             arm.trials.timed_from = time.time()
         while reason is None:
@@ -158,7 +163,7 @@ def _paired_trials(
     return reason, seconds, block
 
 
-def _arm_record(spec: RunSpec, arm: _ArmRun, metrics: Metrics) -> dict[str, Any]:
+def _arm_record(spec: RunSpec, arm: _ArmRun, metrics: MetricsJson) -> PairedArmJson:
     """An arm's part of ``metrics.paired``: where it was, its trials and controls, its headline and stages."""
     stage = {f"{k}_ms_median": (metrics.get(f"{k}_ms") or {}).get("median") for k in ("h2d", "forward", "d2h")}
     return {
@@ -185,7 +190,7 @@ def measure_paired(
     before_timing: Callable[[], None] | None,
     core: LaunchCore | None,
     arm_cores: dict[int, LaunchCore] | None,
-) -> Metrics:
+) -> PairedMetricsJson:
     """Measure every arm of ``spec`` in ABBA blocks; the reference arm's metrics with ``paired`` added."""
     if len(spec.arms) < 2 or spec.paired not in ("memory", "thread", "process"):
         raise ValueError(f"a paired run needs two or more arms and a kind (memory|thread|process), got {spec.arms!r}")
@@ -214,7 +219,7 @@ def measure_paired(
 def _measure_with_partners(
     spec: RunSpec, device: torch.device, nvml_index: int | None, before_timing: Callable[[], None] | None,
     core: LaunchCore | None,
-) -> Metrics:
+) -> PairedMetricsJson:
     """Whole-process arms: this worker (bound to the first arm's node) and a partner process per other arm."""
     engine = Engine(spec.model, spec.test, device, "process", spec.arms[0].node)
     partners: list[PartnerProcess] = []
@@ -230,14 +235,14 @@ def _measure_with_partners(
 
 def _measure_arms(
     spec: RunSpec, engine: Engine, arms: list[_ArmRun], nvml_index: int | None, before_timing: Callable[[], None] | None
-) -> Metrics:
+) -> PairedMetricsJson:
     """Warm every arm, size the passes on the reference, run the blocks, time each arm's copies, compose."""
     test = spec.test
     for arm in reversed(arms):  # the reference last: the passes are sized on it (a partner warmed itself up)
         if arm.partner is None:
             _switch(engine, arm)
             engine.warmup(test.warmup_batches)
-    sizes = _size_passes(engine, test)
+    sizes = size_passes(engine, test)
     for arm in arms:
         if arm.partner is not None:
             arm.partner.sizes(dataclasses.asdict(sizes))
@@ -250,22 +255,21 @@ def _measure_arms(
     rule = PairedStoppingRule(target=test.paired_target, min_blocks=test.paired_min_blocks,
                               max_blocks=test.paired_max_blocks, max_time_s=test.paired_max_s)
     reason, seconds, blocks = _paired_trials(engine, sizes, arms, rule, during)
-    per_arm: list[Metrics] = []
+    per_arm: list[MetricsJson] = []
     for arm in reversed(arms):  # each arm's copy pass with its own buffers; the reference's metrics last
         if arm.partner is not None:
             per_arm.append(arm.partner.finish())
             continue
         _switch(engine, arm)
         copies = engine.copy_bandwidth()
-        telemetry = (_separate_telemetry(engine, sizes, nvml_index, arm.core) if mode == "separate" and arm.index == 0
+        telemetry = (separate_telemetry(engine, sizes, nvml_index, arm.core) if mode == "separate" and arm.index == 0
                      else during)
         per_arm.append(compose_metrics(spec, engine, sizes, arm.trials, copies, telemetry, mode, arm.core,
                                        break_even=arm.index == 0))
     per_arm.reverse()
     log_rates = [[math.log(r) for r in a.trials.serial_rates] for a in arms]
     log_controls = [[math.log(c) for c in a.trials.controls] for a in arms] if spec.paired == "memory" else None
-    metrics = per_arm[0]
-    metrics["paired"] = {
+    paired: PairedJson = {
         "kind": spec.paired,
         "reference": 0,
         "arms": [_arm_record(spec, arm, m) for arm, m in zip(arms, per_arm, strict=True)],
@@ -279,4 +283,4 @@ def _measure_arms(
         "adjustment": ("CPU-speed control, pooled within-arm regression of ln rate on ln control"
                        if spec.paired == "memory" else f"none: a {spec.paired} arm moves the control itself"),
     }
-    return metrics
+    return PairedMetricsJson(**per_arm[0], paired=paired)

@@ -32,7 +32,7 @@ def serve(inp: TextIO, out: TextIO) -> int:
     from numa_ops.specs import RunSpec
     from numa_ops.worker.engine import Engine
     from numa_ops.worker.launch_thread import pin_launching_thread
-    from numa_ops.worker.measure import PassSizes, Trials, _one_trial, compose_metrics, current_cpu
+    from numa_ops.worker.measure import PassSizes, Trials, compose_metrics, current_cpu, one_trial
     from numa_ops.worker.telemetry import Telemetry
 
     engine = None
@@ -58,7 +58,7 @@ def serve(inp: TextIO, out: TextIO) -> int:
                 if sizes is None:
                     raise RuntimeError("a trial was asked for before the passes' sizes")
                 engine.serial_pass(1)  # settle after the other process's trial
-                _one_trial(engine, sizes, trials, core, pipelined=bool(request["trial"].get("pipelined")))
+                one_trial(engine, sizes, trials, core, pipelined=bool(request["trial"].get("pipelined")))
                 _answer(out, rate=trials.serial_rates[-1], control=trials.controls[-1], cpu=trials.trial_cpus[-1],
                         trial_s=trials.trial_s[-1])
             elif "finish" in request:

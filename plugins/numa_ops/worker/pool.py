@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
-from typing import Any
 
 import torch
 
@@ -163,8 +162,3 @@ class HostPool:
             # would leave that view dangling. Dropping our references unmaps it once the last view is gone.
             self.data = torch.empty((0, *self.batch_shape))
             self._map = None
-
-    def describe(self) -> dict[str, Any]:
-        """How the pool was made, for the record."""
-        return {"node": self.node, "bound": self.node is not None, "pinned": self.pinned,
-                "registered": self._registered is not None, "bytes": self.nbytes}

@@ -7,7 +7,7 @@ The event names are defined here once: the worker emits them, the lane loop
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Required, TypedDict
 
 EVENT_PREFIX = "@@numa_lab "
 
@@ -21,12 +21,31 @@ DONE = "done"  # the worker has measured every run it was given: failures, total
 EVENTS = (READY, SKIP, START, WAITING, TIMING, END, DONE)
 
 
+class Event(TypedDict, total=False):
+    """One parsed progress event: its name and the fields that event carries (listed with the names above)."""
+
+    event: Required[str]
+    run_id: str
+    startup_s: float
+    pid: int
+    device: str
+    reason: str
+    model: str
+    limit_s: float
+    success: bool
+    duration: float
+    samples_per_s: float | None
+    error: str | None
+    failures: int
+    total_s: float
+
+
 def emit(event: str, **fields: Any) -> None:
     """Print one progress event."""
     print(EVENT_PREFIX + json.dumps({"event": event, **fields}, default=str), flush=True)
 
 
-def parse_event(line: str) -> dict[str, Any] | None:
+def parse_event(line: str) -> Event | None:
     """The event on ``line``, or None for an ordinary log line."""
     if not line.startswith(EVENT_PREFIX):
         return None

@@ -16,26 +16,27 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+
+from numa_ops.worker.metric_types import TelemetryJson
 
 FIELDS = ("gpu_util_pct", "mem_used_mb", "pcie_tx_mbps", "pcie_rx_mbps", "sm_clock_mhz", "power_w", "temp_c")
 
 
-def empty() -> dict[str, Any]:
+def empty() -> TelemetryJson:
     """Telemetry of a run with no NVML: every field null."""
-    return {"source": None, "samples": 0, **{f"{f}_{s}": None for f in FIELDS for s in ("mean", "max")}}
+    return TelemetryJson(source=None, samples=0, **{f"{f}_{s}": None for f in FIELDS for s in ("mean", "max")})
 
 
-def summarize(samples: list[dict[str, float]]) -> dict[str, Any]:
+def summarize(samples: list[dict[str, float]]) -> TelemetryJson:
     """Mean and max of every field over ``samples`` (None where never read)."""
     if not samples:
         return empty()
-    out: dict[str, Any] = {"source": "nvml", "samples": len(samples)}
+    fields: dict[str, float | None] = {}
     for name in FIELDS:
         values = [s[name] for s in samples if s.get(name) is not None]
-        out[f"{name}_mean"] = sum(values) / len(values) if values else None
-        out[f"{name}_max"] = max(values) if values else None
-    return out
+        fields[f"{name}_mean"] = sum(values) / len(values) if values else None
+        fields[f"{name}_max"] = max(values) if values else None
+    return TelemetryJson(source="nvml", samples=len(samples), **fields)
 
 
 def sample_forever(index: int, interval_s: float) -> None:
@@ -92,7 +93,12 @@ class Telemetry:
             self.error = "pynvml not installed"
             return self
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", f"from numa_ops.worker.telemetry import sample_forever; sample_forever({int(self.index)}, {float(self.interval_s)})"],
+            [
+                sys.executable,
+                "-c",
+                f"from numa_ops.worker.telemetry import sample_forever; sample_forever({int(self.index)}, "
+                f"{float(self.interval_s)})",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -125,7 +131,7 @@ class Telemetry:
             except json.JSONDecodeError:
                 continue
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> TelemetryJson:
         """Mean and max of every field (all None without NVML)."""
         out = summarize(self._samples)
         out["interval_s"] = self.interval_s

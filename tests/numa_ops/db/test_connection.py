@@ -10,19 +10,9 @@ from contextlib import contextmanager
 import duckdb
 import pytest
 from numa_ops import db as numa_db
-from numa_ops import regressions, results
+from numa_ops import regressions
 
 from tests.numa_ops.records import record
-
-
-def _write(folder, rec):
-    results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
-
-
-def _rows(db):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute("SELECT run_id, success, samples_per_s FROM runs ORDER BY run_id").fetchall()
-
 
 # Another process with the database open to write: as a load does (under the store's lock), or without the lock
 # (an analyst's duckdb shell). It holds the file until its stdin closes.
@@ -94,11 +84,10 @@ def test_a_read_held_up_past_its_wait_fails_clearly(tmp_path, take_lock):
     assert regressions.last_accepted_night("nightly_sweep", before="n2", database=db) == "n1"  # free again
 
 
-def test_a_load_waits_for_a_reader(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    _write(folder, record("f1.a"))
+def test_a_load_waits_for_a_reader(folder, db, write_record):
+    write_record(folder, record("f1.a"))
     numa_db.load_runs([folder], db)
-    _write(folder, record("f1.b"))
+    write_record(folder, record("f1.b"))
     with numa_db.read_connection(db) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
         with pytest.raises(numa_db.StoreBusyError, match="held by another load"):

@@ -41,8 +41,7 @@ def published(monkeypatch):
     return calls
 
 
-def test_a_load_publishes_once_under_its_lock(tmp_path, published):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_a_load_publishes_once_under_its_lock(folder, db, published):
     results.write_json_atomic(folder / "runs" / "f1.a.json", record("f1.a"))
     numa_db.load_runs([folder], db)
     assert published == [(db, True)]

@@ -6,19 +6,9 @@ import duckdb
 import numpy as np
 import pytest
 from numa_ops import db as numa_db
-from numa_ops import results
 
 from tests.numa_ops import planted
 from tests.numa_ops.records import record
-
-
-def _write(folder, rec):
-    results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
-
-
-def _rows(db):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute("SELECT run_id, success, samples_per_s FROM runs ORDER BY run_id").fetchall()
 
 
 def _gpu(run_id, placement, rate, regime="transfer-bound", batch_size=4):
@@ -29,13 +19,12 @@ def _gpu(run_id, placement, rate, regime="transfer-bound", batch_size=4):
     return rec
 
 
-def test_numa_penalty_view(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_numa_penalty_view(folder, db, write_record):
     for i, spread in enumerate((1.0, 1.001)):  # two processes a side, 0.1% apart: an interval, and a tight one
         for rec in (_gpu(f"f1.a{i}", "local", 100.0 * spread), _gpu(f"f1.b{i}", "remote", 80.0 * spread),
                     _gpu(f"f1.c{i}", "local", 50.0 * spread, "launch-bound", 16),
                     _gpu(f"f1.d{i}", "remote", 45.0 * spread, "launch-bound", 16)):
-            _write(folder, rec)
+            write_record(folder, rec)
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT regime, throughput_penalty, status, local_processes, remote_processes, penalty_low, "
@@ -46,10 +35,9 @@ def test_numa_penalty_view(tmp_path):
         assert low < penalty < high and 0 < mde < 0.01
 
 
-def test_numa_penalty_with_one_process_a_side_gives_no_interval(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_numa_penalty_with_one_process_a_side_gives_no_interval(folder, db, write_record):
     for rec in (_gpu("f1.a", "local", 100.0), _gpu("f1.b", "remote", 80.0)):
-        _write(folder, rec)
+        write_record(folder, rec)
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         (row,) = con.execute("SELECT throughput_penalty, penalty_low, penalty_high, mde, status FROM numa_penalty").fetchall()
@@ -58,9 +46,8 @@ def test_numa_penalty_with_one_process_a_side_gives_no_interval(tmp_path):
     assert row[4] == numa_db.ONE_PROCESS == "one process a side: no between-process interval (set test.repeats >= 2)"
 
 
-def test_numa_penalty_pairs_runs_whose_regimes_differ(tmp_path):
+def test_numa_penalty_pairs_runs_whose_regimes_differ(folder, db):
     # The regime is a result: the local run came out launch-bound, its remote twin transfer-bound. Same config.
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     planted.write_penalty_runs(folder, 0.20, seed=0, regimes=("launch-bound", "transfer-bound"))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
@@ -73,17 +60,15 @@ def test_numa_penalty_pairs_runs_whose_regimes_differ(tmp_path):
     assert (model, sens_regime) == ("m", "launch-bound, transfer-bound") and sens_penalty == pytest.approx(penalty)
 
 
-def test_numa_penalty_says_when_no_remote_node_exists(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
-    _write(folder, _gpu("f1.a", "local", 100.0))
+def test_numa_penalty_says_when_no_remote_node_exists(folder, db, write_record):
+    write_record(folder, _gpu("f1.a", "local", 100.0))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         (row,) = con.execute("SELECT throughput_penalty, status FROM numa_penalty").fetchall()
     assert row[0] is None and row[1].startswith("no remote placement measured")
 
 
-def test_analysis_views_answer_on_measured_runs(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_analysis_views_answer_on_measured_runs(folder, db, write_record):
     model = {"name": "m", "patch_size": 8, "depth": 1, "heads": 2, "dim": 32, "mlp_dim": 64}
     runs = [("local", 100.0, "eager"), ("remote", 90.0, "eager"), ("local", 150.0, "compile")]
     runs += [(place, rate * 1.001, execution) for place, rate, execution in runs]  # a second process of each
@@ -91,7 +76,7 @@ def test_analysis_views_answer_on_measured_runs(tmp_path):
         metrics = {"samples_per_s": rate, "regime": "transfer-bound", "execution": execution, "flops_per_sample": 10,
                    "h2d_ms": {"median": 1.0}, "forward_ms": {"median": 0.5}, "d2h_ms": {"median": 0.1},
                    "batch_ms": {"median": 1.6}, "fwd_gpu_ms": 0.4, "compile_speedup": 1.5 if execution == "compile" else None}
-        _write(folder, record(f"f1.r{i}", device="cuda", placement=place, gpu_id=0, model=model, metrics=metrics,
+        write_record(folder, record(f"f1.r{i}", device="cuda", placement=place, gpu_id=0, model=model, metrics=metrics,
                               lane=f"gpu0-cpu{i % 3}-mem{i % 3}"))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
@@ -112,8 +97,7 @@ def _crossover(db, height=224):
         ).fetchone()
 
 
-def test_crossover_view_finds_the_planted_crossover(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_crossover_view_finds_the_planted_crossover(folder, db):
     planted.write_crossover_runs(folder)
     numa_db.load_runs([folder], db)
     first, flops, params, last_copy, estimate, models = _crossover(db)
@@ -129,8 +113,7 @@ def test_crossover_view_finds_the_planted_crossover(tmp_path):
     assert h2d[3] > fwd[3] and h2d[4] < fwd[4]  # the shares cross between d8 and d16 too
 
 
-def test_one_noisy_small_model_does_not_move_the_crossover(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_one_noisy_small_model_does_not_move_the_crossover(folder, db):
     planted.write_crossover_runs(folder)
     for i in range(3):  # d1 at 64 px looks compute-dominated (a disturbed measurement); d2..d8 do not
         planted.write(folder, planted.sized_run(f"f1.h64.d1.{i}", 1, gpu_ms=2.0, height=64))
@@ -140,8 +123,7 @@ def test_one_noisy_small_model_does_not_move_the_crossover(tmp_path):
     assert _crossover(db, 64)[:4] == _crossover(db, 224)[:4] == ("d16", 16 * planted.FLOPS_PER_DEPTH, 16 * 10**6, "d8")
 
 
-def test_crossover_view_when_no_model_is_compute_dominated(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_crossover_view_when_no_model_is_compute_dominated(folder, db):
     for depth in planted.DEPTHS[:4]:
         planted.write(folder, planted.sized_run(f"f1.d{depth}", depth))
     numa_db.load_runs([folder], db)
@@ -163,13 +145,12 @@ def _set(rec, setting, value):
     ("d2h_mode", ("outputs", "tokens")), ("memory_size_mb", (64, 1024)), ("num_samples", (16, 512)),
     ("sweep_point", (0, 1)), ("warmup_batches", (3, 50)), ("intra_op_threads", (1, 4)),
 ], ids=["d2h_mode", "memory_size_mb", "num_samples", "sweep_point", "warmup_batches", "intra_op_threads"])
-def test_runs_that_differ_in_a_test_setting_are_never_pooled(tmp_path, setting, values):
+def test_runs_that_differ_in_a_test_setting_are_never_pooled(folder, db, write_record, setting, values):
     # Two configurations alike in all but one setting, each measured local and remote by two processes.
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     for v, (value, base) in enumerate(zip(values, (100.0, 50.0), strict=True)):
         for i in range(2):
             for place, rate in (("local", base), ("remote", base * 0.8)):
-                _write(folder, _set(_gpu(f"f1.v{v}.{place}{i}", place, rate * (1 + i / 1000)), setting, value))
+                write_record(folder, _set(_gpu(f"f1.v{v}.{place}{i}", place, rate * (1 + i / 1000)), setting, value))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         pen = con.execute(f"SELECT {setting}, local_processes, remote_processes, round(throughput_penalty, 4), status "
@@ -183,13 +164,12 @@ def test_runs_that_differ_in_a_test_setting_are_never_pooled(tmp_path, setting, 
     assert stages == [(values[0], "local", 2), (values[0], "remote", 2), (values[1], "local", 2), (values[1], "remote", 2)]
 
 
-def test_penalty_split_is_the_textbook_anova_contrast(tmp_path):
+def test_penalty_split_is_the_textbook_anova_contrast(folder, db):
     # Four cells (process/pool x local/remote), one-way ANOVA: the CPU-side part is the contrast
     # (process remote - process local) - (pool remote - pool local) of mean ln samples/s, its standard error
     # sqrt(MSE * sum 1/n_i) with the within-cell MSE on N - 4 degrees of freedom.
     from scipy import stats
 
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     rng = np.random.default_rng(11)
     cells = {("process", "local"): 3, ("process", "remote"): 4, ("pool", "local"): 3, ("pool", "remote"): 5}
     logs = {}
@@ -213,11 +193,10 @@ def test_penalty_split_is_the_textbook_anova_contrast(tmp_path):
     assert got == pytest.approx(want, rel=1e-9)
 
 
-def test_an_older_database_gains_new_columns_filled_from_its_records(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_an_older_database_gains_new_columns_filled_from_its_records(folder, db, write_record):
     rec = record("f1.a")
     rec["test"].update(warmup_batches=7, telemetry="off")
-    _write(folder, rec)
+    write_record(folder, rec)
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db)) as con:  # as a numa-lab from before these columns left it
         for view in reversed(numa_db.VIEWS):
@@ -235,13 +214,12 @@ def _cpu(run_id, placement, rate, mode="process"):
                   metrics={"samples_per_s": rate, "execution": "eager"})
 
 
-def test_numa_penalty_compares_cpu_runs_placed_on_two_nodes(tmp_path):
-    folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
+def test_numa_penalty_compares_cpu_runs_placed_on_two_nodes(folder, db, write_record):
     for i, spread in enumerate((1.0, 1.001)):
         for mode in ("process", "pool"):
-            _write(folder, _cpu(f"f1.{mode}-l{i}", "local", 100.0 * spread, mode))
-            _write(folder, _cpu(f"f1.{mode}-r{i}", "remote", 90.0 * spread, mode))
-    _write(folder, record("f1.onenode"))  # a one-node host's CPU run ('cpu'): nothing to compare
+            write_record(folder, _cpu(f"f1.{mode}-l{i}", "local", 100.0 * spread, mode))
+            write_record(folder, _cpu(f"f1.{mode}-r{i}", "remote", 90.0 * spread, mode))
+    write_record(folder, record("f1.onenode"))  # a one-node host's CPU run ('cpu'): nothing to compare
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT placement_mode, local_processes, remote_processes, local_numa_distance, "

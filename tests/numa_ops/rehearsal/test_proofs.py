@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from numa_ops.record import RunRecord
 from numa_ops.rehearsal.proofs import (
     Rehearsal,
     check_penalties,
@@ -74,7 +75,7 @@ CPU_NODES = {0: 0, 1: 1}
 )
 def test_a_record_proves_its_placement(rec, proven, problem):
     found = Rehearsal()
-    check_record(found, rec, CPU_NODES)
+    check_record(found, RunRecord.model_validate(rec), CPU_NODES)
     assert found.remote_pages_proven == proven
     assert (problem is None) == (not found.problems), found.problems
     assert problem is None or problem in found.problems[0]
@@ -110,7 +111,7 @@ LOCAL_ARM = arm("node0", "local", 0, 0, {"0": 64}, [0, 0, 0])
 )
 def test_a_paired_run_proves_each_arm(rec, sides, proven, problem):
     found = Rehearsal()
-    check_record(found, rec, CPU_NODES)
+    check_record(found, RunRecord.model_validate(rec), CPU_NODES)
     assert (found.runs, found.local, found.remote, found.remote_pages_proven) == (1, *sides, proven)
     assert (problem is None) == (not found.problems), found.problems
     assert problem is None or problem in found.problems[0]

@@ -73,7 +73,7 @@ def test_a_member_that_failed_while_waiting_for_go_makes_the_others_give_up(tmp_
     member, out = _in_thread(coordination.wait_at_barrier, tmp_path, member_spec, 60.0)
     time.sleep(0.3)
     results.write_json_atomic(results.record_path(tmp_path, leader_spec.run_id),
-                              results.failed_record(leader_spec, "BarrierTimeout: pattern lock: held"))
+                              results.failed_record(leader_spec, "BarrierTimeout: pattern lock: held").to_json())
     member.join(30)
     assert not member.is_alive()
     assert isinstance(out.get("error"), coordination.BarrierTimeout)
@@ -90,7 +90,7 @@ def test_the_leader_stops_waiting_for_a_member_whose_run_failed(tmp_path):
     arrived_at = time.time()
     # the member gave up waiting for go (or was killed, and its supervisor recorded it): no .done mark
     results.write_json_atomic(results.record_path(tmp_path, member_spec.run_id),
-                              results.failed_record(member_spec, "BarrierTimeout: lane did not say go"))
+                              results.failed_record(member_spec, "BarrierTimeout: lane did not say go").to_json())
     group = _group(arrived_at, time.time() + 0.5)  # the leader said go after the member's record was written
     t0 = time.monotonic()
     assert coordination.wait_done(tmp_path, leader_spec, group, 60.0) == [LANES[1]]
@@ -100,7 +100,7 @@ def test_the_leader_stops_waiting_for_a_member_whose_run_failed(tmp_path):
 def test_the_leader_waits_for_a_member_despite_an_older_failure_until_its_done_mark(tmp_path):
     leader_spec, member_spec = _spec(LANES[0], 60.0), _spec(LANES[1], 60.0)
     record = results.record_path(tmp_path, member_spec.run_id)
-    results.write_json_atomic(record, results.failed_record(member_spec, "an earlier attempt"))
+    results.write_json_atomic(record, results.failed_record(member_spec, "an earlier attempt").to_json())
     os.utime(record, (1e9, 1e9))
     stale_done = tmp_path / "barriers" / "f.s.t.pattern" / f"{LANES[1]}.done"
     results.write_json_atomic(stale_done, {"at": 1e9})  # left by an earlier attempt
@@ -135,7 +135,7 @@ def test_a_pattern_lets_go_of_the_lock_soon_after_a_member_is_killed(tmp_path, o
         _pattern_lock(outputs_dir).acquire(timeout=0)  # the leader holds it while the pattern measures
     # the member's worker is SIGKILLed mid-measurement: its supervisor records the run as failed
     results.write_json_atomic(results.record_path(tmp_path, member_spec.run_id),
-                              results.failed_record(member_spec, "worker killed by signal SIGKILL"))
+                              results.failed_record(member_spec, "worker killed by signal SIGKILL").to_json())
     killed.set()
     leading.join(30)
     assert not leading.is_alive(), "the leader still waits for the killed member, holding the pattern lock"

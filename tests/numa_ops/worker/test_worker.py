@@ -6,35 +6,23 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+from numa_ops.record import Reproduce, RunMetrics, RunPlacement, RunRecord, Versions
 from numa_ops.specs import runs_to_json
 from numa_ops.worker.protocol import parse_event
 
 from tests.numa_ops.lanes import tiny_lane
+from tests.numa_ops.test_record import key_paths
 
-# The keys of a successful CPU record, as the worker wrote them before run specs were typed: reading the
-# spec from a dataclass instead of a dict must not add, drop or rename any (DuckDB and the report read them).
-RECORD_KEYS = (
-    "cpu_node", "device", "duration", "environment", "error", "experiment", "finished_at", "folder", "gpu_id",
-    "group_id", "lane", "mem_node", "metrics", "model", "node_shared_with", "numa_distance", "numa_node", "placement",
-    "placement_mode", "pool_node", "pooled", "profile", "repeat", "reproduce", "rerun_of", "run_id", "schema",
-    "started_at", "study", "success",
-    "sweep_point", "test", "worker_startup_s",
-)
-METRICS_KEYS = (
-    "batch_ms", "batches", "batches_per_trial", "binding_clear", "binding_margin", "binding_stage", "ci_target",
-    "ci_target_met", "compile_break_even_samples", "compile_s", "copies", "copy_pass", "cpu_control",
-    "cpu_control_rate", "d2h_bytes_per_batch", "d2h_bytes_per_sample", "d2h_gbps", "d2h_mode", "d2h_ms",
-    "d2h_stage_gbps", "device", "execution", "first_call_s", "flops_per_sample", "forward_ms", "fwd_eager_ms",
-    "fwd_gpu_ms", "fwd_issue_ms", "fwd_ms", "gate", "h2d_bytes_per_batch", "h2d_bytes_per_sample", "h2d_gbps",
-    "h2d_ms", "h2d_stage_gbps", "ideal_samples_per_s", "intra_op_threads", "issue_ms", "launch_core", "launch_cpu",
-    "launch_cpu_node", "launch_overhead_share", "min_trial_s", "parameters", "peak_gpu_mem_mb",
-    "pipelined_samples_per_s", "pipelined_samples_per_s_ci", "pipelined_vs_ideal", "pipelined_vs_serial",
-    "placement_mode", "pool_batches", "pool_fill_s", "pool_mb", "pool_pages", "pool_pinned", "regime",
-    "samples_measured", "samples_per_s", "samples_per_s_ci", "serial_samples_per_s", "stop_reason", "telemetry",
-    "timed_from", "timed_to", "timing", "trial_disturbance", "trial_flags", "trial_launch_cpu", "trial_s",
-    "trial_samples_per_s", "trials", "trials_s", "yardstick_error",
-)
+# The keys of a successful CPU record: those the record model says every record holds (a test of the model pins
+# them to the records written before it, tests/numa_ops/data/records_before_model, and the keys added since).
+RECORD_KEYS = RunRecord.keys()
+METRICS_KEYS = RunMetrics.keys()
+BEFORE = json.loads((Path(__file__).parents[1] / "data" / "records_before_model" / "cpu_tiny.json").read_text())
+# every nested key the worker writes since those records: how to reproduce the run (its own subtree, pinned by the
+# model below), a rerun's original, and the environment's vit-pytorch and numactl versions
+ADDED_PATHS = {"rerun_of", "environment.vit_pytorch", "environment.numactl_version"}
 TEST_KEYS = (
     "batch_size", "ci_target", "compile_model", "d2h_mode", "execution", "intra_op_threads", "max_trial_time_s",
     "max_trials", "memory_size_mb", "min_trial_s", "min_trials", "num_samples", "paired_max_blocks", "paired_max_s",
@@ -63,6 +51,12 @@ def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
         assert rec["device"] == "cpu"
         assert tuple(sorted(rec)) == RECORD_KEYS and tuple(sorted(rec["test"])) == TEST_KEYS
         assert tuple(sorted(rec["metrics"])) == METRICS_KEYS
+        reproduce = key_paths({"reproduce": rec["reproduce"]})
+        assert key_paths(rec) == key_paths(BEFORE) | ADDED_PATHS | reproduce  # as the worker wrote them before
+        assert tuple(sorted(rec["reproduce"])) == Reproduce.keys()
+        assert tuple(sorted(rec["reproduce"]["placement"])) == RunPlacement.keys()
+        assert tuple(sorted(rec["reproduce"]["versions"])) == Versions.keys()
+        assert RunRecord.model_validate(rec).to_json() == rec
         m = rec["metrics"]
         assert m["samples_measured"] == 16 and m["batches"] == 4
         assert m["samples_per_s"] > 0 and m["forward_ms"]["median"] > 0
