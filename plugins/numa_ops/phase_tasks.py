@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from numa_ops.phases import Phase
+from numa_ops.run_folder import REFUSED
 from numa_ops.specs import DeviceTurn, DeviceTurnJson, Lane
 
 if TYPE_CHECKING:
@@ -87,18 +88,16 @@ def form_overrides(params: TriggerParams) -> list[str]:
 def run_folder_name(dag_id: str, params: TriggerParams, dag_run: Any, host: str | None) -> str:
     """The form's resume folder, or a new one named for the experiment (or phase) and the DAG run;
     ``<folder>_<host>`` on a GPU host."""
+    from numa_ops import run_folder
     from numa_ops.paths import safe_name
-    from numa_ops.pipeline import folder_name
 
     if params.get("folder"):
         folder = safe_name(params["folder"], "folder")
     else:
         name = params.get("experiment") or dag_id.split("_")[0]
-        folder = folder_name(name, dag_run.run_after, token=f"{dag_run.dag_id}|{dag_run.run_id}")
-    return safe_name(f"{folder}_{host}", "folder") if host else folder
+        folder = run_folder.make(name, dag_run.run_after, run_folder.dag_run_token(dag_run.dag_id, dag_run.run_id))
+    return run_folder.on_host(folder, host)
 
-
-REFUSED = "refused.json"  # in a run folder whose latest request was refused after its plan was written
 
 
 def check_form(dag_id: str, params: TriggerParams, host: str | None) -> None:

@@ -6,18 +6,16 @@ plan (config x topology -> lanes, written to ``plan.json``) -> lanes measured ->
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from numa_ops import paths, results, settings, stopping
+from numa_ops import paths, results, run_folder, settings, stopping
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
 from numa_ops.estimate import model_run_seconds
 from numa_ops.plan import as_rerun, build_plan, count_runs, lanes_by_device, pattern_gpus
@@ -28,11 +26,7 @@ from numa_ops.topology import Topology, TopologyJson
 LATEST = "latest.json"
 
 
-def folder_name(experiment: str, when: datetime | None = None, token: str = "") -> str:
-    """``<experiment>_<UTC time>_<6 hex>``: one folder per invocation, stable for its retries."""
-    when = when or datetime.now(UTC)
-    digest = hashlib.sha1(f"{experiment}|{token or when.isoformat()}".encode()).hexdigest()[:6]
-    return paths.safe_name(f"{experiment}_{when.strftime('%Y%m%dT%H%M%S')}_{digest}", "run folder")
+folder_name = run_folder.make  # the name of a new run folder (numa_ops.run_folder)
 
 
 class OutputsError(RuntimeError):

@@ -6,8 +6,6 @@ last accepted night, under the database's file lock (``numa_ops.db``).
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Required, TypedDict
 
@@ -22,6 +20,7 @@ from numa_ops.db import (
     table_exists,
     write_lock,
 )
+from numa_ops.run_folder import FolderName
 
 REGRESSION_COLUMNS = [
     "night", "baseline", "config_key", "config", "tonight_mean", "tonight_low", "tonight_high",
@@ -94,15 +93,12 @@ def _insert_verdicts(
     con.execute("COMMIT")
 
 
-_NAME_TIME = re.compile(r"_(\d{8}T\d{6})_[0-9a-f]{6}(?:_|$)")  # pipeline.folder_name: <name>_<UTC time>_<hex>[_<host>]
-
-
 def night_time(night: str, started: float | None = None, checked: float | None = None) -> float | None:
     """When ``night`` was, in epoch seconds: the UTC time in its folder name (the night Airflow scheduled, also
     for a backfill run later), else its runs' first start, else the first time its verdicts were stored."""
-    found = _NAME_TIME.search(night)
-    if found:
-        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
+    named = FolderName.parse(night)
+    if named is not None:
+        return named.when.timestamp()
     return started if started is not None else checked
 
 

@@ -1,34 +1,24 @@
 """The run folders under ``outputs/`` as the UI lists them, and the folder(s) a DAG run wrote.
 
-A DAG run's folder is named by ``phase_tasks.run_folder_name``: ``<name>_<UTC time>_<digest>`` (plus
-``_<host>`` per GPU host), where the digest is the first 6 hex of ``sha1("<name>|<dag_id>|<run_id>")``.
-The folder of a run is found again from that digest and the phase its ``plan.json`` names, without
-Airflow's database; a run given a resume folder on its form is found by that folder name.
+A DAG run's folder is named by :mod:`numa_ops.run_folder` from the DAG run; it is found again from its name
+and the phase its ``plan.json`` names, without Airflow's database; a run given a resume folder on its form is
+found by that folder name.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from numa_ops import paths
+from numa_ops.run_folder import REFUSED, FolderName, dag_run_token
 from numa_ops.run_request import RunRequest
 
-_FOLDER = re.compile(r"^(?P<name>.+)_(?P<time>\d{8}T\d{6})_(?P<digest>[0-9a-f]{6})(?:_(?P<host>[A-Za-z0-9_.-]+))?$")
 REPORT = "report/index.html"
-REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused after its plan was written
+ALL_RUNS_REPORT = "report/index.html"  # under outputs/ itself: the cumulative report
 SUMMARY_FILES = ("experiment_summary.json", "plan.json", "estimate.json")
-ALL_RUNS_REPORT = "report/index.html"
-REFUSED = "refused.json"  # numa_ops.phase_tasks.REFUSED: a request refused after its plan was written
-SUMMARY_FILES = (
-    "experiment_summary.json",
-    "plan.json",
-    "estimate.json",
-)  # under outputs/ itself: the cumulative report
 
 
 @dataclass(frozen=True)
@@ -93,10 +83,6 @@ def run_folders(outputs: Path | None = None) -> list[RunFolder]:
     return sorted(folders, key=lambda f: (f.created_at or "", f.name), reverse=True)
 
 
-def _digest(name: str, dag_id: str, run_id: str) -> str:
-    return hashlib.sha1(f"{name}|{dag_id}|{run_id}".encode()).hexdigest()[:6]
-
-
 def folders_of_run(dag_id: str, run_id: str, outputs: Path | None = None,
                    resume_folder: str | None = None) -> list[str]:
     """The folder(s) that DAG run ``dag_id``/``run_id`` planned into (one per host), sorted.
@@ -110,8 +96,8 @@ def folders_of_run(dag_id: str, run_id: str, outputs: Path | None = None,
         folder = plan.parent
         if folder.is_symlink():
             continue
-        match = _FOLDER.match(folder.name)
-        named = match is not None and _digest(match["name"], dag_id, run_id) == match["digest"]
+        parsed = FolderName.parse(folder.name)
+        named = parsed is not None and parsed.made_for(dag_run_token(dag_id, run_id))
         resumed = bool(resume_folder) and (folder.name == resume_folder or folder.name.startswith(f"{resume_folder}_"))
         if (named or resumed) and _read_json(plan).get("phase") == dag_id:
             found.append(folder.name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from numa_ops import db as numa_db
 from numa_ops import results
-from numa_ops.pipeline import folder_name
+from numa_ops.run_folder import make as folder_name
 
 from tests.numa_ops.records import record
 

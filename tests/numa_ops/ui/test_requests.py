@@ -211,7 +211,7 @@ def _refused_folder(outputs, run_id: str = "manual__refused") -> str:
     from datetime import UTC, datetime
 
     from numa_ops import results
-    from numa_ops.pipeline import folder_name
+    from numa_ops.run_folder import make as folder_name
 
     name = folder_name("phase1", datetime(2026, 11, 29, 6, tzinfo=UTC), token=f"{DAG_ID}|{run_id}")
     results.write_json_atomic(outputs / name / "plan.json", {
