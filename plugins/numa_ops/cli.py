@@ -164,8 +164,9 @@ def run_phase(name: str, request: RunArgs, topo: Topology) -> int:
     return _measure_and_finish(lanes, folder_path)
 
 
-def _measure_and_finish(lanes: list[Lane], folder_path: Path) -> int:
-    """Measure every lane, load DuckDB and write the reports; 1 if any run failed, 128 + the signal if stopped."""
+def _measure_and_finish(lanes: list[Lane], folder_path: Path, analyse: bool = True) -> int:
+    """Measure every lane, then (``analyse``) load DuckDB and write the reports; 1 if any run failed, 128 + the
+    signal if stopped."""
     from numa_ops import stopping
 
     try:
@@ -175,8 +176,9 @@ def _measure_and_finish(lanes: list[Lane], folder_path: Path) -> int:
         print(f"{stopped.reason}: every worker ended, the runs not finished are recorded as killed and finished runs "
               f"are kept; to go on, run the same command with --folder {folder_path.name}", file=sys.stderr)
         return 128 + stopped.signum
-    pipeline.summarize_and_load(folder_path)
-    print(json.dumps(pipeline.write_reports(folder_path), indent=2))
+    if analyse:
+        pipeline.summarize_and_load(folder_path)
+        print(json.dumps(pipeline.write_reports(folder_path), indent=2))
     return 1 if any(o.failed for o in outcomes) else 0
 
 
@@ -204,9 +206,10 @@ def _folder(request: RunArgs, phase: str | None) -> str | None:
     return request.folder
 
 
-def run(args: list[str]) -> int:
+def run(args: list[str], analyse: bool = True) -> int:
     """Plan, measure every lane, load DuckDB and write the reports; 0 if every run succeeded, 2 if refused.
-    With ``--dry-run``: the plan and its estimate only."""
+    With ``--dry-run``: the plan and its estimate only; not ``analyse``: the records only (the two-node guest
+    measures, its host loads and reports)."""
     try:
         phase, args = take_phase(args)
         request = parse_run_args(args)
@@ -222,7 +225,7 @@ def run(args: list[str]) -> int:
         return 2
     print(f"plan: {count_runs(lanes)} runs on {len(lanes)} lane(s) into {folder_path}")
     _estimate(lanes, topo, folder_path)
-    return _measure_and_finish(lanes, folder_path)
+    return _measure_and_finish(lanes, folder_path, analyse)
 
 
 def where(airflow_rc: int | None) -> int:

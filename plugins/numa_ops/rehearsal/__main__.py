@@ -1,4 +1,5 @@
-"""``python -m numa_ops.rehearsal``: boot the two-node guest, run numa-lab's real path in it, prove it.
+"""``python -m numa_ops.rehearsal``: boot the two-node guest, measure numa-lab's real path in it, load and
+report its records here, prove it all.
 
 Results land in ``<outputs>/numa-rehearsal/<UTC time>/`` (its own DuckDB file and reports: emulated numbers
 never mix with measured ones). Exit status 0 when every step ran and every proof held, 1 otherwise, 2 when the
@@ -8,6 +9,7 @@ guest cannot be started here.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -15,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from numa_ops import paths, settings
-from numa_ops.rehearsal import proofs, vm
+from numa_ops.rehearsal import finish, proofs, vm
+from numa_ops.rehearsal.guest import GUEST_JSON
 
 TIMEOUT_S = 40 * 60
 
@@ -35,6 +38,13 @@ def share_report_bundle() -> None:
     os.environ.setdefault("NUMA_LAB_CACHE", str(settings.cache_dir()))  # handed on to the guest's command
 
 
+def _guest_folder(outputs: Path) -> Path | None:
+    """The run folder the guest measured into, if it wrote one."""
+    path = outputs / GUEST_JSON
+    folder = json.loads(path.read_text()).get("folder") if path.is_file() else None
+    return Path(folder) if folder and (Path(folder) / "plan.json").is_file() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numa_ops.rehearsal", description=__doc__.split("\n")[0])
     parser.add_argument("--outputs", type=Path, default=None, help="where this rehearsal writes (default: a new "
@@ -51,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except vm.VmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    folder = _guest_folder(outputs)
+    if folder is not None:
+        finish.finish(outputs, folder)
     found = proofs.judge(outputs)
     if rc != 0:
         found.problems.insert(0, f"the guest's rehearsal step exited {rc}")

@@ -1,0 +1,35 @@
+"""What the host does with the guest's run folder: the DuckDB load, the views, the reports and Phase 1's gate,
+the same calls ``python -m numa_ops run`` makes after measuring. They read the guest's files, not its kernel,
+so they run natively here; their seconds go to ``host.json`` beside the guest's ``guest.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+HOST_JSON = "host.json"
+
+
+def finish(outputs: Path, folder: Path) -> dict[str, Any]:
+    """Load ``folder`` into ``outputs``' DuckDB file, write its reports and its gate; what each step took."""
+    os.environ["NUMA_LAB_OUTPUTS"] = str(outputs)  # paths.outputs_dir(): the rehearsal's own database and reports
+    from numa_ops import pipeline
+    from numa_ops.gate import judge_run_folder
+    from numa_ops.phases import load_phases
+
+    seconds: dict[str, float] = {}
+    t0 = time.monotonic()
+    pipeline.summarize_and_load(folder)
+    seconds["load"] = round(time.monotonic() - t0, 1)
+    t0 = time.monotonic()
+    locations = pipeline.write_reports(folder)
+    seconds["report"] = round(time.monotonic() - t0, 1)
+    t0 = time.monotonic()
+    verdict = judge_run_folder(folder, load_phases()["phase1_framework_validation"].gate).to_json()
+    seconds["gate"] = round(time.monotonic() - t0, 1)
+    done = {"folder": str(folder), "locations": locations, "gate": verdict, "seconds": seconds}
+    (outputs / HOST_JSON).write_text(json.dumps(done, indent=2))
+    return done
