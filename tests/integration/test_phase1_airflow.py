@@ -16,18 +16,29 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def airflow_env(tmp_path, configs_dir, outputs_dir):
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+def _airflow(home: Path) -> dict[str, str]:
+    return {
+        "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "PYTHONWARNINGS": "ignore",
     }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return env
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory):
+    """One migrated metadata database for the module: each ``dags test`` makes a DAG run of its own in it."""
+    home = tmp_path_factory.mktemp("airflow")
+    subprocess.run([AIRFLOW, "db", "migrate"], env={**os.environ, **_airflow(home)}, check=True,
+                   capture_output=True, timeout=300)
+    return home
+
+
+@pytest.fixture
+def airflow_env(airflow_home, configs_dir, outputs_dir):
+    """This test's configs and outputs folders (set by their fixtures) with the module's Airflow."""
+    return {**os.environ, **_airflow(airflow_home)}
 
 
 def dags_test(env, experiment="tiny", overrides=()):
@@ -72,17 +83,12 @@ def test_phase1_end_to_end_twice(airflow_env, outputs_dir):
     assert count_runs(outputs_dir) == 4  # exactly the new runs were added
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        pytest.param(["experiment.hardware.gpu_ids=[7]"], "GPU [7] not found", id="absent-gpu"),
-        pytest.param(["experiment.test.bogus=1"], "experiment.test.bogus: unknown key", id="unknown-key"),
-    ],
-)
-def test_bad_input_fails_before_any_run(airflow_env, outputs_dir, overrides, message):
-    result = dags_test(airflow_env, overrides=overrides)
+def test_bad_input_fails_before_any_run(airflow_env, outputs_dir):
+    # an unknown key, past the trigger form (``dags test`` has none): the planner refuses it. A GPU the host lacks
+    # is refused the same way; tests/integration/test_airflow_route.py triggers that one from the API
+    result = dags_test(airflow_env, overrides=["experiment.test.bogus=1"])
     out = result.stdout + result.stderr
-    assert message in out
+    assert "experiment.test.bogus: unknown key" in out
     assert "state=failed" in out
     assert run_folders(outputs_dir) == [] or all(not any((f / "runs").iterdir()) for f in run_folders(outputs_dir))
     assert "starting worker" not in out
