@@ -191,6 +191,15 @@ class ExperimentConfig(_Strict):
         return self
 
 
+def field_bounds(model: type[BaseModel], name: str) -> tuple[float | None, float | None]:
+    """The inclusive lower and upper bounds (``ge``, ``le``) the model gives field ``name``: the trigger form takes
+    its ranges from here, so no bound is written twice."""
+    metadata = model.model_fields[name].metadata
+    low = next((m.ge for m in metadata if getattr(m, "ge", None) is not None), None)
+    high = next((m.le for m in metadata if getattr(m, "le", None) is not None), None)
+    return low, high
+
+
 def available_experiments() -> list[str]:
     """Names of the experiment YAML files in the configs folder."""
     return sorted(p.stem for p in configs_folder().glob("*.yaml") if not p.stem.startswith("_") and p.stem != "phases")

@@ -8,7 +8,8 @@ from pathlib import Path
 from numa_ops import settings
 
 REPO_ROOT = settings.REPO_ROOT
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"  # a plain file name; also the form's folder field
+_SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
 
 
 class UnsafePathError(ValueError):

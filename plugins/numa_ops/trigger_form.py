@@ -51,14 +51,14 @@ def _across_settings(value: str, message: str) -> bool:
 
 
 def check_num_samples(value: object) -> bool:
-    """True for a whole number from 1 to ``MAX_NUM_SAMPLES`` (None and other types: the schema's "type"
-    decides); a ValidationError with one sentence otherwise."""
-    from numa_ops.trigger_params import MAX_NUM_SAMPLES
+    """True for a whole number within the experiment model's bounds of ``num_samples`` (None and other types: the
+    schema's "type" decides); a ValidationError with one sentence otherwise."""
+    from numa_ops.trigger_params import MAX_NUM_SAMPLES, MIN_NUM_SAMPLES
 
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value != int(value) or not 1 <= value <= MAX_NUM_SAMPLES:
-            raise ValidationError(f"num_samples must be a whole number from 1 to {MAX_NUM_SAMPLES:,} (got {value}); "
-                                  "it is refused, not rounded or clamped")
+        if value != int(value) or not MIN_NUM_SAMPLES <= value <= MAX_NUM_SAMPLES:
+            raise ValidationError(f"num_samples must be a whole number from {MIN_NUM_SAMPLES:,} to "
+                                  f"{MAX_NUM_SAMPLES:,} (got {value}); it is refused, not rounded or clamped")
     return True
 
 

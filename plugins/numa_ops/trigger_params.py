@@ -10,7 +10,8 @@ from typing import TypedDict
 
 from airflow.sdk import Param
 
-from numa_ops.config import available_experiments
+from numa_ops.config import TestConfig, available_experiments, field_bounds
+from numa_ops.paths import SAFE_NAME_PATTERN
 from numa_ops.phases import Phase
 from numa_ops.trigger_form import COUNT_FORMAT, STUDIES_FORMAT, folder_format
 from numa_ops.trigger_form import FORMAT as OVERRIDE_FORMAT
@@ -18,10 +19,8 @@ from numa_ops.trigger_form import FORMAT as OVERRIDE_FORMAT
 # Overrides never reach a shell (argv lists only); shell characters are refused anyway. Plain spaces
 # are allowed, as the override grammar allows them inside lists and mappings: [{name: t, depth: 2}].
 OVERRIDE_PATTERN = r"^experiment(\.|\[|=)[^\t\n\r\f\v;&|`$<>]*$"
-FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-
-
-MAX_NUM_SAMPLES = 10_000_000
+FOLDER_PATTERN = SAFE_NAME_PATTERN
+MIN_NUM_SAMPLES, MAX_NUM_SAMPLES = (int(b) for b in field_bounds(TestConfig, "num_samples"))  # type: ignore[arg-type]
 
 
 class TriggerParams(TypedDict, total=False):
@@ -81,9 +80,11 @@ def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | Non
             description="e.g. experiment.test.batch_size=4,8,16,32 (cartesian over keys).",
         ),
         "num_samples": Param(
-            None, type=["null", "integer"], format=COUNT_FORMAT, allOf=[{"minimum": 1, "maximum": MAX_NUM_SAMPLES}],
+            None, type=["null", "integer"], format=COUNT_FORMAT,
+            allOf=[{"minimum": MIN_NUM_SAMPLES, "maximum": MAX_NUM_SAMPLES}],
             title="num_samples",
-            description=f"Shortcut for experiment.test.num_samples: a whole number from 1 to {MAX_NUM_SAMPLES:,}.",
+            description="Shortcut for experiment.test.num_samples: a whole number from "
+            f"{MIN_NUM_SAMPLES:,} to {MAX_NUM_SAMPLES:,}.",
         ),
         "update_asset": Param(
             False, type="boolean", title="Update the phase's Asset",

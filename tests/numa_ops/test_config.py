@@ -110,3 +110,12 @@ def test_gpu_set_sweep_is_a_pattern_unless_the_yaml_says_otherwise(configs_dir, 
     (configs_dir / "sets.yaml").write_text(yaml.safe_dump(data))
     configs = load_experiment("sets", ['experiment.hardware.gpu_ids="[0],[0,1]"'])
     assert [c.hardware.together for c in configs] == [together, together]
+
+
+def test_the_trigger_forms_sample_range_is_the_models():
+    """The form's num_samples bounds come from the experiment model (a bound changed there changes the form)."""
+    from numa_ops.config import TestConfig, field_bounds
+    from numa_ops.trigger_params import MAX_NUM_SAMPLES, MIN_NUM_SAMPLES
+
+    assert field_bounds(TestConfig, "num_samples") == (MIN_NUM_SAMPLES, MAX_NUM_SAMPLES) == (1, 10_000_000)
+    assert field_bounds(TestConfig, "compile_model") == (None, None)
