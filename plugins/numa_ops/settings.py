@@ -39,6 +39,11 @@ def outputs_dir() -> Path:
     return Path(_text("NUMA_LAB_OUTPUTS") or REPO_ROOT / "outputs").resolve()
 
 
+def use_outputs_dir(path: Path) -> None:
+    """Make ``path`` this process's outputs folder (and that of the processes it starts)."""
+    os.environ["NUMA_LAB_OUTPUTS"] = str(path)
+
+
 def cache_dir() -> Path:
     """``NUMA_LAB_CACHE``: where numa-lab keeps what it can rebuild (the Vega bundle a report inlines); else
     ``$XDG_CACHE_HOME/numa-lab`` or ``~/.cache/numa-lab``."""

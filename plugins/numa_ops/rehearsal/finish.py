@@ -5,7 +5,6 @@ so they run natively here; their seconds go to ``host.json`` beside the guest's 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,11 @@ HOST_JSON = "host.json"
 
 def finish(outputs: Path, folder: Path) -> dict[str, Any]:
     """Load ``folder`` into ``outputs``' DuckDB file, write its reports and its gate; what each step took."""
-    os.environ["NUMA_LAB_OUTPUTS"] = str(outputs)  # paths.outputs_dir(): the rehearsal's own database and reports
-    from numa_ops import pipeline
+    from numa_ops import pipeline, settings
     from numa_ops.gate import judge_run_folder
     from numa_ops.phases import load_phases
 
+    settings.use_outputs_dir(outputs)  # the rehearsal's own database and reports
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
     pipeline.summarize_and_load(folder)
