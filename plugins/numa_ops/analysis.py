@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from numa_ops.labels import host_memory
+
 LINEAR_BAND = (0.8, 1.2)  # exponents of time-per-sample vs size counted as linear scaling
 LEVEL = 0.95  # two-sided confidence of every penalty interval
 POWER = 0.80  # power at which the minimum detectable effect is stated
@@ -250,11 +252,6 @@ ADJUSTABLE_MODES = frozenset({"pool"})
 
 # What a penalty's interval covers (the penalty table's ``ci_basis``).
 BETWEEN_RUNS = "between worker processes: t interval of ln samples/s over one headline per process"
-
-
-def host_memory(pinned: Any) -> str:
-    """``pinned`` or ``pageable``: how a row's host pool was allocated (missing: pinned, the default)."""
-    return "pageable" if pinned is False or (not pd.isna(pinned) and not pinned) else "pinned"
 
 
 def _num(value: Any) -> float | None:

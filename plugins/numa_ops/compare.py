@@ -38,6 +38,7 @@ from pydantic import BaseModel, JsonValue
 from scipy import stats
 
 from numa_ops import results
+from numa_ops.labels import host_memory
 from numa_ops.record import PairedArm, RunRecord
 
 Given = dict[str, JsonValue]  # a recorded model's or test's settings, as the record holds them (``_given``)
@@ -149,7 +150,7 @@ def settings(rec: RunRecord) -> Settings:
     return {
         "model": _given(rec.model), "image": shape[1:], "batch": test.get("batch_size"),
         "execution": (metrics.execution if metrics else None) or recorded.get("execution") or "eager",
-        "host_memory": "pinned" if pinned is not False else "pageable",
+        "host_memory": host_memory(pinned),
         "d2h_mode": (metrics.d2h_mode if metrics else None) or test.get("d2h_mode"),
         "placement": rec.placement, "placement_mode": mode,
         "device": rec.device, "gpu_id": rec.gpu_id, "cpu_node": rec.cpu_node, "mem_node": rec.mem_node,

@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 
 from numa_ops.analysis import has_both as _both
-from numa_ops.analysis import host_memory
+from numa_ops.labels import host_memory
 from numa_ops.report.format import human, paired_configuration, varying
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from numa_ops.analysis import has_both as both
-from numa_ops.analysis import host_memory
+from numa_ops.labels import host_memory
 from numa_ops.report.format import paired_configuration, reason_text
 from numa_ops.report.read import ReportData
 from numa_ops.topology import TopologyJson

@@ -14,9 +14,10 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from numa_ops.analysis import has_both, host_memory
+from numa_ops.analysis import has_both
 from numa_ops.estimate import EstimateJson
 from numa_ops.gate import GateVerdict
+from numa_ops.labels import host_memory
 from numa_ops.report.format import interval, paired_configuration, reason_text, table_html, varying
 from numa_ops.report.guide import verdict_text
 from numa_ops.report.read import ReportData
