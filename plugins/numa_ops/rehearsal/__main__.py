@@ -45,6 +45,19 @@ def _guest_folder(outputs: Path) -> Path | None:
     return Path(folder) if folder and (Path(folder) / "plan.json").is_file() else None
 
 
+def finish_guest_folder(outputs: Path) -> str | None:
+    """Load, report and gate the guest's run folder here (``finish``); None, or why it failed (then the proofs
+    say what is missing, and the rehearsal fails)."""
+    folder = _guest_folder(outputs)
+    if folder is None:
+        return None
+    try:
+        finish.finish(outputs, folder)
+    except Exception as exc:  # noqa: BLE001 - said as a problem of the rehearsal, with the proofs after it
+        return f"loading, reporting or gating the guest's records failed: {type(exc).__name__}: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numa_ops.rehearsal", description=__doc__.split("\n")[0])
     parser.add_argument("--outputs", type=Path, default=None, help="where this rehearsal writes (default: a new "
@@ -61,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except vm.VmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    folder = _guest_folder(outputs)
-    if folder is not None:
-        finish.finish(outputs, folder)
+    finish_problem = finish_guest_folder(outputs)
     found = proofs.judge(outputs)
+    if finish_problem:
+        found.problems.insert(0, finish_problem)
     if rc != 0:
         found.problems.insert(0, f"the guest's rehearsal step exited {rc}")
     for problem in found.problems:

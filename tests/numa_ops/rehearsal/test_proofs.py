@@ -175,3 +175,24 @@ def test_the_line():
                       report="/o/r/index.html")
     assert found.line() == ("two-node rehearsal: 2 nodes (distance 21), 4 runs (3 local, 3 remote sides), node-1 "
                             "pages proven in 2, penalty views: 3 rows, report: /o/r/index.html")
+
+
+def test_a_failing_host_step_is_a_problem_not_a_crash(tmp_path, monkeypatch):
+    """The host's load, report or gate failing is said as the rehearsal's first problem; nothing is raised."""
+    import json as _json
+
+    from numa_ops.rehearsal import __main__ as rehearsal_main
+    from numa_ops.rehearsal import finish
+
+    folder = tmp_path / "quick_test_20261205T000000_abcdef"
+    folder.mkdir()
+    (folder / "plan.json").write_text("{}")
+    (tmp_path / "guest.json").write_text(_json.dumps({"folder": str(folder)}))
+
+    def broken(outputs, run_folder):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(finish, "finish", broken)
+    said = rehearsal_main.finish_guest_folder(tmp_path)
+    assert said == "loading, reporting or gating the guest's records failed: OSError: disk full"
+    assert rehearsal_main.finish_guest_folder(tmp_path / "nothing-here") is None
