@@ -33,6 +33,7 @@ from numa_ops.phase_assets import not_the_phase, phase_alias, phase_asset, updat
 from numa_ops.phases import Phase, load_phases
 from numa_ops.roles import MEANING
 from numa_ops.trigger_params import phase_params as _params
+from numa_ops.trigger_request import TriggerRequest
 
 if TYPE_CHECKING:
     from numa_ops.gate import GateHostsJson, GateVerdictJson
@@ -97,7 +98,8 @@ def _fail_if_nothing_was_planned(context: Any) -> None:
 
 def _update_asset(dag_id: str, phase: Phase, hosts: list[str], context: Any, result: Any = None) -> None:
     """The gate's post-execute hook (it passed): :func:`numa_ops.phase_assets.update_phase_asset`."""
-    update_phase_asset(dag_id, phase, hosts, context["params"], context["outlet_events"])
+    request = TriggerRequest.from_params(context["params"], hosts)  # plan_runs refused it already if it were bad
+    update_phase_asset(dag_id, phase, hosts, request, context["outlet_events"])
 
 
 def _check_pinned_hosts(dag_id: str, phase: Phase, hosts: list[str]) -> None:
@@ -120,7 +122,7 @@ def _phase_bound_tasks(dag_id: str, phase: Phase, hosts: list[str]) -> tuple[Any
         ti: Any = None,
     ) -> list[DeviceTurnJson]:
         """Validate the request against the phase's studies and the host; write the plan."""
-        return phase_tasks.plan_runs(dag_id, phase, topology, params or {}, dag_run, ti, host)
+        return phase_tasks.plan_runs(dag_id, phase, topology, params, dag_run, ti, host)
 
     @task(
         outlets=[phase_alias(dag_id)],

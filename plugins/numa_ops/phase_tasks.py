@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from numa_ops.phases import Phase
 from numa_ops.run_folder import REFUSED
 from numa_ops.specs import DeviceTurn, DeviceTurnJson, Lane
+from numa_ops.trigger_request import TriggerRequest
 
 if TYPE_CHECKING:
     from numa_ops.gate import GateHostsJson, GateVerdictJson
@@ -48,23 +49,24 @@ def planned_folders(plans: Any) -> list[str]:
     return folders
 
 
-def studies_on_host(phase: Phase, host: str | None, params: TriggerParams) -> list[str]:
+def studies_on_host(phase: Phase, host: str | None, request: TriggerRequest) -> list[str]:
     """The chosen studies that run on ``host``; skips the host's tasks when it has none (or was not chosen).
 
     ``host`` is None without GPU hosts configured: the one host runs every chosen study.
     """
+    chosen = request.chosen_studies(phase)
     if host is None:
-        return params["studies"]
-    if host not in (params.get("hosts") or []):
+        return chosen
+    if host not in (request.hosts or ()):
         raise AirflowSkipException(f"host {host} was not chosen in the trigger form")
-    if params.get("experiment"):
-        return params["studies"]
-    wanted = params["studies"] or list(phase.studies)
+    if request.experiment:
+        return chosen
+    wanted = chosen or list(phase.studies)
     pinned = {name: study.hosts for name, study in phase.studies.items() if study.hosts}
-    chosen = [s for s in wanted if host in pinned.get(s, [host])]
-    if not chosen:
+    on_host = [s for s in wanted if host in pinned.get(s, [host])]
+    if not on_host:
         raise AirflowSkipException(f"none of the chosen studies ({', '.join(wanted)}) runs on host {host}")
-    return chosen
+    return on_host
 
 
 def discover_topology() -> TopologyJson:
@@ -77,44 +79,31 @@ def discover_topology() -> TopologyJson:
     return topology.to_dict()
 
 
-def form_overrides(params: TriggerParams) -> list[str]:
-    """The form's overrides and sweeps, and its ``num_samples`` as the override it stands for."""
-    overrides = [*params["overrides"], *params["sweeps"]]
-    if params.get("num_samples"):
-        overrides.append(f"experiment.test.num_samples={int(params['num_samples'])}")
-    return overrides
-
-
-def run_folder_name(dag_id: str, params: TriggerParams, dag_run: Any, host: str | None) -> str:
+def run_folder_name(dag_id: str, request: TriggerRequest, dag_run: Any, host: str | None) -> str:
     """The form's resume folder, or a new one named for the experiment (or phase) and the DAG run;
     ``<folder>_<host>`` on a GPU host."""
     from numa_ops import run_folder
     from numa_ops.paths import safe_name
 
-    if params.get("folder"):
-        folder = safe_name(params["folder"], "folder")
+    if request.folder:
+        folder = safe_name(request.folder, "folder")
     else:
-        name = params.get("experiment") or dag_id.split("_")[0]
+        name = request.experiment or dag_id.split("_")[0]
         folder = run_folder.make(name, dag_run.run_after, run_folder.dag_run_token(dag_run.dag_id, dag_run.run_id))
     return run_folder.on_host(folder, host)
 
 
-
-def check_form(dag_id: str, params: TriggerParams, host: str | None) -> None:
-    """Refuse what the form's own schema cannot: keys it does not have, no study (and no experiment) chosen,
-    a resume folder that is not this phase's nor a free name (raises ValueError with the sentence)."""
+def check_form(dag_id: str, params: TriggerParams | None, host: str | None) -> TriggerRequest:
+    """Parse the DAG run's params, refusing what the form's own schema cannot: keys it does not have, no study
+    (and no experiment) chosen, a resume folder that is not this phase's nor a free name (raises ValueError
+    with the sentence)."""
     from numa_ops.resume_folder import check
-    from numa_ops.trigger_params import form_fields
 
-    known = form_fields([host] if host else None)
-    unknown = sorted(k for k in set(params) - set(known) if not (k == "hosts" and params[k] is None))
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} in the DAG run's conf; the form's "
-                         f"fields are: {', '.join(known)}")
-    if not params.get("studies") and not params.get("experiment"):
-        raise ValueError("no study chosen: choose at least one of the phase's studies, or set an experiment")
-    if params.get("folder"):
-        check(params["folder"], dag_id, [host] if host else None)
+    request = TriggerRequest.from_params(params, [host] if host else None)
+    request.check_chosen()
+    if request.folder:
+        check(request.folder, dag_id, [host] if host else None)
+    return request
 
 
 def refuse_plan(exc: Exception, ti: Any, folder_path: Path | None = None, run_id: str | None = None) -> NoReturn:
@@ -133,7 +122,7 @@ def refuse_plan(exc: Exception, ti: Any, folder_path: Path | None = None, run_id
 
 
 def plan_runs(
-    dag_id: str, phase: Phase, topology: TopologyJson, params: TriggerParams, dag_run: Any, ti: Any,
+    dag_id: str, phase: Phase, topology: TopologyJson, params: TriggerParams | None, dag_run: Any, ti: Any,
     host: str | None = None,
 ) -> list[DeviceTurnJson]:
     """Validate the request against the phase's studies and the host; write the plan.
@@ -150,16 +139,16 @@ def plan_runs(
 
     topo = Topology.from_dict(topology)
     try:
-        check_form(dag_id, params, host)
-        resolved = resolve_studies(phase, topo, studies_on_host(phase, host, params), form_overrides(params),
-                                   params.get("experiment") or None)
+        request = check_form(dag_id, params, host)
+        resolved = resolve_studies(phase, topo, studies_on_host(phase, host, request), request.all_overrides(),
+                                   request.experiment)
         studies = resolved.runnable(topo.host)
     except ValueError as exc:
         refuse_plan(exc, ti)
-    folder = run_folder_name(dag_id, params, dag_run, host)
+    folder = run_folder_name(dag_id, request, dag_run, host)
     try:
         folder_path, lanes = write_plan(folder, studies, topo, {"phase": dag_id, "dag_run": dag_run.run_id,
-                                                                "params": dict(params), **resolved.plan_fields()})
+                                                                "params": request.to_json(), **resolved.plan_fields()})
         turns = device_turns(lanes, phase.max_lanes)
     except (ValueError, OutputsError) as exc:
         refuse_plan(exc, ti, paths.outputs_dir() / folder, dag_run.run_id)

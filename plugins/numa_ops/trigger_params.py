@@ -26,7 +26,7 @@ MIN_NUM_SAMPLES, MAX_NUM_SAMPLES = (int(b) for b in field_bounds(TestConfig, "nu
 class TriggerParams(TypedDict, total=False):
     """A phase DAG run's params, as the form (:func:`phase_params`) sends them; ``hosts`` only with GPU hosts
     configured (None: a DAG run triggered without the form's field). Unknown keys are refused by
-    :func:`numa_ops.phase_tasks.check_form`."""
+    :class:`numa_ops.trigger_request.TriggerRequest`."""
 
     studies: list[str]
     experiment: str | None
@@ -36,12 +36,6 @@ class TriggerParams(TypedDict, total=False):
     update_asset: bool
     folder: str | None
     hosts: list[str] | None
-
-
-def form_fields(hosts: list[str] | None = None) -> list[str]:
-    """The names the form (and a DAG run's conf) may hold."""
-    return ["studies", "experiment", "overrides", "sweeps", "num_samples", "update_asset", "folder",
-            *(["hosts"] if hosts else [])]
 
 
 def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | None = None) -> dict[str, Param]:

@@ -139,14 +139,21 @@ def _phase1_defaults(dagbag):
     return {k: p.value for k, p in _params(load_phases()["phase1_framework_validation"]).items()}
 
 
+def _request(params, hosts=None):
+    from numa_ops.trigger_request import TriggerRequest
+
+    return TriggerRequest.from_params(params, hosts)
+
+
 def test_the_phase_as_defined_is_the_phase(dagbag):
     from numa_ops.dag_factory import not_the_phase
     from numa_ops.phases import load_phases
 
     phase = load_phases()["phase1_framework_validation"]
-    assert not_the_phase(phase, _phase1_defaults(dagbag)) == []
-    assert not_the_phase(phase, {**_phase1_defaults(dagbag), "folder": "resume_me"}) == []  # resuming is the phase
-    assert not_the_phase(phase, {}) == []  # an Asset-triggered run's conf
+    assert not_the_phase(phase, _request(_phase1_defaults(dagbag))) == []
+    resumed = _request({**_phase1_defaults(dagbag), "folder": "resume_me"})
+    assert not_the_phase(phase, resumed) == []  # resuming is the phase
+    assert not_the_phase(phase, _request({})) == []  # an Asset-triggered run's conf
 
 
 @pytest.mark.parametrize(
@@ -165,7 +172,7 @@ def test_anything_else_is_not_the_phase(dagbag, change, reason):
     from numa_ops.phases import load_phases
 
     phase = load_phases()["phase1_framework_validation"]
-    reasons = not_the_phase(phase, {**_phase1_defaults(dagbag), **change})
+    reasons = not_the_phase(phase, _request({**_phase1_defaults(dagbag), **change}))
     assert len(reasons) == 1 and reasons[0].startswith(reason)
 
 
@@ -175,8 +182,9 @@ def test_some_of_the_hosts_is_not_the_phase(dagbag):
 
     phase = load_phases()["phase1_framework_validation"]
     every = {**_phase1_defaults(dagbag), "hosts": ["gpu-a", "gpu-b"]}
-    assert not_the_phase(phase, every, ["gpu-a", "gpu-b"]) == []
-    assert not_the_phase(phase, {**every, "hosts": ["gpu-b"]}, ["gpu-a", "gpu-b"]) == ["hosts gpu-b of gpu-a, gpu-b"]
+    hosts = ["gpu-a", "gpu-b"]
+    assert not_the_phase(phase, _request(every, hosts), hosts) == []
+    assert not_the_phase(phase, _request({**every, "hosts": ["gpu-b"]}, hosts), hosts) == ["hosts gpu-b of gpu-a, gpu-b"]
 
 
 class _Events(dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from numa_ops.phase_assets import phase_alias, phase_asset, update_phase_asset
 from numa_ops.phases import load_phases
+from numa_ops.trigger_request import TriggerRequest
 
 PHASE1 = "phase1_framework_validation"
 
@@ -30,7 +31,8 @@ class _Accessor(list):
 )
 def test_only_the_phase_or_a_request_updates_the_asset(configs_dir, capsys, form, updated, line):
     events = {phase_alias(PHASE1): _Accessor()}
-    assert update_phase_asset(PHASE1, load_phases()[PHASE1], ["gpu-a", "gpu-b"], form, events) is updated
+    request = TriggerRequest.from_params(form, ["gpu-a", "gpu-b"])
+    assert update_phase_asset(PHASE1, load_phases()[PHASE1], ["gpu-a", "gpu-b"], request, events) is updated
     assert events[phase_alias(PHASE1)] == ([phase_asset(PHASE1)] if updated else [])
     assert line in capsys.readouterr().out.strip().splitlines()[-1]
 

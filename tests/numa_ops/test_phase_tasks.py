@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from numa_ops import phase_tasks, results
 from numa_ops.phases import load_phases
 from numa_ops.specs import DeviceTurn
+from numa_ops.trigger_request import TriggerRequest
 
 from tests.numa_ops.pinned_phases import PINNED_PHASES as PINNED
 from tests.numa_ops.records import record
@@ -58,14 +59,14 @@ def _plan(host=None, ti=None, **form):
 def test_pinned_studies_run_only_on_their_hosts(configs_dir):
     (configs_dir / "phases.yaml").write_text(PINNED)
     phase = load_phases()[PHASE1]
-    every = {"studies": ["everywhere", "only_b"], "hosts": ["gpu-a", "gpu-b"]}
+    every = TriggerRequest(studies=("everywhere", "only_b"), hosts=("gpu-a", "gpu-b"))
     assert phase_tasks.studies_on_host(phase, "gpu-a", every) == ["everywhere"]
     assert phase_tasks.studies_on_host(phase, "gpu-b", every) == ["everywhere", "only_b"]
     assert phase_tasks.studies_on_host(phase, None, every) == ["everywhere", "only_b"]  # no hosts: one host runs all
     with pytest.raises(AirflowSkipException, match="runs on host gpu-a"):
-        phase_tasks.studies_on_host(phase, "gpu-a", {"studies": ["only_b"], "hosts": ["gpu-a", "gpu-b"]})
+        phase_tasks.studies_on_host(phase, "gpu-a", TriggerRequest(studies=("only_b",), hosts=("gpu-a", "gpu-b")))
     with pytest.raises(AirflowSkipException, match="not chosen"):
-        phase_tasks.studies_on_host(phase, "gpu-a", {"studies": ["everywhere"], "hosts": ["gpu-b"]})
+        phase_tasks.studies_on_host(phase, "gpu-a", TriggerRequest(studies=("everywhere",), hosts=("gpu-b",)))
 
 
 def test_downstream_tasks_see_every_hosts_folder():
@@ -93,19 +94,6 @@ def test_the_plans_are_parsed_into_turns(configs_dir, outputs_dir):
 
 
 @pytest.mark.parametrize(
-    ("form", "overrides"),
-    [
-        pytest.param({}, [], id="none"),
-        pytest.param({"overrides": ["experiment.test.batch_size=2"], "sweeps": ["experiment.test.num_samples=8,16"]},
-                     ["experiment.test.batch_size=2", "experiment.test.num_samples=8,16"], id="overrides-then-sweeps"),
-        pytest.param({"num_samples": 12}, ["experiment.test.num_samples=12"], id="num-samples"),
-    ],
-)
-def test_the_forms_overrides(form, overrides):
-    assert phase_tasks.form_overrides({**FORM, **form}) == overrides
-
-
-@pytest.mark.parametrize(
     ("form", "host", "folder"),
     [
         pytest.param({"folder": "resume_me"}, None, "resume_me", id="resume"),
@@ -115,14 +103,16 @@ def test_the_forms_overrides(form, overrides):
     ],
 )
 def test_the_run_folders_name(form, host, folder):
-    name = phase_tasks.run_folder_name(PHASE1, {**FORM, **form}, _dag_run(), host)
+    request = TriggerRequest.from_params({**FORM, **form})
+    name = phase_tasks.run_folder_name(PHASE1, request, _dag_run(), host)
     assert name.startswith(folder) and name.endswith(f"_{host}" if host else "")
-    assert name == phase_tasks.run_folder_name(PHASE1, {**FORM, **form}, _dag_run(), host)  # a retry: the same
+    assert name == phase_tasks.run_folder_name(PHASE1, request, _dag_run(), host)  # a retry: the same
 
 
 def test_new_folders_differ_by_dag_run():
-    assert phase_tasks.run_folder_name(PHASE1, FORM, _dag_run("a"), None) != phase_tasks.run_folder_name(
-        PHASE1, FORM, _dag_run("b"), None)
+    request = TriggerRequest.from_params(FORM)
+    assert phase_tasks.run_folder_name(PHASE1, request, _dag_run("a"), None) != phase_tasks.run_folder_name(
+        PHASE1, request, _dag_run("b"), None)
 
 
 @pytest.mark.parametrize("host", [None, "gpu-a"], ids=["one-host", "gpu-host"])
@@ -263,6 +253,9 @@ def test_compare_baseline_keeps_each_hosts_series(configs_dir, outputs_dir):
         pytest.param({"num_sample": 500}, "unknown field(s) 'num_sample' in the DAG run's conf; the form's fields are: "
                      "studies, experiment, overrides, sweeps, num_samples, update_asset, folder", id="unknown-key"),
         pytest.param({"experiment": None, "studies": []}, "no study chosen", id="no-study"),
+        pytest.param({"num_samples": "500"}, "field 'num_samples' must be a whole number or null", id="samples-text"),
+        pytest.param({"overrides": "experiment.test.batch_size=2"}, "field 'overrides' must be a list of strings",
+                     id="overrides-not-a-list"),
         pytest.param({"folder": "report"}, "outputs/report is numa-lab's own (the all-runs report)", id="report"),
         pytest.param({"folder": "numa_lab.duckdb"}, "outputs/numa_lab.duckdb is numa-lab's own", id="database"),
         pytest.param({"folder": "latest.json"}, "outputs/latest.json is numa-lab's own", id="latest"),

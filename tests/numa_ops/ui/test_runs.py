@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from numa_ops import results
 from numa_ops.phase_tasks import run_folder_name
+from numa_ops.trigger_request import TriggerRequest
 from numa_ops.ui import runs
 
 
@@ -23,16 +24,16 @@ def plan(outputs, folder: str, phase: str) -> None:
                          ids=["phase-name", "experiment-name", "on-a-host"])
 def test_the_folder_a_run_planned_is_found_from_its_id(outputs_dir, params, host):
     dag_id, run_id = "phase2_numa_locality", "manual__2026-11-28T06:00:00+00:00"
-    folder = run_folder_name(dag_id, params, DagRun(dag_id, run_id), host)
+    folder = run_folder_name(dag_id, TriggerRequest.from_params(params), DagRun(dag_id, run_id), host)
     plan(outputs_dir, folder, dag_id)
-    other = run_folder_name(dag_id, params, DagRun(dag_id, "manual__other"), host)
+    other = run_folder_name(dag_id, TriggerRequest.from_params(params), DagRun(dag_id, "manual__other"), host)
     plan(outputs_dir, other, dag_id)
     assert runs.folders_of_run(dag_id, run_id) == [folder]
 
 
 def test_a_folder_of_another_phase_with_the_same_digest_is_not_taken(outputs_dir):
     dag_id, run_id = "phase1_framework_validation", "manual__1"
-    folder = run_folder_name(dag_id, {}, DagRun(dag_id, run_id), None)
+    folder = run_folder_name(dag_id, TriggerRequest(), DagRun(dag_id, run_id), None)
     plan(outputs_dir, folder, "phase3_scaling")
     assert runs.folders_of_run(dag_id, run_id) == []
 
