@@ -93,10 +93,15 @@ def phase_params(phase: Phase, hosts: list[str] | None = None, dag_id: str | Non
         ),
     }
     if hosts:
-        params["hosts"] = Param(
-            list(hosts), type="array", items={"type": "string", "enum": list(hosts)}, uniqueItems=True,
-            title="Hosts", description="GPU hosts to run on (each measures on its own GPUs, into <folder>_<host>).",
-        )
+        params["hosts"] = _hosts_param(hosts)
         params["folder"].description = ("Re-use the run folders <folder>_<host>: runs already complete there "
                                         "are skipped.")
     return params
+
+
+def _hosts_param(hosts: list[str]) -> Param:
+    """The form's choice among the GPU hosts configured (every one by default)."""
+    return Param(
+        list(hosts), type="array", items={"type": "string", "enum": list(hosts)}, uniqueItems=True,
+        title="Hosts", description="GPU hosts to run on (each measures on its own GPUs, into <folder>_<host>).",
+    )

@@ -7,12 +7,25 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from numa_ops.gate import GateVerdictJson
+    from numa_ops.pipeline import LocationsJson
 
 HOST_JSON = "host.json"
 
 
-def finish(outputs: Path, folder: Path) -> dict[str, Any]:
+class HostJson(TypedDict):
+    """``host.json``: the folder the host finished, where its results are, its gate verdict, each step's seconds."""
+
+    folder: str
+    locations: LocationsJson
+    gate: GateVerdictJson
+    seconds: dict[str, float]
+
+
+def finish(outputs: Path, folder: Path) -> HostJson:
     """Load ``folder`` into ``outputs``' DuckDB file, write its reports and its gate; what each step took."""
     from numa_ops import pipeline, settings
     from numa_ops.gate import judge_run_folder
@@ -29,6 +42,6 @@ def finish(outputs: Path, folder: Path) -> dict[str, Any]:
     t0 = time.monotonic()
     verdict = judge_run_folder(folder, load_phases()["phase1_framework_validation"].gate).to_json()
     seconds["gate"] = round(time.monotonic() - t0, 1)
-    done = {"folder": str(folder), "locations": locations, "gate": verdict, "seconds": seconds}
+    done: HostJson = {"folder": str(folder), "locations": locations, "gate": verdict, "seconds": seconds}
     (outputs / HOST_JSON).write_text(json.dumps(done, indent=2))
     return done

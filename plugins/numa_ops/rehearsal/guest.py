@@ -16,7 +16,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from numa_ops.rehearsal.proofs import GuestJson, RefusalJson
 
 GUEST_JSON = "guest.json"
 MISSING_NODE = 2  # a node the guest does not have: the planner must refuse it
@@ -81,7 +84,7 @@ def _folders(outputs: Path) -> set[str]:
     )
 
 
-def refusal(outputs: Path) -> dict[str, Any]:
+def refusal(outputs: Path) -> RefusalJson:
     """Plan on a node the guest lacks: the command's exit status, its message, and the run folders it made."""
     from numa_ops import cli
 
@@ -95,7 +98,7 @@ def refusal(outputs: Path) -> dict[str, Any]:
 def main(venv: Path, tag: str) -> int:
     """Every step in order; ``guest.json`` in the outputs folder says what each gave. 0 if the run command did."""
     started = time.monotonic()
-    report: dict[str, Any] = {"seconds": {}}
+    report: GuestJson = {"seconds": {}}
 
     def step(name: str, fn, *args):
         t0 = time.monotonic()

@@ -11,9 +11,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from numa_ops.record import PairedArm, PoolPages, RunRecord
+
+if TYPE_CHECKING:
+    from numa_ops.topology import TopologyJson
 
 REMOTE_NODE = 1
 PENALTY_HEADING = "NUMA penalty (remote vs local"
@@ -41,8 +44,37 @@ class Rehearsal:
                 f"penalty views: {self.penalty_rows} rows, report: {self.report}")
 
 
-def parse_numactl(text: str) -> dict[str, Any]:
-    """``numactl --hardware`` as {"cpus": {node: [cpu, ...]}, "distances": {node: [d, ...]}}."""
+class RefusalJson(TypedDict):
+    """``guest.json``'s ``refusal``: planning on a node the guest lacks, as the guest tried it."""
+
+    args: list[str]
+    rc: int
+    stderr: str
+    new_folders: list[str]
+
+
+class GuestJson(TypedDict, total=False):
+    """``guest.json``: what each of the guest's steps gave, and their seconds."""
+
+    seconds: dict[str, float]
+    venv_mount_problem: str | None
+    numactl_hardware: str
+    refusal: RefusalJson
+    run_args: list[str]
+    run_rc: int
+    folder: str | None
+
+
+@dataclass(frozen=True)
+class NumactlHardware:
+    """``numactl --hardware``: each node's CPUs and its row of distances."""
+
+    cpus: dict[int, list[int]]
+    distances: dict[int, list[int]]
+
+
+def parse_numactl(text: str) -> NumactlHardware:
+    """``numactl --hardware``, read as the kernel prints it."""
     cpus = {int(n): [int(c) for c in rest.split()] for n, rest in re.findall(r"^node (\d+) cpus:(.*)$", text, re.M)}
     distances: dict[int, list[int]] = {}
     table = text.split("node distances:", 1)[1] if "node distances:" in text else ""
@@ -50,22 +82,23 @@ def parse_numactl(text: str) -> dict[str, Any]:
         head, _, rest = line.partition(":")
         if head.strip().isdigit():
             distances[int(head)] = [int(x) for x in rest.split()]
-    return {"cpus": cpus, "distances": distances}
+    return NumactlHardware(cpus=cpus, distances=distances)
 
 
-def check_topology(found: Rehearsal, numactl_text: str, snapshot: dict[str, Any]) -> None:
+def check_topology(found: Rehearsal, numactl_text: str, snapshot: TopologyJson | None) -> None:
     """The run folder's topology snapshot must be the guest kernel's, as numactl reads it: two nodes."""
     kernel = parse_numactl(numactl_text)
-    found.nodes = len(kernel["cpus"])
-    found.distance = (kernel["distances"].get(0) or [None, None])[1] if found.nodes > 1 else None
+    found.nodes = len(kernel.cpus)
+    found.distance = (kernel.distances.get(0) or [None, None])[1] if found.nodes > 1 else None
     if found.nodes != 2:
         found.problems.append(f"the guest has {found.nodes} NUMA node(s), not 2:\n{numactl_text}")
+    snapshot = snapshot or {"host": "", "nodes": [], "gpus": []}
     taken = {n["id"]: n["cpus"] for n in snapshot.get("nodes", [])}
-    if taken != kernel["cpus"]:
-        found.problems.append(f"topology.json's nodes {taken} are not the kernel's {kernel['cpus']}")
+    if taken != kernel.cpus:
+        found.problems.append(f"topology.json's nodes {taken} are not the kernel's {kernel.cpus}")
     distances = {int(k): v for k, v in snapshot.get("distances", {}).items()}
-    if distances != kernel["distances"]:
-        found.problems.append(f"topology.json's distances {distances} are not the kernel's {kernel['distances']}")
+    if distances != kernel.distances:
+        found.problems.append(f"topology.json's distances {distances} are not the kernel's {kernel.distances}")
 
 
 def _pages_on(proof: PoolPages | None, node: int | None) -> bool:
@@ -142,7 +175,7 @@ def check_penalties(found: Rehearsal, rows: list[dict[str, Any]], paired: list[d
                                   f"[{r['penalty_low']}, {r['penalty_high']}], MDE {r['mde']}")
 
 
-def check_refusal(found: Rehearsal, refusal: dict[str, Any] | None) -> None:
+def check_refusal(found: Rehearsal, refusal: RefusalJson | None) -> None:
     """A node the guest lacks: refused by the planner (exit status 2, its message), no run folder made."""
     if not refusal:
         found.problems.append("the refused placement was not tried")
@@ -180,7 +213,7 @@ def judge(outputs: Path, guest_json: str = "guest.json") -> Rehearsal:
     if not path.is_file():
         found.problems.append(f"the guest wrote no {path} (see its output above)")
         return found
-    guest = json.loads(path.read_text())
+    guest: GuestJson = json.loads(path.read_text())
     check_refusal(found, guest.get("refusal"))
     if guest.get("run_rc") != 0:
         found.problems.append(f"python -m numa_ops run exited {guest.get('run_rc')}")
@@ -189,12 +222,10 @@ def judge(outputs: Path, guest_json: str = "guest.json") -> Rehearsal:
         found.problems.append("the run made no run folder")
         return found
     topo_file = folder / "topology.json"
-    check_topology(
-        found, guest.get("numactl_hardware") or "", json.loads(topo_file.read_text()) if topo_file.is_file() else {}
-    )
+    snapshot: TopologyJson | None = json.loads(topo_file.read_text()) if topo_file.is_file() else None
+    check_topology(found, guest.get("numactl_hardware") or "", snapshot)
     planned = json.loads((folder / "plan.json").read_text()).get("runs")
-    snapshot = json.loads(topo_file.read_text()) if topo_file.is_file() else {}
-    cpu_nodes = {cpu: n["id"] for n in snapshot.get("nodes", []) for cpu in n["cpus"]}
+    cpu_nodes = {cpu: n["id"] for n in (snapshot or {}).get("nodes", []) for cpu in n["cpus"]}
     for rec in results.collect(folder):
         check_record(found, rec, cpu_nodes)
     if found.runs != planned:

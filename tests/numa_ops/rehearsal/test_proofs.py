@@ -30,7 +30,8 @@ SNAPSHOT = {"nodes": [{"id": 0, "cpus": [0], "mem_total_mb": 2962}, {"id": 1, "c
 
 
 def test_parse_numactl():
-    assert parse_numactl(NUMACTL) == {"cpus": {0: [0], 1: [1]}, "distances": {0: [10, 21], 1: [21, 10]}}
+    parsed = parse_numactl(NUMACTL)
+    assert (parsed.cpus, parsed.distances) == ({0: [0], 1: [1]}, {0: [10, 21], 1: [21, 10]})
 
 
 @pytest.mark.parametrize(
