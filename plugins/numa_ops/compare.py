@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, JsonValue
 from scipy import stats
 
-from numa_ops import results
+from numa_ops import labels, results
 from numa_ops.labels import host_memory
 from numa_ops.record import PairedArm, RunRecord
 
@@ -165,14 +165,17 @@ def config_key(rec: RunRecord, extra: str = "") -> str:
     return hashlib.sha1(body.encode()).hexdigest()[:16]
 
 
-def label(rec: RunRecord) -> str:
-    """A readable name of a configuration."""
+def label(rec: RunRecord, placement: str | None = None) -> str:
+    """A readable name of a configuration (:func:`numa_ops.labels.configuration`, its host memory named), its D2H
+    mode, placement (``placement`` in its stead where given) and device:
+    ``small (eager, 224x224 px, batch 8, pinned host memory), d2h outputs, local (process), gpu0``."""
     s = settings(rec)
     image = "x".join(str(v) for v in s["image"]) if s["image"] and s["image"][0] is not None else "?"
     where = f"gpu{s['gpu_id']}" if s["gpu_id"] is not None else str(s["device"])
-    d2h = f" d2h={s['d2h_mode']}" if s["d2h_mode"] else ""
-    return (f"{s['model'].get('name')} {image}px b{s['batch']} {s['execution']} {s['host_memory']}{d2h} "
-            f"{s['placement']} ({s['placement_mode']}) {where}")
+    d2h = f", d2h {s['d2h_mode']}" if s["d2h_mode"] else ""
+    config = labels.configuration(s["model"].get("name"), s["execution"], image, s["batch"],
+                                  s["host_memory"] != labels.PAGEABLE, name_memory=True)
+    return f"{config}{d2h}, {placement or s['placement']} ({s['placement_mode']}), {where}"
 
 
 def _log_rate(rec: RunRecord) -> float | None:

@@ -129,7 +129,7 @@ def comparisons(records: list[RunRecord]) -> list[GateComparison]:
         body = {k: v for k, v in compare.settings(rec).items() if k not in PLACEMENT_FIELDS}
         key = json.dumps(body, sort_keys=True, default=str)
         sides.setdefault(key, {}).setdefault(rec.placement, []).append(float(rate))
-        names.setdefault(key, compare.label(rec).replace(f" {rec.placement} (", " local v remote ("))
+        names.setdefault(key, compare.label(rec, placement="local v remote"))
     for key, side in sorted(sides.items()):
         local, remote = side.get("local", []), side.get("remote", [])
         penalty = analysis.process_penalty(local, remote)

@@ -67,7 +67,8 @@ def test_the_cli_finds_a_planted_10pct_slowdown_and_exits_1(tmp_path):
     rows = json.loads(result.stdout)
     assert len(rows) == 8 and all({"configuration", "ratio", "low", "high", "mde", "verdict"} <= set(r) for r in rows)
     regressed = [r for r in rows if r["verdict"] == "regression"]
-    assert [r["configuration"].split()[:5] for r in regressed] == [["heavy_d12", "224x224px", "b8", "cuda_graph", "pinned"]]
+    assert [r["configuration"].split("), ")[0] for r in regressed] == [
+        "heavy_d12 (cuda_graph, 224x224 px, batch 8, pinned host memory"]
     (row,) = regressed
     assert row["low"] < row["ratio"] < row["high"] < 1 and row["ratio"] == pytest.approx(0.90, abs=0.01)
     assert row["low"] <= 0.90 <= row["high"] and 0 < row["mde"] < 0.05 and row["candidate_n"] == row["baseline_n"] == 3

@@ -29,7 +29,7 @@ _LANE_SETTINGS = ", ".join(
 # each process's headline, its trials, the stage medians, and what may still differ between them.
 LANES = f"""
 SELECT experiment, model_name, depth, dim, height AS image, batch_size, execution,
-       CASE WHEN pinned_memory THEN 'pinned' ELSE 'pageable' END AS host_memory,
+       pinned_memory,
        regexp_replace(lane, '-r[0-9]+$', '') AS lane, device, placement, placement_mode, {_LANE_SETTINGS}, study,
            sweep_point,
        count(DISTINCT lane) AS repeat_lanes,
@@ -54,7 +54,7 @@ SELECT experiment, model_name, depth, dim, height AS image, batch_size, executio
        array_to_string(list_filter([{_MIXED}], lambda x: x IS NOT NULL), ', ') AS mixed_settings
 FROM filled_runs
 GROUP BY ALL
-ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, host_memory, d2h_mode, memory_size_mb,
+ORDER BY experiment, depth, dim, model_name, image, batch_size, execution, pinned_memory DESC, d2h_mode, memory_size_mb,
     num_samples,
          sweep_point, lane, placement_mode
 """
@@ -70,8 +70,7 @@ FROM runs
 """
 
 TRANSFER = """
-SELECT model_name, height AS image, batch_size,
-    CASE WHEN pinned_memory THEN 'pinned' ELSE 'pageable' END AS host_memory,
+SELECT model_name, height AS image, batch_size, pinned_memory,
        median(h2d_gbps) AS h2d_gbps, median(d2h_bytes_per_batch / batch_size) AS d2h_bytes_per_sample,
        median(h2d_bytes_per_batch / batch_size) AS h2d_bytes_per_sample, count(*) AS processes,
        coalesce(sum(trials), 0) AS trials
@@ -84,18 +83,16 @@ FROM ({VIEWS['compile_speedup']}) WHERE forward_speedup IS NOT NULL GROUP BY ALL
 """
 
 SCALING = """
-SELECT coalesce(study || ' ', '') || execution || ', ' || height || ' px, batch ' || batch_size
-       || CASE WHEN pinned_memory THEN '' ELSE ', pageable' END AS series,
-       model_name, median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample,
+SELECT study, execution, height, batch_size, pinned_memory, model_name,
+       median(parameters) AS parameters, 1000.0 / median(samples_per_s) AS ms_per_sample,
        1000.0 / max(samples_per_s) AS ms_per_sample_low, 1000.0 / min(samples_per_s) AS ms_per_sample_high,
        count(*) AS processes, coalesce(sum(trials), 0) AS trials, count(DISTINCT lane) AS lanes
 FROM measured_runs WHERE parameters IS NOT NULL GROUP BY ALL
 """
 
 CROSSOVER_MODELS = """
-SELECT execution || ', ' || height || ' px, batch ' || batch_size || CASE WHEN pinned_memory
-    THEN '' ELSE ', pageable' END AS series,
-       model_name, median(flops_per_sample) AS flops_per_sample, median(fwd_gpu_ms) AS "GPU compute",
+SELECT execution, height, batch_size, pinned_memory, model_name,
+       median(flops_per_sample) AS flops_per_sample, median(fwd_gpu_ms) AS "GPU compute",
        median(h2d_ms_median + d2h_ms_median) AS "copies (H2D + D2H)", count(*) AS processes,
        count(DISTINCT lane) AS lanes
 FROM gpu_runs WHERE fwd_gpu_ms IS NOT NULL AND flops_per_sample > 0

@@ -10,22 +10,16 @@ import altair as alt
 import pandas as pd
 
 from numa_ops.analysis import has_both as _both
-from numa_ops.labels import host_memory
-from numa_ops.report.format import human, paired_configuration, varying
-
-
-def _shape(df: pd.DataFrame) -> pd.Series:
-    return df["execution"] + ", " + df["image"].astype(str) + " px, batch " + df["batch_size"].astype(str)
+from numa_ops.report.format import configurations, human, paired_configuration, shapes, varying
 
 
 def label_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
     """``lanes`` with ``series`` (a bar's legend entry) and ``row`` (a bar's axis label), both in words."""
     df = lanes.copy()
-    df["series"] = df["lane"] + ": " + _shape(df)
-    df["row"] = df["model_name"] + " | " + _shape(df)
-    df.loc[df["host_memory"] == "pageable", "row"] += " | pageable"
+    df["series"] = df["lane"] + ": " + shapes(df, "image")
+    df["row"] = configurations(df, "image")  # a pageable pool says so
     if _both(df["host_memory"]):  # pinned and pageable each have their own bar, and say which they are
-        df["series"] = df["series"] + ", " + df["host_memory"] + " memory"
+        df["series"] = df["series"] + ", " + df["host_memory"] + " host memory"
     if _both(df["placement_mode"]):
         df["series"] = df["series"] + ", " + df["placement_mode"] + " placement"
         df["row"] = df["row"] + " | " + df["placement_mode"] + " placement"
@@ -132,7 +126,8 @@ def transfer_charts(transfer: pd.DataFrame) -> dict[str, alt.Chart]:
     if not len(transfer) or transfer["image"].nunique() < 2:
         return {}
     df = transfer.copy()
-    df["series"] = df["model_name"] + ", batch " + df["batch_size"].astype(str) + ", " + df["host_memory"] + " memory"
+    df["series"] = (df["model_name"] + ", batch " + df["batch_size"].astype(str) + ", " + df["host_memory"]
+                    + " host memory")
     evidence = [alt.Tooltip("processes:Q", title="worker processes"), alt.Tooltip("trials:Q", title="trials")]
     base = alt.Chart(df).encode(x=alt.X("image:Q", title="image size (px)"),
                                 color=alt.Color("series:N", title="model, batch, host memory", legend=_WORDS))
@@ -212,10 +207,7 @@ def regression_chart(verdicts: pd.DataFrame) -> alt.Chart | None:
 
 def _heatmap_configs(pen: pd.DataFrame) -> pd.Series:
     """Each penalty row's configuration in words; host memory, placement mode and host only where they differ."""
-    config = (pen["model_name"] + " | gpu" + pen["gpu_id"].astype(str) + " " + pen["height"].astype(str) + "px b"
-              + pen["batch_size"].astype(str) + " " + pen["execution"])
-    if _both(pen["pinned_memory"]):
-        config = config + " " + pen["pinned_memory"].map(host_memory)
+    config = configurations(pen, name_memory=_both(pen["pinned_memory"])) + " | gpu" + pen["gpu_id"].astype(str)
     if _both(pen["placement_mode"]):
         config = config + " " + pen["placement_mode"] + " placement"
     for col, words in varying(pen).items():  # settings that differ between rows: each row names its own
@@ -322,8 +314,7 @@ def crossover_chart(models: pd.DataFrame, table: pd.DataFrame) -> alt.Chart | No
         )
     )
     marks = table.assign(
-        series=table["execution"] + ", " + table["height"].astype(str) + " px, batch " + table["batch_size"].astype(str)
-        + table["pinned_memory"].map(lambda p: "" if p is None or pd.isna(p) or p else ", pageable"),
+        series=shapes(table, memory=True),
         at=table["crossover_flops_estimate"].fillna(table["crossover_flops_per_sample"]),
     ).dropna(subset=["at"])[["series", "at", "first_compute_dominated_model"]]
     chart = lines

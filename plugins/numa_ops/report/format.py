@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from numa_ops import labels
+
 # Test settings a row is keyed by beyond its model, shape, execution and host memory, in words: a table or chart
 # names those that differ between its rows (numa_ops.db.views.SETTINGS: rows never pool them).
 VARYING_SETTINGS = {
@@ -35,19 +37,29 @@ def varying(df: pd.DataFrame) -> dict[str, str]:
     return {col: words for col, words in VARYING_SETTINGS.items() if col in df and df[col].dropna().nunique() > 1}
 
 
-def paired_configuration(paired: pd.DataFrame) -> pd.Series:
-    """Each paired comparison's configuration in words; the settings that differ between rows named too."""
-    config = (
-        paired["model_name"]
-        + ", "
-        + paired["height"].astype(str)
-        + " px, batch "
-        + paired["batch_size"].astype(str)
-        + ", "
-        + paired["execution"]
-        + ", "
-        + paired["host_memory"]
+def shapes(df: pd.DataFrame, image: str = "height", *, memory: bool = False) -> pd.Series:
+    """Each row's shape in words (:func:`numa_ops.labels.shape`), with ``, pageable host memory`` where its pool was
+    pageable when ``memory``."""
+    return pd.Series(
+        [labels.shape(r["execution"], r[image], r["batch_size"])
+         + (labels.memory_words(r["pinned_memory"]) if memory else "") for _, r in df.iterrows()],
+        index=df.index, dtype=object,
     )
+
+
+def configurations(df: pd.DataFrame, image: str = "height", *, name_memory: bool = False) -> pd.Series:
+    """Each row's configuration in words (:func:`numa_ops.labels.configuration`)."""
+    return pd.Series(
+        [labels.configuration(r["model_name"], r["execution"], r[image], r["batch_size"], r["pinned_memory"],
+                              name_memory=name_memory) for _, r in df.iterrows()],
+        index=df.index, dtype=object,
+    )
+
+
+def paired_configuration(paired: pd.DataFrame) -> pd.Series:
+    """Each paired comparison's configuration in words, its host memory named; the settings that differ between
+    rows named too."""
+    config = configurations(paired, name_memory=True)
     for col, words in varying(paired).items():
         config = config + ", " + words + " " + paired[col].map(human)
     return config

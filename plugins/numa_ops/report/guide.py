@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from numa_ops import labels
 from numa_ops.analysis import has_both as both
 from numa_ops.labels import host_memory
 from numa_ops.report.format import paired_configuration, reason_text
@@ -31,7 +32,12 @@ class _Naming:
     name_mode: bool
 
     def memory(self, pinned: Any) -> str:
-        return f", {host_memory(pinned)} host memory" if self.name_memory else ""
+        return labels.memory_words(pinned, always=self.name_memory)
+
+    def settings(self, r: Any, image: str = "height") -> str:
+        """A row's shape and host memory (:func:`numa_ops.labels.settings`)."""
+        return labels.settings(r.execution, getattr(r, image), r.batch_size, r.pinned_memory,
+                               name_memory=self.name_memory)
 
     def mode(self, placement_mode: str) -> str:
         return f", {placement_mode} placement" if self.name_mode else ""
@@ -48,9 +54,8 @@ def _naming(data: ReportData, laws: pd.DataFrame) -> _Naming:
 
 def _fastest(recs: pd.DataFrame, n: _Naming) -> list[str]:
     return ["## Fastest settings per model and image size", ""] + [
-        f"- **{r.model_name}** at {r.height}px: lane `{r.best_lane}` ({r.placement}), execution `{r.execution}`, batch "
-        f"{r.batch_size}{n.memory(r.pinned_memory)}: {r.samples_per_s:.0f} samples/s (median of {r.evidence_runs} "
-        f"run(s))."
+        f"- **{r.model_name}** ({n.settings(r)}): lane `{r.best_lane}` ({r.placement}): {r.samples_per_s:.0f} "
+        f"samples/s (median of {r.evidence_runs} run(s))."
         for r in recs.itertuples()
     ]
 
@@ -72,7 +77,7 @@ def _split(split: pd.DataFrame, n: _Naming) -> list[str]:
     if not len(split):
         return []
     return ["", "## NUMA penalty split (DMA part and CPU-side part)", ""] + [
-        f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{n.memory(r.pinned_memory)}): "
+        f"- {r.model_name} ({n.settings(r)}): "
         f"process placement {verdict_text(r.process_penalty, r.process_mde, r.process_status)}; "
         f"DMA part (pool placement) {verdict_text(r.dma_penalty, r.dma_mde, r.dma_status)}; "
         f"CPU-side part {verdict_text(r.cpu_side_penalty, r.cpu_side_mde, r.cpu_side_status)}."
@@ -104,14 +109,14 @@ def _noise(noise: pd.DataFrame, n: _Naming) -> list[str]:
     if not len(spread):
         return []
     return ["", "## Noise between worker processes (what a comparison here can detect)", ""] + [
-        f"- {r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{n.memory(r.pinned_memory)}"
-        f"{n.mode(r.placement_mode)}, {r.placement}): between-process CV {r.between_process_cv:.1%} over {r.processes} "
+        f"- {r.model_name} ({n.settings(r)}{n.mode(r.placement_mode)}, {r.placement}): between-process CV "
+        f"{r.between_process_cv:.1%} over {r.processes} "
         f"processes; a comparison with {r.processes} processes a side detects {r.aa_mde:.1%} (A/A MDE)."
         for r in spread.itertuples()]
 
 
 def _crossover_line(r: Any, n: _Naming) -> str:
-    where = f"{r.height}px, batch {r.batch_size}, `{r.execution}`{n.memory(r.pinned_memory)}"
+    where = n.settings(r)
     if pd.isna(r.crossover_flops_per_sample):
         return (f"- {where}: no measured model's GPU compute outlasts its copies (largest: "
                 f"{r.last_transfer_dominated_model}); copy placement and pinned memory matter for all of them.")
@@ -139,8 +144,9 @@ def _laws(laws: pd.DataFrame, n: _Naming) -> list[str]:
     if not len(laws):
         return []
     return ["", "## Scaling laws (time per sample vs parameters)", ""] + [
-        f"- {r.experiment} {r.study} ({r.execution}, {r.image}px, batch {r.batch}"
-        f"{f', {r.host_memory} host memory' if n.name_memory else ''}, {r.models} models): {r.law}, R^2 {r.R2:.3f}: "
+        f"- {r.experiment} {r.study} ({labels.shape(r.execution, r.image, r.batch)}"
+        f"{labels.memory_words(getattr(r, 'host_memory', None) != labels.PAGEABLE, always=n.name_memory)}, "
+        f"{r.models} models): {r.law}, R^2 {r.R2:.3f}: "
         f"{r.regime}."
         for r in laws.itertuples()
     ]
@@ -203,8 +209,8 @@ def _guide_penalties(pen: pd.DataFrame, memory: Any, name_mode: bool) -> list[st
         ["_detected", "throughput_penalty"], ascending=[False, False], kind="stable")
     for r in order.itertuples():
         mode = f", {r.placement_mode} placement" if name_mode else ""
-        what = (f"{r.model_name} ({r.execution}, {r.height}px batch {r.batch_size}{memory(r.pinned_memory)}{mode}, "
-                f"{r.regime})")
+        shape = labels.shape(r.execution, r.height, r.batch_size)
+        what = f"{r.model_name} ({shape}{memory(r.pinned_memory)}{mode}, {r.regime})"
         sides = f"{r.local_processes} local and {r.remote_processes} remote processes"
         if r.status == "measured":
             cost = (f"remote placement costs {r.throughput_penalty:.1%} of samples/s" if r.throughput_penalty >= 0

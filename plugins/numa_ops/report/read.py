@@ -14,6 +14,8 @@ from numa_ops import db
 from numa_ops.db.report_queries import read_report_frames
 from numa_ops.estimate import EstimateJson
 from numa_ops.gate import GateVerdict
+from numa_ops.labels import host_memory
+from numa_ops.report.format import shapes
 from numa_ops.roles import SkippedStudy
 
 
@@ -60,10 +62,27 @@ def read_report_data(source: Source | None = None, folder: str | None = None, ru
         with db.read_connection(source or db.db_path(), lock_timeout_s) as con:
             frames = read_report_frames(con, folder)
     names = {f.name for f in fields(ReportData)}
-    return ReportData(**{k: v for k, v in frames.items() if k in names},
+    return ReportData(**{k: v for k, v in in_words(frames).items() if k in names},
                       gate=gate_verdict(run_folder), estimate=_json(run_folder, "estimate.json"),
                       skipped_studies=tuple(SkippedStudy.from_json(s) for s in
                                             (_json(run_folder, "plan.json") or {}).get("skipped_studies") or ()))
+
+
+def in_words(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The frames as the report says them (the SQL returns raw columns): each lane's and transfer row's host
+    memory, and each scaling and crossover line's series, in :mod:`numa_ops.labels`' words."""
+    out = dict(frames)
+    for name in ("lanes", "transfer"):
+        if name in out:
+            out[name] = out[name].assign(host_memory=[host_memory(v) for v in out[name]["pinned_memory"]])
+    if "scaling" in out:
+        scaling = out["scaling"]
+        studies = [f"{s} " if isinstance(s, str) and s else "" for s in scaling["study"]]
+        out["scaling"] = scaling.assign(series=pd.Series(studies, index=scaling.index, dtype=object)
+                                        + shapes(scaling, memory=True))
+    if "crossover_models" in out:
+        out["crossover_models"] = out["crossover_models"].assign(series=shapes(out["crossover_models"], memory=True))
+    return out
 
 
 def _json(run_folder: Path | None, name: str) -> dict[str, Any] | None:

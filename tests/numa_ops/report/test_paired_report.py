@@ -55,13 +55,13 @@ def test_the_planted_paired_penalty_reaches_the_page_and_the_guide(paired_folder
     out = tmp_path / ("rep" if scope == "all-runs" else "f1/report")
     index = report.write_report(out, "t", database=db, folder="f1" if scope == "folder" else None)
     table = _section(index.read_text(), "Paired NUMA penalties")
-    row = table.split("<td>m, 32 px, batch 8, eager, pinned</td>", 1)[1].split("</tr>", 1)[0]
+    row = table.split("<td>m (eager, 32 px, batch 8, pinned host memory)</td>", 1)[1].split("</tr>", 1)[0]
     cells = re.findall(r"<td>(.*?)</td>", row)
     assert cells == ["DMA (host memory remote, thread local)", "node1 vs node0", f"{mem['penalty']:.1%}",
                      f"{mem['penalty_low']:.1%} to {mem['penalty_high']:.1%}",
                      f"{mem['adjusted_penalty']:.1%} ({mem['adjusted_penalty_low']:.1%} to {mem['adjusted_penalty_high']:.1%})",
                      f"{mem['mde']:.1%}", "measured", "16", "61", "target"]
-    row = table.split("<td>t, 32 px, batch 8, eager, pinned</td>", 1)[1].split("</tr>", 1)[0]
+    row = table.split("<td>t (eager, 32 px, batch 8, pinned host memory)</td>", 1)[1].split("</tr>", 1)[0]
     cells = re.findall(r"<td>(.*?)</td>", row)
     assert cells[:3] == ["CPU side (thread remote, memory local)", "node1 vs node0", "-"]  # no figure: not detectable
     assert cells[4:7] == ["not used: the thread's node moves the control", f"{thr['mde']:.1%}", thr["verdict"]]
@@ -69,7 +69,7 @@ def test_the_planted_paired_penalty_reaches_the_page_and_the_guide(paired_folder
     assert "paired" in json.loads((out / "report.json").read_text())["charts"]
     assert (out / "paired.png").read_bytes()[:4] == b"\x89PNG"
     guide = (out / "best_practices.md").read_text()
-    assert (f"- m, 32 px, batch 8, eager, pinned, DMA (host memory remote, thread local) (node1 vs node0): the arm costs "
+    assert (f"- m (eager, 32 px, batch 8, pinned host memory), DMA (host memory remote, thread local) (node1 vs node0): the arm costs "
             f"{mem['penalty']:.1%} of samples/s (95% CI {mem['penalty_low']:.1%} to {mem['penalty_high']:.1%}; "
             f"control-adjusted {mem['adjusted_penalty']:.1%}") in guide
     assert "16 ABBA blocks, 61 GPU seconds, stopped on target" in guide

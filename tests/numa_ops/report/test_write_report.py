@@ -244,7 +244,7 @@ def test_a_depth_sweep_and_a_dim_sweep_are_fitted_apart(tmp_path):
     assert laws.loc["depth_scaling", "exponent"] == pytest.approx(1.0, abs=1e-3)
     assert laws.loc["dim_scaling", "exponent"] == pytest.approx(0.5, abs=1e-3)
     guide = _guide(tmp_path, db).read_text()
-    assert "depth_scaling (eager, 32px, batch 4, 4 models): s/sample = 1e-09 * params^1.000, R^2 1.000: linear." in guide
+    assert "depth_scaling (eager, 32 px, batch 4, 4 models): s/sample = 1e-09 * params^1.000, R^2 1.000: linear." in guide
 
 
 def test_compile_chart_is_scoped_to_its_folder(tmp_path):
@@ -296,7 +296,7 @@ def test_heatmap_and_guide_show_the_same_penalty_per_config(tmp_path):
     numa_db.load_runs([folder], db)
     data = charts.sensitivity_heatmap(read_report_data(db, "f1").penalty).data
     remote = data[data["placement"] == "remote (d=21)"].set_index("config")["relative"].round(6).to_dict()
-    assert remote == {"m | gpu0 32px b4 eager": 0.8, "m | gpu0 32px b16 eager": 0.5}
+    assert remote == {"m (eager, 32 px, batch 4) | gpu0": 0.8, "m (eager, 32 px, batch 16) | gpu0": 0.5}
     assert set(data[data["placement"] == "local (d=10)"]["relative"]) == {1.0}
     guide = _guide(tmp_path, db, "f1").read_text()
     assert "remote placement costs 20.0% of samples/s" in guide and "remote placement costs 50.0% of samples/s" in guide
@@ -364,8 +364,8 @@ def test_pinned_and_pageable_runs_are_fitted_apart(tmp_path):
             (False, 4), (True, 4)]
     report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
     guide = (tmp_path / "rep" / "best_practices.md").read_text()
-    assert "(eager, 32px, batch 4, pinned host memory, 4 models): s/sample = 1e-09 * params^1.000" in guide
-    assert "(eager, 32px, batch 4, pageable host memory, 4 models)" in guide and "params^0.500" in guide
+    assert "(eager, 32 px, batch 4, pinned host memory, 4 models): s/sample = 1e-09 * params^1.000" in guide
+    assert "(eager, 32 px, batch 4, pageable host memory, 4 models)" in guide and "params^0.500" in guide
     fastest = [line for line in guide.splitlines() if line.startswith("- **p")]
     assert fastest and all("host memory" in line for line in fastest)  # every answer names which one
 
