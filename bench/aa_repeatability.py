@@ -262,7 +262,8 @@ def pack(out: Path) -> Path:
     tmp = out / ".records.tar.gz.tmp"
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(out.rglob("*")):
-            if path.is_file() and path.name not in (target.name, tmp.name) and "outputs" not in path.relative_to(out).parts:
+            if (path.is_file() and path.name not in (target.name, tmp.name)
+                    and "outputs" not in path.relative_to(out).parts):
                 tar.add(path, arcname=str(Path("aa") / path.relative_to(out)))
     os.replace(tmp, target)
     return target
@@ -296,7 +297,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     tests, where = {}, {}
     for v in versions:
-        found = subprocess.run([sys.executable, "-c", WHERE], capture_output=True, text=True, env=worker_env(plugins[v]))
+        found = subprocess.run([sys.executable, "-c", WHERE], capture_output=True, text=True,
+                               env=worker_env(plugins[v]))
         where[v] = found.stdout.strip() or found.stderr.strip().splitlines()[-1]
         if not where[v].startswith(str(plugins[v])):
             raise SystemExit(f"{v}: numa_ops resolves to {where[v]}, not under {plugins[v]}")
@@ -539,10 +541,12 @@ def render(rows: list[dict[str, Any]], manifests: list[dict[str, Any]]) -> str:
     for manifest in manifests:
         lines.append(f"A/A bench: started {manifest.get('started_at')}, versions {manifest.get('versions')}, "
                      f"{manifest.get('processes_per_version')} processes each planned, order "
-                     f"{' '.join(manifest.get('order') or [])}" + (" — CPU SMOKE TEST" if manifest.get("cpu_smoke") else ""))
+                     f"{' '.join(manifest.get('order') or [])}"
+                     + (" — CPU SMOKE TEST" if manifest.get("cpu_smoke") else ""))
         if manifest.get("stopped"):
             lines.append(f"NOTE: {manifest['stopped']}")
-        killed = [f"{r['version']}.p{r['proc']:02d} ({r['killed']})" for r in manifest.get("runs", []) if r.get("killed")]
+        killed = [f"{r['version']}.p{r['proc']:02d} ({r['killed']})"
+                  for r in manifest.get("runs", []) if r.get("killed")]
         if killed:
             lines.append(f"NOTE: workers killed: {', '.join(killed)}")
     if manifests:
@@ -611,9 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--first-process", type=int, default=0,
                      help="index of the first process (go on from an earlier call: its records summarize together)")
     run.add_argument("--versions", default="old,new", help="old,new (ABBA order starts with the first)")
-    run.add_argument("--old-plugins", default=None, help=f"the old version's plugins folder (default .bench_old/plugins, "
+    run.add_argument("--old-plugins", default=None,
+                     help=f"the old version's plugins folder (default .bench_old/plugins, "
                      f"extracted from {OLD_COMMIT})")
-    run.add_argument("--cpu-smoke", action="store_true", help="on the CPU, tiny models, few samples (a test of the bench)")
+    run.add_argument("--cpu-smoke", action="store_true",
+                     help="on the CPU, tiny models, few samples (a test of the bench)")
     run.add_argument("--budget-s", type=float, default=420.0, help="start no process that would end past this")
     run.add_argument("--hard-s", type=float, default=None,
                      help="kill a worker still running at this many seconds (default: budget + 90)")

@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                      "raw_h2d_runs": (raw_h2d_before["gbps"], raw_h2d_after["gbps"]),
                      "raw_h2d_gated": raw_h2d_gated["gbps"], "k": raw_h2d_before["copies_per_event"],
                      "raw_d2h": raw_d2h["gbps"], "raw_d2h_ungated": raw_d2h_ungated["gbps"],
-                     "raw_d2h_issue_ms": raw_d2h_ungated["issue_ms"], "raw_d2h_full": raw_d2h_full["gbps"], "prod": prod,
+                     "raw_d2h_issue_ms": raw_d2h_ungated["issue_ms"], "raw_d2h_full": raw_d2h_full["gbps"],
+                     "prod": prod,
                      "seconds": time.perf_counter() - t0})
         if prod.get("error"):
             say(f"batch {batch}: product copy pass unavailable: {prod['error']}")
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"batch {r['batch']}: raw H2D before/after the product pass {_f(r['raw_h2d_runs'][0])} / "
             f"{_f(r['raw_h2d_runs'][1])} GB/s ({r['k']} copies per event pair); raw H2D gated "
             f"{_f(r['raw_h2d_gated'])} GB/s; raw D2H of {r['d2h_bytes']:,} B gated {_f(r['raw_d2h'])}, ungated "
-            f"{_f(r['raw_d2h_ungated'])} GB/s (enqueue {_f(r['raw_d2h_issue_ms'], 2)} ms per pair); raw D2H of the full batch ({r['h2d_bytes']:,} B) {_f(r['raw_d2h_full'])} GB/s")
+            f"{_f(r['raw_d2h_ungated'])} GB/s (enqueue {_f(r['raw_d2h_issue_ms'], 2)} ms per pair); "
+            f"raw D2H of the full batch ({r['h2d_bytes']:,} B) {_f(r['raw_d2h_full'])} GB/s")
     say(f"target: product H2D within {100 * TARGET_H2D:.0f}% of raw: {'met' if not failed else 'NOT met'}")
     return 0
 

@@ -124,7 +124,8 @@ def main() -> int:
 
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     lines = [f"# engine bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
-             f"card: {card}; torch {torch.__version__}; CUDA {torch.version.cuda}; python {platform.python_version()}", ""]
+             f"card: {card}; torch {torch.__version__}; CUDA {torch.version.cuda}; "
+             f"python {platform.python_version()}", ""]
 
     def out(text: str = "") -> None:
         print(text, flush=True)
@@ -144,29 +145,39 @@ def main() -> int:
             for r in ok:
                 m = r["metrics"]
                 out(f"| {row_name(r)} | {r['test']['telemetry']} | {m['serial_samples_per_s']:.0f} | "
-                    f"{100 * (m['samples_per_s_ci']['rel_half_width'] or 0):.1f} | {m['forward_ms']['median']:.3f} | {m['telemetry']['samples']} |")
+                    f"{100 * (m['samples_per_s_ci']['rel_half_width'] or 0):.1f} | {m['forward_ms']['median']:.3f} | "
+                    f"{m['telemetry']['samples']} |")
         if suite in ("engine", "regimes", "transfer"):
-            out("| run | serial/s | pipelined/s | ideal/s | pipe/ideal | pipe/serial | H2D ms | fwd ms | fwd graph ms | D2H ms | launch share | regime | trials | CI ±% | compile s | break-even samples |")
+            out("| run | serial/s | pipelined/s | ideal/s | pipe/ideal | pipe/serial | H2D ms | fwd ms | fwd graph ms "
+                "| D2H ms | launch share | regime | trials | CI ±% | compile s | break-even samples |")
             out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-            for r in sorted(ok, key=lambda r: (r["model"]["depth"], r["model"]["dim"], r["test"]["tensor_shape"][1], r["metrics"]["execution"])):
+            for r in sorted(ok, key=lambda r: (r["model"]["depth"], r["model"]["dim"], r["test"]["tensor_shape"][1],
+                                               r["metrics"]["execution"])):
                 m = r["metrics"]
                 ci = m["samples_per_s_ci"]["rel_half_width"]
-                out(f"| {row_name(r)} | {f(m['serial_samples_per_s'], '.0f')} | {f(m['pipelined_samples_per_s'], '.0f')} | "
-                    f"{f(m['ideal_samples_per_s'], '.0f')} | {f(m['pipelined_vs_ideal'], '.2f')} | {f(m['pipelined_vs_serial'], '.2f')} | "
-                    f"{f(m['h2d_ms']['median'])} | {f(m['forward_ms']['median'])} | {f(m['fwd_gpu_ms'])} | {f(m['d2h_ms']['median'])} | "
-                    f"{f(m['launch_overhead_share'], '.2f')} | {m['regime']} | {m['trials']} | {f(None if ci is None else 100 * ci, '.1f')} | "
+                out(f"| {row_name(r)} | {f(m['serial_samples_per_s'], '.0f')} | "
+                    f"{f(m['pipelined_samples_per_s'], '.0f')} | "
+                    f"{f(m['ideal_samples_per_s'], '.0f')} | {f(m['pipelined_vs_ideal'], '.2f')} | "
+                    f"{f(m['pipelined_vs_serial'], '.2f')} | "
+                    f"{f(m['h2d_ms']['median'])} | {f(m['forward_ms']['median'])} | {f(m['fwd_gpu_ms'])} | "
+                    f"{f(m['d2h_ms']['median'])} | "
+                    f"{f(m['launch_overhead_share'], '.2f')} | {m['regime']} | {m['trials']} | "
+                    f"{f(None if ci is None else 100 * ci, '.1f')} | "
                     f"{f(m.get('compile_s'), '.1f')} | {m.get('compile_break_even_samples', '-')} |")
         elif suite == "copy":
             for r in ok:
                 m = r["metrics"]
                 raw = raw_copy(m["h2d_bytes_per_batch"])
                 ratio = m["h2d_gbps"] / raw["h2d"]["gbps"]
-                out(f"batch {r['test']['batch_size']} ({m['h2d_bytes_per_batch']} B): engine H2D {m['h2d_gbps']:.1f} GB/s "
+                out(f"batch {r['test']['batch_size']} ({m['h2d_bytes_per_batch']} B): "
+                    f"engine H2D {m['h2d_gbps']:.1f} GB/s "
                     f"(median {m['h2d_ms']['median']:.4f} ms), raw pinned copy {raw['h2d']['gbps']:.1f} GB/s "
                     f"({raw['h2d']['median_ms']:.4f} ms): ratio {ratio:.3f} (target >= 0.95)")
                 out(f"engine D2H {m['d2h_bytes_per_batch']} B in {m['d2h_ms']['median']:.4f} ms; telemetry: "
-                    f"util {f(m['telemetry']['gpu_util_pct_mean'], '.0f')}%, PCIe RX max {f(m['telemetry']['pcie_rx_mbps_max'], '.0f')} MB/s, "
-                    f"power {f(m['telemetry']['power_w_mean'], '.0f')} W, SM {f(m['telemetry']['sm_clock_mhz_mean'], '.0f')} MHz")
+                    f"util {f(m['telemetry']['gpu_util_pct_mean'], '.0f')}%, "
+                    f"PCIe RX max {f(m['telemetry']['pcie_rx_mbps_max'], '.0f')} MB/s, "
+                    f"power {f(m['telemetry']['power_w_mean'], '.0f')} W, "
+                    f"SM {f(m['telemetry']['sm_clock_mhz_mean'], '.0f')} MHz")
         elif suite == "repeat":
             first = ok
             second, _ = run_suite("repeat")
@@ -176,12 +187,14 @@ def main() -> int:
                     va, vb = a["metrics"][key], b["metrics"][key]
                     if va is None or vb is None:
                         continue
-                    out(f"{a['model']['name']} {key}: {va:.1f} vs {vb:.1f} ({100 * abs(va - vb) / statistics.mean([va, vb]):.2f}% apart; target < 3%)")
+                    out(f"{a['model']['name']} {key}: {va:.1f} vs {vb:.1f} "
+                        f"({100 * abs(va - vb) / statistics.mean([va, vb]):.2f}% apart; target < 3%)")
                 for key in ("h2d_ms", "forward_ms", "d2h_ms"):
                     va, vb = a["metrics"][key]["median"], b["metrics"][key]["median"]
                     if va is None or vb is None:
                         continue
-                    out(f"{a['model']['name']} {key} median: {va:.4f} vs {vb:.4f} ({100 * abs(va - vb) / statistics.mean([va, vb]):.2f}% apart)")
+                    out(f"{a['model']['name']} {key} median: {va:.4f} vs {vb:.4f} "
+                        f"({100 * abs(va - vb) / statistics.mean([va, vb]):.2f}% apart)")
         elif suite == "d2h":
             out("| image | H2D bytes/batch | D2H bytes/batch | D2H ms | H2D GB/s |")
             out("|---|---|---|---|---|")

@@ -69,7 +69,8 @@ def check(name: str, overrides: list[str], gpus: str | None, out: Path | None) -
     if gpus is not None and topo.gpus:
         overrides = [*overrides, f"experiment.hardware.gpu_ids=[{gpus}]"]
     folder_path, lanes = pipeline.prepare("", overrides, topo)
-    cost = estimate.estimate_plan(lanes, lanes[0].max_workers, estimate.gpu_names_of(topo), estimate.read_past_records())
+    cost = estimate.estimate_plan(lanes, lanes[0].max_workers, estimate.gpu_names_of(topo),
+                                  estimate.read_past_records())
     t0 = time.perf_counter()
     pipeline.run_lanes(lanes, folder_path, lanes[0].max_workers, log=lambda _: None)
     wall = time.perf_counter() - t0
@@ -104,7 +105,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['plan']} | {r['device']} | {r['runs']} | {r['gpu_est']:.1f} | {r['gpu_act']:.1f} | "
-              f"{r['gpu_act'] / r['gpu_est']:.2f} | {r['start_est']:.1f} | {r['start_act']:.1f} | {r['wall_est']:.1f} | "
+              f"{r['gpu_act'] / r['gpu_est']:.2f} | {r['start_est']:.1f} | {r['start_act']:.1f} | "
+              f"{r['wall_est']:.1f} | "
               f"{r['wall_act']:.1f} | {r['wall_act'] / r['wall_est']:.2f} | {r['basis']} |")
     return 0
 

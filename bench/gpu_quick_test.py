@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-RAW_COPY = r"""
+RAW_COPY = (r"""
 import json, statistics, sys, torch
 nbytes = int(sys.argv[1]); reps = int(sys.argv[2])
 n = nbytes // 4
@@ -30,14 +30,15 @@ host = torch.randn(n).pin_memory(); back = torch.empty(n).pin_memory()
 dev = torch.empty(n, device="cuda")
 s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 out = {}
-for name, fn in (("h2d", lambda: dev.copy_(host, non_blocking=True)), ("d2h", lambda: back.copy_(dev, non_blocking=True))):
+for name, fn in (("h2d", lambda: dev.copy_(host, non_blocking=True)), """
+            r"""("d2h", lambda: back.copy_(dev, non_blocking=True))):
     for _ in range(10): fn()
     torch.cuda.synchronize(); ms = []
     for _ in range(reps):
         s.record(); fn(); e.record(); e.synchronize(); ms.append(s.elapsed_time(e))
     med = statistics.median(ms); out[name] = {"median_ms": med, "gbps": nbytes / (med / 1e3) / 1e9}
 print(json.dumps(out))
-"""
+""")
 
 
 def raw_copy(nbytes: int, reps: int = 200) -> dict:

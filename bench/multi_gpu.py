@@ -32,17 +32,21 @@ SWEEP = [
 # contention: each GPU alone, then pairs and all four at once (a transfer-heavy and a launch-bound case)
 PATTERNS = {
     "transfer-heavy (768px, batch 16, pageable, cuda_graph)": [
-        "experiment=quick_test", "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
-        'experiment.test.tensor_shape=[3,768,768]', "experiment.test.batch_size=16", "experiment.test.pinned_memory=false",
+        "experiment=quick_test",
+        "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
+        'experiment.test.tensor_shape=[3,768,768]', "experiment.test.batch_size=16",
+        "experiment.test.pinned_memory=false",
         "experiment.test.execution=cuda_graph", "experiment.test.memory_size_mb=512",
     ],
     "pinned transfer-heavy (768px, batch 16, pinned, cuda_graph)": [
-        "experiment=quick_test", "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
+        "experiment=quick_test",
+        "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
         'experiment.test.tensor_shape=[3,768,768]', "experiment.test.batch_size=16",
         "experiment.test.execution=cuda_graph", "experiment.test.memory_size_mb=512",
     ],
     "launch-bound (quick_test medium, eager)": [
-        "experiment=quick_test", "experiment.vit_configs=[{name:medium,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
+        "experiment=quick_test",
+        "experiment.vit_configs=[{name:medium,patch_size:32,depth:6,heads:6,dim:384,mlp_dim:1536}]",
     ],
 }
 PATTERN_COMMON = ["experiment.test.num_samples=1024", "experiment.test.min_trials=6", "experiment.test.max_trials=6",
@@ -71,12 +75,15 @@ def patterns(gpus: str) -> None:
     ids = gpus.split(",")
     sets = [f"[{g}]" for g in ids] + [f"[{ids[0]},{ids[1]}]", f"[{gpus}]"] if len(ids) > 1 else [f"[{ids[0]}]"]
     for title, overrides in PATTERNS.items():
-        wall, records, _, summary = run_plan([*overrides, *PATTERN_COMMON, f'experiment.hardware.gpu_ids="{",".join(sets)}"'])
+        wall, records, _, summary = run_plan([*overrides, *PATTERN_COMMON,
+                                              f'experiment.hardware.gpu_ids="{",".join(sets)}"'])
         alone = {r["gpu_id"]: r["metrics"]["samples_per_s"] for r in records
                  if r["success"] and not r.get("group_id")}
-        print(f"\n## multi-GPU patterns, {title}: {wall:.1f} s, {sum(r['success'] for r in records)}/{len(records)} ok\n")
+        print(f"\n## multi-GPU patterns, {title}: {wall:.1f} s, "
+              f"{sum(r['success'] for r in records)}/{len(records)} ok\n")
         print("alone (samples/s):", {g: round(v, 1) for g, v in sorted(alone.items())})
-        print("\n| GPUs | per GPU samples/s | vs alone | aggregate | vs sum alone | start skew ms | overlap s | complete |")
+        print("\n| GPUs | per GPU samples/s | vs alone | aggregate | vs sum alone "
+              "| start skew ms | overlap s | complete |")
         print("|---|---|---|---|---|---|---|---|")
         for g in summary["groups"]:
             per = {int(k): v for k, v in g["samples_per_s"].items()}
@@ -85,7 +92,8 @@ def patterns(gpus: str) -> None:
             agg = g["aggregate_samples_per_s"]
             print(f"| {g['gpus']} | { {k: round(v, 1) for k, v in per.items()} } | {ratio} | {agg and round(agg, 1)} | "
                   f"{round(agg / base, 3) if agg and base else None} | "
-                  f"{g['start_skew_s'] and round(g['start_skew_s'] * 1e3, 2)} | {g['overlap_s'] and round(g['overlap_s'], 2)} | "
+                  f"{g['start_skew_s'] and round(g['start_skew_s'] * 1e3, 2)} | "
+                  f"{g['overlap_s'] and round(g['overlap_s'], 2)} | "
                   f"{g['complete']} |")
         h2d = {r["gpu_id"] if not r.get("group_id") else f"{r['gpu_id']}@{r['group_id'].split('gpus')[-1]}":
                round(r["metrics"]["h2d_gbps"], 1) for r in records if r["success"] and r["metrics"].get("h2d_gbps")}
@@ -123,7 +131,8 @@ def validation(gpus: str) -> None:
     for r in sorted(records, key=lambda r: (r["lane"], r["model"]["depth"])):
         m = r.get("metrics") or {}
         print(f"| {r['lane']} | {r['model']['name']} | {r['success']} | {m.get('samples_per_s') or r.get('error')} | "
-              f"{m.get('h2d_gbps')} | {(r.get('environment') or {}).get('pci_bus_id')} | {r.get('started_at')} | {r.get('finished_at')} |")
+              f"{m.get('h2d_gbps')} | {(r.get('environment') or {}).get('pci_bus_id')} | "
+              f"{r.get('started_at')} | {r.get('finished_at')} |")
     print("start-up per lane (s):", {o.lane: [round(s, 1) for s in o.startup_s] for o in outcomes})
 
 

@@ -228,7 +228,8 @@ def summarize(dirs: list[str]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     if known:
         lines += ["", "Known difference: pageable against pinned host pool (ratio - 1 of samples/s)", "",
-                  "| configuration | paired [95% interval] | paired GPU s | separate processes [95% Welch interval] | agree |",
+                  "| configuration | paired [95% interval] | paired GPU s "
+                  "| separate processes [95% Welch interval] | agree |",
                   "|---|---|---|---|---|"]
         for rec in known:
             c, p = rec["metrics"]["paired"]["comparisons"][0], rec["metrics"]["paired"]

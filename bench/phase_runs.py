@@ -52,7 +52,8 @@ def main() -> int:
         for rec in sorted(records, key=lambda r: (r["study"], r["sweep_point"], r["lane"])):
             m = {k: v for k, v in (rec.get("metrics") or {}).items() if v is not None}
             model = rec["model"]
-            print(f"{rec['study']:<22} p{rec['sweep_point']:<2} {rec['lane']:<16} d{model['depth']:<2} dim{model['dim']:<5} "
+            print(f"{rec['study']:<22} p{rec['sweep_point']:<2} {rec['lane']:<16} "
+                  f"d{model['depth']:<2} dim{model['dim']:<5} "
                   f"ok={rec['success']} samples/s={m.get('samples_per_s') or 0:9.1f} h2d={_ms(m, 'h2d_ms')} "
                   f"fwd={_ms(m, 'forward_ms')} d2h={_ms(m, 'd2h_ms')} ms "
                   f"regime={m.get('regime')} {'' if rec['success'] else rec.get('error')}")

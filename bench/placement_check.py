@@ -28,7 +28,8 @@ def main() -> int:
 
     topo = discover()
     print("topology:", json.dumps({"host": topo.host, "nodes": topo.node_ids, "distances": topo.distances,
-                                   "gpus": [(g.index, g.pci_bus_id, g.numa_node) for g in topo.gpus], "notes": topo.notes}))
+                                   "gpus": [(g.index, g.pci_bus_id, g.numa_node) for g in topo.gpus],
+                                   "notes": topo.notes}))
     base = ["experiment=numa_study", f"experiment.hardware.gpu_ids=[{args.gpus}]",
             "experiment.vit_configs=[{name:d2,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
             "experiment.test.num_samples=256", "experiment.test.max_trials=5", "experiment.test.max_trial_time_s=20",
@@ -43,7 +44,8 @@ def main() -> int:
     with ThreadPoolExecutor(max_workers=len(lanes)) as pool:  # one lane per GPU, in parallel
         outcomes = list(pool.map(lambda lane: LaneSupervisor(lane, folder_path, log=print).run(), lanes))
     results.finalize(folder_path)
-    print("\n| run | placement | distance | device | GPU | cpus_allowed | mems_allowed | pool pages on node | samples/s | profile |")
+    print("\n| run | placement | distance | device | GPU | cpus_allowed | mems_allowed | pool pages on node "
+          "| samples/s | profile |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for rec in json.loads((folder_path / "results.json").read_text()):
         m, env = rec.get("metrics") or {}, rec.get("environment") or {}

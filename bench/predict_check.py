@@ -39,7 +39,8 @@ def vit(name: str, depth: int, dim: int, heads: int, patch: int) -> dict:
 GPU = ([vit("fit_d2_w128", 2, 128, 2, 16), vit("fit_d6_w384", 6, 384, 6, 16), vit("fit_d12_w768", 12, 768, 12, 16)],
        [224, 384], [4, 16, 64],
        [(384, 32, [vit("ho_d3_w128", 3, 128, 2, 16), vit("ho_d10_w768", 10, 768, 12, 16)]),
-        (224, 4, [vit("ho_d8_w384", 8, 384, 6, 16), vit("ho_d4_w256", 4, 256, 4, 16), vit("ho_d12_w640", 12, 640, 10, 16)])],
+        (224, 4, [vit("ho_d8_w384", 8, 384, 6, 16), vit("ho_d4_w256", 4, 256, 4, 16),
+                  vit("ho_d12_w640", 12, 640, 10, 16)])],
        ["experiment.test.num_samples=512", "experiment.test.memory_size_mb=512", "experiment.test.min_trial_s=0.5"])
 TINY = ([vit("fit_d1_w32", 1, 32, 2, 8), vit("fit_d2_w64", 2, 64, 2, 8), vit("fit_d4_w96", 4, 96, 2, 8)],
         [32, 64], [2, 4, 8],
@@ -105,7 +106,8 @@ def predictions(groups: list, outputs: Path) -> dict[str, object]:
 
 def table(predicted: dict, measured: list[RunRecord]) -> tuple[list[str], int, float]:
     """The markdown table, how many measured values fell inside their intervals, and the median error."""
-    lines = ["| configuration | predicted regime | measured regime | predicted samples/s | 95% interval | measured | inside | error |",
+    lines = ["| configuration | predicted regime | measured regime | predicted samples/s | 95% interval "
+             "| measured | inside | error |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     inside, errors = 0, []
     for rec in sorted(measured, key=lambda r: r.model.name):  # measured: successful records, each with its model

@@ -15,9 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 # Airflow must never touch the user's ~/airflow from the tests; each test process (pytest-xdist's workers
 # inherit the first process's environment) has an Airflow home, and so a metadata database, of its own.
 if os.environ.get("PYTEST_XDIST_WORKER") or "AIRFLOW_HOME" not in os.environ:
-    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=f"numa-lab-airflow-{os.environ.get('PYTEST_XDIST_WORKER', '')}")
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(
+        prefix=f"numa-lab-airflow-{os.environ.get('PYTEST_XDIST_WORKER', '')}")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO), os.environ.get("PYTHONPATH")]))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO),
+                                                         os.environ.get("PYTHONPATH")]))
 TINY = """
 description: a model small enough to measure in a second on two CPU cores
 vit_configs:

@@ -16,7 +16,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yaml"
-CORE = {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+CORE = {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+        "airflow-triggerer"}
 CELERY = {"redis", "airflow-worker", "airflow-worker-gpu-a"}
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|JWT|REQUIREPASS", re.I)
@@ -58,7 +59,8 @@ def _command(service: dict[str, Any]) -> str:
 
 def _task_runners(services: dict[str, Any]) -> list[str]:
     """The scheduler (LocalExecutor) and every Celery worker of a GPU host (not the default queue's)."""
-    gpu_workers = [n for n, s in services.items() if "celery worker" in _command(s) and "--queues default" not in _command(s)]
+    gpu_workers = [n for n, s in services.items()
+                   if "celery worker" in _command(s) and "--queues default" not in _command(s)]
     return ["airflow-scheduler", *gpu_workers]
 
 
@@ -106,7 +108,8 @@ def test_gpus_and_sys_nice_where_tasks_run(compose):
         assert service["hostname"], name  # records name the host, not a container id
         assert "SYS_NICE" in service.get("cap_add", []), name
         devices = service["deploy"]["resources"]["reservations"]["devices"]
-        assert any(d["driver"] == "nvidia" and d["capabilities"] == ["gpu"] and d["count"] == "all" for d in devices), name
+        assert any(d["driver"] == "nvidia" and d["capabilities"] == ["gpu"] and d["count"] == "all"
+                   for d in devices), name
 
 
 def test_folders_are_mounted_where_numa_lab_looks(compose):

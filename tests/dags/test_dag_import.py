@@ -60,7 +60,8 @@ def test_phase_shape(dagbag, dag_id):
         ("phase3_scaling", {"phase1_framework_validation"}),
         ("phase4_memory_transfer", {"phase2_numa_locality"}),
         ("phase5_compilation", {"phase3_scaling"}),
-        ("phase6_production", {"phase2_numa_locality", "phase3_scaling", "phase4_memory_transfer", "phase5_compilation"}),
+        ("phase6_production",
+         {"phase2_numa_locality", "phase3_scaling", "phase4_memory_transfer", "phase5_compilation"}),
     ],
 )
 def test_asset_edges(dagbag, dag_id, after):
@@ -184,7 +185,8 @@ def test_some_of_the_hosts_is_not_the_phase(dagbag):
     every = {**_phase1_defaults(dagbag), "hosts": ["gpu-a", "gpu-b"]}
     hosts = ["gpu-a", "gpu-b"]
     assert not_the_phase(phase, _request(every, hosts), hosts) == []
-    assert not_the_phase(phase, _request({**every, "hosts": ["gpu-b"]}, hosts), hosts) == ["hosts gpu-b of gpu-a, gpu-b"]
+    assert not_the_phase(phase, _request({**every, "hosts": ["gpu-b"]}, hosts), hosts) == [
+        "hosts gpu-b of gpu-a, gpu-b"]
 
 
 class _Events(dict):
@@ -213,7 +215,8 @@ def test_the_gate_updates_the_asset_only_for_the_phase(dagbag, capsys, change, u
 
     dag_id = "phase1_framework_validation"
     events = _Events()
-    _update_asset(dag_id, load_phases()[dag_id], [], {"params": {**_phase1_defaults(dagbag), **change}, "outlet_events": events})
+    _update_asset(dag_id, load_phases()[dag_id], [],
+                  {"params": {**_phase1_defaults(dagbag), **change}, "outlet_events": events})
     assert events.get(phase_alias(dag_id), []) == ([phase_asset(dag_id)] if updated else [])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(f"Asset {dag_id} updated") if updated else "is not updated" in last

@@ -52,7 +52,8 @@ def test_the_form_refuses_what_the_planner_refuses(phase2, field, value, message
     from airflow.exceptions import ParamValidationError
     from airflow.sdk.definitions.param import ParamValidationError as SdkParamValidationError
 
-    with pytest.raises((ParamValidationError, SdkParamValidationError), match=f"Invalid input for param {field}") as err:
+    with pytest.raises((ParamValidationError, SdkParamValidationError),
+                       match=f"Invalid input for param {field}") as err:
         _validate(phase2, {field: [value]})
     assert message in str(err.value)
 
@@ -134,12 +135,14 @@ def test_the_form_takes_the_phases_own_folder_or_a_new_name(phase2, outputs_dir)
     assert _validate(phase2, {"folder": "a_new_name"})["folder"] == "a_new_name"
 
 
-@pytest.mark.parametrize("value", [-5, 0, 100_000_000_000, 2.5, "abc"], ids=["negative", "zero", "too-many", "fraction", "text"])
+@pytest.mark.parametrize("value", [-5, 0, 100_000_000_000, 2.5, "abc"],
+                         ids=["negative", "zero", "too-many", "fraction", "text"])
 def test_num_samples_out_of_range_is_refused_not_clamped(phase2, value):
     from airflow.exceptions import ParamValidationError
     from airflow.sdk.definitions.param import ParamValidationError as SdkParamValidationError
 
-    with pytest.raises((ParamValidationError, SdkParamValidationError), match="Invalid input for param num_samples") as err:
+    with pytest.raises((ParamValidationError, SdkParamValidationError),
+                       match="Invalid input for param num_samples") as err:
         _validate(phase2, {"num_samples": value})
     if not isinstance(value, str):  # a number: the sentence alone, not the schema
         assert str(err.value).endswith(f"num_samples must be a whole number from 1 to 10,000,000 (got {value}); "

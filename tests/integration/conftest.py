@@ -74,13 +74,15 @@ def postgres():
     shutil.chown(data, "postgres", "postgres")
     port = free_port()
     as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_pg, f"{bindir}/initdb", "-D", data, "--auth=trust", "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{bindir}/initdb", "-D", data, "--auth=trust", "-U", "postgres"], check=True,
+                   capture_output=True)
     subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", data, "-o", f"-p {port} -k {data} -c listen_addresses=localhost",
                     "-l", f"{data}/server.log", "-w", "start"], check=True, capture_output=True)
     try:
         sql = "CREATE USER airflow PASSWORD 'airflow'; CREATE DATABASE airflow OWNER airflow;"
         for statement in sql.split(";")[:2]:
-            subprocess.run([*as_pg, f"{bindir}/psql", "-h", data, "-p", str(port), "-c", statement], check=True, capture_output=True)
+            subprocess.run([*as_pg, f"{bindir}/psql", "-h", data, "-p", str(port), "-c", statement], check=True,
+                           capture_output=True)
         yield f"postgresql+psycopg2://airflow:airflow@localhost:{port}/airflow"
     finally:
         subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
@@ -115,7 +117,8 @@ def airflow_extra_env():
 
 @pytest.fixture
 def airflow(tmp_path, configs_dir, outputs_dir, airflow_extra_env):
-    (configs_dir / "phases.yaml").write_text("".join(PHASES.format(name=n, after=json.dumps(a)) for n, a in CHAIN.items()))
+    (configs_dir / "phases.yaml").write_text("".join(PHASES.format(name=n, after=json.dumps(a))
+                                                     for n, a in CHAIN.items()))
     home = tmp_path / "airflow"
     env = {
         **airflow_env(home, PORT),
@@ -144,7 +147,8 @@ def standalone(argv, env, home, log_path, base=BASE, timeout=180):
                 continue
             try:
                 user, password = next(iter(json.loads(pw_file.read_text()).items()))
-                token = call("POST", "/auth/token", body={"username": user, "password": password}, base=base)["access_token"]
+                token = call("POST", "/auth/token", body={"username": user, "password": password},
+                             base=base)["access_token"]
             except (OSError, ValueError, StopIteration):
                 continue
         assert token, f"the API server did not answer in {timeout} s:\n" + log_path.read_text()[-3000:]

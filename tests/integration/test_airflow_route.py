@@ -69,7 +69,8 @@ def wait_done(token, dag_id, run_id, base, timeout=300) -> str:
 
 
 def trigger(token, dag_id, conf, base) -> str:
-    return call("POST", f"/api/v2/dags/{dag_id}/dagRuns", token, {"logical_date": None, "conf": conf}, base=base)["dag_run_id"]
+    return call("POST", f"/api/v2/dags/{dag_id}/dagRuns", token, {"logical_date": None, "conf": conf},
+                base=base)["dag_run_id"]
 
 
 class Route(NamedTuple):
@@ -153,7 +154,8 @@ def test_marking_the_task_failed_kills_the_worker(route):
     token, base, outputs = route.token, route.base, route.outputs
     before = set(outputs.iterdir())
     conf = {"experiment": "tiny", "overrides": [
-        "experiment.test.num_samples=10000000", "experiment.test.timeout_s=900", "experiment.test.max_trial_time_s=600"]}
+        "experiment.test.num_samples=10000000", "experiment.test.timeout_s=900",
+        "experiment.test.max_trial_time_s=600"]}
     run_id = trigger(token, P1, conf, base)
     deadline = time.monotonic() + 240
     started = None

@@ -165,7 +165,8 @@ def test_phase1_runs_on_the_hosts_celery_queue(tmp_path, configs_dir, outputs_di
         tis = {(t["task_id"], t["map_index"]): t for t in tis["task_instances"]}
         detail = "\n".join(f"{k}: {t['state']} queue={t['queue']}" for k, t in sorted(tis.items(), key=str))
         worker_logs = {n: (logs / f"{n}.log").read_text() for n in ("worker-host", "worker-default", "scheduler")}
-        assert state == "success", f"{state}\n{detail}\n" + "\n".join(f"--- {n}\n{t[-2500:]}" for n, t in worker_logs.items())
+        assert state == "success", f"{state}\n{detail}\n" + "\n".join(
+            f"--- {n}\n{t[-2500:]}" for n, t in worker_logs.items())
     finally:
         survivors = _stop(list(procs.values()))
     assert not survivors, f"processes survived SIGTERM to their groups: {survivors}"

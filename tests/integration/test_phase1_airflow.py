@@ -118,4 +118,5 @@ def test_a_run_without_an_interval_over_its_trials_passes_the_gate(airflow_env, 
     (folder,) = run_folders(outputs_dir)
     verdict = json.loads((folder / "gate.json").read_text())
     assert verdict["passed"] and verdict["sentence"] == "gate passed: 2 of 2 run(s) measured."
-    assert len(verdict["intervals"]) == 2 and all("no interval over its trials (1 trial(s))" in i for i in verdict["intervals"])
+    assert len(verdict["intervals"]) == 2 and all("no interval over its trials (1 trial(s))" in i
+                                                  for i in verdict["intervals"])

@@ -36,5 +36,6 @@ def test_phase1_on_postgres(airflow, outputs_dir, postgres):
     import sqlalchemy as sa
 
     with sa.create_engine(postgres).connect() as con:  # the run is in PostgreSQL, not in a SQLite file
-        done = con.execute(sa.text(f"select count(*) from dag_run where dag_id = '{DAG}' and state = 'success'")).scalar()
+        done = con.execute(sa.text(f"select count(*) from dag_run where dag_id = '{DAG}' "
+                                   "and state = 'success'")).scalar()
     assert done == 1

@@ -71,7 +71,8 @@ def site(tmp_path_factory):
     log = root / "standalone.log"
     with standalone([AIRFLOW, "standalone"], env, home, log, base=base) as token:
         wait_for_dags(token, [P1], base=base)
-        user, password = next(iter(json.loads((home / "simple_auth_manager_passwords.json.generated").read_text()).items()))
+        user, password = next(iter(json.loads(
+            (home / "simple_auth_manager_passwords.json.generated").read_text()).items()))
         with playwright.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
             run_id = login_and_trigger(browser.new_page(viewport={"width": 1400, "height": 1000}), base, user, password,

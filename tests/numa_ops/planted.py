@@ -27,7 +27,8 @@ def write(folder: Path, rec: dict[str, Any]) -> None:
     results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
 
 
-def sized_run(run_id: str, depth: int, gpu_ms: float | None = None, height: int = 224, noise: float = 1.0) -> dict[str, Any]:
+def sized_run(run_id: str, depth: int, gpu_ms: float | None = None, height: int = 224,
+              noise: float = 1.0) -> dict[str, Any]:
     """A CUDA run of model ``d<depth>``: fixed copies, GPU compute proportional to FLOPs (unless ``gpu_ms``)."""
     flops = depth * FLOPS_PER_DEPTH
     gpu = (gpu_ms if gpu_ms is not None else flops * GPU_MS_PER_FLOP) * noise
@@ -36,12 +37,14 @@ def sized_run(run_id: str, depth: int, gpu_ms: float | None = None, height: int 
     model = {"name": f"d{depth}", "patch_size": 16, "depth": depth, "heads": 4, "dim": 256, "mlp_dim": 1024}
     rec = record(run_id, device="cuda", placement="local", gpu_id=0, lane="gpu0-cpu0-mem0", model=model, metrics={
         "samples_per_s": 8 / batch * 1000, "flops_per_sample": flops, "parameters": depth * 10**6, "execution": "eager",
-        "fwd_gpu_ms": gpu, "h2d_ms": {"median": H2D_MS}, "forward_ms": {"median": forward}, "d2h_ms": {"median": D2H_MS},
-        "batch_ms": {"median": batch}, "regime": "transfer-bound" if COPY_MS >= gpu else "compute-bound",
+        "fwd_gpu_ms": gpu, "h2d_ms": {"median": H2D_MS}, "forward_ms": {"median": forward},
+        "d2h_ms": {"median": D2H_MS}, "batch_ms": {"median": batch},
+        "regime": "transfer-bound" if COPY_MS >= gpu else "compute-bound",
     })
     rec["test"].update(batch_size=8, tensor_shape=[3, height, height])
     h2d_bytes = 8 * 3 * height * height * 4
-    rec["metrics"].update(h2d_bytes_per_batch=h2d_bytes, d2h_bytes_per_batch=8 * 1256 * 4, h2d_gbps=h2d_bytes / H2D_MS / 1e6)
+    rec["metrics"].update(h2d_bytes_per_batch=h2d_bytes, d2h_bytes_per_batch=8 * 1256 * 4,
+                          h2d_gbps=h2d_bytes / H2D_MS / 1e6)
     return rec
 
 
@@ -65,7 +68,8 @@ def write_penalty_runs(folder: Path, penalty: float, seed: int, runs: int = 3, t
             rec = record(f"{folder.name}.{place}{i}", device="cuda", placement=place, gpu_id=0,
                          lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
                          metrics={"samples_per_s": float(np.median(serial)), "execution": "eager", "regime": regime,
-                                  "h2d_gbps": float(np.median(serial)) / 100, "trial_samples_per_s": {"serial": serial}})
+                                  "h2d_gbps": float(np.median(serial)) / 100,
+                                  "trial_samples_per_s": {"serial": serial}})
             rec["model"]["name"] = "m"
             write(folder, rec)
 
@@ -82,7 +86,8 @@ def write_power_law_runs(folder: Path, exponent: float, seed: int, spread: float
 
 
 def process_run(folder: Path, run_id: str, placement: str, rate: float, model: str = "m", pinned: bool | None = True,
-                mode: str | None = None, control: float | None = None, repeat: int | None = None, batch: int = 4) -> None:
+                mode: str | None = None, control: float | None = None, repeat: int | None = None,
+                batch: int = 4) -> None:
     """One worker process's record of a CUDA configuration: its headline ``rate`` at ``placement``.
 
     ``pinned`` is the host pool's ``pool_pinned`` (None: an older record without it), ``mode`` the top-level
@@ -94,7 +99,8 @@ def process_run(folder: Path, run_id: str, placement: str, rate: float, model: s
     if control is not None:
         metrics["cpu_control_rate"] = float(control)
     remote = int(placement == "remote")
-    rec = record(run_id, device="cuda", placement=placement, gpu_id=0, lane=f"gpu0-cpu{remote}-mem{remote}", metrics=metrics)
+    rec = record(run_id, device="cuda", placement=placement, gpu_id=0, lane=f"gpu0-cpu{remote}-mem{remote}",
+                 metrics=metrics)
     rec["model"]["name"] = model
     rec["test"]["batch_size"] = batch
     if mode is not None:
@@ -131,8 +137,8 @@ def _paired_interval(diffs: np.ndarray, df_lost: int = 1) -> dict[str, Any]:
     half = float(stats.t.ppf(0.975, df)) * sd / np.sqrt(n)
     low, high = np.exp(est - half), np.exp(est + half)
     mde = float(np.expm1((stats.t.ppf(0.975, df) + stats.t.ppf(0.80, df)) * sd / np.sqrt(n)))
-    return {"ratio": float(np.exp(est)), "low": float(low), "high": float(high), "half_width": float(np.expm1(half)), "df": df,
-            "mde": mde, "verdict": "measured" if low > 1 or high < 1 else "not detectable", "estimate": est}
+    return {"ratio": float(np.exp(est)), "low": float(low), "high": float(high), "half_width": float(np.expm1(half)),
+            "df": df, "mde": mde, "verdict": "measured" if low > 1 or high < 1 else "not detectable", "estimate": est}
 
 
 def paired_block(kind: str, arm_rates: list[float], seed: int, blocks: int = 12, spread: float = 0.01,
@@ -176,18 +182,21 @@ def paired_block(kind: str, arm_rates: list[float], seed: int, blocks: int = 12,
         adjusted = None
         if kind == "memory":
             adj = _paired_interval(diffs(arm, adjusted_logs), df_lost=2)
-            adjusted = {key: adj[key] for key in ("ratio", "low", "high", "half_width", "df", "mde", "verdict")} | {"slope": slope}
+            adjusted = ({key: adj[key] for key in ("ratio", "low", "high", "half_width", "df", "mde", "verdict")}
+                        | {"slope": slope})
         comparisons.append({"arm": arm, "vs": 0, "blocks": blocks, "block_diffs": [float(v) for v in diffs(arm, lr)],
                             **plain, "adjusted": adjusted})
     arms = []
     for j in range(k):
-        moved = {"pool_node": nodes[j], "thread_node": 0} if kind == "memory" else {"pool_node": 0, "thread_node": nodes[j]}
-        arms.append({"name": f"node{nodes[j]}" + ("" if pinned[j] else "-pageable"), "node": nodes[j], "pinned": pinned[j],
-                     **moved, "placement": "local" if nodes[j] == 0 else "remote", "numa_distance": 10 if nodes[j] == 0 else 21,
+        moved = ({"pool_node": nodes[j], "thread_node": 0} if kind == "memory"
+                 else {"pool_node": 0, "thread_node": nodes[j]})
+        arms.append({"name": f"node{nodes[j]}" + ("" if pinned[j] else "-pageable"), "node": nodes[j],
+                     "pinned": pinned[j], **moved, "placement": "local" if nodes[j] == 0 else "remote",
+                     "numa_distance": 10 if nodes[j] == 0 else 21,
                      "trial_samples_per_s": rates[j], "cpu_control": controls[j], "launch_cpus": [1] * len(rates[j]),
                      "samples_per_s": float(np.median(rates[j]))})
-    return {"kind": kind, "reference": 0, "arms": arms, "comparisons": comparisons, "design": "ABBA", "settle_batches": 1,
-            "stop_reason": "target", "target": 0.02, "trials_s": trials_s}
+    return {"kind": kind, "reference": 0, "arms": arms, "comparisons": comparisons, "design": "ABBA",
+            "settle_batches": 1, "stop_reason": "target", "target": 0.02, "trials_s": trials_s}
 
 
 def paired_run(folder: Path, run_id: str, paired: dict[str, Any], model: str = "m", batch: int = 8,
@@ -195,8 +204,9 @@ def paired_run(folder: Path, run_id: str, paired: dict[str, Any], model: str = "
     """A paired worker process's record (``placement_mode: paired``): the reference arm's metrics and ``paired``;
     its placement names the compared arm (arm 1). ``test``: test settings that differ from the defaults."""
     ref, arm = paired["arms"][paired["reference"]], paired["arms"][1]
-    metrics = {"samples_per_s": ref["samples_per_s"], "execution": "eager", "regime": "launch-bound", "pool_pinned": ref["pinned"],
-               "trial_samples_per_s": {"serial": ref["trial_samples_per_s"]}, "paired": paired}
+    metrics = {"samples_per_s": ref["samples_per_s"], "execution": "eager", "regime": "launch-bound",
+               "pool_pinned": ref["pinned"], "trial_samples_per_s": {"serial": ref["trial_samples_per_s"]},
+               "paired": paired}
     rec = record(run_id, device="cuda", placement=arm["placement"], numa_distance=arm["numa_distance"], gpu_id=0,
                  lane="gpu0-paired", placement_mode="paired", metrics=metrics)
     rec["model"]["name"] = model
@@ -214,7 +224,8 @@ PROCESS_NOISE = {
 COMPUTE_BOUND = ("heavy_d12", "cuda_graph", "pinned")
 
 
-def config_run(run_id: str, config: tuple[str, str, str], rate: float, repeat: int = 0, folder: str = "f1") -> dict[str, Any]:
+def config_run(run_id: str, config: tuple[str, str, str], rate: float, repeat: int = 0,
+               folder: str = "f1") -> dict[str, Any]:
     """One worker process's record of one of ``PROCESS_NOISE``'s configurations (a local CUDA run, batch 8, 224 px)."""
     name, execution, memory = config
     depth = int(name.split("_d")[1])
@@ -222,14 +233,15 @@ def config_run(run_id: str, config: tuple[str, str, str], rate: float, repeat: i
                  lane="gpu0-cpu0-mem0" + (f"-r{repeat}" if repeat else ""), repeat=repeat, study="nightly",
                  model={"name": name, "patch_size": 16, "depth": depth, "heads": 12, "dim": 768, "mlp_dim": 3072},
                  metrics={"samples_per_s": float(rate), "execution": execution, "pool_pinned": memory == "pinned",
-                          "d2h_mode": "outputs", "regime": "compute-bound" if config == COMPUTE_BOUND else "launch-bound"})
+                          "d2h_mode": "outputs",
+                          "regime": "compute-bound" if config == COMPUTE_BOUND else "launch-bound"})
     rec["test"].update(batch_size=8, tensor_shape=[3, 224, 224], execution=execution, pinned_memory=memory == "pinned",
                        d2h_mode="outputs", repeats=2)
     return rec
 
 
-def night_records(rng: np.random.Generator, name: str, processes: int, slowdown: dict[tuple[str, str, str], float] | None = None
-                  ) -> list[dict[str, Any]]:
+def night_records(rng: np.random.Generator, name: str, processes: int,
+                  slowdown: dict[tuple[str, str, str], float] | None = None) -> list[dict[str, Any]]:
     """``processes`` worker processes of each of the 8 configurations, lognormal process noise of its spread around
     1000 samples/s, times ``1 - slowdown[config]`` where planted."""
     slowdown = slowdown or {}

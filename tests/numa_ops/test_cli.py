@@ -29,10 +29,14 @@ def test_run_without_airflow(configs_dir, outputs_dir):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["experiment=quick_test", "experiment.hardware.gpu_ids=[7]"], "GPU [7] not found", id="absent-gpu"),
-        pytest.param(["experiment=quick_test", "experiment.hardware.numa_nodes=[5]"], "NUMA node [5] not found", id="absent-node"),
-        pytest.param(["experiment=quick_test", "experiment.test.batch_size=-1"], "experiment.test.batch_size: Input should be greater", id="negative-batch"),
-        pytest.param(["experiment=quick_test", "experiment.test.nope=1"], "experiment.test.nope: unknown key", id="unknown-key"),
+        pytest.param(["experiment=quick_test", "experiment.hardware.gpu_ids=[7]"], "GPU [7] not found",
+                     id="absent-gpu"),
+        pytest.param(["experiment=quick_test", "experiment.hardware.numa_nodes=[5]"], "NUMA node [5] not found",
+                     id="absent-node"),
+        pytest.param(["experiment=quick_test", "experiment.test.batch_size=-1"],
+                     "experiment.test.batch_size: Input should be greater", id="negative-batch"),
+        pytest.param(["experiment=quick_test", "experiment.test.nope=1"], "experiment.test.nope: unknown key",
+                     id="unknown-key"),
         pytest.param(["experiment=quick_test", "experiment.test.batch_size=["], "malformed value", id="malformed"),
         pytest.param(["experiment=no_such"], "unknown experiment 'no_such'", id="unknown-experiment"),
         pytest.param(["experiment=../../etc/passwd"], "is not allowed", id="traversal"),
@@ -125,7 +129,8 @@ def test_where_names_the_studies_this_host_skipped_before_the_gates_sentence(out
 
     folder = outputs_dir / "phase6_1"
     _latest(outputs_dir, folder)
-    skipped = {"study": "multi_gpu_patterns", "role": "gpus_alone_then_pairs", "reason": "h has 1 GPU: a pair needs two"}
+    skipped = {"study": "multi_gpu_patterns", "role": "gpus_alone_then_pairs",
+               "reason": "h has 1 GPU: a pair needs two"}
     results.write_json_atomic(folder / "experiment_summary.json", {"skipped_studies": [skipped]})
     results.write_json_atomic(folder / "gate.json", {"passed": True, "sentence": "gate passed.", "summary": "s"})
     assert cli.where(None) == 0
@@ -175,7 +180,8 @@ def test_run_resumes_its_folder_keeping_finished_runs(configs_dir, outputs_dir):
 @pytest.mark.parametrize(
     ("folder", "message"),
     [
-        pytest.param("phase1_x", "is a run folder of phase1_framework_validation, not of an experiment run", id="other-phase"),
+        pytest.param("phase1_x", "is a run folder of phase1_framework_validation, not of an experiment run",
+                     id="other-phase"),
         pytest.param("report", "is numa-lab's own", id="reserved"),
         pytest.param("../elsewhere", "is not allowed", id="traversal"),
         pytest.param("", "--folder needs a run folder's name", id="empty"),
@@ -183,7 +189,8 @@ def test_run_resumes_its_folder_keeping_finished_runs(configs_dir, outputs_dir):
 )
 def test_a_folder_that_is_not_this_runs_is_refused(configs_dir, outputs_dir, folder, message):
     (outputs_dir / "phase1_x" / "runs").mkdir(parents=True)
-    (outputs_dir / "phase1_x" / "plan.json").write_text(json.dumps({"phase": "phase1_framework_validation", "lanes": []}))
+    (outputs_dir / "phase1_x" / "plan.json").write_text(
+        json.dumps({"phase": "phase1_framework_validation", "lanes": []}))
     result = run_cli("experiment=tiny", f"--folder={folder}")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert sorted(p.name for p in outputs_dir.iterdir()) == ["phase1_x"]

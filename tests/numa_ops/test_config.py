@@ -42,15 +42,21 @@ def test_sweep_gives_one_config_per_point():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        pytest.param(["experiment.test.batch_size=-1"], "experiment.test.batch_size: Input should be greater than or equal to 1", id="negative-batch"),
+        pytest.param(["experiment.test.batch_size=-1"],
+                     "experiment.test.batch_size: Input should be greater than or equal to 1", id="negative-batch"),
         pytest.param(["experiment.test.foo=1"], "experiment.test.foo: unknown key", id="unknown-key"),
         pytest.param(["experiment.tset.batch_size=1"], "experiment.tset: unknown key", id="unknown-section"),
         pytest.param(["experiment.test.batch_size=["], "malformed value", id="malformed"),
-        pytest.param(["experiment.test.num_samples=abc"], "experiment.test.num_samples: Input should be a valid integer", id="wrong-type"),
-        pytest.param(["experiment.test.compile_model=1"], "experiment.test.compile_model: Input should be a valid boolean", id="int-for-bool"),
-        pytest.param(["experiment.test.tensor_shape=[3,225,224]"], "patch_size=32 does not divide", id="patch-does-not-divide"),
-        pytest.param(["experiment.vit_configs[9].depth=2"], "experiment.vit_configs has 2 entries, no index 9", id="index-out-of-range"),
-        pytest.param(["experiment.test.num_samples=1000000000000"], "experiment.test.num_samples: Input should be less than", id="huge"),
+        pytest.param(["experiment.test.num_samples=abc"],
+                     "experiment.test.num_samples: Input should be a valid integer", id="wrong-type"),
+        pytest.param(["experiment.test.compile_model=1"],
+                     "experiment.test.compile_model: Input should be a valid boolean", id="int-for-bool"),
+        pytest.param(["experiment.test.tensor_shape=[3,225,224]"], "patch_size=32 does not divide",
+                     id="patch-does-not-divide"),
+        pytest.param(["experiment.vit_configs[9].depth=2"], "experiment.vit_configs has 2 entries, no index 9",
+                     id="index-out-of-range"),
+        pytest.param(["experiment.test.num_samples=1000000000000"],
+                     "experiment.test.num_samples: Input should be less than", id="huge"),
         pytest.param(["experiment.hardware.gpu_ids=[]"], "gpu_ids must be 'all' or a non-empty list", id="empty-gpus"),
     ],
 )
@@ -62,7 +68,8 @@ def test_bad_input_names_the_key(overrides, message):
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param("nope", id="unknown"), pytest.param("../../etc/passwd", id="traversal"), pytest.param(".hidden", id="dotfile")],
+    [pytest.param("nope", id="unknown"), pytest.param("../../etc/passwd", id="traversal"),
+     pytest.param(".hidden", id="dotfile")],
 )
 def test_unknown_or_unsafe_experiment(name):
     with pytest.raises(ConfigError, match="available: .*quick_test"):

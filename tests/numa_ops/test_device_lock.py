@@ -25,7 +25,8 @@ print(json.dumps([start, end]))
 
 
 def _hold_all(gpus):
-    procs = [subprocess.Popen([sys.executable, "-c", HOLD.format(gpu=g)], stdout=subprocess.PIPE, text=True) for g in gpus]
+    procs = [subprocess.Popen([sys.executable, "-c", HOLD.format(gpu=g)], stdout=subprocess.PIPE, text=True)
+             for g in gpus]
     return [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in procs]
 
 
@@ -44,7 +45,8 @@ def test_different_gpus_overlap(outputs_dir):
 
 
 def _lane(*share_gpu):
-    return Lane("l", "f", 0, 0, 0, 1, tuple(run_spec(f"f.s.gpu0-cpu0-mem0.t{i}", "gpu0-cpu0-mem0", gpu_id=0, share_gpu=s)
+    return Lane("l", "f", 0, 0, 0, 1, tuple(run_spec(f"f.s.gpu0-cpu0-mem0.t{i}", "gpu0-cpu0-mem0", gpu_id=0,
+                                                     share_gpu=s)
                                              for i, s in enumerate(share_gpu)))
 
 

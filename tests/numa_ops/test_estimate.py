@@ -174,10 +174,12 @@ def test_plan_runs_keeps_the_estimate_and_refuses_over_the_limit(configs_dir, ou
     dag_run = SimpleNamespace(run_after=__import__("datetime").datetime(2026, 1, 1), dag_id="d", run_id="r")
     pushed = {}
     ti = SimpleNamespace(xcom_push=lambda key, value: pushed.__setitem__(key, value))
-    turns = phase_tasks.plan_runs("phase1_framework_validation", phase, phase_tasks.discover_topology(), params, dag_run, ti)
+    turns = phase_tasks.plan_runs("phase1_framework_validation", phase, phase_tasks.discover_topology(), params,
+                                  dag_run, ti)
     (folder,) = phase_tasks.planned_folders(turns)
     kept = json.loads((outputs_dir / folder / "estimate.json").read_text())
-    assert kept["runs"] == 2 and kept["gpu_s"] > 0 and kept["wall_s"] > 0 and kept["max_gpu_hours"] == phase.max_gpu_hours
+    assert (kept["runs"] == 2 and kept["gpu_s"] > 0 and kept["wall_s"] > 0
+            and kept["max_gpu_hours"] == phase.max_gpu_hours)
     assert "estimate: 2 runs on 1 lane(s), 1 worker start(s)" in capsys.readouterr().out
 
     from airflow.sdk.exceptions import AirflowFailException

@@ -31,7 +31,8 @@ def test_passes_when_complete_and_shows_each_runs_own_interval(tmp_path):
     folder = _folder(tmp_path, [_ok("f1.r0", 0.01), _ok("f1.r1", 0.02)], 2)
     verdict = judge_run_folder(folder, Gate(max_failure_rate=0.0)).to_json()
     assert verdict["passed"] and verdict["problems"] == []
-    assert verdict["intervals"] == ["f1.r0: ±1.0% over 8 trials (its own trials)", "f1.r1: ±2.0% over 8 trials (its own trials)"]
+    assert verdict["intervals"] == ["f1.r0: ±1.0% over 8 trials (its own trials)",
+                                    "f1.r1: ±2.0% over 8 trials (its own trials)"]
     assert json.loads((folder / "gate.json").read_text())["passed"]
 
 
@@ -39,8 +40,10 @@ def test_passes_when_complete_and_shows_each_runs_own_interval(tmp_path):
 def test_a_runs_own_interval_never_fails_the_gate(tmp_path, width):
     """A launch-bound run measured ±30% over its trials (or with one trial, no interval at all) passes: its own
     trials say nothing of the noise between processes that a comparison stands on."""
-    rec = record("f1.r0", metrics={"samples_per_s": 5000.0, "trials": 1 if width is None else 8, "binding_stage": "cpu_issue",
-                                   "samples_per_s_ci": {"rel_half_width": width, "level": None if width is None else 0.95}})
+    rec = record("f1.r0", metrics={"samples_per_s": 5000.0, "trials": 1 if width is None else 8,
+                                   "binding_stage": "cpu_issue",
+                                   "samples_per_s_ci": {"rel_half_width": width,
+                                                        "level": None if width is None else 0.95}})
     verdict = judge_run_folder(_folder(tmp_path, [rec], 1), Gate(max_failure_rate=0.0, max_mde=0.05)).to_json()
     assert verdict["passed"] and verdict["sentence"] == "gate passed: 1 of 1 run(s) measured."
     assert verdict["intervals"] == ["f1.r0: ±30.0% over 8 trials (its own trials)" if width else
@@ -116,9 +119,11 @@ def _paired_run(run_id, mde):
     return rec
 
 
-@pytest.mark.parametrize(("mde", "passed"), [pytest.param(0.031, True, id="within"), pytest.param(0.081, False, id="above")])
+@pytest.mark.parametrize(("mde", "passed"),
+                         [pytest.param(0.031, True, id="within"), pytest.param(0.081, False, id="above")])
 def test_a_paired_comparison_is_judged_by_its_mde(tmp_path, mde, passed):
-    verdict = judge_run_folder(_folder(tmp_path, [_paired_run("f1.p0", mde)]), Gate(max_failure_rate=0.0, max_mde=0.05)).to_json()
+    verdict = judge_run_folder(_folder(tmp_path, [_paired_run("f1.p0", mde)]),
+                               Gate(max_failure_rate=0.0, max_mde=0.05)).to_json()
     assert verdict["passed"] == passed
     assert verdict["comparisons"] == [{"configuration": verdict["comparisons"][0]["configuration"], "mde": mde,
                                        "basis": "paired memory, 40 blocks"}]

@@ -31,9 +31,11 @@ def test_no_two_runs_share_a_gpu(configs_dir, outputs_dir, tmp_path, monkeypatch
     monkeypatch.setenv("NUMA_LAB_FAKE_GPU", "1")
     monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
     monkeypatch.setenv("NUMA_LAB_TORCH_THREADS", "1")  # two CPU workers share this host's cores
-    topo = discover(make_sysfs(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:3b:00.0": 0, "0000:af:00.0": 1}), use_nvml=False)
+    topo = discover(make_sysfs(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:3b:00.0": 0, "0000:af:00.0": 1}),
+                    use_nvml=False)
     folder_path, lanes = pipeline.prepare("tiny", [
-        "experiment.hardware.numa_nodes=[0,1]", "experiment.test.num_samples=4096",  # runs of several seconds: longer than start-up jitter
+        # runs of several seconds: longer than start-up jitter
+        "experiment.hardware.numa_nodes=[0,1]", "experiment.test.num_samples=4096",
         "experiment.test.min_trials=3", "experiment.test.max_trials=3",
         "experiment.vit_configs=[{name:t,patch_size:8,depth:2,heads:2,dim:64,mlp_dim:128}]",
     ], topo)

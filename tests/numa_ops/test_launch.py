@@ -28,7 +28,8 @@ def test_cpu_lane_hides_gpus_and_unbound_is_said(monkeypatch):
 
 @pytest.mark.parametrize(
     ("gpu", "cpu", "mem"),
-    [pytest.param("0; rm -rf ~", 0, 0, id="gpu-string"), pytest.param(0, "0 --all", 0, id="node-string"), pytest.param(0, 0, -1, id="negative")],
+    [pytest.param("0; rm -rf ~", 0, 0, id="gpu-string"), pytest.param(0, "0 --all", 0, id="node-string"),
+     pytest.param(0, 0, -1, id="negative")],
 )
 def test_refuses_non_integers(gpu, cpu, mem):
     with pytest.raises(ValueError):
@@ -49,7 +50,8 @@ def test_pool_placement_keeps_the_worker_on_its_node(monkeypatch, pool_node, bin
 
 def test_pool_placement_without_numactl_is_refused_not_run_unbound(monkeypatch):
     monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
-    with pytest.raises(launch.BindingRefused, match="placement=pool: numactl not found .* use hardware.placement=process"):
+    with pytest.raises(launch.BindingRefused,
+                       match="placement=pool: numactl not found .* use hardware.placement=process"):
         worker_command(Path("r.json"), Path("f"), 0, 0, 0, python="/py", pool_node=1)
     with pytest.raises(ValueError, match="pool_node"):
         worker_command(Path("r.json"), Path("f"), 0, 0, 0, pool_node=-1)

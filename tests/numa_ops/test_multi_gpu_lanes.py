@@ -33,7 +33,8 @@ def two_gpus(tmp_path, monkeypatch, configs_dir, outputs_dir):
     monkeypatch.setenv("NUMA_LAB_FAKE_GPU", "1")
     monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
     monkeypatch.setenv("NUMA_LAB_TORCH_THREADS", "1")
-    return discover(make_sysfs(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:3b:00.0": 0, "0000:af:00.0": 1}), use_nvml=False)
+    return discover(make_sysfs(tmp_path / "sys", {0: "0", 1: "1"}, {"0000:3b:00.0": 0, "0000:af:00.0": 1}),
+                    use_nvml=False)
 
 
 def _records(folder_path):
@@ -84,7 +85,8 @@ def test_a_pattern_times_its_gpus_together(two_gpus):
 def test_a_pattern_whose_other_gpu_never_comes_fails_with_the_reason(two_gpus):
     folder_path, lanes = pipeline.prepare("tiny", [*TINY, "experiment.hardware.gpu_ids=[0,1]",
                                                    "experiment.hardware.together=true", "experiment.test.timeout_s=3",
-                                                   "experiment.test.max_trial_time_s=1", "experiment.hardware.barrier_timeout_s=4"],
+                                                   "experiment.test.max_trial_time_s=1",
+                                                   "experiment.hardware.barrier_timeout_s=4"],
                                           two_gpus)
     pipeline.run_lanes(lanes[:1], folder_path, log=lambda _: None)  # gpu1's lane never starts
     (rec,) = _records(folder_path)
@@ -115,7 +117,8 @@ def test_claims(tmp_path):
     assert "already failed on gpu0-cpu0-mem0 in this attempt: boom" in coordination.claim(tmp_path, spec, since=mtime)
     again = coordination.claim(tmp_path, spec, since=mtime + 1)  # a later attempt tries a failed run again
     assert isinstance(again, FileLock) and again.is_locked
-    results.write_json_atomic(results.record_path(tmp_path, spec.run_id), {**results.base_record(spec).to_json(), "success": True})
+    results.write_json_atomic(results.record_path(tmp_path, spec.run_id),
+                              {**results.base_record(spec).to_json(), "success": True})
     again.release()
     assert coordination.claim(tmp_path, spec, since=0.0) == "already measured on gpu0-cpu0-mem0"
     assert os.listdir(tmp_path / "claims") == ["f.s.pool.t.1.lock"]

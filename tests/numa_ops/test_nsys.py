@@ -58,7 +58,8 @@ def test_nsys_on_wraps_the_worker(configs_dir, outputs_dir, stand_in):
     outcome = LaneSupervisor(lane, folder_path, log=lambda _: None).run()
     assert len(outcome.succeeded) == 2
     (argv,) = [json.loads(line) for line in log.read_text().splitlines()]
-    assert argv[:3] == ["profile", "--trace=cuda,nvtx,osrt", f"--output={folder_path}/nsys/{lane.name}.{argv[2].rsplit('.', 1)[1]}"]
+    assert argv[:3] == ["profile", "--trace=cuda,nvtx,osrt",
+                        f"--output={folder_path}/nsys/{lane.name}.{argv[2].rsplit('.', 1)[1]}"]
     assert argv[4:7] == [sys.executable, "-m", "numa_ops.worker"]
     reports = list((folder_path / "nsys").glob("*.nsys-rep"))
     assert len(reports) == 1

@@ -8,8 +8,10 @@ from numa_ops.overrides import OverrideError, expand_sweeps, parse_override
     ("text", "path", "values", "sweep"),
     [
         pytest.param("experiment.test.num_samples=500", ("test", "num_samples"), (500,), False, id="int"),
-        pytest.param("experiment.hardware.gpu_ids=[0,1,2,3]", ("hardware", "gpu_ids"), ([0, 1, 2, 3],), False, id="list"),
-        pytest.param("experiment.test.tensor_shape=[3,384,384]", ("test", "tensor_shape"), ([3, 384, 384],), False, id="shape"),
+        pytest.param("experiment.hardware.gpu_ids=[0,1,2,3]", ("hardware", "gpu_ids"), ([0, 1, 2, 3],), False,
+                     id="list"),
+        pytest.param("experiment.test.tensor_shape=[3,384,384]", ("test", "tensor_shape"), ([3, 384, 384],), False,
+                     id="shape"),
         pytest.param(
             "experiment.vit_configs=[{name:small,patch_size:32,depth:2,heads:4,dim:256,mlp_dim:1024}]",
             ("vit_configs",),
@@ -19,7 +21,8 @@ from numa_ops.overrides import OverrideError, expand_sweeps, parse_override
         ),
         pytest.param("experiment.vit_configs[0].depth=6", ("vit_configs", 0, "depth"), (6,), False, id="indexed"),
         pytest.param("experiment.test.batch_size=4,8,16,32", ("test", "batch_size"), (4, 8, 16, 32), True, id="sweep"),
-        pytest.param("experiment.test.compile_model=true,false", ("test", "compile_model"), (True, False), True, id="bool-sweep"),
+        pytest.param("experiment.test.compile_model=true,false", ("test", "compile_model"), (True, False), True,
+                     id="bool-sweep"),
         pytest.param(
             'experiment.test.tensor_shape="[3,224,224],[3,384,384]"',
             ("test", "tensor_shape"),
@@ -27,7 +30,8 @@ from numa_ops.overrides import OverrideError, expand_sweeps, parse_override
             True,
             id="quoted-list-sweep",
         ),
-        pytest.param("experiment.hardware.gpu_ids=[0],[1],[0,1]", ("hardware", "gpu_ids"), ([0], [1], [0, 1]), True, id="list-sweep"),
+        pytest.param("experiment.hardware.gpu_ids=[0],[1],[0,1]", ("hardware", "gpu_ids"), ([0], [1], [0, 1]), True,
+                     id="list-sweep"),
     ],
 )
 def test_parse(text, path, values, sweep):

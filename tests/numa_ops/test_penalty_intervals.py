@@ -41,7 +41,8 @@ def test_a_penalty_of_the_mde_is_measured_at_least_75pct_of_the_time(n):
     interval always excludes 0 and an unmeasured one's holds it."""
     cv, rng = 0.03, np.random.default_rng(n)
     mde_log = analysis.mde_factor(2 * n - 2) * cv * math.sqrt(2 / n)
-    at_mde = [analysis.process_penalty(*planted.lognormal_study(rng, n, cv, -math.expm1(-mde_log))) for _ in range(STUDIES)]
+    at_mde = [analysis.process_penalty(*planted.lognormal_study(rng, n, cv, -math.expm1(-mde_log)))
+              for _ in range(STUDIES)]
     assert 0.75 <= sum(out.verdict == "measured" for out in at_mde) / STUDIES <= 0.86
     none = [analysis.process_penalty(*planted.lognormal_study(rng, n, cv, 0.0)) for _ in range(STUDIES)]
     assert sum(out.verdict == "measured" for out in none) / STUDIES <= 0.071  # 5% + 3 binomial sd of 1000 studies
@@ -53,7 +54,8 @@ def test_a_penalty_of_the_mde_is_measured_at_least_75pct_of_the_time(n):
 def _view(db, where="true"):
     with duckdb.connect(str(db), read_only=True) as con:  # a plain connection: the view needs no UDF
         cols = [d[0] for d in con.execute(f"SELECT * FROM numa_penalty WHERE {where}").description]
-        return [dict(zip(cols, row, strict=True)) for row in con.execute(f"SELECT * FROM numa_penalty WHERE {where}").fetchall()]
+        return [dict(zip(cols, row, strict=True))
+                for row in con.execute(f"SELECT * FROM numa_penalty WHERE {where}").fetchall()]
 
 
 def test_the_view_gives_the_python_interval_through_the_real_load(tmp_path):
@@ -61,7 +63,8 @@ def test_the_view_gives_the_python_interval_through_the_real_load(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     rng = np.random.default_rng(7)
     studies = {}
-    for i, (n, cv) in enumerate([(2, 0.01), (3, 0.05), (4, 0.01), (5, 0.05), (7, 0.02), (10, 0.05), (2, 0.3), (203, 0.02)]):
+    for i, (n, cv) in enumerate([(2, 0.01), (3, 0.05), (4, 0.01), (5, 0.05), (7, 0.02), (10, 0.05), (2, 0.3),
+                                 (203, 0.02)]):
         studies[f"s{i}"] = planted.lognormal_study(rng, n, cv, PLANTED)  # 203 a side: df 404, past the t table
         planted.write_process_study(folder, f"s{i}", *studies[f"s{i}"])
     numa_db.load_runs([folder], db)
@@ -100,7 +103,8 @@ def test_the_same_records_give_the_same_interval_on_every_load(tmp_path):
 
 @pytest.mark.parametrize(
     ("variants", "column"),
-    [pytest.param({"pinned": {"pinned": True}, "pageable": {"pinned": False}}, "pinned_memory", id="pinned-vs-pageable"),
+    [pytest.param({"pinned": {"pinned": True}, "pageable": {"pinned": False}}, "pinned_memory",
+                  id="pinned-vs-pageable"),
      pytest.param({"process": {"mode": "process"}, "pool": {"mode": "pool"}}, "placement_mode", id="process-vs-pool")],
 )
 def test_one_configurations_variants_are_never_pooled(tmp_path, variants, column):
@@ -124,7 +128,8 @@ def test_one_configurations_variants_are_never_pooled(tmp_path, variants, column
         {"pinned", "pageable"} if column == "pinned_memory" else {"process", "pool"})
     report.write_report(tmp_path / "rep", "t", database=db, folder="f1")
     guide = (tmp_path / "rep" / "best_practices.md").read_text()
-    named = ("pinned host memory", "pageable host memory") if column == "pinned_memory" else ("process placement", "pool placement")
+    named = (("pinned host memory", "pageable host memory") if column == "pinned_memory"
+             else ("process placement", "pool placement"))
     penalty_lines = [line for line in guide.splitlines() if "remote placement costs" in line]
     assert len(penalty_lines) == 2 and all(any(n in line for n in named) for line in penalty_lines)
     assert all(n in guide for n in named)
@@ -140,7 +145,8 @@ def test_older_records_without_the_settings_count_as_pinned_process_placement(tm
 
 @pytest.mark.parametrize(
     ("penalty", "cv", "runs", "measured"),
-    [pytest.param(0.01, 0.05, 3, False, id="1pct-in-5pct-noise"), pytest.param(0.20, 0.01, 3, True, id="20pct-in-1pct-noise")],
+    [pytest.param(0.01, 0.05, 3, False, id="1pct-in-5pct-noise"),
+     pytest.param(0.20, 0.01, 3, True, id="20pct-in-1pct-noise")],
 )
 def test_a_penalty_is_quoted_only_when_its_interval_excludes_0(tmp_path, penalty, cv, runs, measured):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
@@ -190,7 +196,8 @@ def test_cuped_adjustment_on_the_cpu_control(tmp_path, explained, n):
     numa_db.load_runs([folder], db)
     (row,) = report.numa_penalties(read_report_data(db, "f1")).to_dict("records")
     assert row["control R^2"] == pytest.approx(adj.r_squared)
-    assert (row["adjusted CI low"], row["adjusted CI high"]) == (pytest.approx(adj.adjusted.low), pytest.approx(adj.adjusted.high))
+    assert (row["adjusted CI low"], row["adjusted CI high"]) == (pytest.approx(adj.adjusted.low),
+                                                                  pytest.approx(adj.adjusted.high))
     assert "<th>control R^2</th>" in report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text()
 
 
@@ -211,7 +218,8 @@ def test_process_placement_is_not_adjusted_on_a_control_it_moves(tmp_path):
 def test_cuped_needs_a_control_per_process_that_varies():
     with pytest.raises(ValueError, match="one control value per process"):
         analysis.cuped_penalty([1.0, 2.0], [1.0, 2.0], [1.0], [1.0, 2.0])
-    assert analysis.cuped_penalty([100.0, 101.0], [90.0, 91.0], [5.0, 5.0], [5.0, 5.0]) is None  # no spread to regress on
+    # no spread to regress on
+    assert analysis.cuped_penalty([100.0, 101.0], [90.0, 91.0], [5.0, 5.0], [5.0, 5.0]) is None
     assert analysis.cuped_penalty([100.0], [90.0, 91.0], [5.0], [5.0, 6.0]) is None
 
 
@@ -226,13 +234,15 @@ def test_penalty_split_into_dma_and_cpu_side(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     rng = np.random.default_rng(9)
     for mode, penalty in (("process", 0.20), ("pool", 0.10)):  # the CPU side: 1 - 0.8 / 0.9 = 11.1%
-        planted.write_process_study(folder, mode, *planted.lognormal_study(rng, 4, 0.005, penalty), model="m", mode=mode)
+        planted.write_process_study(folder, mode, *planted.lognormal_study(rng, 4, 0.005, penalty), model="m",
+                                    mode=mode)
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
         cols = [d[0] for d in con.execute("SELECT * FROM penalty_split").description]
         (row,) = [dict(zip(cols, r, strict=True)) for r in con.execute("SELECT * FROM penalty_split").fetchall()]
     pen = {r["placement_mode"]: r for r in _view(db)}
-    assert row["process_penalty"] == pen["process"]["throughput_penalty"] and row["dma_penalty"] == pen["pool"]["throughput_penalty"]
+    assert (row["process_penalty"] == pen["process"]["throughput_penalty"]
+            and row["dma_penalty"] == pen["pool"]["throughput_penalty"])
     assert (1 - row["process_penalty"]) == pytest.approx((1 - row["dma_penalty"]) * (1 - row["cpu_side_penalty"]))
     assert row["cpu_side_penalty"] == pytest.approx(1 - 0.8 / 0.9, abs=0.01)
     assert row["cpu_side_low"] < row["cpu_side_penalty"] < row["cpu_side_high"] and 0 < row["cpu_side_mde"] < 0.02
@@ -253,7 +263,8 @@ def test_penalty_split_is_the_interaction_of_a_textbook_two_way_anova(tmp_path):
     rng = np.random.default_rng(31)
     cells = {("process", "local"): 3, ("process", "remote"): 5, ("pool", "local"): 4, ("pool", "remote"): 3}
     truth = {("process", "remote"): 0.10, ("pool", "remote"): 0.04}
-    rates = {cell: list(1000 * (1 - truth.get(cell, 0.0)) * np.exp(rng.normal(0, 0.03, n))) for cell, n in cells.items()}
+    rates = {cell: list(1000 * (1 - truth.get(cell, 0.0)) * np.exp(rng.normal(0, 0.03, n)))
+             for cell, n in cells.items()}
     for mode in ("process", "pool"):
         planted.write_process_study(folder, mode, rates[(mode, "local")], rates[(mode, "remote")], model="m", mode=mode)
     numa_db.load_runs([folder], db)
@@ -313,9 +324,9 @@ def test_new_record_fields_are_columns(tmp_path):
     planted.write(folder, new)
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("SELECT run_id, repeat, placement_mode, pool_node, cpu_control_rate, binding_stage, launch_cpu, "
-                           "trials, samples_per_s_ci_low, samples_per_s_ci_high, samples_per_s_ci_level FROM runs "
-                           "ORDER BY run_id").fetchall()
+        rows = con.execute("SELECT run_id, repeat, placement_mode, pool_node, cpu_control_rate, binding_stage, "
+                           "launch_cpu, trials, samples_per_s_ci_low, samples_per_s_ci_high, samples_per_s_ci_level "
+                           "FROM runs ORDER BY run_id").fetchall()
     assert rows == [("f1.new", 2, "pool", 1, 5.0e4, "h2d", 7, 9, 98.0, 102.0, 0.961),
                     ("f1.old", None, None, None, None, None, None, None, None, None, None)]
 
@@ -335,8 +346,8 @@ def test_new_record_fields_are_columns(tmp_path):
          "cpu_side_status", "process_local_processes", "process_remote_processes", "pool_local_processes",
          "pool_remote_processes", "pinned_memory"}, id="penalty_split"),
      pytest.param("process_noise", {
-         "device", "placement_mode", "placement", "pinned_memory", "runs", "processes", "geo_mean_samples_per_s", "sd_ln",
-         "between_process_cv", "aa_mde", "status"}, id="process_noise")],
+         "device", "placement_mode", "placement", "pinned_memory", "runs", "processes", "geo_mean_samples_per_s",
+         "sd_ln", "between_process_cv", "aa_mde", "status"}, id="process_noise")],
 )
 def test_views_have_the_documented_columns(tmp_path, view, columns):
     db = tmp_path / "db.duckdb"

@@ -88,7 +88,8 @@ def test_nothing_planned_skips_load_and_report(plans):
 def test_the_plans_are_parsed_into_turns(configs_dir, outputs_dir):
     (turn,) = _plan("gpu-a")
     parsed = phase_tasks.planned_turns([[turn], None, [_turn("f_gpu-b", "gpu-b")]])
-    assert [(t.folder.endswith("_gpu-a"), t.queue, len(t.lanes)) for t in parsed] == [(True, "gpu-a", 1), (False, "gpu-b", 0)]
+    assert [(t.folder.endswith("_gpu-a"), t.queue, len(t.lanes)) for t in parsed] == [
+        (True, "gpu-a", 1), (False, "gpu-b", 0)]
     assert parsed[0].lanes[0].runs[0].test.num_samples == 16  # the run's settings, validated
     assert phase_tasks.planned_turns([turn]) == parsed[:1]  # one host's plan: the same turns
 
@@ -136,13 +137,16 @@ def test_a_devices_lanes_are_one_task_in_turn(configs_dir, outputs_dir, capsys):
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        pytest.param({"overrides": ["experiment.test.bogus=1"]}, "experiment.test.bogus: unknown key", id="unknown-key"),
-        pytest.param({"overrides": ["experiment.hardware.numa_nodes=[5]"]}, "NUMA node [5] not found", id="absent-node"),
+        pytest.param({"overrides": ["experiment.test.bogus=1"]}, "experiment.test.bogus: unknown key",
+                     id="unknown-key"),
+        pytest.param({"overrides": ["experiment.hardware.numa_nodes=[5]"]}, "NUMA node [5] not found",
+                     id="absent-node"),
     ],
 )
 def test_a_refused_plan_fails_with_the_planners_message_last(configs_dir, outputs_dir, capsys, form, message):
     ti = _TI()
-    with pytest.raises(AirflowFailException, match=r"plan refused: .*" + message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(AirflowFailException,
+                       match=r"plan refused: .*" + message.replace("[", r"\[").replace("]", r"\]")):
         _plan(ti=ti, **form)
     assert message in ti.pushed["refused"]  # for the gate's last line
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("plan refused: ")
@@ -194,13 +198,15 @@ def test_the_gate_fails_on_a_failed_report_even_when_every_run_succeeded(configs
     assert steps == ["report"]
     with pytest.raises(AirflowFailException, match="gate FAILED: report failed"):
         phase_tasks.gate(PHASE1, phase, a, steps)
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "gate FAILED: report failed. To do: read the failed task's log."
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "gate FAILED: report failed. To do: read the failed task's log.")
 
 
 @pytest.mark.parametrize(
     ("upstream", "failed", "refused", "message"),
     [
-        pytest.param({"plan_runs", "report"}, 1, "GPU [7] not found", "plan_runs failed: GPU [7] not found", id="refused"),
+        pytest.param({"plan_runs", "report"}, 1, "GPU [7] not found", "plan_runs failed: GPU [7] not found",
+                     id="refused"),
         pytest.param({"gpu-a.plan_runs", "gpu-b.plan_runs", "report"}, 1, [None, "no node 5"],
                      "plan_runs failed: no node 5", id="one-host-refused"),
         pytest.param({"gpu-a.plan_runs", "gpu-b.plan_runs"}, 2, [None, None],
@@ -325,7 +331,8 @@ def test_a_study_the_host_cannot_give_is_skipped_with_its_reason_and_the_phase_p
     assert [line.strip() for line in planned if "skipped:" in line] == lines  # in the estimate, in the order planned
     assert planned.index("  " + lines[0]) > next(i for i, line in enumerate(planned) if line.startswith("estimate: "))
     skipped = json.loads((outputs_dir / folder / "plan.json").read_text())["skipped_studies"]
-    assert [(s["study"], s["role"]) for s in skipped] == [("on_every_gpu", "every_gpu"), ("gpu_pairs", "gpus_alone_then_pairs")]
+    assert [(s["study"], s["role"]) for s in skipped] == [("on_every_gpu", "every_gpu"),
+                                                          ("gpu_pairs", "gpus_alone_then_pairs")]
     assert json.loads((outputs_dir / folder / "estimate.json").read_text())["skipped_studies"] == skipped
     assert phase_tasks.load_duckdb(turns)["summary"]["successful_runs"] == 2
     assert json.loads((outputs_dir / folder / "experiment_summary.json").read_text())["skipped_studies"] == skipped
@@ -345,6 +352,8 @@ def test_a_phase_whose_every_chosen_study_is_skipped_is_refused(configs_dir, out
     (configs_dir / "phases.yaml").write_text(ROLE_PHASES)
     topology = Topology("cpu-host", [NumaNode(0, [0], None)], [], {0: [10]}).to_dict()
     ti = _TI()
-    with pytest.raises(AirflowFailException, match="plan refused: no chosen study can run on cpu-host: study gpu_pairs"):
-        phase_tasks.plan_runs(PHASE1, load_phases()[PHASE1], topology, {**FORM, "studies": ["gpu_pairs"]}, _dag_run(), ti)
+    with pytest.raises(AirflowFailException,
+                       match="plan refused: no chosen study can run on cpu-host: study gpu_pairs"):
+        phase_tasks.plan_runs(PHASE1, load_phases()[PHASE1], topology, {**FORM, "studies": ["gpu_pairs"]}, _dag_run(),
+                              ti)
     assert "a pair needs two" in ti.pushed["refused"]

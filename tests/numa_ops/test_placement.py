@@ -25,7 +25,8 @@ def vm(tmp_path):
 def two_socket(tmp_path):
     """GPUs 0,1 on node 0; 2,3 on node 1; distances 10/21."""
     return discover(
-        make_sysfs(tmp_path / "2s", {0: "0-31", 1: "32-63"}, dict(zip(BUS, [0, 0, 1, 1], strict=True)), {0: "10 21", 1: "21 10"}),
+        make_sysfs(tmp_path / "2s", {0: "0-31", 1: "32-63"}, dict(zip(BUS, [0, 0, 1, 1], strict=True)),
+                   {0: "10 21", 1: "21 10"}),
         use_nvml=False,
     )
 
@@ -105,7 +106,8 @@ def test_four_nodes_with_gaps(four_node_gaps):
 
 
 def test_unknown_gpu_node_on_a_multi_node_host(tmp_path):
-    topo = discover(make_sysfs(tmp_path / "u", {0: "0-3", 1: "4-7"}, {BUS[0]: -1}, {0: "10 21", 1: "21 10"}), use_nvml=False)
+    topo = discover(make_sysfs(tmp_path / "u", {0: "0-3", 1: "4-7"}, {BUS[0]: -1}, {0: "10 21", 1: "21 10"}),
+                    use_nvml=False)
     assert classes(lanes_of(topo)) == {(0, 0): ("unknown", None), (0, 1): ("unknown", None)}
     assert any("does not report its NUMA node" in n for n in topo.notes)
     with pytest.raises(PlacementError, match="does not report its NUMA node"):

@@ -103,7 +103,8 @@ def test_device_turns_are_lanes_without_patterns(topo):
     # one lane at a time: nobody shares a lane's CPU node
     assert device_turns(lanes, max_concurrent=1) == [DeviceTurn.of_lane(lane.alone()) for lane in lanes]
     assert lanes[0].runs[0].node_shared_with == ("gpu1-cpu0-mem0",)
-    assert all(r.node_shared_with == () for t in device_turns(lanes, max_concurrent=1) for lane in t.lanes for r in lane.runs)
+    assert all(r.node_shared_with == ()
+               for t in device_turns(lanes, max_concurrent=1) for lane in t.lanes for r in lane.runs)
 
 
 def test_device_turns_are_gpus_with_patterns_and_need_them_all_at_once(topo):
@@ -119,7 +120,8 @@ def test_device_turns_are_gpus_with_patterns_and_need_them_all_at_once(topo):
 
 def _lane(gpu, cpu, *patterns):
     name = lane_name(gpu, cpu, cpu)
-    runs = tuple(run_spec(f"{gpu}.{cpu}.{seq}", name, gpu_id=gpu, group=PatternRef(f"p{seq}", {}, seq)) for seq in patterns)
+    runs = tuple(run_spec(f"{gpu}.{cpu}.{seq}", name, gpu_id=gpu, group=PatternRef(f"p{seq}", {}, seq))
+                 for seq in patterns)
     return Lane(name, "f", gpu, cpu, cpu, 2, runs)
 
 

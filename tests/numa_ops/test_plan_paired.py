@@ -80,7 +80,8 @@ def test_an_arm_on_a_missing_node_is_refused(two_nodes):
         (["experiment.hardware.paired_arms=[0,1]"], "paired_arms is for placement=paired"),
         ([*PAIRED, "experiment.hardware.paired_arms=[0]"], "at least 2"),
         ([*PAIRED, "experiment.hardware.spread=true"], "excludes spread and together"),
-        ([*PAIRED, "experiment.test.paired_max_s=900", "experiment.test.timeout_s=600"], "paired_max_s=900.0 must be below"),
+        ([*PAIRED, "experiment.test.paired_max_s=900", "experiment.test.timeout_s=600"],
+         "paired_max_s=900.0 must be below"),
     ],
     ids=["arms-without-paired", "one-arm", "paired-with-spread", "cap-over-timeout"],
 )

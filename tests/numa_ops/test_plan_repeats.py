@@ -73,8 +73,10 @@ def test_each_gpu_takes_its_placements_abba(topo, repeats):
     [
         pytest.param(["experiment.test.repeats=3"], ["gpu0", "gpu1"], id="repeats"),
         pytest.param([], ["gpu0", "gpu1"], id="two-placements-a-gpu"),
-        pytest.param(["experiment.hardware.numa_nodes=local", "experiment.test.repeats=2"], ["gpu0", "gpu1"], id="local-repeats"),
-        pytest.param(["experiment.hardware.numa_nodes=local"], ["gpu0-cpu0-mem0", "gpu1-cpu1-mem1"], id="one-lane-a-gpu"),
+        pytest.param(["experiment.hardware.numa_nodes=local", "experiment.test.repeats=2"], ["gpu0", "gpu1"],
+                     id="local-repeats"),
+        pytest.param(["experiment.hardware.numa_nodes=local"], ["gpu0-cpu0-mem0", "gpu1-cpu1-mem1"],
+                     id="one-lane-a-gpu"),
     ],
 )
 def test_a_gpu_with_several_lanes_is_one_task_that_runs_them_in_plan_order(topo, overrides, units):
@@ -89,7 +91,8 @@ def test_a_gpu_with_several_lanes_is_one_task_that_runs_them_in_plan_order(topo,
 # -- repeats with spread and with multi-GPU patterns ---------------------------------------------------------
 def test_spread_with_repeats_offers_each_repeat_once_to_every_gpu_in_a_process_of_its_own(topo):
     once = plan(topo, "experiment.hardware.spread=true", "experiment.hardware.numa_nodes=[0]")
-    lanes = plan(topo, "experiment.hardware.spread=true", "experiment.hardware.numa_nodes=[0]", "experiment.test.repeats=2")
+    lanes = plan(topo, "experiment.hardware.spread=true", "experiment.hardware.numa_nodes=[0]",
+                 "experiment.test.repeats=2")
     assert count_runs(once) == 2 and count_runs(lanes) == 4  # 2 models, each measured once per repeat
     assert sorted(lane.name for lane in lanes) == ["gpu0-cpu0-mem0", "gpu0-cpu0-mem0-r1", "gpu1-cpu0-mem0",
                                                    "gpu1-cpu0-mem0-r1"]
@@ -173,7 +176,8 @@ def test_pool_and_process_runs_have_different_ids_and_process_keeps_todays(topo)
 def test_pool_placement_is_refused_at_plan_time_where_the_host_cannot_bind(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMA_LAB_NUMACTL", "off")
     host = discover(two_node_host(tmp_path / "2s"), use_nvml=False)
-    with pytest.raises(PlacementError, match=r"placement=pool is not possible on .*: numactl not found.*use placement=process"):
+    with pytest.raises(PlacementError,
+                       match=r"placement=pool is not possible on .*: numactl not found.*use placement=process"):
         plan(host, "experiment.hardware.placement=pool")
     assert plan(host)  # process placement still plans (and runs unbound, as it says)
 
@@ -213,9 +217,12 @@ def test_records_carry_the_new_spec_keys(topo):
     spec = lane.runs[0]
     record = results.failed_record(spec, "boom").to_json()
     assert {k: record[k] for k in ("repeat", "placement_mode", "pool_node", "node_shared_with", "lane")} == {
-        "repeat": 1, "placement_mode": "pool", "pool_node": 1, "node_shared_with": [], "lane": "gpu0-cpu0-mem0-pool1-r1"}
-    old = {k: v for k, v in spec.to_json().items() if k not in ("repeat", "placement_mode", "pool_node", "node_shared_with")}
-    assert {k: results.base_record(RunSpec.from_json(old)).to_json()[k] for k in ("repeat", "placement_mode", "pool_node")} == {
+        "repeat": 1, "placement_mode": "pool", "pool_node": 1, "node_shared_with": [],
+        "lane": "gpu0-cpu0-mem0-pool1-r1"}
+    old = {k: v for k, v in spec.to_json().items()
+           if k not in ("repeat", "placement_mode", "pool_node", "node_shared_with")}
+    assert {k: results.base_record(RunSpec.from_json(old)).to_json()[k]
+            for k in ("repeat", "placement_mode", "pool_node")} == {
         "repeat": 0, "placement_mode": "process", "pool_node": spec.mem_node}  # a spec of before
 
 
@@ -253,7 +260,8 @@ def test_a_gpus_task_runs_its_repeats_abba_in_separate_workers(tmp_path, monkeyp
     assert all(r["placement_mode"] == "process" and r["pool_node"] == r["mem_node"] for r in recs)
 
 
-@pytest.mark.skipif(not Path("/proc/self/numa_maps").exists(), reason="needs /proc/self/numa_maps (a kernel with NUMA support)")
+@pytest.mark.skipif(not Path("/proc/self/numa_maps").exists(),
+                    reason="needs /proc/self/numa_maps (a kernel with NUMA support)")
 def test_a_pool_placed_run_on_this_host_has_its_pool_proven_on_node_0(monkeypatch, configs_dir, outputs_dir):
     import shutil
 

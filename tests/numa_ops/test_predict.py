@@ -110,7 +110,8 @@ def test_outside_the_measured_range_widens_then_refuses(planted_points):
     assert near.stages["h2d"].high / near.stages["h2d"].low > inside.stages["h2d"].high / inside.stages["h2d"].low
     with pytest.raises(OutsideRange, match="h2d_bytes"):
         predictor.predict(Query(depth=8, dim=192, heads=4, mlp_dim=384, patch=8, image=96, batch=256))
-    far = predictor.predict(Query(depth=8, dim=192, heads=4, mlp_dim=384, patch=8, image=96, batch=256), extrapolate=True)
+    far = predictor.predict(Query(depth=8, dim=192, heads=4, mlp_dim=384, patch=8, image=96, batch=256),
+                            extrapolate=True)
     assert far.extrapolation
 
 

@@ -79,7 +79,8 @@ def test_unknown_keys_are_kept():
     ("change", "where"),
     [
         (lambda d: d["metrics"].update(samples_per_s="fast"), "metrics.samples_per_s"),
-        (lambda d: d["metrics"]["trial_samples_per_s"].update(serial=[1.0, "x"]), "metrics.trial_samples_per_s.serial.1"),
+        (lambda d: d["metrics"]["trial_samples_per_s"].update(serial=[1.0, "x"]),
+         "metrics.trial_samples_per_s.serial.1"),
         (lambda d: d.update(success="maybe"), "success"),
         (lambda d: d["model"].update(depth="deep"), "model.depth"),
         (lambda d: d.pop("run_id"), "no run_id"),

@@ -19,9 +19,9 @@ def _rows(db):
 
 
 def _accepted_night(db, night, phase="nightly_sweep"):
-    verdict = {"night": night, "baseline": None, "config_key": "k", "config": "c", "tonight_mean": 1.0, "tonight_low": 1.0,
-               "tonight_high": 1.0, "baseline_mean": None, "baseline_low": None, "baseline_high": None, "change": None,
-               "verdict": "new", "error": None}
+    verdict = {"night": night, "baseline": None, "config_key": "k", "config": "c", "tonight_mean": 1.0,
+               "tonight_low": 1.0, "tonight_high": 1.0, "baseline_mean": None, "baseline_low": None,
+               "baseline_high": None, "change": None, "verdict": "new", "error": None}
     regressions.save_verdicts(phase, [verdict], True, db)
 
 
@@ -39,7 +39,8 @@ def test_checking_an_older_night_again_keeps_the_later_baseline(tmp_path):
 def test_nights_without_a_time_in_their_name_are_ordered_by_their_runs(tmp_path):
     db = tmp_path / "db.duckdb"
     for night, day, ok in (("late", "28", False), ("early", "27", True)):  # every run of "late" failed
-        _write(tmp_path / night, record(f"{night}.a", folder=night, success=ok, started_at=f"2026-11-{day}T02:00:00+00:00"))
+        _write(tmp_path / night, record(f"{night}.a", folder=night, success=ok,
+                                        started_at=f"2026-11-{day}T02:00:00+00:00"))
     numa_db.load_runs([tmp_path / "late", tmp_path / "early"], db)
     _accepted_night(db, "late")
     _accepted_night(db, "early")  # checked again after the later night

@@ -32,7 +32,8 @@ def test_a_cpu_run_is_measured_again_and_compared_with_its_original(configs_dir,
     assert len(originals) == 2 and all(r.success for r in originals)
     for rec in (r.to_json() for r in originals):
         assert rec["rerun_of"] is None
-        assert set(rec["reproduce"]) == {"experiment", "placement", "versions", "gpu_model", "cpu_model", "code_version"}
+        assert set(rec["reproduce"]) == {"experiment", "placement", "versions", "gpu_model", "cpu_model",
+                                         "code_version"}
         assert set(rec["reproduce"]["versions"]) == set(VERSION_KEYS)
         assert rec["reproduce"]["versions"]["torch"] and rec["reproduce"]["code_version"]
         assert ExperimentConfig.model_validate(rec["reproduce"]["experiment"]).vit_configs[0].name == "tiny"

@@ -33,7 +33,8 @@ def test_finalize_writes_results_and_summary_and_quarantines_bad_files(tmp_path)
     assert "unreadable run file" in (folder / "quarantine" / "f1.c.json.reason.txt").read_text()
 
 
-@pytest.mark.parametrize("folder", ["../etc", "/abs", "a/b", ".hidden", ""], ids=["dotdot", "absolute", "slash", "dot", "empty"])
+@pytest.mark.parametrize("folder", ["../etc", "/abs", "a/b", ".hidden", ""],
+                         ids=["dotdot", "absolute", "slash", "dot", "empty"])
 def test_run_folder_stays_inside_outputs(tmp_path, folder):
     with pytest.raises(UnsafePathError):
         results.run_folder(folder, base=tmp_path)

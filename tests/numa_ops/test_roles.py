@@ -79,7 +79,8 @@ def test_two_nodes_and_four_gpus_give_every_role(four_gpus_two_nodes):
     phases = load_phases()
     p1, p2, p6 = (resolve_studies(phases[p], four_gpus_two_nodes) for p in (P1, P2, P6))
     assert not (p1.skipped or p2.skipped or p6.skipped)
-    assert {lane.gpu_id for lane in build_plan("f", {"v": p1.configs["multi_gpu_validation"]}, four_gpus_two_nodes)} == {
+    assert {lane.gpu_id
+            for lane in build_plan("f", {"v": p1.configs["multi_gpu_validation"]}, four_gpus_two_nodes)} == {
         0, 1, 2, 3}
     pairs = build_plan("f", {"k": p2.configs["key_gpu_numa_pairs"]}, four_gpus_two_nodes)
     assert {(lane.gpu_id, lane.cpu_node, lane.runs[0].placement) for lane in pairs} == {
@@ -90,7 +91,8 @@ def test_two_nodes_and_four_gpus_give_every_role(four_gpus_two_nodes):
     groups = {frozenset(r.group.runs) for lane in patterns for r in lane.runs if r.group}
     assert {frozenset(name.split("-")[0] for name in g) for g in groups} == {
         frozenset({"gpu0", "gpu1"}), frozenset({"gpu0", "gpu2"}), frozenset({"gpu0", "gpu3"})}
-    assert p6.roles["multi_gpu_patterns"]["overrides"] == ['experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2],[0,3]"']
+    assert p6.roles["multi_gpu_patterns"]["overrides"] == [
+        'experiment.hardware.gpu_ids="[0],[1],[2],[3],[0,1],[0,2],[0,3]"']
 
 
 def test_a_gpu_that_does_not_report_its_node_on_a_two_node_host_has_no_farthest(tmp_path):
@@ -102,7 +104,8 @@ def test_a_gpu_that_does_not_report_its_node_on_a_two_node_host_has_no_farthest(
 
 @pytest.mark.parametrize(("extra", "message"), [
     pytest.param(["experiment.hardware.gpu_ids=[0,3]"], r"GPU \[3\] not found; GPUs on .*: 0$", id="absent-gpu"),
-    pytest.param(["experiment.hardware.numa_nodes=[0,2]"], r"NUMA node \[2\] not found; nodes on .*: 0$", id="absent-node"),
+    pytest.param(["experiment.hardware.numa_nodes=[0,2]"], r"NUMA node \[2\] not found; nodes on .*: 0$",
+                 id="absent-node"),
 ])
 def test_a_trigger_naming_what_the_host_lacks_is_refused_not_skipped(one_gpu_one_node, extra, message):
     """The trigger's own hardware replaces the role, and the planner refuses what the host does not have."""
@@ -113,7 +116,8 @@ def test_a_trigger_naming_what_the_host_lacks_is_refused_not_skipped(one_gpu_one
 
 
 def test_an_ad_hoc_experiment_has_no_roles(one_gpu_one_node):
-    resolved = resolve_studies(load_phases()[P6], one_gpu_one_node, None, ["experiment.test.num_samples=8"], "quick_test")
+    resolved = resolve_studies(load_phases()[P6], one_gpu_one_node, None, ["experiment.test.num_samples=8"],
+                               "quick_test")
     assert set(resolved.configs) == {"adhoc"} and not resolved.skipped
 
 

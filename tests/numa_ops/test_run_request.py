@@ -11,13 +11,15 @@ from numa_ops.run_request import RunRequest
     ("plan", "sentence"),
     [
         pytest.param({"phase": "phase1_framework_validation", "dag_run": "manual__1",
-                      "params": {"overrides": ["experiment.test.batch_size=8"], "sweeps": ["experiment.test.dtype=a,b"]},
+                      "params": {"overrides": ["experiment.test.batch_size=8"],
+                                 "sweeps": ["experiment.test.dtype=a,b"]},
                       "studies": {"a": [{"test": {"num_samples": 500}}], "b": [{"test": {"num_samples": 16}}]}},
                      "phase phase1_framework_validation, DAG run manual__1, num_samples 16, 500, overrides: "
                      "experiment.test.batch_size=8 experiment.test.dtype=a,b", id="form"),
         pytest.param({"experiment": "tiny", "overrides": ["experiment.test.num_samples=2000000"],
                       "studies": {"main": [{"test": {"num_samples": 2_000_000}}]}},
-                     "run from the shell (no phase), num_samples 2,000,000, overrides: experiment.test.num_samples=2000000",
+                     "run from the shell (no phase), num_samples 2,000,000, "
+                     "overrides: experiment.test.num_samples=2000000",
                      id="shell"),
         pytest.param({"phase": 3, "params": "x", "studies": ["x"]}, "run from the shell (no phase), num_samples -, "
                      "overrides: none", id="malformed"),

@@ -43,7 +43,8 @@ def test_lane_runs_and_a_retry_measures_nothing_again(configs_dir, outputs_dir):
     assert before == {r.run_id: _record(folder_path, r.run_id)["finished_at"] for r in lane.runs}
 
 
-@pytest.mark.skipif(shutil.which("numactl") is None, reason="needs numactl (./numa-lab test installs it when run as root)")
+@pytest.mark.skipif(shutil.which("numactl") is None,
+                    reason="needs numactl (./numa-lab test installs it when run as root)")
 def test_worker_is_bound_by_numactl(configs_dir, outputs_dir):
     folder_path, lane = tiny_lane("experiment.vit_configs=[{name:t,patch_size:8,depth:1,heads:2,dim:32,mlp_dim:64}]")
     LaneSupervisor(lane, folder_path, log=lambda _: None).run()
@@ -127,7 +128,8 @@ def test_stop_replaces_an_earlier_attempts_failure_with_the_kill(configs_dir, ou
     assert _record(folder_path, spec.run_id)["error"] == "killed: test"
 
 
-@pytest.mark.skipif(shutil.which("numactl") is None, reason="needs numactl (pool placement is planned only where it exists)")
+@pytest.mark.skipif(shutil.which("numactl") is None,
+                    reason="needs numactl (pool placement is planned only where it exists)")
 def test_a_pool_lane_run_where_numactl_is_gone_fails_each_run_with_the_reason(configs_dir, outputs_dir, monkeypatch):
     monkeypatch.delenv("NUMA_LAB_NUMACTL", raising=False)
     folder_path, lane = tiny_lane("experiment.hardware.placement=pool")  # planned here, where it can bind

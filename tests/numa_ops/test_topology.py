@@ -140,7 +140,8 @@ def test_this_host_discovers():
 
 
 # -- can this host bind memory to a node (hardware.placement=pool)? ---------------------------------------------
-@pytest.mark.skipif(shutil.which("numactl") is None, reason="needs numactl (./numa-lab test installs it when run as root)")
+@pytest.mark.skipif(shutil.which("numactl") is None,
+                    reason="needs numactl (./numa-lab test installs it when run as root)")
 def test_this_host_binds_memory_with_real_numactl_and_mbind(monkeypatch):
     monkeypatch.delenv("NUMA_LAB_NUMACTL", raising=False)
     assert membind_refusal() is None

@@ -16,7 +16,8 @@ def test_the_forms_fields(configs_dir, hosts, fields):
     phase = load_phases()["phase2_numa_locality"]
     params = phase_params(phase, hosts)
     assert set(params) == fields
-    assert params["studies"].value == list(phase.studies) and params["studies"].schema["items"]["enum"] == list(phase.studies)
+    assert (params["studies"].value == list(phase.studies)
+            and params["studies"].schema["items"]["enum"] == list(phase.studies))
     assert None in params["experiment"].schema["enum"] and "tiny" in params["experiment"].schema["enum"]
     for name in ("overrides", "sweeps"):  # each item checked with the planner's grammar where the format is registered
         assert params[name].schema["items"]["format"] == FORMAT

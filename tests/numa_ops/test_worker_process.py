@@ -40,7 +40,8 @@ def _running(pid: int) -> bool:
 
 
 def test_kill_group_ends_what_the_worker_started(tmp_path):
-    script = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+    script = ("import subprocess, sys, time; "
+              "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
               "print(c.pid, flush=True); time.sleep(120)")
     worker = WorkerProcess([sys.executable, "-c", script], dict(os.environ), tmp_path)
     assert os.getpgid(worker.pid) == worker.pid  # a session (and process group) of its own

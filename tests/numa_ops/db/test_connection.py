@@ -56,9 +56,9 @@ def waits_for_writer(db, read, take_lock=True):
 
 
 def _night_stored(db):
-    verdict = {"night": "n1", "baseline": None, "config_key": "k", "config": "c", "tonight_mean": 1.0, "tonight_low": 1.0,
-               "tonight_high": 1.0, "baseline_mean": None, "baseline_low": None, "baseline_high": None, "change": None,
-               "verdict": "new", "error": None}
+    verdict = {"night": "n1", "baseline": None, "config_key": "k", "config": "c", "tonight_mean": 1.0,
+               "tonight_low": 1.0, "tonight_high": 1.0, "baseline_mean": None, "baseline_low": None,
+               "baseline_high": None, "change": None, "verdict": "new", "error": None}
     regressions.save_verdicts("nightly_sweep", [verdict], True, db)
 
 
@@ -68,7 +68,8 @@ def test_reads_wait_for_a_writer_in_another_process(tmp_path, take_lock):
     _night_stored(db)
     assert waits_for_writer(db, lambda: regressions.last_accepted_night("nightly_sweep", before="n2", database=db),
                             take_lock) == "n1"
-    assert waits_for_writer(db, lambda: numa_db.query("SELECT count(*) FROM regressions", database=db), take_lock) == [(1,)]
+    assert waits_for_writer(db, lambda: numa_db.query("SELECT count(*) FROM regressions", database=db),
+                            take_lock) == [(1,)]
 
 
 @pytest.mark.parametrize("take_lock", [True, False], ids=["load", "writer-without-lock"])
@@ -78,7 +79,8 @@ def test_a_read_held_up_past_its_wait_fails_clearly(tmp_path, take_lock):
     with writer_holding(db, take_lock):
         with pytest.raises(numa_db.StoreBusyError) as exc:
             regressions.last_accepted_night("nightly_sweep", before="n2", database=db, lock_timeout_s=0.2)
-        assert str(db) in str(exc.value) and f"lock file {db}.lock" in str(exc.value) and "nothing was read" in str(exc.value)
+        assert (str(db) in str(exc.value) and f"lock file {db}.lock" in str(exc.value)
+                and "nothing was read" in str(exc.value))
         with pytest.raises(numa_db.StoreBusyError):
             numa_db.query("SELECT 1", database=db, lock_timeout_s=0.2)
     assert regressions.last_accepted_night("nightly_sweep", before="n2", database=db) == "n1"  # free again

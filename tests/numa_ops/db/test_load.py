@@ -26,11 +26,13 @@ def test_load_is_idempotent(folder, db, write_record, run_rows):
 
 def test_topology_snapshot_per_folder(folder, db, write_record):
     write_record(folder, record("f1.a"))
-    results.write_json_atomic(folder / "topology.json", {"host": "h", "nodes": [{}], "gpus": [], "notes": ["one NUMA node"]})
+    results.write_json_atomic(folder / "topology.json",
+                              {"host": "h", "nodes": [{}], "gpus": [], "notes": ["one NUMA node"]})
     numa_db.load_runs([folder], db)
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT folder, host, numa_nodes, notes FROM topology").fetchall() == [("f1", "h", 1, "one NUMA node")]
+        assert con.execute("SELECT folder, host, numa_nodes, notes FROM topology").fetchall() == [
+            ("f1", "h", 1, "one NUMA node")]
 
 
 def test_failed_row_is_replaced_but_success_never_is(folder, db, write_record, run_rows):
@@ -46,10 +48,12 @@ def test_failed_row_is_replaced_but_success_never_is(folder, db, write_record, r
 
 
 def test_columns_come_from_the_record(folder, db, write_record):
-    write_record(folder, record("f1.a", environment={"host": "h1", "binding": {"numactl": "numactl --cpunodebind=0", "mems_allowed": "0"}}))
+    write_record(folder, record("f1.a", environment={"host": "h1", "binding": {"numactl": "numactl --cpunodebind=0",
+                                                                              "mems_allowed": "0"}}))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        row = con.execute("SELECT host, binding, mems_allowed, height, forward_ms_median, record->>'$.lane' FROM runs").fetchone()
+        row = con.execute("SELECT host, binding, mems_allowed, height, forward_ms_median, record->>'$.lane' "
+                          "FROM runs").fetchone()
     assert row == ("h1", "numactl --cpunodebind=0", "0", 32, 3.0, "cpu-cpu0-mem0")
 
 
@@ -86,15 +90,19 @@ def test_older_database_gains_new_columns(folder, db, write_record):
     write_record(folder, record("f1.a", metrics={"samples_per_s": 5.0, "regime": "launch-bound"}))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT run_id, regime FROM runs ORDER BY run_id").fetchall() == [("f1.a", "launch-bound"), ("old", None)]
+        assert con.execute("SELECT run_id, regime FROM runs ORDER BY run_id").fetchall() == [
+            ("f1.a", "launch-bound"), ("old", None)]
 
 
 def test_trials_table_one_row_per_trial_and_mode(folder, db, write_record):
-    write_record(folder, record("f1.a", metrics={"samples_per_s": 10.0, "trial_samples_per_s": {"serial": [9.0, 10.0, 11.0], "pipelined": [12.0]}}))
+    write_record(folder, record("f1.a", metrics={"samples_per_s": 10.0,
+                                                 "trial_samples_per_s": {"serial": [9.0, 10.0, 11.0],
+                                                                         "pipelined": [12.0]}}))
     numa_db.load_runs([folder], db)
     numa_db.load_runs([folder], db)  # again: no duplicates
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("SELECT mode, count(*), avg(samples_per_s) FROM trials GROUP BY mode ORDER BY mode").fetchall()
+        rows = con.execute("SELECT mode, count(*), avg(samples_per_s) FROM trials GROUP BY mode "
+                           "ORDER BY mode").fetchall()
     assert rows == [("pipelined", 1, 12.0), ("serial", 3, 10.0)]
 
 
@@ -103,7 +111,8 @@ def test_unreadable_and_foreign_files_are_quarantined_the_rest_loads(folder, db,
     (folder / "runs" / "f1.cut.json").write_text('{"run_id": "f1.cut", "succ')  # a file cut short
     (folder / "runs" / "f1.list.json").write_text("[1, 2]")  # JSON, but not a record
     (folder / "runs" / "f1.bin.json").write_bytes(b"\xff\xfe{}")  # not text
-    (folder / "runs" / "f1.sur.json").write_text('{"run_id": "f1.sur\\ud800", "success": true}')  # Python reads it, DuckDB not
+    # Python reads it, DuckDB not
+    (folder / "runs" / "f1.sur.json").write_text('{"run_id": "f1.sur\\ud800", "success": true}')
     counts = numa_db.load_runs([folder], db)
     assert counts["inserted"] == 1 and [r[0] for r in run_rows(db)] == ["f1.a"]
     quarantined = sorted(p.name for p in (folder / "quarantine").glob("*.json"))
@@ -127,8 +136,10 @@ def test_trials_table_of_an_older_database_loses_its_key_but_not_its_rows(folder
         con.execute("CREATE TABLE trials (run_id VARCHAR, trial INTEGER, mode VARCHAR, samples_per_s DOUBLE, "
                     "PRIMARY KEY (run_id, trial, mode))")
         con.execute("INSERT INTO trials VALUES ('old', 0, 'serial', 1.0)")
-    write_record(folder, record("f1.a", metrics={"samples_per_s": 10.0, "trial_samples_per_s": {"serial": [9.0, 11.0]}}))
+    write_record(folder, record("f1.a", metrics={"samples_per_s": 10.0,
+                                                 "trial_samples_per_s": {"serial": [9.0, 11.0]}}))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT run_id, count(*) FROM trials GROUP BY run_id ORDER BY run_id").fetchall() == [("f1.a", 2), ("old", 1)]
+        assert con.execute("SELECT run_id, count(*) FROM trials GROUP BY run_id ORDER BY run_id").fetchall() == [
+            ("f1.a", 2), ("old", 1)]
         assert not con.execute("SELECT * FROM duckdb_constraints() WHERE table_name = 'trials'").fetchall()

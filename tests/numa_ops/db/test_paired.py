@@ -22,10 +22,12 @@ def test_a_planted_memory_penalty_is_stored_and_found(folder, db, query_rows):
     numa_db.load_runs([folder], db)
     (row,) = query_rows(db, "SELECT * FROM paired_comparisons")
     cmp, arms = rec["metrics"]["paired"]["comparisons"][0], rec["metrics"]["paired"]["arms"]
-    assert (row["run_id"], row["comparison"], row["kind"], row["arm"], row["reference"]) == ("f1.paired", 0, "memory", 1, 0)
+    assert (row["run_id"], row["comparison"], row["kind"], row["arm"], row["reference"]) == (
+        "f1.paired", 0, "memory", 1, 0)
     assert (row["arm_name"], row["arm_node"], row["arm_pinned"], row["reference_name"], row["reference_node"]) == (
         "node1", 1, True, "node0", 0)
-    assert (row["blocks"], row["df"], row["stop_reason"], row["target"], row["trials_s"]) == (12, 11, "target", 0.02, 42.0)
+    assert (row["blocks"], row["df"], row["stop_reason"], row["target"], row["trials_s"]) == (
+        12, 11, "target", 0.02, 42.0)
     for col in ("ratio", "low", "high", "half_width", "mde"):
         assert row[col] == cmp[col], col
     for col in ("ratio", "low", "high", "mde", "slope"):
@@ -34,17 +36,20 @@ def test_a_planted_memory_penalty_is_stored_and_found(folder, db, query_rows):
     (pen,) = query_rows(db, "SELECT * FROM paired_penalty")
     assert pen["part"] == "DMA (host memory remote, thread local)" and pen["verdict"] == "measured"
     assert pen["penalty_low"] < PLANTED < pen["penalty_high"] and pen["penalty"] == pytest.approx(1 - cmp["ratio"])
-    assert pen["adjusted_penalty_low"] < PLANTED < pen["adjusted_penalty_high"] and pen["adjusted_verdict"] == "measured"
+    assert (pen["adjusted_penalty_low"] < PLANTED < pen["adjusted_penalty_high"]
+            and pen["adjusted_verdict"] == "measured")
     # the control explains most of the trial noise here: the adjusted interval is the narrower one
     assert pen["adjusted_half_width"] < pen["half_width"]
-    assert (pen["model_name"], pen["batch_size"], pen["host_memory"], pen["gpu_seconds"], pen["blocks"]) == ("m", 8, "pinned", 42.0, 12)
+    assert (pen["model_name"], pen["batch_size"], pen["host_memory"], pen["gpu_seconds"], pen["blocks"]) == (
+        "m", 8, "pinned", 42.0, 12)
 
 
 def test_a_reload_never_duplicates_and_a_failed_run_measured_again_gets_its_rows(folder, db, query_rows):
     planted.write(folder, record("f1.paired", success=False, placement_mode="paired"))
     numa_db.load_runs([folder], db)
     assert query_rows(db, "SELECT count(*) AS n FROM paired_comparisons") == [{"n": 0}]
-    planted.paired_run(folder, "f1.paired", planted.paired_block("memory", [1000.0, 950.0, 900.0], seed=2, nodes=(0, 1, 2)))
+    planted.paired_run(folder, "f1.paired",
+                       planted.paired_block("memory", [1000.0, 950.0, 900.0], seed=2, nodes=(0, 1, 2)))
     for _ in range(3):
         numa_db.load_runs([folder], db)
         assert query_rows(db, "SELECT comparison, arm_name FROM paired_comparisons ORDER BY comparison") == [
@@ -67,7 +72,8 @@ def test_a_database_without_the_table_gets_the_stored_paired_runs_comparisons(fo
 ], ids=["thread", "process"])
 def test_arms_that_move_the_control_are_never_adjusted(folder, db, query_rows, kind, rates, part, measured):
     paired = planted.paired_block(kind, rates, seed=3)
-    paired["comparisons"][0]["adjusted"] = {"ratio": 1.0, "low": 0.99, "high": 1.01, "mde": 0.01, "slope": 0.5}  # wrongly given
+    # wrongly given
+    paired["comparisons"][0]["adjusted"] = {"ratio": 1.0, "low": 0.99, "high": 1.01, "mde": 0.01, "slope": 0.5}
     planted.paired_run(folder, f"f1.{kind}", paired)
     numa_db.load_runs([folder], db)
     (pen,) = query_rows(db, "SELECT * FROM paired_penalty")
@@ -84,7 +90,8 @@ def test_arms_that_move_the_control_are_never_adjusted(folder, db, query_rows, k
     ((0, 0), (True, False), "host memory kind (pinned vs pageable, same node)"),
 ], ids=["aa", "pinned-vs-pageable"])
 def test_what_a_comparison_measures(folder, db, query_rows, nodes, pinned, part):
-    planted.paired_run(folder, "f1.p", planted.paired_block("memory", [1000.0, 1000.0], seed=4, nodes=nodes, pinned=pinned))
+    planted.paired_run(folder, "f1.p",
+                       planted.paired_block("memory", [1000.0, 1000.0], seed=4, nodes=nodes, pinned=pinned))
     numa_db.load_runs([folder], db)
     assert query_rows(db, "SELECT part FROM paired_penalty") == [{"part": part}]
 
@@ -94,7 +101,8 @@ def test_a_paired_runs_row_stands_for_its_reference_arm_and_stays_out_of_the_pro
     numa_db.load_runs([folder], db)
     assert query_rows(db, "SELECT placement, placement_mode, numa_distance FROM runs") == [
         {"placement": "remote", "placement_mode": "paired", "numa_distance": 21}]  # as the record says: arm 1
-    assert query_rows(db, "SELECT placement, numa_distance FROM measured_runs") == [{"placement": "local", "numa_distance": 10}]
+    assert query_rows(db, "SELECT placement, numa_distance FROM measured_runs") == [
+        {"placement": "local", "numa_distance": 10}]
     for view in ("numa_penalty", "process_noise"):
         assert query_rows(db, f"SELECT count(*) AS n FROM {view}") == [{"n": 0}], view
 
@@ -105,7 +113,8 @@ def test_records_without_paired_load_as_before(folder, db, query_rows):
     numa_db.load_runs([folder], db)
     assert query_rows(db, "SELECT count(*) AS n FROM paired_comparisons") == [{"n": 0}]
     assert query_rows(db, "SELECT count(*) AS n FROM paired_penalty") == [{"n": 0}]
-    assert query_rows(db, "SELECT placement_mode, count(*) AS n FROM filled_runs GROUP BY ALL") == [{"placement_mode": "process", "n": 7}]
+    assert query_rows(db, "SELECT placement_mode, count(*) AS n FROM filled_runs GROUP BY ALL") == [
+        {"placement_mode": "process", "n": 7}]
     (pen,) = query_rows(db, "SELECT throughput_penalty, status FROM numa_penalty")
     assert pen["status"] == "measured" and pen["throughput_penalty"] == pytest.approx(0.2, abs=0.02)
 

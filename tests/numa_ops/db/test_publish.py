@@ -49,9 +49,9 @@ def test_a_load_publishes_once_under_its_lock(folder, db, published):
 
 def test_stored_verdicts_are_published_too(tmp_path, published):
     db = tmp_path / "db.duckdb"
-    verdict = {"night": "n1", "baseline": None, "config_key": "k", "config": "c", "tonight_mean": 1.0, "tonight_low": 1.0,
-               "tonight_high": 1.0, "baseline_mean": None, "baseline_low": None, "baseline_high": None, "change": None,
-               "verdict": "new", "error": None}
+    verdict = {"night": "n1", "baseline": None, "config_key": "k", "config": "c", "tonight_mean": 1.0,
+               "tonight_low": 1.0, "tonight_high": 1.0, "baseline_mean": None, "baseline_low": None,
+               "baseline_high": None, "change": None, "verdict": "new", "error": None}
     regressions.save_verdicts("nightly_sweep", [verdict], True, db)
     assert published == [(db, True)]
 

@@ -13,7 +13,8 @@ from numa_ops.db import schema
 from tests.numa_ops.records import record
 
 
-@pytest.mark.parametrize(("given", "stored"), [(None, "eager"), ("compile", "compile")], ids=["older-record", "compile"])
+@pytest.mark.parametrize(("given", "stored"), [(None, "eager"), ("compile", "compile")],
+                         ids=["older-record", "compile"])
 def test_execution_is_filled_at_load(folder, db, given, stored):
     rec = record("f1.a")
     if given:
@@ -37,8 +38,8 @@ def test_base_views_fill_host_memory_and_placement_mode_of_older_records(folder,
     results.write_json_atomic(folder / "runs" / "f1.b.json", record("f1.b", success=False))
     numa_db.load_runs([folder], db)
     assert numa_db.query("SELECT pinned_memory, placement_mode FROM runs", database=db) == [(None, None)] * 2
-    assert numa_db.query("SELECT run_id, pinned_memory, placement_mode FROM filled_runs ORDER BY run_id", database=db) == [
-        ("f1.a", True, "process"), ("f1.b", True, "process")]
+    assert numa_db.query("SELECT run_id, pinned_memory, placement_mode FROM filled_runs ORDER BY run_id",
+                         database=db) == [("f1.a", True, "process"), ("f1.b", True, "process")]
     assert numa_db.query("SELECT run_id FROM measured_runs", database=db) == [("f1.a",)]
     assert numa_db.query("SELECT count(*) FROM gpu_runs", database=db) == [(0,)]
 

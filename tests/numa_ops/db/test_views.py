@@ -40,7 +40,8 @@ def test_numa_penalty_with_one_process_a_side_gives_no_interval(folder, db, writ
         write_record(folder, rec)
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        (row,) = con.execute("SELECT throughput_penalty, penalty_low, penalty_high, mde, status FROM numa_penalty").fetchall()
+        (row,) = con.execute("SELECT throughput_penalty, penalty_low, penalty_high, mde, status "
+                             "FROM numa_penalty").fetchall()
         assert con.execute("SELECT count(*) FROM sensitivity_map").fetchone() == (0,)  # not a finding
     assert row[0] == pytest.approx(0.2) and row[1:4] == (None, None, None)
     assert row[4] == numa_db.ONE_PROCESS == "one process a side: no between-process interval (set test.repeats >= 2)"
@@ -75,17 +76,22 @@ def test_analysis_views_answer_on_measured_runs(folder, db, write_record):
     for i, (place, rate, execution) in enumerate(runs):
         metrics = {"samples_per_s": rate, "regime": "transfer-bound", "execution": execution, "flops_per_sample": 10,
                    "h2d_ms": {"median": 1.0}, "forward_ms": {"median": 0.5}, "d2h_ms": {"median": 0.1},
-                   "batch_ms": {"median": 1.6}, "fwd_gpu_ms": 0.4, "compile_speedup": 1.5 if execution == "compile" else None}
+                   "batch_ms": {"median": 1.6}, "fwd_gpu_ms": 0.4,
+                   "compile_speedup": 1.5 if execution == "compile" else None}
         write_record(folder, record(f"f1.r{i}", device="cuda", placement=place, gpu_id=0, model=model, metrics=metrics,
                               lane=f"gpu0-cpu{i % 3}-mem{i % 3}"))
     numa_db.load_runs([folder], db)
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT model_name, round(median_penalty, 3) FROM sensitivity_map").fetchall() == [("m", 0.1)]
-        h2d_share, launch = con.execute("SELECT h2d_share, launch_share FROM stage_breakdown WHERE execution = 'eager'").fetchone()
+        assert con.execute("SELECT model_name, round(median_penalty, 3) FROM sensitivity_map").fetchall() == [
+            ("m", 0.1)]
+        h2d_share, launch = con.execute("SELECT h2d_share, launch_share FROM stage_breakdown "
+                                        "WHERE execution = 'eager'").fetchone()
         assert round(h2d_share, 3) == 0.625 and round(launch, 3) == 0.2
-        assert con.execute("SELECT first_compute_dominated_model FROM crossover WHERE execution = 'eager'").fetchone() == (None,)
+        assert con.execute("SELECT first_compute_dominated_model FROM crossover "
+                           "WHERE execution = 'eager'").fetchone() == (None,)
         assert con.execute("SELECT forward_speedup FROM compile_speedup").fetchall() == [(1.5,)]
-        assert con.execute("SELECT best_lane, execution FROM recommendations").fetchall() == [("gpu0-cpu2-mem2", "compile")]
+        assert con.execute("SELECT best_lane, execution FROM recommendations").fetchall() == [
+            ("gpu0-cpu2-mem2", "compile")]
         assert con.execute("SELECT count(*) FROM scaling").fetchone()[0] == 2
 
 
@@ -157,11 +163,13 @@ def test_runs_that_differ_in_a_test_setting_are_never_pooled(folder, db, write_r
                           f"FROM numa_penalty ORDER BY {setting}").fetchall()
         noise = con.execute(f"SELECT {setting}, placement, processes, round(geo_mean_samples_per_s) FROM process_noise "
                             f"ORDER BY {setting}, placement").fetchall()
-        stages = con.execute(f"SELECT {setting}, placement, runs FROM stage_breakdown ORDER BY {setting}, placement").fetchall()
+        stages = con.execute(f"SELECT {setting}, placement, runs FROM stage_breakdown "
+                             f"ORDER BY {setting}, placement").fetchall()
     assert pen == [(values[0], 2, 2, 0.2, "measured"), (values[1], 2, 2, 0.2, "measured")]
     assert noise == [(values[0], "local", 2, 100.0), (values[0], "remote", 2, 80.0),
                      (values[1], "local", 2, 50.0), (values[1], "remote", 2, 40.0)]
-    assert stages == [(values[0], "local", 2), (values[0], "remote", 2), (values[1], "local", 2), (values[1], "remote", 2)]
+    assert stages == [(values[0], "local", 2), (values[0], "remote", 2),
+                      (values[1], "local", 2), (values[1], "remote", 2)]
 
 
 def test_penalty_split_is_the_textbook_anova_contrast(folder, db):
@@ -187,7 +195,8 @@ def test_penalty_split_is_the_textbook_anova_contrast(folder, db):
     se = np.sqrt(mse * sum(1 / len(v) for v in logs.values()))
     half = stats.t.ppf(0.975, df) * se
     with duckdb.connect(str(db), read_only=True) as con:
-        got = con.execute("SELECT cpu_side_penalty, cpu_side_low, cpu_side_high, cpu_side_mde FROM penalty_split").fetchone()
+        got = con.execute("SELECT cpu_side_penalty, cpu_side_low, cpu_side_high, cpu_side_mde "
+                          "FROM penalty_split").fetchone()
     want = (-np.expm1(contrast), -np.expm1(contrast + half), -np.expm1(contrast - half),
             -np.expm1(-(stats.t.ppf(0.975, df) + stats.t.ppf(0.80, df)) * se))
     assert got == pytest.approx(want, rel=1e-9)

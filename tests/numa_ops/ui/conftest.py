@@ -29,7 +29,8 @@ def auth_manager():
 
 @pytest.fixture
 def tokens(auth_manager) -> dict[str, str]:
-    """JWTs as Airflow issues them now (signed with the secret the validator uses): a viewer, a user without a role, and one that has expired."""
+    """JWTs as Airflow issues them now (signed with the secret the validator uses): a viewer, a user without a
+    role, and one that has expired."""
     from airflow.api_fastapi.auth.managers.base_auth_manager import BaseAuthManager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
@@ -56,7 +57,8 @@ def outputs(tmp_path: Path, outputs_dir: Path) -> Path:
     results.write_json_atomic(folder / "runs" / f"{name}.a.json", record(f"{name}.a", folder=name))
     results.write_json_atomic(folder / "plan.json", {"phase": DAG_ID, "params": {}, "runs": 1, "lanes": [],
                                                      "created_at": "2026-11-28T06:00:01+00:00"})
-    results.write_json_atomic(folder / "experiment_summary.json", {"planned_runs": 1, "successful_runs": 1, "failed_runs": 0})
+    results.write_json_atomic(folder / "experiment_summary.json",
+                              {"planned_runs": 1, "successful_runs": 1, "failed_runs": 0})
     results.write_json_atomic(folder / "gate.json", {"passed": True, "summary": "gate passed: 0/1 runs failed"})
     (folder / "report").mkdir()
     (folder / "report" / "index.html").write_text("<html><body><h1>run report</h1></body></html>")

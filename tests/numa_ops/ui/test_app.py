@@ -41,7 +41,8 @@ def client(outputs_dir: Path, outside: Path, token: str) -> TestClient:
     (folder / "report").mkdir(parents=True)
     (folder / "report" / "index.html").write_text("<html>REPORT</html>")
     (folder / "plan.json").write_text(json.dumps({"phase": "phase1_baseline", "created_at": "2026-01-01T00:00:00"}))
-    (folder / "experiment_summary.json").write_text(json.dumps({"planned_runs": 2, "successful_runs": 2, "failed_runs": 0}))
+    (folder / "experiment_summary.json").write_text(json.dumps({"planned_runs": 2, "successful_runs": 2,
+                                                                "failed_runs": 0}))
     (folder / "gate.json").write_text(json.dumps({"passed": True, "summary": "all lanes measured"}))
     (outputs_dir / "escape").symlink_to(outside, target_is_directory=True)
     with duckdb.connect(str(connection.db_path())) as con:

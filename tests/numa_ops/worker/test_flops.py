@@ -16,7 +16,8 @@ def test_flops_grow_linearly_with_depth():
 
 
 def test_known_count():
-    # 16 patches, seq 17, inner 128: embed 2*16*192*32; layer 2*17*32*384 + 2*2*17*17*64*2 + 2*17*128*32 + 2*17*32*64*2; head 2*32*10
+    # 16 patches, seq 17, inner 128: embed 2*16*192*32;
+    # layer 2*17*32*384 + 2*2*17*17*64*2 + 2*17*128*32 + 2*17*32*64*2; head 2*32*10
     expected = 196608 + 417792 + 147968 + 139264 + 139264 + 640
     assert flops_per_sample(MODEL.model_copy(update={"depth": 1}), [3, 32, 32]) == expected
 

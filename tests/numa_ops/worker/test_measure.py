@@ -143,7 +143,8 @@ def test_a_cpu_run_measures_its_trials_into_the_record_model(execution, d2h_mode
     per_sample = flops.bytes_per_sample(TINY_MODEL, list(TINY_TEST.tensor_shape), d2h_mode)
     assert (metrics.h2d_bytes_per_sample, metrics.d2h_bytes_per_sample) == (per_sample["h2d"], per_sample["d2h"])
     assert metrics.h2d_bytes_per_batch == metrics.d2h_bytes_per_batch == 0  # nothing crosses to a device
-    assert len(metrics.cpu_control.trials) == len(metrics.trial_disturbance) == len(metrics.trial_flags) == metrics.trials
+    assert (len(metrics.cpu_control.trials) == len(metrics.trial_disturbance) == len(metrics.trial_flags)
+            == metrics.trials)
     assert metrics.timed_from <= metrics.timed_to and 0 < sum(metrics.trial_s) <= metrics.trials_s  # trials lie in it
     assert metrics.regime is None and metrics.gate is None and metrics.copy_pass is None
     assert metrics.telemetry.when == "off"

@@ -17,7 +17,8 @@ from numa_ops.worker.paired import block_means, block_order, comparisons, contro
 from tests.numa_ops.lanes import tiny_lane
 
 PAIRED = ("experiment.hardware.placement=paired", "experiment.hardware.paired_arms=[0,0]",
-          "experiment.test.paired_min_blocks=3", "experiment.test.paired_max_blocks=4", "experiment.test.paired_max_s=60",
+          "experiment.test.paired_min_blocks=3", "experiment.test.paired_max_blocks=4",
+          "experiment.test.paired_max_s=60",
           "experiment.test.min_trial_s=0.01", "experiment.vit_configs=[{name: tiny, patch_size: 8, depth: 1, heads: 2, "
           "dim: 32, mlp_dim: 64, num_classes: 10}]")
 

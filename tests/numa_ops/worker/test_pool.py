@@ -61,7 +61,8 @@ def test_a_bound_pool_holds_what_the_process_pool_holds():
 
 @pytest.mark.parametrize(
     ("node", "words", "maxnode"),
-    [pytest.param(1, (2,), 65, id="node1"), pytest.param(0, (1,), 65, id="node0"), pytest.param(65, (0, 2), 129, id="node65")],
+    [pytest.param(1, (2,), 65, id="node1"), pytest.param(0, (1,), 65, id="node0"),
+     pytest.param(65, (0, 2), 129, id="node65")],
 )
 def test_a_pool_on_a_simulated_node_asks_mbind_for_exactly_that_node(node, words, maxnode):
     binder = RecordingMbind()

@@ -26,7 +26,8 @@ ADDED_PATHS = {"rerun_of", "environment.vit_pytorch", "environment.numactl_versi
 TEST_KEYS = (
     "batch_size", "ci_target", "compile_model", "d2h_mode", "execution", "intra_op_threads", "max_trial_time_s",
     "max_trials", "memory_size_mb", "min_trial_s", "min_trials", "num_samples", "paired_max_blocks", "paired_max_s",
-    "paired_min_blocks", "paired_target", "pinned_memory", "repeats", "telemetry", "tensor_shape", "timeout_s", "warmup_batches",
+    "paired_min_blocks", "paired_target", "pinned_memory", "repeats", "telemetry", "tensor_shape", "timeout_s",
+    "warmup_batches",
 )
 
 
@@ -73,7 +74,8 @@ def test_worker_measures_and_writes_records(configs_dir, outputs_dir):
         assert m["launch_cpu"] in os.sched_getaffinity(0) and m["launch_cpu_node"] == 0
         assert m["telemetry"]["when"] == "off" and m["telemetry"]["gpu_util_pct_mean"] is None
         assert m["pipelined_samples_per_s"] is None and m["regime"] is None  # no copies on the CPU
-        assert m["flops_per_sample"] > 0 and m["d2h_bytes_per_sample"] == (rec["model"]["num_classes"] + rec["model"]["dim"]) * 4
+        assert (m["flops_per_sample"] > 0
+                and m["d2h_bytes_per_sample"] == (rec["model"]["num_classes"] + rec["model"]["dim"]) * 4)
         env = rec["environment"]
         assert env["torch"] and env["host"] and env["binding"]["cpus_allowed"]
         assert rec["gpu_id"] is None and rec["numa_node"] == 0
