@@ -20,6 +20,7 @@ from numa_ops.resume_folder import FolderRefused
 from numa_ops.topology import PlacementError, discover
 
 if TYPE_CHECKING:
+    from numa_ops.pipeline import LocationsJson
     from numa_ops.roles import SkippedStudy
     from numa_ops.specs import Lane
     from numa_ops.supervise import LaneOutcome
@@ -236,20 +237,26 @@ def where(airflow_rc: int | None) -> int:
     if not latest.is_file():
         print(f"error: no results: {latest} was not written (see the Airflow output above)", file=sys.stderr)
         return airflow_rc or 1
-    info = json.loads(latest.read_text())
-    summary = info["summary"]
+    info: LocationsJson = json.loads(latest.read_text())
+    if "folders" not in info:
+        print(f"error: {latest} is from an older numa-lab; run the phase again", file=sys.stderr)
+        return airflow_rc or 1
+    summary, folders = info["summary"], list(info["folders"].values())
     print("\nnuma-lab results")
-    for key in ("results_json", "experiment_summary_json", "experiment_log", "duckdb", "report", "report_all_runs"):
-        for value in info[key] if isinstance(info[key], list) else [info[key]]:  # a list: one per GPU host
-            print(f"  {key:24} {value}")
+    for key in pipeline.FOLDER_FILES[:3]:
+        for folder in folders:  # one line per run folder (one per GPU host)
+            print(f"  {key:24} {folder[key]}")
+    print(f"  {'duckdb':24} {info['duckdb']}")
+    for folder in folders:
+        print(f"  {'report':24} {folder['report']}")
+    print(f"  {'report_all_runs':24} {info['report_all_runs']}")
     print(f"  runs: {summary['successful_runs']} succeeded, {summary['failed_runs']} failed, "
           f"{summary['missing_runs']} missing of {summary['planned_runs']} planned")
-    for summary_file in info["experiment_summary_json"] if isinstance(info["experiment_summary_json"], list) else [
-            info["experiment_summary_json"]]:
-        for skipped in _skipped_in(Path(summary_file)):
+    for folder in folders:
+        for skipped in _skipped_in(Path(folder["experiment_summary_json"])):
             print(f"  {skipped.line()}")
     print("\nTry:")
-    results_json = info["results_json"] if isinstance(info["results_json"], list) else [info["results_json"]]
+    results_json = [folder["results_json"] for folder in folders]
     print(f"  jq '.[] | {{run_id, duration, success, gpu_id, numa_node}}' {' '.join(results_json)}")
     print(f"  {sys.executable} -c \"import duckdb; print(duckdb.connect('{info['duckdb']}', read_only=True)"
           ".sql('select model_name, lane, samples_per_s from runs order by finished_at desc limit 10'))\"")

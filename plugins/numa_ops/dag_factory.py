@@ -36,8 +36,8 @@ from numa_ops.trigger_params import phase_params as _params
 from numa_ops.trigger_request import TriggerRequest
 
 if TYPE_CHECKING:
-    from numa_ops.gate import GateHostsJson, GateVerdictJson
-    from numa_ops.nightly import NightHostsJson, NightJson
+    from numa_ops.gate import GateResultJson
+    from numa_ops.nightly import NightsJson
     from numa_ops.specs import DeviceTurnJson
     from numa_ops.topology import TopologyJson
     from numa_ops.trigger_params import TriggerParams
@@ -129,14 +129,14 @@ def _phase_bound_tasks(dag_id: str, phase: Phase, hosts: list[str]) -> tuple[Any
         trigger_rule=TriggerRule.ALL_DONE,
         pre_execute=_fail_if_nothing_was_planned,
         post_execute=functools.partial(_update_asset, dag_id, phase, hosts),
-        multiple_outputs=True,  # each key of the verdict its own XCom as well
+        multiple_outputs=True,  # passed and each folder's verdict, each its own XCom as well
     )
-    def gate(plans: Any, ti: Any = None) -> GateVerdictJson | GateHostsJson:
+    def gate(plans: Any, ti: Any = None) -> GateResultJson:
         """Fail the phase (and hold back the next ones) on failed runs or steps, or comparisons too coarse."""
         return phase_tasks.gate(dag_id, phase, plans, phase_tasks.failed_steps(ti, GATED_STEPS))
 
     @task(multiple_outputs=True)  # each key its own XCom as well
-    def compare_baseline(plans: Any) -> NightJson | NightHostsJson:
+    def compare_baseline(plans: Any) -> NightsJson:
         """Compare tonight with the baseline night; a regression outside both CIs fails the run."""
         return phase_tasks.compare_baseline(dag_id, phase, plans)
 

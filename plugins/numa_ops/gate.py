@@ -44,11 +44,12 @@ class GateVerdictJson(TypedDict):
     sentence: str
 
 
-class GateHostsJson(TypedDict):
-    """The gate task's XCom with several hosts: each host's verdict (all passed, or the task failed)."""
+class GateResultJson(TypedDict):
+    """The gate task's XCom: each run folder's verdict by folder name (one host: one folder); ``passed`` as every
+    one passed (else the task failed)."""
 
     passed: bool
-    hosts: list[GateVerdictJson]
+    folders: dict[str, GateVerdictJson]
 
 
 class GateComparison(BaseModel):

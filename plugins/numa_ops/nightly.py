@@ -60,23 +60,19 @@ def accepted(verdicts: list[NightVerdictJson]) -> bool:
 LAST_ACCEPTED = "last_accepted"
 
 
-class NightJson(TypedDict):
-    """The nightly task's XCom for one host: the baseline's name and how many verdicts."""
+class NightOfFolderJson(TypedDict):
+    """One run folder's night in the nightly task's XCom: its GPU host's queue (None: no GPU hosts configured), the
+    baseline's name (None: this night becomes the baseline) and how many verdicts."""
 
+    host: str | None
     baseline: str | None
     verdicts: int
 
 
-class NightOfHostJson(NightJson):
-    """One host's night in the nightly task's XCom: its run folder as well."""
+class NightsJson(TypedDict):
+    """The nightly task's XCom: each run folder's night by folder name (one host: one folder)."""
 
-    folder: str
-
-
-class NightHostsJson(TypedDict):
-    """The nightly task's XCom with GPU hosts configured: each host's night, by its queue."""
-
-    hosts: dict[str | None, NightOfHostJson]
+    folders: dict[str, NightOfFolderJson]
 
 
 @dataclass(frozen=True)

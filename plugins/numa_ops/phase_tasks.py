@@ -24,9 +24,9 @@ from numa_ops.specs import DeviceTurn, DeviceTurnJson, Lane
 from numa_ops.trigger_request import TriggerRequest
 
 if TYPE_CHECKING:
-    from numa_ops.gate import GateHostsJson, GateVerdictJson
-    from numa_ops.nightly import NightHostsJson, NightJson, NightOfHostJson
-    from numa_ops.pipeline import HostsLocationsJson, LoadedJson, LocationsJson
+    from numa_ops.gate import GateResultJson
+    from numa_ops.nightly import NightOfFolderJson, NightsJson
+    from numa_ops.pipeline import LoadedJson, LocationsJson
     from numa_ops.roles import SkippedStudy
     from numa_ops.topology import TopologyJson
     from numa_ops.trigger_params import TriggerParams
@@ -222,21 +222,22 @@ def load_duckdb(plans: Any) -> LoadedJson:
     """Write each host's results.json and summary; load every run record into DuckDB, once."""
     from numa_ops import pipeline, results
 
-    folders = planned_folders(plans)
-    loaded = pipeline.summarize_and_load([results.run_folder(folder) for folder in folders])
-    for folder, summary in loaded.get("summaries", {folders[0]: loaded["summary"]}).items():
+    loaded = pipeline.summarize_and_load([results.run_folder(folder) for folder in planned_folders(plans)])
+    for folder, summary in loaded["summaries"].items():
         print(f"{folder}: summary: {summary}")
     print(f"duckdb: {loaded['load']}")
     return loaded
 
 
-def report(plans: Any) -> LocationsJson | HostsLocationsJson:
+def report(plans: Any) -> LocationsJson:
     """Write each host's report and the cumulative one; say where everything is."""
     from numa_ops import pipeline, results
 
     written = pipeline.write_reports([results.run_folder(folder) for folder in planned_folders(plans)])
-    for key, value in written.items():
-        print(f"{key}: {value}")
+    for name, folder in written["folders"].items():
+        print(f"{name}: report: {folder['report']}")
+    print(f"report_all_runs: {written['report_all_runs']}")
+    print(f"duckdb: {written['duckdb']}")
     return written
 
 
@@ -248,14 +249,12 @@ def failed_steps(ti: Any, task_ids: list[str]) -> list[str]:
     return [t for t in task_ids if ti.get_ti_count(dag_id=ti.dag_id, task_ids=[t], run_ids=[ti.run_id], states=states)]
 
 
-def gate(
-    dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None = None
-) -> GateVerdictJson | GateHostsJson:
+def gate(dag_id: str, phase: Phase, plans: Any, steps_failed: list[str] | None = None) -> GateResultJson:
     """Fail the phase (and hold back the next ones) on failed or missing runs, a failed step (``steps_failed``),
     or comparisons whose MDE exceeds the phase's ``max_mde``.
 
-    Judges each host's run folder; returns the verdict, or ``{"passed": True, "hosts": [verdict, ...]}``
-    for several hosts. Fails without retry: measuring the same runs again in place would not change it.
+    Judges each host's run folder; returns ``{"passed": True, "folders": {folder: verdict}}`` (one host: one
+    folder). Fails without retry: measuring the same runs again in place would not change it.
     """
     from numa_ops import results
     from numa_ops.gate import judge_run_folder
@@ -278,10 +277,9 @@ def gate(
     failed = [v.sentence for v in verdicts if not v.passed]
     if failed:
         raise AirflowFailException(f"{dag_id} did not pass its gate: {' '.join(failed)}")
-    if len(verdicts) == 1:
-        return verdicts[0].to_json()
-    every: GateHostsJson = {"passed": True, "hosts": [v.to_json() for v in verdicts]}
-    return every
+    each = {folder: verdict.to_json() for folder, verdict in zip(folders, verdicts, strict=True)}
+    passed: GateResultJson = {"passed": True, "folders": each}
+    return passed
 
 
 def fail_if_nothing_was_planned(ti: Any, upstream_task_ids: Iterable[str]) -> None:
@@ -304,17 +302,17 @@ def fail_if_nothing_was_planned(ti: Any, upstream_task_ids: Iterable[str]) -> No
     raise AirflowFailException(message)
 
 
-def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> NightJson | NightHostsJson:
+def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> NightsJson:
     """Compare tonight with the baseline night (:mod:`numa_ops.nightly`); a regression fails the run.
 
     Each host's folder is compared with that host's own nights (the series ``<dag_id>@<host>``), every host
-    before any failure. Returns ``{"baseline", "verdicts"}`` (how many) for the one host, or, with GPU hosts
-    configured, ``{"hosts": {host: {"folder", "baseline", "verdicts"}}}``; fails naming every regression.
+    before any failure. Returns ``{"folders": {folder: {"host", "baseline", "verdicts"}}}`` (one host: one folder,
+    its host None); fails naming every regression.
     """
     from numa_ops import nightly, paths, results
 
     queues = {turn.folder: turn.queue for turn in planned_turns(plans)}
-    compared: dict[str | None, NightOfHostJson] = {}
+    compared: dict[str, NightOfFolderJson] = {}
     problems: list[str] = []
     for folder in planned_folders(plans):
         queue = queues[folder]
@@ -330,10 +328,8 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> NightJson | Night
                 f"({verdict.get('basis') or verdict.get('error')})"
             )
         problems.extend(checked.problems)
-        compared[queue] = nightly.NightOfHostJson(folder=folder, baseline=checked.baseline,
-                                                  verdicts=len(checked.verdicts))
+        compared[folder] = nightly.NightOfFolderJson(host=queue, baseline=checked.baseline,
+                                                     verdicts=len(checked.verdicts))
     if problems:
         raise RuntimeError(f"{'; '.join(problems)} (see {paths.outputs_dir()} and table regressions)")
-    if None in compared:  # no GPU hosts configured: the one folder
-        return nightly.NightJson(baseline=compared[None]["baseline"], verdicts=compared[None]["verdicts"])
-    return nightly.NightHostsJson(hosts=compared)
+    return nightly.NightsJson(folders=compared)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 from numa_ops import paths, results, run_folder, settings, stopping
 from numa_ops.config import ExperimentConfig, load_experiment, split_experiment
@@ -171,38 +171,36 @@ class RunCounts(TypedDict):
 
 
 class LoadedJson(TypedDict):
-    """What ``load_duckdb`` returns: the run counts (added up over hosts), each host's, and what DuckDB loaded."""
+    """What ``load_duckdb`` returns: each run folder's run counts by folder name (one host: one folder), the counts
+    added up, and what DuckDB loaded."""
 
+    summaries: dict[str, RunCounts]
     summary: RunCounts
-    summaries: NotRequired[dict[str, RunCounts]]  # several folders: each one's, by folder name
     load: dict[str, int]
 
 
-class LocationsJson(TypedDict):
-    """Where one run folder's results are (``latest.json``, the report task's XCom)."""
+class FolderLocationsJson(TypedDict):
+    """Where one run folder's results are."""
 
     folder: str
     results_json: str
     experiment_summary_json: str
     experiment_log: str
-    duckdb: str
     report: str
-    report_all_runs: str
     summary: RunCounts
 
 
-class HostsLocationsJson(TypedDict):
-    """Where several run folders' results are (one per GPU host): each per-folder path listed in order."""
+class LocationsJson(TypedDict):
+    """Where results are (``latest.json``, the report task's XCom): each run folder's by folder name (one host:
+    one folder, one per GPU host otherwise), the database, the all-runs report, and the run counts added up."""
 
-    folder: list[str]
-    results_json: list[str]
-    experiment_summary_json: list[str]
-    experiment_log: list[str]
-    report: list[str]
+    folders: dict[str, FolderLocationsJson]
     duckdb: str
     report_all_runs: str
     summary: RunCounts
-    summaries: dict[str, RunCounts]
+
+
+FOLDER_FILES = ("results_json", "experiment_summary_json", "experiment_log", "report")  # a folder's own, in order
 
 
 def _distinct_folders(folder_paths: Path | list[Path]) -> list[Path]:
@@ -233,18 +231,13 @@ def _added_up(summaries: list[RunCounts]) -> RunCounts:
 
 def summarize_and_load(folder_paths: Path | list[Path]) -> LoadedJson:
     """Write each folder's results.json and summary; load DuckDB once, from every run folder (so it catches up).
-
-    One folder: ``{"summary", "load"}``. Several (one per GPU host): ``"summary"`` adds theirs up and
-    ``"summaries"`` holds each folder's, by folder name.
-    """
+    ``summaries`` holds each folder's counts by folder name, ``summary`` adds them up."""
     from numa_ops import db
 
     folders = _distinct_folders(folder_paths)
     summaries = {f.name: _counts(results.finalize(f)) for f in folders}
     counts = db.load_runs(db.run_folders())
-    if len(folders) == 1:
-        return LoadedJson(summary=summaries[folders[0].name], load=counts)
-    return LoadedJson(summary=_added_up(list(summaries.values())), summaries=summaries, load=counts)
+    return LoadedJson(summaries=summaries, summary=_added_up(list(summaries.values())), load=counts)
 
 
 def _saved_topology(folder_path: Path) -> TopologyJson | None:
@@ -252,30 +245,22 @@ def _saved_topology(folder_path: Path) -> TopologyJson | None:
     return json.loads(topo_file.read_text()) if topo_file.is_file() else None
 
 
-def _locations(folder_path: Path, run_report: Path, all_report: Path) -> LocationsJson:
-    from numa_ops import db
-
+def _locations(folder_path: Path, run_report: Path) -> FolderLocationsJson:
     summary = json.loads((folder_path / "experiment_summary.json").read_text())
-    return LocationsJson(
+    return FolderLocationsJson(
         folder=str(folder_path),
         results_json=str(folder_path / "results.json"),
         experiment_summary_json=str(folder_path / "experiment_summary.json"),
         experiment_log=str(folder_path / "experiment.log"),
-        duckdb=str(db.db_path()),
         report=str(run_report),
-        report_all_runs=str(all_report),
         summary=_counts(summary),
     )
 
 
-def write_reports(folder_paths: Path | list[Path]) -> LocationsJson | HostsLocationsJson:
-    """Each folder's report and, once, the cumulative one; returns (and saves to latest.json) where things are.
-
-    One folder: that folder's paths and summary. Several (one per GPU host): each per-folder key
-    (``folder``, ``results_json``, ``experiment_summary_json``, ``experiment_log``, ``report``) lists
-    every folder's, in order; ``summary`` adds them up, ``summaries`` holds each folder's.
-    """
-    from numa_ops import report
+def write_reports(folder_paths: Path | list[Path]) -> LocationsJson:
+    """Each folder's report and, once, the cumulative one; returns (and saves to latest.json) where things are:
+    each folder's files by folder name, in order, and ``summary`` adding their counts up."""
+    from numa_ops import db, report
 
     folders = _distinct_folders(folder_paths)
     topologies = {f.name: _saved_topology(f) for f in folders}
@@ -287,17 +272,8 @@ def write_reports(folder_paths: Path | list[Path]) -> LocationsJson | HostsLocat
     shared = list(topologies.values())
     topology = shared[0] if all(t == shared[0] for t in shared) else None
     all_report = report.write_report(paths.outputs_dir() / "report", "numa-lab: all runs", topology=topology)
-    each = [_locations(f, run_reports[f.name], all_report) for f in folders]
-    where: LocationsJson | HostsLocationsJson = each[0] if len(each) == 1 else HostsLocationsJson(
-        folder=[w["folder"] for w in each],
-        results_json=[w["results_json"] for w in each],
-        experiment_summary_json=[w["experiment_summary_json"] for w in each],
-        experiment_log=[w["experiment_log"] for w in each],
-        report=[w["report"] for w in each],
-        duckdb=each[0]["duckdb"],
-        report_all_runs=str(all_report),
-        summary=_added_up([w["summary"] for w in each]),
-        summaries={Path(w["folder"]).name: w["summary"] for w in each},
-    )
+    each = {f.name: _locations(f, run_reports[f.name]) for f in folders}
+    where = LocationsJson(folders=each, duckdb=str(db.db_path()), report_all_runs=str(all_report),
+                          summary=_added_up([w["summary"] for w in each.values()]))
     results.write_json_atomic(paths.outputs_dir() / LATEST, where)
     return where

@@ -74,7 +74,7 @@ def test_phase1_end_to_end_twice(airflow_env, outputs_dir):
     assert count_runs(outputs_dir) == 2
     assert (folder / "report" / "index.html").is_file() and (outputs_dir / "report" / "index.html").is_file()
     latest = json.loads((outputs_dir / "latest.json").read_text())
-    assert latest["results_json"] == str(folder / "results.json")
+    assert latest["folders"][folder.name]["results_json"] == str(folder / "results.json")
 
     second = dags_test(airflow_env)
     assert "state=success" in second.stdout + second.stderr

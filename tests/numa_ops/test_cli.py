@@ -100,12 +100,22 @@ def test_zip_without_two_keys_is_refused_by_the_command(configs_dir, outputs_dir
 def _latest(outputs_dir, folder):
     from numa_ops import pipeline, results
 
-    info = {key: str(folder / name) for key, name in (
+    summary = {"successful_runs": 2, "failed_runs": 0, "missing_runs": 0, "planned_runs": 2}
+    each = {key: str(folder / name) for key, name in (
         ("results_json", "results.json"), ("experiment_summary_json", "experiment_summary.json"),
         ("experiment_log", "experiment.log"), ("report", "report/index.html"))}
-    info |= {"duckdb": str(outputs_dir / "numa_lab.duckdb"), "report_all_runs": str(outputs_dir / "report/index.html"),
-             "summary": {"successful_runs": 2, "failed_runs": 0, "missing_runs": 0, "planned_runs": 2}}
+    info = {"folders": {folder.name: {"folder": str(folder), **each, "summary": summary}},
+            "duckdb": str(outputs_dir / "numa_lab.duckdb"), "report_all_runs": str(outputs_dir / "report/index.html"),
+            "summary": summary}
     results.write_json_atomic(outputs_dir / pipeline.LATEST, info)
+
+
+def test_where_refuses_a_latest_json_of_an_older_shape(outputs_dir, capsys):
+    from numa_ops import cli, pipeline, results
+
+    results.write_json_atomic(outputs_dir / pipeline.LATEST, {"results_json": "x/results.json", "summary": {}})
+    assert cli.where(None) == 1
+    assert "is from an older numa-lab; run the phase again" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("passed", "rc"), [(True, 0), (False, 1)], ids=["gate-passed", "gate-failed"])

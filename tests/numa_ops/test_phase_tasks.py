@@ -167,10 +167,12 @@ def _measured(outputs_dir, turns, failed=()):
 def test_the_gate_passes_every_host_or_fails_naming_each(configs_dir, outputs_dir, capsys):
     phase = load_phases()[PHASE1]
     a = _measured(outputs_dir, _plan("gpu-a"))
-    assert phase_tasks.gate(PHASE1, phase, a)["passed"]  # one host: its verdict
+    one = phase_tasks.gate(PHASE1, phase, a)
+    assert one["passed"] and list(one["folders"]) == [a[0]["folder"]]  # one host: a mapping of one folder
     b = _measured(outputs_dir, _plan("gpu-b"))
     both = phase_tasks.gate(PHASE1, phase, [a, b])
-    assert both["passed"] and [v["planned"] for v in both["hosts"]] == [2, 2]
+    assert both["passed"] and {f: v["planned"] for f, v in both["folders"].items()} == {
+        a[0]["folder"]: 2, b[0]["folder"]: 2}
     c = _measured(outputs_dir, _plan("gpu-c"), failed=[0])
     with pytest.raises(AirflowFailException, match=f"{PHASE1} did not pass its gate: gate FAILED: 1 of 2 run"):
         phase_tasks.gate(PHASE1, phase, [a, None, c])
@@ -235,9 +237,9 @@ def _night(outputs_dir, folder, samples_per_s, queue=None):
 def test_compare_baseline_on_one_host(configs_dir, outputs_dir, capsys):
     nightly = load_phases()["nightly_sweep"]
     assert phase_tasks.compare_baseline("nightly_sweep", nightly, _night(outputs_dir, "n1", 100.0)) == {
-        "baseline": None, "verdicts": 1}
+        "folders": {"n1": {"host": None, "baseline": None, "verdicts": 1}}}
     assert phase_tasks.compare_baseline("nightly_sweep", nightly, _night(outputs_dir, "n2", 101.0)) == {
-        "baseline": "n1", "verdicts": 1}
+        "folders": {"n2": {"host": None, "baseline": "n1", "verdicts": 1}}}
     with pytest.raises(RuntimeError, match="regression against n2: "):
         phase_tasks.compare_baseline("nightly_sweep", nightly, _night(outputs_dir, "n3", 50.0))
     assert "n3: baseline: n2" in capsys.readouterr().out
@@ -250,7 +252,7 @@ def test_compare_baseline_keeps_each_hosts_series(configs_dir, outputs_dir):
     # gpu-b measures half of gpu-a every night: no regression, as each host is compared with its own nights
     hosts = [_night(outputs_dir, "n2_gpu-a", 100.0, "gpu-a"), _night(outputs_dir, "n2_gpu-b", 50.0, "gpu-b")]
     compared = phase_tasks.compare_baseline("nightly_sweep", nightly, hosts)
-    assert {host: c["baseline"] for host, c in compared["hosts"].items()} == {"gpu-a": "n1_gpu-a", "gpu-b": "n1_gpu-b"}
+    assert {c["host"]: c["baseline"] for c in compared["folders"].values()} == {"gpu-a": "n1_gpu-a", "gpu-b": "n1_gpu-b"}
 
 
 @pytest.mark.parametrize(

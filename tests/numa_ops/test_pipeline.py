@@ -43,23 +43,27 @@ def test_several_hosts_load_once_and_latest_names_every_folder(outputs_dir, monk
     assert reports[-1][1]["topology"] is None  # two hosts: no one host's notes on the all-runs page
     latest = json.loads((outputs_dir / pipeline.LATEST).read_text())
     assert latest == json.loads(json.dumps(where))
-    assert latest["folder"] == [str(a), str(b)]
-    assert latest["results_json"] == [str(a / "results.json"), str(b / "results.json")]
-    assert latest["report"] == [str(a / "report" / "index.html"), str(b / "report" / "index.html")]
+    assert list(latest["folders"]) == ["n_gpu-a", "n_gpu-b"]  # in order
+    assert [f["folder"] for f in latest["folders"].values()] == [str(a), str(b)]
+    assert [f["results_json"] for f in latest["folders"].values()] == [str(a / "results.json"), str(b / "results.json")]
+    assert [f["report"] for f in latest["folders"].values()] == [str(a / "report" / "index.html"),
+                                                                 str(b / "report" / "index.html")]
     assert latest["report_all_runs"] == str(outputs_dir / "report" / "index.html")
-    assert latest["summary"]["successful_runs"] == 3 and set(latest["summaries"]) == {"n_gpu-a", "n_gpu-b"}
+    assert latest["summary"]["successful_runs"] == 3
+    assert {k: f["summary"]["successful_runs"] for k, f in latest["folders"].items()} == {"n_gpu-a": 2, "n_gpu-b": 1}
     assert (a / "report" / "index.html").is_file() and (b / "report" / "index.html").is_file()
 
 
-def test_one_folder_keeps_its_shape(outputs_dir):
+def test_one_folder_has_the_same_shape(outputs_dir):
     a = _host_folder(outputs_dir, "n1", "host-a")
     loaded = pipeline.summarize_and_load(a)
-    assert set(loaded) == {"summary", "load"} and loaded["summary"]["successful_runs"] == 2
-    assert set(pipeline.summarize_and_load([a])) == {"summary", "load"}  # a list of one folder: the same shape
+    assert set(loaded) == {"summaries", "summary", "load"} and loaded["summaries"] == {"n1": loaded["summary"]}
+    assert loaded["summary"]["successful_runs"] == 2
+    assert pipeline.summarize_and_load([a])["summaries"] == loaded["summaries"]  # a list of one folder: the same
     where = pipeline.write_reports(a)
-    assert set(where) == {"folder", "results_json", "experiment_summary_json", "experiment_log", "duckdb", "report",
-                          "report_all_runs", "summary"}
-    assert where["results_json"] == str(a / "results.json")
+    assert set(where) == {"folders", "duckdb", "report_all_runs", "summary"} and list(where["folders"]) == ["n1"]
+    assert set(where["folders"]["n1"]) == {"folder", *pipeline.FOLDER_FILES, "summary"}
+    assert where["folders"]["n1"]["results_json"] == str(a / "results.json")
     assert json.loads((outputs_dir / pipeline.LATEST).read_text()) == where
 
 
