@@ -53,7 +53,8 @@ def test_process_penalty_is_the_t_interval_of_the_logs_with_its_mde():
 
 @pytest.mark.parametrize(
     ("exponent", "regime"),
-    [pytest.param(1.0, "linear", id="linear"), pytest.param(1.6, "super-linear", id="super"), pytest.param(0.3, "saturation", id="saturation")],
+    [pytest.param(1.0, "linear", id="linear"), pytest.param(1.6, "super-linear", id="super"),
+     pytest.param(0.3, "saturation", id="saturation")],
 )
 def test_power_law_fit_recovers_exponent_and_regime(exponent, regime):
     x = [1e6, 2e6, 4e6, 8e6, 16e6]
@@ -132,7 +133,8 @@ def test_planted_power_law_is_recovered_within_5pct_of_its_exponent(tmp_path, ex
 def _runs_apart(penalty, seed, runs=3, trials=6, run_spread=0.03, trial_spread=0.002):
     """Trials of a run close together, runs far apart: what the penalty's CI must carry is the runs' spread."""
     rng = np.random.default_rng(seed)
-    return {place: [mean * (1 + rng.normal(0, run_spread)) * (1 + rng.normal(0, trial_spread, trials)) for _ in range(runs)]
+    return {place: [mean * (1 + rng.normal(0, run_spread)) * (1 + rng.normal(0, trial_spread, trials))
+                    for _ in range(runs)]
             for place, mean in (("local", 1000.0), ("remote", 1000.0 * (1 - penalty)))}
 
 

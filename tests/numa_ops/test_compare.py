@@ -119,7 +119,8 @@ def test_other_test_settings_are_other_configurations():
     assert compare.config_key(*typed([a])) == compare.config_key(*typed([b])) != compare.config_key(*typed([c]))
     rows = {r.verdict: r for r in compare.compare_records(typed([a]), typed([c]))}
     assert set(rows) == {"missing", "new"}
-    assert rows["new"].note.endswith("settings differ from the other side's (baseline v candidate): test.memory_size_mb 1 v 512")
+    assert rows["new"].note.endswith("settings differ from the other side's (baseline v candidate): "
+                                     "test.memory_size_mb 1 v 512")
 
 
 def _paired(run_id, ratio, rng, blocks=20, sd=0.02):
@@ -145,7 +146,8 @@ def test_paired_runs_compare_their_arm_ratio_between_nights():
     assert {r.verdict for r in same if "node1 vs node0" in r.configuration} <= {"no change", "not detectable"}
 
 
-@pytest.mark.parametrize("split", [pytest.param(((0, 1), (2, 3)), id="p01-v-p23"), pytest.param(((0, 2), (1, 3)), id="p02-v-p13"),
+@pytest.mark.parametrize("split", [pytest.param(((0, 1), (2, 3)), id="p01-v-p23"),
+                                   pytest.param(((0, 2), (1, 3)), id="p02-v-p13"),
                                    pytest.param(((0, 3), (1, 2)), id="p03-v-p12")])
 def test_held_out_aa_processes_of_an_h100_show_no_change(tmp_path, split):
     """Four worker processes of 6 configurations measured on an H100 (bench/results), two against two: no

@@ -10,8 +10,8 @@ from numa_ops.report.format import configurations, shapes
 
 @pytest.mark.parametrize(
     ("pinned", "word"),
-    [(True, "pinned"), (False, "pageable"), (None, "pinned"), (float("nan"), "pinned"), (pd.NA, "pinned"), (1, "pinned"),
-     (0, "pageable")],
+    [(True, "pinned"), (False, "pageable"), (None, "pinned"), (float("nan"), "pinned"), (pd.NA, "pinned"),
+     (1, "pinned"), (0, "pageable")],
     ids=["true", "false", "missing", "nan-from-pandas", "na-from-pandas", "one-from-sql", "zero-from-sql"],
 )
 def test_host_memory_is_said_one_way(pinned, word):
@@ -35,5 +35,6 @@ def test_the_report_frames_say_configurations_as_labels_does():
                           "batch_size": [4, 16], "pinned_memory": [True, False]})
     assert list(configurations(frame)) == [configuration("a", "eager", 32, 4, True),
                                            configuration("b", "cuda_graph", 64, 16, False)]
-    assert list(shapes(frame, memory=True)) == ["eager, 32 px, batch 4", "cuda_graph, 64 px, batch 16, pageable host memory"]
+    assert list(shapes(frame, memory=True)) == ["eager, 32 px, batch 4",
+                                                "cuda_graph, 64 px, batch 16, pageable host memory"]
     assert list(configurations(frame.iloc[:0])) == []  # an empty frame: no rows, no error

@@ -68,7 +68,8 @@ def test_aa_nights_fail_at_most_5pct_of_the_time():
     caught = 0
     for night in range(100):
         rows = comparing.compare_records(typed(planted.night_records(rng, f"b{night}", 2)),
-                                         typed(planted.night_records(rng, f"t{night}", 2, {planted.COMPUTE_BOUND: 0.10})))
+                                         typed(planted.night_records(rng, f"t{night}", 2,
+                                                                     {planted.COMPUTE_BOUND: 0.10})))
         caught += any(r.verdict == "regression" for r in rows)
     assert caught >= 95
 
@@ -95,7 +96,8 @@ def test_verdicts_stored_once_and_last_accepted(tmp_path):
     regressions.save_verdicts("nightly_sweep", nightly.compare(n2, n1), False, db)
     assert regressions.last_accepted_night("nightly_sweep", before="n3", database=db) == "n1"
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT night, verdict FROM regressions ORDER BY night").fetchall() == [("n1", "new"), ("n2", "regression")]
+        assert con.execute("SELECT night, verdict FROM regressions ORDER BY night").fetchall() == [
+            ("n1", "new"), ("n2", "regression")]
 
 
 def test_a_table_of_the_first_form_gets_the_interval_columns_and_keeps_its_rows(tmp_path):
@@ -106,13 +108,14 @@ def test_a_table_of_the_first_form_gets_the_interval_columns_and_keeps_its_rows(
             "config_key VARCHAR, config VARCHAR, tonight_mean DOUBLE, tonight_low DOUBLE, tonight_high DOUBLE, "
             "baseline_mean DOUBLE, baseline_low DOUBLE, baseline_high DOUBLE, change DOUBLE, verdict VARCHAR, "
             "error VARCHAR, checked_at TIMESTAMPTZ, PRIMARY KEY (night, config_key))")
-        con.execute("INSERT INTO regressions VALUES ('nightly_sweep', true, 'n0', NULL, 'k', 'old', 1, 1, 1, NULL, NULL, "
-                    "NULL, NULL, 'same', NULL, now())")
+        con.execute("INSERT INTO regressions VALUES ('nightly_sweep', true, 'n0', NULL, 'k', 'old', 1, 1, 1, "
+                    "NULL, NULL, NULL, NULL, 'same', NULL, now())")
     n1 = _night(tmp_path, "n1", {"a": (100, 98, 102)})
     n2 = _night(tmp_path, "n2", {"a": (90, 88, 92)})
     regressions.save_verdicts("nightly_sweep", nightly.compare(n2, n1), False, db)
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("SELECT night, verdict, ratio_low < 0.9, processes, basis FROM regressions ORDER BY night").fetchall()
+        rows = con.execute("SELECT night, verdict, ratio_low < 0.9, processes, basis FROM regressions "
+                           "ORDER BY night").fetchall()
     assert rows == [("n0", "same", None, None, None), ("n2", "regression", True, 3, "between processes")]
 
 
@@ -159,7 +162,8 @@ def test_check_first_night_becomes_the_baseline(outputs_dir):
 
 
 def test_check_flags_a_regression_between_processes(outputs_dir):
-    nightly.check_night(_night(outputs_dir, "n1", {"a": (100, 98, 102), "b": (100, 98, 102)}), "nightly_sweep", "last_accepted")
+    nightly.check_night(_night(outputs_dir, "n1", {"a": (100, 98, 102), "b": (100, 98, 102)}), "nightly_sweep",
+                        "last_accepted")
     n2 = _night(outputs_dir, "n2", {"a": (90, 88, 92), "b": (99, 96, 101)})  # a: planted 10% drop; b: overlaps
     checked = nightly.check_night(n2, "nightly_sweep", "last_accepted")
     assert checked.baseline == "n1" and not checked.ok

@@ -252,7 +252,8 @@ def test_compare_baseline_keeps_each_hosts_series(configs_dir, outputs_dir):
     # gpu-b measures half of gpu-a every night: no regression, as each host is compared with its own nights
     hosts = [_night(outputs_dir, "n2_gpu-a", 100.0, "gpu-a"), _night(outputs_dir, "n2_gpu-b", 50.0, "gpu-b")]
     compared = phase_tasks.compare_baseline("nightly_sweep", nightly, hosts)
-    assert {c["host"]: c["baseline"] for c in compared["folders"].values()} == {"gpu-a": "n1_gpu-a", "gpu-b": "n1_gpu-b"}
+    baselines = {c["host"]: c["baseline"] for c in compared["folders"].values()}
+    assert baselines == {"gpu-a": "n1_gpu-a", "gpu-b": "n1_gpu-b"}
 
 
 @pytest.mark.parametrize(

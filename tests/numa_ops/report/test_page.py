@@ -15,7 +15,8 @@ from numa_ops.report.format import human
 from tests.numa_ops.records import record
 
 TOPOLOGY = {"host": "vm", "nodes": [{"id": 0, "cpus": [0, 1], "mem_total_mb": 14810}], "distances": {"0": [10]},
-            "gpus": [], "notes": ["no NVIDIA GPU found: runs use the CPU", "one NUMA node: no remote placement exists on this host"]}
+            "gpus": [], "notes": ["no NVIDIA GPU found: runs use the CPU",
+                                  "one NUMA node: no remote placement exists on this host"]}
 GATE = {"passed": True, "planned": 3, "problems": [], "failure_rate": 0.0,
         "sentence": "gate passed: 3 run(s), every 95% interval within ±5%.", "summary": "gate passed: 0/3 runs failed"}
 
@@ -57,7 +58,8 @@ def test_each_lane_row_has_its_interval_and_its_trials(quick_start):
     table = _body(quick_start["page"]).split("<h2>Per model and lane", 1)[1].split("</table>", 1)[0]
     assert "<td>196 to 204</td>" in table  # the one process's own interval over its trials
     assert "<td>one process: its trials only</td>" in table
-    assert re.search(r"<td>200</td>\s*<td>196 to 204</td>\s*<td>one process: its trials only</td>\s*<td>1</td>\s*<td>1</td>"
+    assert re.search(r"<td>200</td>\s*<td>196 to 204</td>\s*<td>one process: its trials only</td>"
+                     r"\s*<td>1</td>\s*<td>1</td>"
                      r"\s*<td>8</td>", table), "samples/s, 95% CI, basis, processes, runs, trials in order"
 
 
@@ -75,7 +77,8 @@ def test_a_report_judges_the_gate_itself_when_the_gate_has_not_run_yet(tmp_path)
     rec["folder"] = "p1"
     results.write_json_atomic(folder / "runs" / "p1.a.json", rec)
     lane = {"name": "cpu-cpu0-mem0", "runs": [{"run_id": "p1.a"}]}
-    results.write_json_atomic(folder / "plan.json", {"phase": "phase1_framework_validation", "lanes": [lane], "runs": 1})
+    results.write_json_atomic(folder / "plan.json",
+                              {"phase": "phase1_framework_validation", "lanes": [lane], "runs": 1})
     numa_db.load_runs([folder], db)
     page = report.write_report(folder / "report", "t", database=db, folder="p1").read_text()
     verdict = json.loads((folder / "gate.json").read_text())
@@ -84,7 +87,8 @@ def test_a_report_judges_the_gate_itself_when_the_gate_has_not_run_yet(tmp_path)
 
 def test_failed_runs_are_listed_with_their_reasons(quick_start):
     failed = _body(quick_start["page"]).split("<h2>Failed runs</h2>", 1)[1].split("</table>", 1)[0]
-    assert "<td>qs.bad</td>" in failed and "<td>cpu-cpu0-mem0</td>" in failed and "<td class=\"reason\">boom</td>" in failed
+    assert ("<td>qs.bad</td>" in failed and "<td>cpu-cpu0-mem0</td>" in failed
+            and "<td class=\"reason\">boom</td>" in failed)
 
 
 def test_numbers_read_as_numbers_and_nothing_reads_none(quick_start):
@@ -95,8 +99,8 @@ def test_numbers_read_as_numbers_and_nothing_reads_none(quick_start):
 
 
 @pytest.mark.parametrize(("value", "shown"), [(239988736.0, "2.40e8"), (None, "-"), (float("nan"), "-"), (0.0, "0"),
-                                               (12.3456, "12.3"), (0.21042, "0.210"), (1234, "1,234"), (4e-5, "4.00e-5"),
-                                               (True, "yes"), ("words", "words")],
+                                               (12.3456, "12.3"), (0.21042, "0.210"), (1234, "1,234"),
+                                               (4e-5, "4.00e-5"), (True, "yes"), ("words", "words")],
                          ids=["large", "none", "nan", "zero", "tens", "share", "integer", "small", "flag", "text"])
 def test_human_numbers(value, shown):
     assert human(value) == shown
@@ -153,9 +157,9 @@ def test_nightly_points_carry_the_range_their_intervals_allow(tmp_path):
     from numa_ops import regressions
 
     db = tmp_path / "db.duckdb"
-    verdict = {"night": "n2", "baseline": "n1", "config_key": "k", "config": "c", "tonight_mean": 90.0, "tonight_low": 88.0,
-               "tonight_high": 92.0, "baseline_mean": 100.0, "baseline_low": 98.0, "baseline_high": 102.0,
-               "change": -0.1, "verdict": "regression", "error": None}
+    verdict = {"night": "n2", "baseline": "n1", "config_key": "k", "config": "c", "tonight_mean": 90.0,
+               "tonight_low": 88.0, "tonight_high": 92.0, "baseline_mean": 100.0, "baseline_low": 98.0,
+               "baseline_high": 102.0, "change": -0.1, "verdict": "regression", "error": None}
     regressions.save_verdicts("nightly_sweep", [verdict], False, db)
     spec = charts.regression_chart(report.read_report_data(db).regressions).to_dict()
     rule = spec["layer"][0]
@@ -164,7 +168,8 @@ def test_nightly_points_carry_the_range_their_intervals_allow(tmp_path):
     assert row["change_low"] == pytest.approx(88 / 102 - 1) and row["change_high"] == pytest.approx(92 / 98 - 1)
 
 
-@pytest.mark.parametrize("estimate", [{"gpu_s": 10.0, "wall_s": 20.0}, {"gpu_s": 10.0}], ids=["gpu-and-wall", "gpu-only"])
+@pytest.mark.parametrize("estimate", [{"gpu_s": 10.0, "wall_s": 20.0}, {"gpu_s": 10.0}],
+                         ids=["gpu-and-wall", "gpu-only"])
 def test_estimate_against_actual_when_the_plan_kept_one(quick_start, estimate):
     folder = quick_start["folder"]
     results.write_json_atomic(folder / "estimate.json", estimate)
@@ -193,4 +198,5 @@ def test_charts_that_pool_lanes_say_so(tmp_path):
         planted.write(folder, rec)
     numa_db.load_runs([folder], db)
     page = _body(report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text())
-    assert "The scaling and crossover chart(s) take each model's median over all its lanes" in page.replace("&#x27;", "'")
+    assert ("The scaling and crossover chart(s) take each model's median over all its lanes"
+            in page.replace("&#x27;", "'"))

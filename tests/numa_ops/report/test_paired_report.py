@@ -27,7 +27,8 @@ def _section(page: str, heading: str) -> str:
 
 @pytest.fixture
 def paired_folder(tmp_path):
-    """A run folder with a planted 5% memory-arm penalty, a thread-arm A/A run, and a process-mode run (older record)."""
+    """A run folder with a planted 5% memory-arm penalty, a thread-arm A/A run, and a process-mode run
+    (older record)."""
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     planted.paired_run(folder, "f1.mem", planted.paired_block("memory", [1000.0, 1000.0 * (1 - PLANTED)], seed=1,
                                                               control_effect=0.1, blocks=16, trials_s=61.0))
@@ -51,7 +52,8 @@ def test_the_planted_paired_penalty_reaches_the_page_and_the_guide(paired_folder
     mem, thr = _view(db)["f1.mem"], _view(db)["f1.thr"]
     assert mem["penalty_low"] < PLANTED < mem["penalty_high"] and mem["verdict"] == "measured"
     assert mem["adjusted_penalty_low"] < PLANTED < mem["adjusted_penalty_high"]
-    assert thr["penalty_low"] < 0 < thr["penalty_high"] and thr["verdict"].startswith("not detectable at this noise (MDE ")
+    assert (thr["penalty_low"] < 0 < thr["penalty_high"]
+            and thr["verdict"].startswith("not detectable at this noise (MDE "))
     out = tmp_path / ("rep" if scope == "all-runs" else "f1/report")
     index = report.write_report(out, "t", database=db, folder="f1" if scope == "folder" else None)
     table = _section(index.read_text(), "Paired NUMA penalties")
@@ -59,7 +61,8 @@ def test_the_planted_paired_penalty_reaches_the_page_and_the_guide(paired_folder
     cells = re.findall(r"<td>(.*?)</td>", row)
     assert cells == ["DMA (host memory remote, thread local)", "node1 vs node0", f"{mem['penalty']:.1%}",
                      f"{mem['penalty_low']:.1%} to {mem['penalty_high']:.1%}",
-                     f"{mem['adjusted_penalty']:.1%} ({mem['adjusted_penalty_low']:.1%} to {mem['adjusted_penalty_high']:.1%})",
+                     f"{mem['adjusted_penalty']:.1%} "
+                     f"({mem['adjusted_penalty_low']:.1%} to {mem['adjusted_penalty_high']:.1%})",
                      f"{mem['mde']:.1%}", "measured", "16", "61", "target"]
     row = table.split("<td>t (eager, 32 px, batch 8, pinned host memory)</td>", 1)[1].split("</tr>", 1)[0]
     cells = re.findall(r"<td>(.*?)</td>", row)
@@ -69,7 +72,8 @@ def test_the_planted_paired_penalty_reaches_the_page_and_the_guide(paired_folder
     assert "paired" in json.loads((out / "report.json").read_text())["charts"]
     assert (out / "paired.png").read_bytes()[:4] == b"\x89PNG"
     guide = (out / "best_practices.md").read_text()
-    assert (f"- m (eager, 32 px, batch 8, pinned host memory), DMA (host memory remote, thread local) (node1 vs node0): the arm costs "
+    assert (f"- m (eager, 32 px, batch 8, pinned host memory), DMA (host memory remote, thread local) "
+            f"(node1 vs node0): the arm costs "
             f"{mem['penalty']:.1%} of samples/s (95% CI {mem['penalty_low']:.1%} to {mem['penalty_high']:.1%}; "
             f"control-adjusted {mem['adjusted_penalty']:.1%}") in guide
     assert "16 ABBA blocks, 61 GPU seconds, stopped on target" in guide
@@ -82,7 +86,8 @@ def test_the_paired_chart_draws_both_intervals_of_a_memory_arm_and_one_of_a_thre
     chart = report.draw_charts(data, analysis.lane_intervals(data.lanes))["paired"]
     drawn = chart.layer[0].data
     kinds = sorted(zip(drawn["row"].str.split(" | ", regex=False).str[1], drawn["interval"], strict=True))
-    assert kinds == [("CPU side (thread remote, memory local)", "plain"), ("DMA (host memory remote, thread local)", "control-adjusted"),
+    assert kinds == [("CPU side (thread remote, memory local)", "plain"),
+                     ("DMA (host memory remote, thread local)", "control-adjusted"),
                      ("DMA (host memory remote, thread local)", "plain")]
 
 
@@ -95,7 +100,8 @@ def test_a_placements_repeats_are_one_lane_with_their_between_process_interval(t
             rec = planted.record(f"f1.{place}{i}", device="cuda", placement=place, gpu_id=0, repeat=i,
                                  lane=f"gpu0-cpu{node}-mem{node}" + (f"-r{i}" if i else ""),
                                  metrics={"samples_per_s": rate, "execution": "eager", "trials": 6,
-                                          "samples_per_s_ci": {"low": rate * 0.999, "high": rate * 1.001, "level": 0.95}})
+                                          "samples_per_s_ci": {"low": rate * 0.999, "high": rate * 1.001,
+                                                               "level": 0.95}})
             rec["model"]["name"] = "m"
             planted.write(folder, rec)
     numa_db.load_runs([folder], db)
@@ -106,7 +112,9 @@ def test_a_placements_repeats_are_one_lane_with_their_between_process_interval(t
         logs = np.log(values)
         half = analysis.t_quantile(0.975, 2) * logs.std(ddof=1) / np.sqrt(3)
         assert (row["ok_runs"], row["repeat_lanes"], row["ci_basis"]) == (3, 3, "between 3 processes")
-        assert row["rate_low"] == pytest.approx(np.exp(logs.mean() - half)) and row["rate_high"] == pytest.approx(np.exp(logs.mean() + half))
+        assert (row["rate_low"] == pytest.approx(np.exp(logs.mean() - half))
+                and row["rate_high"] == pytest.approx(np.exp(logs.mean() + half)))
     page = _body(report.write_report(tmp_path / "rep", "t", database=db, folder="f1").read_text())
     lanes_table = _section(page, "Per model and lane").split("<table", 1)[1]
-    assert "-r1" not in lanes_table and "-r2" not in lanes_table and lanes_table.count("<td>between 3 processes</td>") == 2
+    assert ("-r1" not in lanes_table and "-r2" not in lanes_table
+            and lanes_table.count("<td>between 3 processes</td>") == 2)

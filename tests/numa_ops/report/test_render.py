@@ -17,9 +17,10 @@ from tests.numa_ops import planted
 from tests.numa_ops.records import record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (./numa-lab test installs it when run as root)")
-ALL_CHARTS = {"throughput", "stages", "regimes", "h2d_vs_image", "bytes_vs_image", "sensitivity", "scaling", "crossover",
-              "compile", "nightly"}
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="needs chromium (./numa-lab test installs it when run as root)")
+ALL_CHARTS = {"throughput", "stages", "regimes", "h2d_vs_image", "bytes_vs_image", "sensitivity", "scaling",
+              "crossover", "compile", "nightly"}
 
 
 def _every_kind_of_run(folder: Path, db: Path) -> None:

@@ -70,8 +70,9 @@ def _processes(folder, rates, batch=None, **extra):
     """One run record (one worker process) per rate and placement of model m, eager, transfer-bound."""
     for place, values in rates.items():
         for i, rate in enumerate(values):
-            rec = record(f"{folder.name}.{'' if batch is None else f'b{batch}.'}{place}{i}", folder=folder.name, device="cuda",
-                         placement=place, gpu_id=0, lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
+            rec = record(f"{folder.name}.{'' if batch is None else f'b{batch}.'}{place}{i}", folder=folder.name,
+                         device="cuda", placement=place, gpu_id=0,
+                         lane=f"gpu0-cpu{int(place == 'remote')}-mem{int(place == 'remote')}",
                          metrics={"samples_per_s": rate, "execution": "eager", "regime": "transfer-bound",
                                   "trial_samples_per_s": {"serial": [rate - 1, rate, rate + 1]}}, **extra)
             rec["model"]["name"] = "m"
@@ -147,7 +148,8 @@ def test_transfer_charts_need_two_image_sizes_and_show_flat_d2h(tmp_path):
     folder, db = tmp_path / "f1", tmp_path / "db.duckdb"
     for size in (224, 384):
         rec = record(f"f1.s{size}", device="cuda", metrics={
-            "samples_per_s": 10.0, "h2d_gbps": 40.0, "h2d_bytes_per_batch": 4 * 3 * size * size * 4, "d2h_bytes_per_batch": 4 * 1256 * 4})
+            "samples_per_s": 10.0, "h2d_gbps": 40.0, "h2d_bytes_per_batch": 4 * 3 * size * size * 4,
+            "d2h_bytes_per_batch": 4 * 1256 * 4})
         rec["test"]["tensor_shape"] = [3, size, size]
         rec["test"]["batch_size"] = 4
         results.write_json_atomic(folder / "runs" / f"{rec['run_id']}.json", rec)
@@ -193,7 +195,8 @@ def test_guide_quotes_the_crossover(tmp_path):
     planted.write_crossover_runs(folder)
     numa_db.load_runs([folder], db)
     guide = _guide(tmp_path, db).read_text()
-    assert "from **d16** on (1.6e+09 FLOPs/sample, 1.6e+07 parameters; interpolated crossover 1.2e+09 FLOPs/sample)" in guide
+    assert ("from **d16** on (1.6e+09 FLOPs/sample, 1.6e+07 parameters; "
+            "interpolated crossover 1.2e+09 FLOPs/sample)") in guide
 
 
 def test_numa_penalty_skips_a_placement_without_a_headline(tmp_path):
@@ -244,19 +247,24 @@ def test_a_depth_sweep_and_a_dim_sweep_are_fitted_apart(tmp_path):
     assert laws.loc["depth_scaling", "exponent"] == pytest.approx(1.0, abs=1e-3)
     assert laws.loc["dim_scaling", "exponent"] == pytest.approx(0.5, abs=1e-3)
     guide = _guide(tmp_path, db).read_text()
-    assert "depth_scaling (eager, 32 px, batch 4, 4 models): s/sample = 1e-09 * params^1.000, R^2 1.000: linear." in guide
+    assert ("depth_scaling (eager, 32 px, batch 4, 4 models): "
+            "s/sample = 1e-09 * params^1.000, R^2 1.000: linear.") in guide
 
 
 def test_compile_chart_is_scoped_to_its_folder(tmp_path):
     db = tmp_path / "db.duckdb"
     for name, speedup in (("f1", 1.5), ("f2", 3.0)):  # the same model in both folders, another speed-up
-        rec = record(f"{name}.m", folder=name, metrics={"samples_per_s": 100.0, "execution": "compile", "compile_speedup": speedup})
+        rec = record(f"{name}.m", folder=name,
+                     metrics={"samples_per_s": 100.0, "execution": "compile", "compile_speedup": speedup})
         rec["model"]["name"] = "m"
         planted.write(tmp_path / name, rec)
     numa_db.load_runs([tmp_path / "f1", tmp_path / "f2"], db)
-    assert charts.compile_chart(read_report_data(db, "f1").compile).data[["model_name", "speedup"]].values.tolist() == [["m", 1.5]]
-    assert charts.compile_chart(read_report_data(db, "f2").compile).data[["model_name", "speedup"]].values.tolist() == [["m", 3.0]]
-    assert charts.compile_chart(read_report_data(db).compile).data["speedup"].tolist() == [2.25]  # everything: both folders
+    assert (charts.compile_chart(read_report_data(db, "f1").compile).data[["model_name", "speedup"]].values.tolist()
+            == [["m", 1.5]])
+    assert (charts.compile_chart(read_report_data(db, "f2").compile).data[["model_name", "speedup"]].values.tolist()
+            == [["m", 3.0]])
+    # everything: both folders
+    assert charts.compile_chart(read_report_data(db).compile).data["speedup"].tolist() == [2.25]
     assert charts.compile_chart(read_report_data(db, "f1'; --").compile) is None  # a folder name is a value, never SQL
 
 
@@ -268,10 +276,12 @@ def test_a_folders_guide_quotes_its_own_runs_only(tmp_path):
     report.write_report(tmp_path / "rep1", "t", database=db, folder="f1")
     guide = (tmp_path / "rep1" / "best_practices.md").read_text()
     assert "remote placement costs 20.0% of samples/s" in guide and "100 samples/s" in guide
-    assert "50.0%" not in guide and "40.0%" not in guide and "200 samples/s" not in guide and "150 samples/s" not in guide
+    assert ("50.0%" not in guide and "40.0%" not in guide and "200 samples/s" not in guide
+            and "150 samples/s" not in guide)
     report.write_report(tmp_path / "rep", "t", database=db)  # the cumulative guide: every folder's runs
     guide = (tmp_path / "rep" / "best_practices.md").read_text()
-    (status,) = numa_db.query("SELECT status FROM numa_penalty", database=db)[0]  # 4 processes a side, two hosts' worth apart
+    # 4 processes a side, two hosts' worth apart
+    (status,) = numa_db.query("SELECT status FROM numa_penalty", database=db)[0]
     assert status.startswith("not detectable at this noise (MDE ") and f"{status};" in guide
     assert "20.0%" not in guide and "50.0%" not in guide and "4 local and 4 remote processes" in guide
 
@@ -342,7 +352,8 @@ def test_readers_take_an_open_connection_too(tmp_path):
     by_path = read_report_data(db, "f1").crossover
     with numa_db.read_connection(db) as con:
         pd.testing.assert_frame_equal(read_report_data(con, "f1").crossover, by_path)
-        pd.testing.assert_frame_equal(read_report_data(db, "f1").crossover, by_path)  # same thread, same file: no second lock
+        # same thread, same file: no second lock
+        pd.testing.assert_frame_equal(read_report_data(db, "f1").crossover, by_path)
         data = read_report_data(con, "f1")
         assert charts.crossover_chart(data.crossover_models, data.crossover) is not None
 
