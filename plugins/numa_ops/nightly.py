@@ -19,32 +19,30 @@ from typing import TypedDict
 
 from numa_ops import compare as comparing
 from numa_ops import regressions, results
-from numa_ops.regressions import NightVerdictJson
+from numa_ops.regressions import NightVerdict
 
 REGRESSION, IMPROVEMENT, NEW, MISSING = comparing.REGRESSION, comparing.IMPROVEMENT, comparing.NEW, comparing.MISSING
 NO_CHANGE, NOT_DETECTABLE = comparing.NO_CHANGE, comparing.NOT_DETECTABLE
 config_key, label = comparing.config_key, comparing.label
 
 
-def _verdict(row: comparing.Comparison, night: str, baseline: str | None) -> NightVerdictJson:
+def _verdict(row: comparing.Comparison, night: str, baseline: str | None) -> NightVerdict:
     """A comparison as a row of the ``regressions`` table."""
     verdict = row.verdict
     if row.failed and row.candidate_n == 0:  # nothing of it succeeded tonight: its runs failed
         verdict = REGRESSION
     ratio = row.ratio if row.ratio is not None else (
         row.candidate_mean / row.baseline_mean if row.candidate_mean and row.baseline_mean else None)
-    return {
-        "night": night, "baseline": baseline, "config_key": row.key, "config": row.configuration,
-        "tonight_mean": row.candidate_mean, "tonight_low": None, "tonight_high": None,
-        "baseline_mean": row.baseline_mean, "baseline_low": None, "baseline_high": None,
-        "change": ratio - 1 if ratio is not None else None, "verdict": verdict,
-        "error": row.failed[0] if row.failed else None,
-        "ratio_low": row.low, "ratio_high": row.high, "mde": row.mde,
-        "processes": row.candidate_n, "baseline_processes": row.baseline_n, "basis": row.basis or row.note,
-    }
+    return NightVerdict(
+        night=night, baseline=baseline, config_key=row.key, config=row.configuration,
+        tonight_mean=row.candidate_mean, baseline_mean=row.baseline_mean,
+        change=ratio - 1 if ratio is not None else None, verdict=verdict, error=row.failed[0] if row.failed else None,
+        ratio_low=row.low, ratio_high=row.high, mde=row.mde,
+        processes=row.candidate_n, baseline_processes=row.baseline_n, basis=row.basis or row.note,
+    )
 
 
-def compare(tonight: Path, baseline: Path | None, tolerance: float = comparing.TOLERANCE) -> list[NightVerdictJson]:
+def compare(tonight: Path, baseline: Path | None, tolerance: float = comparing.TOLERANCE) -> list[NightVerdict]:
     """One verdict per configuration of tonight's folder (and per baseline configuration gone missing)."""
     records = results.collect(tonight)  # once: a record written in between must not be counted twice
     base = results.collect(baseline) if baseline else []
@@ -52,9 +50,9 @@ def compare(tonight: Path, baseline: Path | None, tolerance: float = comparing.T
     return [_verdict(row, tonight.name, baseline.name if baseline else None) for row in rows]
 
 
-def accepted(verdicts: list[NightVerdictJson]) -> bool:
+def accepted(verdicts: list[NightVerdict]) -> bool:
     """A night is accepted (a baseline for later nights) when nothing regressed or went missing."""
-    return not any(v["verdict"] in (REGRESSION, MISSING) for v in verdicts)
+    return not any(v.verdict in (REGRESSION, MISSING) for v in verdicts)
 
 
 LAST_ACCEPTED = "last_accepted"
@@ -77,10 +75,10 @@ class NightsJson(TypedDict):
 
 @dataclass(frozen=True)
 class NightCheck:
-    """What :func:`check_night` found: the verdicts (as ``regressions.json`` holds them), whether the night is
+    """What :func:`check_night` found: the verdicts (``regressions.json`` holds them as JSON), whether the night is
     accepted, the baseline's name (None: this night becomes the baseline) and the problems."""
 
-    verdicts: tuple[NightVerdictJson, ...]
+    verdicts: tuple[NightVerdict, ...]
     ok: bool
     baseline: str | None
     problems: tuple[str, ...] = ()
@@ -105,9 +103,9 @@ def check_night(folder_path: Path, key: str, baseline: str, host_queue: str | No
     verdicts = compare(folder_path, results.run_folder(base_name) if base_name else None)
     ok = accepted(verdicts)
     regressions.save_verdicts(key, verdicts, ok)
-    results.write_json_atomic(folder_path / "regressions.json", verdicts)
+    results.write_json_atomic(folder_path / "regressions.json", [v.to_json() for v in verdicts])
     problems = []
     if not ok:
-        bad = [v["config"] for v in verdicts if v["verdict"] in (REGRESSION, MISSING)]
+        bad = [str(v.config) for v in verdicts if v.verdict in (REGRESSION, MISSING)]
         problems.append(f"regression against {base_name}: {'; '.join(bad)}")
     return NightCheck(verdicts=tuple(verdicts), ok=ok, baseline=base_name, problems=tuple(problems))

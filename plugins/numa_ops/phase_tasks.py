@@ -320,13 +320,7 @@ def compare_baseline(dag_id: str, phase: Phase, plans: Any) -> NightsJson:
         checked = nightly.check_night(results.run_folder(folder), series, phase.baseline, queue)
         print(f"{folder}: baseline: {checked.baseline or 'none yet: this night becomes the baseline'}")
         for verdict in checked.verdicts:
-            change, low, high = verdict["change"], verdict.get("ratio_low"), verdict.get("ratio_high")
-            interval = f" [{low - 1:+.1%}, {high - 1:+.1%}], MDE {verdict['mde']:.1%}" if low is not None else ""
-            said = f"{change:+.1%}{interval}" if change is not None else ""
-            print(
-                f"  {verdict['verdict']:14} {verdict['config']}: {said} "
-                f"({verdict.get('basis') or verdict.get('error')})"
-            )
+            print(f"  {verdict.line()}")
         problems.extend(checked.problems)
         compared[folder] = nightly.NightOfFolderJson(host=queue, baseline=checked.baseline,
                                                      verdicts=len(checked.verdicts))

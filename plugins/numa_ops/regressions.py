@@ -6,10 +6,12 @@ last accepted night, under the database's file lock (``numa_ops.db``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Required, TypedDict
 
 import duckdb
+from pydantic import BaseModel, ConfigDict
 
 from numa_ops.db import (
     LOCK_TIMEOUT_S,
@@ -54,12 +56,55 @@ class NightVerdictJson(TypedDict, total=False):
     basis: str | None
 
 
+class NightVerdict(BaseModel):
+    """One configuration's nightly verdict, as tonight's check found it (frozen); :class:`NightVerdictJson` is what
+    ``regressions.json`` and the ``regressions`` table hold of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    night: str
+    baseline: str | None = None
+    config_key: str | None = None
+    config: str | None = None
+    tonight_mean: float | None = None
+    tonight_low: float | None = None
+    tonight_high: float | None = None
+    baseline_mean: float | None = None
+    baseline_low: float | None = None
+    baseline_high: float | None = None
+    change: float | None = None
+    verdict: str | None = None
+    error: str | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    mde: float | None = None
+    processes: int | None = None
+    baseline_processes: int | None = None
+    basis: str | None = None
+
+    @classmethod
+    def from_json(cls, data: NightVerdictJson) -> NightVerdict:
+        return cls.model_validate(data)
+
+    def to_json(self) -> NightVerdictJson:
+        return NightVerdictJson(**self.model_dump())  # type: ignore[typeddict-item]
+
+    def line(self) -> str:
+        """The verdict in the nightly task's log: ``verdict config: change [interval], MDE (basis)``."""
+        interval = (f" [{self.ratio_low - 1:+.1%}, {self.ratio_high - 1:+.1%}]"
+                    if self.ratio_low is not None and self.ratio_high is not None else "")
+        interval += f", MDE {self.mde:.1%}" if interval and self.mde is not None else ""
+        said = f"{self.change:+.1%}{interval}" if self.change is not None else ""
+        return f"{self.verdict or '?':14} {self.config}: {said} ({self.basis or self.error})"
+
+
 # columns added after the table's first form: (name, SQL type), added to an older table on first use
 ADDED_COLUMNS = [("ratio_low", "DOUBLE"), ("ratio_high", "DOUBLE"), ("mde", "DOUBLE"), ("processes", "INTEGER"),
                  ("baseline_processes", "INTEGER"), ("basis", "VARCHAR")]
 
 
-def save_verdicts(phase: str, verdicts: list[NightVerdictJson], accepted: bool, database: Path | None = None,
+def save_verdicts(phase: str, verdicts: Sequence[NightVerdict | NightVerdictJson], accepted: bool,
+                  database: Path | None = None,
                   lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
     """Store a night's verdicts (again for the same night: replaced, never duplicated, ``checked_at`` kept from
     the first check); none: nothing to store."""
@@ -71,24 +116,25 @@ def save_verdicts(phase: str, verdicts: list[NightVerdictJson], accepted: bool, 
             ensure_regressions_table(con)
             if not verdicts:  # DuckDB's executemany refuses an empty list
                 return
-            _insert_verdicts(con, phase, verdicts, accepted)
+            _insert_verdicts(con, phase, [v if isinstance(v, NightVerdict) else NightVerdict.from_json(v)
+                                          for v in verdicts], accepted)
         publish_read_copy(database)  # the UI's SQL page sees tonight's verdicts too
 
 
 def _insert_verdicts(
-    con: duckdb.DuckDBPyConnection, phase: str, verdicts: list[NightVerdictJson], accepted: bool
+    con: duckdb.DuckDBPyConnection, phase: str, verdicts: list[NightVerdict], accepted: bool
 ) -> None:
     """Replace the nights' rows with ``verdicts``, in one transaction."""
     con.execute("BEGIN TRANSACTION")
     first_checked = {}  # a night checked again keeps the time of its first check (see last_accepted_night)
-    for night in {v["night"] for v in verdicts}:
+    for night in {v.night for v in verdicts}:
         first_checked[night] = con.execute(
             "SELECT coalesce(min(checked_at), now()) FROM regressions WHERE night = ?", [night]).fetchone()[0]
         con.execute("DELETE FROM regressions WHERE night = ?", [night])
     columns = ["phase", "accepted", *REGRESSION_COLUMNS, "checked_at"]
     con.executemany(
         f"INSERT INTO regressions ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-        [[phase, accepted, *[v.get(c) for c in REGRESSION_COLUMNS], first_checked[v["night"]]] for v in verdicts],
+        [[phase, accepted, *[getattr(v, c) for c in REGRESSION_COLUMNS], first_checked[v.night]] for v in verdicts],
     )
     con.execute("COMMIT")
 

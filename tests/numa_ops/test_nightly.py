@@ -35,12 +35,12 @@ def test_verdicts_on_the_interval_between_processes(tmp_path):
     tonight = _night(tmp_path, "n2", {"a": (90, 88, 92), "b": (99, 96, 101), "c": (110, 108, 112), "e": (5, 4, 6),
                                       "f": (99.9, 100.1, 100.0)})
     verdicts = nightly.compare(tonight, base)
-    got = {v["config"].split()[0]: v["verdict"] for v in verdicts}
+    got = {v.config.split()[0]: v.verdict for v in verdicts}
     assert got == {"a": "regression", "b": "not detectable", "c": "improvement", "d": "missing", "e": "new",
                    "f": "no change"}
-    a = next(v for v in verdicts if v["config"].startswith("a "))
-    assert a["ratio_low"] < 0.9 < a["ratio_high"] < 1 and a["change"] == pytest.approx(-0.1, abs=0.001)
-    assert (a["processes"], a["baseline_processes"], a["basis"]) == (3, 3, "between processes") and 0 < a["mde"] < 0.2
+    a = next(v for v in verdicts if v.config.startswith("a "))
+    assert a.ratio_low < 0.9 < a.ratio_high < 1 and a.change == pytest.approx(-0.1, abs=0.001)
+    assert (a.processes, a.baseline_processes, a.basis) == (3, 3, "between processes") and 0 < a.mde < 0.2
     assert not nightly.accepted(verdicts)
 
 
@@ -49,7 +49,7 @@ def test_one_process_a_night_is_never_judged_on_its_own_trials(tmp_path):
     base = _night(tmp_path, "n1", {"a": (100,)})
     tonight = _night(tmp_path, "n2", {"a": (50,)})
     (v,) = nightly.compare(tonight, base)
-    assert v["verdict"] == "not detectable" and v["change"] == pytest.approx(-0.5) and "test.repeats >= 2" in v["basis"]
+    assert v.verdict == "not detectable" and v.change == pytest.approx(-0.5) and "test.repeats >= 2" in v.basis
 
 
 def test_aa_nights_fail_at_most_5pct_of_the_time():
@@ -77,14 +77,14 @@ def test_aa_nights_fail_at_most_5pct_of_the_time():
 def test_first_night_is_its_own_baseline(tmp_path):
     tonight = _night(tmp_path, "n1", {"a": (100, 98, 102)})
     verdicts = nightly.compare(tonight, None)
-    assert [v["verdict"] for v in verdicts] == ["new"] and nightly.accepted(verdicts)
+    assert [v.verdict for v in verdicts] == ["new"] and nightly.accepted(verdicts)
 
 
 def test_a_failed_run_tonight_is_a_regression(tmp_path):
     base = _night(tmp_path, "n1", {"a": (100, 98, 102)})
     tonight = _night(tmp_path, "n2", {}, failed=["a"])
     (v,) = nightly.compare(tonight, base)
-    assert v["verdict"] == "regression" and v["error"].endswith("boom")
+    assert v.verdict == "regression" and v.error.endswith("boom")
 
 
 def test_verdicts_stored_once_and_last_accepted(tmp_path):
@@ -143,13 +143,13 @@ def test_tonight_is_read_once(tmp_path, monkeypatch):
     read = []
     collect = results.collect
     monkeypatch.setattr(results, "collect", lambda folder: read.append(folder.name) or collect(folder))
-    got = {v["config"].split()[0]: v["verdict"] for v in nightly.compare(tonight, base)}
+    got = {v.config.split()[0]: v.verdict for v in nightly.compare(tonight, base)}
     assert got == {"a": "not detectable", "b": "regression"}
     assert sorted(read) == ["n1", "n2"]  # each folder's files read once
 
 
 def _verdicts(checked):
-    return {v["config"].split()[0]: v["verdict"] for v in checked.verdicts}
+    return {v.config.split()[0]: v.verdict for v in checked.verdicts}
 
 
 def test_check_first_night_becomes_the_baseline(outputs_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 from numa_ops import db as numa_db
 from numa_ops import regressions, results
 
@@ -55,3 +56,27 @@ def test_nights_known_only_by_their_verdicts_are_ordered_by_their_first_check(tm
     _accepted_night(db, "n1")
     assert regressions.last_accepted_night("nightly_sweep", before="n3", database=db) == "n2"
     assert regressions.last_accepted_night("nightly_sweep", before="n1", database=db) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "line"),
+    [
+        pytest.param({"verdict": "regression", "config": "m (eager, 32 px, batch 4)", "change": -0.1,
+                      "ratio_low": 0.85, "ratio_high": 0.95, "mde": 0.04, "basis": "between processes"},
+                     "regression     m (eager, 32 px, batch 4): -10.0% [-15.0%, -5.0%], MDE 4.0% (between processes)",
+                     id="interval"),
+        pytest.param({"verdict": "regression", "config": "m", "error": "boom"}, "regression     m:  (boom)",
+                     id="failed-tonight"),
+        pytest.param({"verdict": "not detectable", "config": "m", "change": 0.02, "basis": "one process"},
+                     "not detectable m: +2.0% (one process)", id="no-interval"),
+    ],
+)
+def test_a_night_verdict_says_itself_in_one_line(fields, line):
+    assert regressions.NightVerdict(night="n1", **fields).line() == line
+
+
+def test_a_night_verdict_keeps_its_json_and_a_row_stored_by_hand_loads():
+    verdict = regressions.NightVerdict(night="n1", config="c", verdict="new", processes=2)
+    assert regressions.NightVerdict.from_json(verdict.to_json()) == verdict
+    assert set(verdict.to_json()) == set(regressions.REGRESSION_COLUMNS)
+    assert regressions.NightVerdict.from_json({"night": "n1"}).verdict is None  # every key but night may be absent
