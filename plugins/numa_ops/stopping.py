@@ -32,8 +32,9 @@ def of(exc: KeyboardInterrupt) -> Stopped:
 
 @contextmanager
 def raise_on_signals() -> Iterator[None]:
-    """Within: SIGTERM and SIGHUP raise :class:`Stopped` in the main thread. Off the main thread nothing changes
-    (only it may set handlers)."""
+    """Within: SIGTERM and SIGHUP raise :class:`Stopped` in the main thread. A signal the command was started
+    ignoring stays ignored (``nohup``: logging out does not stop an overnight sweep). Off the main thread nothing
+    changes (only it may set handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -41,7 +42,7 @@ def raise_on_signals() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise Stopped(signum)
 
-    old = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    old = {sig: signal.signal(sig, handler) for sig in SIGNALS if signal.getsignal(sig) != signal.SIG_IGN}
     try:
         yield
     finally:

@@ -206,6 +206,12 @@ def test_a_folder_that_is_not_this_runs_is_refused(configs_dir, outputs_dir, fol
     assert sorted(p.name for p in outputs_dir.iterdir()) == ["phase1_x"]
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C reaches the command as from a terminal, however the tests were started (a shell's background job
+    ignores SIGINT, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_stopped_run_ends_its_worker_and_records_the_kill(configs_dir, outputs_dir, sig):
     """The command stopped while measuring: no worker outlives it, its runs are recorded as killed (so that
@@ -213,7 +219,7 @@ def test_a_stopped_run_ends_its_worker_and_records_the_kill(configs_dir, outputs
     proc = subprocess.Popen([sys.executable, "-m", "numa_ops", "run", "experiment=tiny", "--folder", "night",
                              "experiment.test.num_samples=10000000", "experiment.test.timeout_s=900",
                              "experiment.test.max_trial_time_s=600"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)
     log = outputs_dir / "night" / "experiment.log"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (log.is_file() and '"event": "start"' in log.read_text()):

@@ -93,11 +93,11 @@ def _compare_baseline(monkeypatch):
 def test_the_nightly_comparison_keeps_every_hosts_result(configs_dir, outputs_dir, monkeypatch):
     compare_baseline = _compare_baseline(monkeypatch)
     first = compare_baseline([_night(outputs_dir, "n1_gpu-a", 100.0), _night(outputs_dir, "n1_gpu-b", 200.0)])
-    assert first == {"hosts": {"gpu-a": {"folder": "n1_gpu-a", "baseline": None, "verdicts": 1},
-                               "gpu-b": {"folder": "n1_gpu-b", "baseline": None, "verdicts": 1}}}
+    assert first == {"folders": {"n1_gpu-a": {"host": "gpu-a", "baseline": None, "verdicts": 1},
+                                 "n1_gpu-b": {"host": "gpu-b", "baseline": None, "verdicts": 1}}}
     second = compare_baseline([_night(outputs_dir, "n2_gpu-a", 100.0), _night(outputs_dir, "n2_gpu-b", 200.0)])
-    assert second == {"hosts": {"gpu-a": {"folder": "n2_gpu-a", "baseline": "n1_gpu-a", "verdicts": 1},
-                                "gpu-b": {"folder": "n2_gpu-b", "baseline": "n1_gpu-b", "verdicts": 1}}}
+    assert second == {"folders": {"n2_gpu-a": {"host": "gpu-a", "baseline": "n1_gpu-a", "verdicts": 1},
+                                  "n2_gpu-b": {"host": "gpu-b", "baseline": "n1_gpu-b", "verdicts": 1}}}
 
 
 @pytest.mark.parametrize("regressed", ["gpu-a", "gpu-b"], ids=["first-host", "last-host"])
